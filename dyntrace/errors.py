@@ -1,0 +1,26 @@
+"""User-facing errors. The CLI turns each into one line on stderr and a non-zero exit."""
+
+__all__ = ["DyntraceError", "RunFileError", "SchemaVersionError", "MissingDataError", "UnknownNameError"]
+
+
+class DyntraceError(Exception):
+    """Base class of every error dyntrace raises on purpose."""
+
+
+class RunFileError(DyntraceError):
+    """A path that is not a readable dyntrace run file (missing, not HDF5, truncated, foreign)."""
+
+
+class SchemaVersionError(RunFileError):
+    """A run file written by a newer dyntrace than this one can read."""
+
+
+class MissingDataError(DyntraceError):
+    """A run lacks a series a figure or analysis needs; the message names the probe that records it."""
+
+
+class UnknownNameError(DyntraceError, KeyError):
+    """An unknown catalog, probe or figure name; the message lists the valid names."""
+
+    def __str__(self):  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
