@@ -1,0 +1,311 @@
+"""Reading a run file: ``dyntrace.open_run(path)`` → :class:`Run`.
+
+Read-only, torch-free, and safe while the run is still being written (SWMR: every read
+refreshes the dataset and stops at the last complete record). Raw additive summaries are
+turned into means, stds and fractions here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from dyntrace.errors import MissingDataError
+from dyntrace.io import format as fmt
+
+__all__ = ["open_run", "Run", "Histogram", "STATS"]
+
+STATS = (
+    "mean", "std", "min", "max", "norm", "count", "sum", "sumsq", "frac_zero",
+    "frac_saturated", "frac_dead", "frac_dead_persistent", "frac_nonfinite", "dead", "units",
+)
+
+
+@dataclass
+class Histogram:
+    """Binned counts of one tensor over record steps. Unpacks as ``steps, edges, counts``.
+
+    ``counts`` [R, B] are the in-range bins; ``underflow``/``overflow`` [R] the values past
+    the edges (zeros of a magnitude histogram are in neither; see ``zeros``); ``sampled``
+    [R] how many elements were binned (all of them unless the tensor was larger than the
+    probe's ``hist_sample``).
+    """
+
+    steps: np.ndarray
+    edges: np.ndarray
+    counts: np.ndarray
+    underflow: np.ndarray
+    overflow: np.ndarray
+    sampled: np.ndarray
+    zeros: np.ndarray
+    scale: str
+
+    def __iter__(self):
+        return iter((self.steps, self.edges, self.counts))
+
+
+def open_run(path) -> "Run":
+    """Open a run file for reading; raises :class:`dyntrace.errors.RunFileError` on bad input."""
+    return Run(path)
+
+
+class Run:
+    """A read-only view of one run file. Use as a context manager or call :meth:`close`."""
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        self._file = fmt.open_validated(self.path)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def close(self):
+        self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        return f"<dyntrace.Run {self.path!r}: {self.n_steps} steps, {len(self.record_steps)} records>"
+
+    # -- what the run was ------------------------------------------------------------------
+
+    @property
+    def meta(self) -> dict:
+        """Root attributes, JSON fields decoded."""
+        out = {}
+        for key, value in self._file.attrs.items():
+            value = value.decode() if isinstance(value, bytes) else value
+            if isinstance(value, str) and value[:1] in '[{"-0123456789':
+                try:
+                    value = json.loads(value)
+                except ValueError:
+                    pass
+            out[key] = value.item() if isinstance(value, np.generic) else value
+        return out
+
+    @property
+    def config(self) -> dict:
+        return json.loads(self._file.attrs.get("config", "{}"))
+
+    @property
+    def closed_cleanly(self) -> bool:
+        """False while the run is being written, or if the writing process died."""
+        ds = self._ds(fmt.CLOSED)
+        return bool(ds[0])
+
+    # -- scalars ---------------------------------------------------------------------------
+
+    @property
+    def scalar_names(self) -> list[str]:
+        return fmt.decode(self._ds(fmt.SCALARS, "names")[:])
+
+    def scalar(self, name: str):
+        """(steps, values) of a logged scalar, in step order: every step it was logged."""
+        names = self.scalar_names
+        if name not in names:
+            raise MissingDataError(
+                f"{self.path}: no scalar {name!r} (has: {', '.join(names) or 'none'}); "
+                "scalars are logged with rec.log(...) or by the 'scalars' probe"
+            )
+        key = names.index(name)
+        step_ds, key_ds, value_ds = (self._ds(fmt.SCALARS, n) for n in ("step", "key", "value"))
+        n = min(step_ds.shape[0], key_ds.shape[0], value_ds.shape[0])
+        keys = key_ds[:n]
+        mask = keys == key
+        steps, values = step_ds[:n][mask], value_ds[:n][mask]
+        order = np.argsort(steps, kind="stable")
+        return steps[order], values[order]
+
+    @property
+    def n_steps(self) -> int:
+        """The last step anything was logged or recorded at."""
+        step_ds = self._ds(fmt.SCALARS, "step")
+        last = int(step_ds[-1]) if step_ds.shape[0] else 0
+        rec = self.record_steps
+        return max(last, int(rec[-1]) if rec.size else 0)
+
+    # -- probes ----------------------------------------------------------------------------
+
+    @property
+    def probes(self) -> list[str]:
+        return list(self._file[fmt.PROBES]) if fmt.PROBES in self._file else []
+
+    def names(self, probe: str) -> list[str]:
+        return fmt.decode(self._group(probe)["names"][:])
+
+    @property
+    def layers(self) -> list[str]:
+        return self.names("activations") if "activations" in self.probes else []
+
+    @property
+    def params(self) -> list[str]:
+        for probe in ("gradients", "weights"):
+            if probe in self.probes:
+                return self.names(probe)
+        return []
+
+    def kinds(self, probe: str) -> dict[str, str]:
+        """Module kind of each tensor of ``probe`` ('relu', 'sigmoid', …), where recorded."""
+        group = self._group(probe)
+        if "kind" not in group:
+            return {}
+        return dict(zip(self.names(probe), fmt.decode(group["kind"][:])))
+
+    def steps(self, probe: str) -> np.ndarray:
+        """Record steps of one probe (complete records only)."""
+        return self._ds(fmt.PROBES, probe, "step")[:]
+
+    @property
+    def record_steps(self) -> np.ndarray:
+        """Steps at which any probe recorded."""
+        steps = [self.steps(p) for p in self.probes]
+        return np.unique(np.concatenate(steps)) if steps else np.zeros(0, dtype=np.int64)
+
+    def fields(self, probe: str) -> list[str]:
+        group = self._group(probe)
+        return [k for k in group if k not in ("names", "step", "kind")]
+
+    def field(self, probe: str, field: str, name: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(steps, raw values) of one stored field; one tensor's column if ``name`` is given."""
+        group = self._group(probe)
+        if field not in group:
+            raise MissingDataError(f"{self.path}: probe {probe!r} has no field {field!r} (has: {', '.join(self.fields(probe))})")
+        steps = self.steps(probe)
+        ds = group[field]
+        ds.refresh()
+        if ds.attrs.get("static", False):
+            data = ds[:]
+            return steps, (data[self._column(probe, name)] if name is not None else data)
+        n = min(len(steps), ds.shape[0])
+        data = ds[:n, self._column(probe, name)] if name is not None else ds[:n]
+        return steps[:n], data
+
+    def stat(self, probe: str, name: str, stat: str):
+        """(steps, values) of a derived statistic of one tensor.
+
+        ``stat``: mean, std, min, max, norm (√Σx²), count, sum, sumsq, frac_zero,
+        frac_saturated, frac_dead, frac_dead_persistent, frac_nonfinite, dead, units.
+        Records with no elements give NaN.
+        """
+        if stat not in STATS:
+            raise ValueError(f"unknown stat {stat!r}; valid: {', '.join(STATS)}")
+        steps, count = self.field(probe, "count", name)
+        count = count.astype(np.float64)
+        safe = np.where(count > 0, count, np.nan)
+
+        def raw(field):
+            return self.field(probe, field, name)[1][: len(steps)].astype(np.float64)
+
+        if stat in ("count", "sum", "sumsq", "dead"):
+            return steps, raw(stat)
+        if stat == "mean":
+            return steps, raw("sum") / safe
+        if stat == "std":
+            mean = raw("sum") / safe
+            return steps, np.sqrt(np.maximum(raw("sumsq") / safe - mean**2, 0.0))
+        if stat in ("min", "max"):
+            return steps, np.where(count > 0, raw(stat), np.nan)
+        if stat == "norm":
+            return steps, np.sqrt(raw("sumsq"))
+        if stat == "frac_zero":
+            return steps, raw("zero") / safe
+        if stat == "frac_saturated":
+            return steps, raw("saturated") / _positive(raw("hist_count"))
+        if stat in ("units", "frac_dead", "frac_dead_persistent"):
+            units = self.field(probe, "units", name)[1].astype(np.float64)
+            if stat == "units":
+                return steps, np.full(len(steps), units)
+            dead = raw("dead" if stat == "frac_dead" else "dead_persistent")
+            return steps, dead / (units if units > 0 else np.nan)
+        # frac_nonfinite: counted in the histogram sample, or exactly over the whole tensor
+        nonfinite = raw("nonfinite")
+        if self._group(probe).attrs.get("nonfinite_scope", "sample") == "tensor":
+            return steps, nonfinite / _positive(count + nonfinite)
+        return steps, nonfinite / _positive(raw("hist_count"))
+
+    def hist(self, probe: str, name: str) -> Histogram:
+        """The histogram of one tensor over record steps (``steps, edges, counts = run.hist(...)``)."""
+        steps, counts = self.field(probe, "hist", name)
+        _, edges = self.field(probe, "edges", name)
+        _, sampled = self.field(probe, "hist_count", name)
+        zeros = self.field(probe, "zero", name)[1] if "zero" in self._group(probe) else np.zeros(len(steps))
+        scale = self._group(probe).attrs.get("hist_scale", "value")
+        return Histogram(
+            steps=steps,
+            edges=np.asarray(edges, dtype=np.float64),
+            counts=counts[:, 1:-1],
+            underflow=counts[:, 0],
+            overflow=counts[:, -1],
+            sampled=sampled[: len(steps)],
+            zeros=zeros[: len(steps)],
+            scale=scale.decode() if isinstance(scale, bytes) else str(scale),
+        )
+
+    # -- trajectory ------------------------------------------------------------------------
+
+    def trajectory(self):
+        """(steps [T], parameter names, flat parameters [T, D]) kept with ``Recorder(trajectory=n)``."""
+        if fmt.TRAJECTORY not in self._file:
+            raise MissingDataError(f"{self.path}: no parameter trajectory; record with Recorder(..., trajectory=N)")
+        steps = self._ds(fmt.TRAJECTORY, "step")[:]
+        params = self._ds(fmt.TRAJECTORY, "params")
+        n = min(len(steps), params.shape[0])
+        names = fmt.decode(self._file[fmt.TRAJECTORY]["names"][:])
+        return steps[:n], names, params[:n].astype(np.float32)
+
+    # -- summary ---------------------------------------------------------------------------
+
+    def info(self) -> dict:
+        """What the file holds, as plain JSON-able data (for ``dyntrace info``)."""
+        meta = self.meta
+        return {
+            "path": self.path,
+            "size_bytes": os.path.getsize(self.path),
+            "schema_version": int(meta.get("schema_version", 0)),
+            "versions": {k: meta.get(k) for k in ("dyntrace_version", "torch_version", "python_version")},
+            "created": meta.get("created"),
+            "closed_cleanly": self.closed_cleanly,
+            "steps": self.n_steps,
+            "records": int(len(self.record_steps)),
+            "schedule": meta.get("schedule"),
+            "model": meta.get("model_class"),
+            "n_parameters": meta.get("n_parameters"),
+            "optimizer": (meta.get("optimizer") or {}).get("class") if isinstance(meta.get("optimizer"), dict) else None,
+            "scalars": self.scalar_names,
+            "probes": {p: {"records": int(len(self.steps(p))), "tensors": len(self.names(p)), "fields": self.fields(p)} for p in self.probes},
+            "layers": self.layers,
+            "params": self.params,
+            "config": self.config,
+        }
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _group(self, probe: str):
+        if fmt.PROBES not in self._file or probe not in self._file[fmt.PROBES]:
+            raise MissingDataError(
+                f"{self.path}: no {probe!r} probe data (has: {', '.join(self.probes) or 'none'}); "
+                f"record it with Recorder(..., probes=[..., {probe!r}])"
+            )
+        return self._file[fmt.PROBES][probe]
+
+    def _column(self, probe: str, name: str) -> int:
+        names = self.names(probe)
+        if name not in names:
+            raise MissingDataError(f"{self.path}: {probe} has no tensor {name!r} (has: {', '.join(names)})")
+        return names.index(name)
+
+    def _ds(self, *path):
+        ds = self._file["/".join(path)]
+        ds.refresh()
+        return ds
+
+
+def _positive(values):
+    values = np.asarray(values, dtype=np.float64)
+    return np.where(values > 0, values, np.nan)

@@ -1,0 +1,105 @@
+"""Shared machinery of probes that summarise one tensor per parameter (gradients, weights)."""
+
+from __future__ import annotations
+
+import torch
+
+from dyntrace.summaries import FieldSpec, ProbeLayout, empty_summary, split_summary, summarise_tensor, tensor_fields
+
+__all__ = ["ParameterTensorProbe"]
+
+
+class ParameterTensorProbe:
+    """Summaries of one tensor per parameter, packed into a [T, 8 + bins + 2] matrix.
+
+    Subclasses choose the tensor (``tensor_of``), the histogram (``edges``, ``magnitude``)
+    and when to read it (``before_step``/``after_step`` call :meth:`_summarise`).
+    """
+
+    magnitude = True
+    unit = ""
+    hist_description = ""
+
+    def __init__(self, *, hist_sample: int = 1 << 15):
+        if hist_sample < 1:
+            raise ValueError(f"Invalid hist_sample: {hist_sample} (expected >= 1)")
+        self.hist_sample = hist_sample
+        self._packed: torch.Tensor | None = None
+
+    def layout(self, ctx) -> ProbeLayout:
+        bins = self.n_bins()
+        return ProbeLayout(
+            names=ctx.param_names,
+            fields=tensor_fields(bins, unit=self.unit, hist_description=self.hist_description)
+            + [FieldSpec("edges", "float64", (bins + 1,), static=True, unit=self.unit)],
+            attrs={"nonfinite_scope": "tensor", "hist_sample": self.hist_sample, "hist_scale": "log10_abs" if self.magnitude else "value"},
+        )
+
+    def n_bins(self) -> int:
+        raise NotImplementedError
+
+    def edges_spec(self) -> tuple[float, float, int]:
+        """(lo, hi, bins) of the histogram; may be fixed only at the first record."""
+        raise NotImplementedError
+
+    def tensor_of(self, param: torch.nn.Parameter) -> torch.Tensor | None:
+        raise NotImplementedError
+
+    def _summarise(self, ctx) -> None:
+        edges = self.edges_spec()
+        rows = []
+        for name, param in ctx.named_params:
+            tensor = self.tensor_of(param)
+            if tensor is None:
+                rows.append(empty_summary(edges[2], param.device))
+            elif tensor.is_sparse:
+                ctx.warn_once((self.name, name), f"{self.name}: {name} is sparse; not recorded")
+                rows.append(empty_summary(edges[2], param.device))
+            else:
+                rows.append(summarise_tensor(tensor, edges, cap=self.hist_sample, magnitude=self.magnitude))
+        device = rows[0].device if rows else "cpu"
+        self._packed = torch.stack([r.to(device) for r in rows]) if rows else None
+
+    def collect(self, ctx) -> dict[str, torch.Tensor]:
+        if self._packed is None:
+            return {}
+        fields = split_summary(self._packed)
+        self._packed = None
+        return fields
+
+    def static(self, ctx) -> dict[str, torch.Tensor]:
+        lo, hi, bins = self.edges_spec()
+        edges = torch.linspace(lo, hi, bins + 1, dtype=torch.float64)
+        return {"edges": edges.expand(len(ctx.named_params), -1)}
+
+    def check(self, ctx, host: dict) -> dict:
+        """Count non-finite elements exactly and take moments over the finite ones.
+
+        A tensor whose sum is finite has no NaN or inf, so only tensors with a non-finite sum
+        get a second pass (and a sync): rare by nature, a diverging run.
+        """
+        if "sum" not in host:
+            return host
+        bad = [i for i, total in enumerate(host["sum"]) if not _finite(total)]
+        host["nonfinite"][:] = 0  # a finite sum means every element is finite
+        for i in bad:
+            tensor = self.tensor_of(ctx.named_params[i][1])
+            if tensor is None:
+                continue
+            flat = tensor.detach().reshape(-1)
+            finite = torch.isfinite(flat)
+            kept = flat[finite].double()
+            host["nonfinite"][i] = int(flat.numel() - finite.sum())
+            host["count"][i] = kept.numel()
+            host["sum"][i] = float(kept.sum()) if kept.numel() else 0.0
+            host["sumsq"][i] = float(kept.dot(kept)) if kept.numel() else 0.0
+            host["min"][i] = float(kept.min()) if kept.numel() else float("inf")
+            host["max"][i] = float(kept.max()) if kept.numel() else float("-inf")
+        return host
+
+    def options(self) -> dict:
+        return {"hist_sample": self.hist_sample}
+
+
+def _finite(value) -> bool:
+    return value == value and abs(value) != float("inf")

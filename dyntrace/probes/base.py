@@ -1,0 +1,107 @@
+"""The probe contract: what a probe is and what the recorder hands it.
+
+A probe measures one family of quantities. It declares its columns and fields once
+(:meth:`Probe.setup`), may attach hooks (:meth:`Probe.attach`), observes a record step around
+``optimizer.step()`` (:meth:`before_step`, :meth:`after_step`) and returns its summaries
+still on the device (:meth:`collect`): no ``.item()``, no ``.cpu()``. The recorder moves the
+summaries of every probe to the host in one transfer.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from dyntrace.summaries import ProbeLayout
+
+__all__ = ["Probe", "RecordContext", "unwrap"]
+
+
+class Probe:
+    """Base class. Subclasses set ``name`` (snake_case; also the probe's group in the file)."""
+
+    name: str = ""
+    #: True if the probe needs the parameters as they were before ``optimizer.step()``.
+    needs_snapshot: bool = False
+
+    def setup(self, ctx: "RecordContext") -> ProbeLayout | None:
+        """Declare the tensors and fields this probe writes; None if it writes no columns."""
+        return None
+
+    def attach(self, ctx: "RecordContext") -> list:
+        """Register hooks; return their removable handles."""
+        return []
+
+    def before_step(self, ctx: "RecordContext") -> None:
+        """On a record step, after backward, before ``optimizer.step()`` (gradients are final)."""
+
+    def after_step(self, ctx: "RecordContext") -> None:
+        """On a record step, right after ``optimizer.step()``."""
+
+    def collect(self, ctx: "RecordContext") -> dict[str, torch.Tensor]:
+        """This record's per-record fields, each shaped [T, *shape], still on the device."""
+        return {}
+
+    def static(self, ctx: "RecordContext") -> dict[str, torch.Tensor]:
+        """Static fields (bin edges, unit counts), asked for once, after the first collect."""
+        return {}
+
+    def check(self, ctx: "RecordContext", host: dict) -> dict:
+        """Fix up this record's host arrays (rare cases that need a second look); returns them."""
+        return host
+
+    def options(self) -> dict:
+        """The probe's options, stored in the file beside its data."""
+        return {}
+
+
+class RecordContext:
+    """What probes see: the model, the optimizer, named parameters, the step being recorded."""
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer):
+        self.model = model
+        self.optimizer = optimizer
+        self.step = 0  # the step being recorded (1-based), valid while recording
+        self.recording = False
+        self.module = unwrap(model)  # names in the file are the wrapped module's (no "module.")
+        self.named_params: list[tuple[str, torch.nn.Parameter]] = list(self.module.named_parameters())
+        self._snapshot: list[torch.Tensor] | None = None
+        self._warned: set = set()
+        self.scalars: dict[str, torch.Tensor] = {}
+
+    @property
+    def param_names(self) -> list[str]:
+        return [name for name, _ in self.named_params]
+
+    @property
+    def params(self) -> list[torch.nn.Parameter]:
+        return [p for _, p in self.named_params]
+
+    def take_snapshot(self) -> None:
+        """Copy every parameter on its device (one pass; only on record steps that need it)."""
+        with torch.no_grad():
+            self._snapshot = [p.detach().clone() for p in self.params]  # per-record allocation
+
+    @property
+    def snapshot(self) -> list[torch.Tensor] | None:
+        """Parameters as they were before this record step's ``optimizer.step()``."""
+        return self._snapshot
+
+    def release_snapshot(self) -> None:
+        self._snapshot = None
+
+    def emit_scalar(self, name: str, value: torch.Tensor) -> None:
+        """Record a per-record scalar (e.g. the global gradient norm) in the scalar log."""
+        self.scalars[name] = value.detach()
+
+    def warn_once(self, key, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(f"dyntrace: {message}", stacklevel=3)
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a DistributedDataParallel / DataParallel wrapper, else the model."""
+    wrappers = (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)
+    return model.module if isinstance(model, wrappers) else model

@@ -1,0 +1,217 @@
+"""Additive summaries: what probes compute on the device and the store writes.
+
+Every per-tensor field is an additive sufficient statistic with a merge rule (``reduce``):
+counts and sums add, minima and maxima combine. One rule therefore merges micro-batches,
+accumulation steps, data-parallel ranks and time windows. Means, stds and fractions are
+derived on read.
+
+This module is the contract between probes (torch, no h5py) and the file format (h5py, no
+torch): :class:`FieldSpec` and :class:`ProbeLayout` are plain data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+__all__ = [
+    "FieldSpec",
+    "ProbeLayout",
+    "MOMENT_FIELDS",
+    "moments",
+    "merge",
+    "strided_sample",
+    "histogram",
+    "log10_magnitude_edges",
+    "to_host",
+    "tensor_fields",
+    "summarise_tensor",
+    "empty_summary",
+    "split_summary",
+]
+
+REDUCES = ("sum", "min", "max")
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One per-tensor quantity: stored as [records, tensors, *shape] (or [tensors, *shape] if static).
+
+    ``reduce`` is the merge rule ("sum", "min", "max"); ``static`` fields (bin edges, unit
+    counts) are written once, at the first record.
+    """
+
+    name: str
+    dtype: str = "float64"
+    shape: tuple[int, ...] = ()
+    reduce: str = "sum"
+    unit: str = ""
+    description: str = ""
+    static: bool = False
+
+    def __post_init__(self):
+        if self.reduce not in REDUCES:
+            raise ValueError(f"Invalid reduce {self.reduce!r} for field {self.name!r}: one of {REDUCES}")
+
+
+@dataclass
+class ProbeLayout:
+    """What a probe writes: the names of its tensors (columns) and its fields."""
+
+    names: list[str]
+    fields: list[FieldSpec]
+    labels: dict[str, list[str]] = field(default_factory=dict)  # static string columns, e.g. kind
+    attrs: dict = field(default_factory=dict)
+
+
+MOMENT_FIELDS = [
+    FieldSpec("count", "int64", description="number of finite elements summarised"),
+    FieldSpec("sum", description="sum of elements"),
+    FieldSpec("sumsq", description="sum of squared elements"),
+    FieldSpec("min", reduce="min", description="smallest element"),
+    FieldSpec("max", reduce="max", description="largest element"),
+    FieldSpec("zero", "int64", description="elements exactly 0"),
+]
+
+
+def moments(x: torch.Tensor) -> torch.Tensor:
+    """[count, sum, sumsq, min, max, zero] of ``x`` as one float64 vector, on x's device.
+
+    Four cheap passes (sum, dot, aminmax, count_nonzero); no host sync. Reductions are taken
+    in float64 so sums of millions of float32 elements stay exact enough to derive a std.
+    """
+    flat = x.detach().reshape(-1)
+    if flat.numel() == 0:
+        return empty_summary(0, flat.device)[: len(MOMENT_FIELDS)]
+    lo, hi = torch.aminmax(flat)
+    return torch.stack(
+        [
+            torch.tensor(float(flat.numel()), dtype=torch.float64, device=flat.device),
+            flat.sum(dtype=torch.float64),
+            torch.linalg.vector_norm(flat, dtype=torch.float64).square(),
+            lo.double(),
+            hi.double(),
+            (flat.numel() - torch.count_nonzero(flat)).double(),
+        ]
+    )
+
+
+def merge(specs: list[FieldSpec], old: dict[str, torch.Tensor], new: dict[str, torch.Tensor]) -> dict:
+    """Combine two summaries of the same tensors field by field, by each field's rule."""
+    out = {}
+    for spec in specs:
+        if spec.static:
+            out[spec.name] = old.get(spec.name, new.get(spec.name))
+        elif spec.reduce == "sum":
+            out[spec.name] = old[spec.name] + new[spec.name]
+        elif spec.reduce == "min":
+            out[spec.name] = torch.minimum(old[spec.name], new[spec.name])
+        else:
+            out[spec.name] = torch.maximum(old[spec.name], new[spec.name])
+    return out
+
+
+def strided_sample(flat: torch.Tensor, cap: int) -> torch.Tensor:
+    """At most ``cap`` elements of a flat tensor, a view taken with an odd stride.
+
+    An odd stride walks through every residue of a power-of-two row length, so a
+    [batch, units] tensor is sampled across all units rather than a few columns.
+    """
+    n = flat.numel()
+    if n <= cap:
+        return flat
+    stride = -(-n // cap)
+    stride += stride % 2 == 0
+    return flat[::stride]
+
+
+def histogram(values: torch.Tensor, edges: tuple[float, float, int]) -> torch.Tensor:
+    """Counts of ``values`` in ``bins`` equal bins on [lo, hi], plus under- and overflow.
+
+    Returns float64 [bins + 2]: index 0 counts values below lo (−inf included), the last
+    index values above hi (+inf included); NaN is not counted. One clamp and one histc pass.
+    """
+    lo, hi, bins = edges
+    width = (hi - lo) / bins
+    clamped = values.float().clamp(lo - width / 2, hi + width / 2)
+    return torch.histc(clamped, bins + 2, lo - width, hi + width).double()
+
+
+def log10_magnitude_edges(lo: float, hi: float, per_decade: int) -> tuple[float, float, int]:
+    """Histogram spec for log10 |x| on [lo, hi] decades with ``per_decade`` bins a decade."""
+    return (float(lo), float(hi), int(round((hi - lo) * per_decade)))
+
+
+def to_host(tensors: dict[str, torch.Tensor]) -> dict:
+    """Move a flat dict of device tensors to the host in one transfer; returns numpy arrays.
+
+    This is the one device-to-host synchronisation of a record step: every summary is cast
+    to float64, concatenated into one buffer, copied once, and split again on the host.
+    """
+    if not tensors:
+        return {}
+    keys = list(tensors)
+    parts = [tensors[k].detach().reshape(-1).to(torch.float64) for k in keys]
+    host = torch.cat(parts).cpu().numpy()  # <- the single device-host sync
+    out, offset = {}, 0
+    for key, part in zip(keys, parts):
+        size = part.numel()
+        out[key] = host[offset : offset + size].reshape(tuple(tensors[key].shape))
+        offset += size
+    return out
+
+
+def tensor_fields(bins: int, *, unit: str = "", hist_description: str = "") -> list[FieldSpec]:
+    """Fields of :func:`summarise_tensor`: moments, non-finite count, a sampled histogram."""
+    return [
+        *MOMENT_FIELDS,
+        FieldSpec("nonfinite", "int64", description="NaN or infinite elements"),
+        FieldSpec("hist_count", "int64", description="elements in the histogram sample"),
+        FieldSpec(
+            "hist",
+            "int64",
+            (bins + 2,),
+            description=hist_description + "; index 0 underflow (zeros excluded), last overflow",
+            unit=unit,
+        ),
+    ]
+
+
+def empty_summary(bins: int, device) -> torch.Tensor:
+    """The identity of :func:`merge` in the packed layout of :func:`summarise_tensor`."""
+    out = torch.zeros(8 + bins + 2, dtype=torch.float64, device=device)
+    out[3], out[4] = float("inf"), float("-inf")
+    return out
+
+
+def summarise_tensor(x: torch.Tensor, edges: tuple[float, float, int], *, cap: int, magnitude: bool) -> torch.Tensor:
+    """Moments of all of ``x`` and a histogram of a strided sample of it, packed in one vector.
+
+    Layout: [count, sum, sumsq, min, max, zero, nonfinite, hist_count, hist(bins + 2)].
+    With ``magnitude`` the histogram bins log10 |x| and leaves exact zeros out (they are in
+    ``zero``); otherwise it bins the values. Non-finite elements are counted in the sample;
+    if there are any, the moments are NaN/inf and a probe may recompute them (see ``check``).
+    """
+    flat = x.detach().reshape(-1)
+    if flat.numel() == 0:
+        return empty_summary(edges[2], flat.device)
+    sample = strided_sample(flat, cap)
+    finite = torch.isfinite(sample)
+    if magnitude:
+        magnitude_sample = sample.abs()
+        hist = histogram(torch.log10(magnitude_sample), edges)
+        hist[0] -= (magnitude_sample == 0).sum()  # log10(0) = -inf lands in underflow
+    else:
+        hist = histogram(sample, edges)
+    nonfinite = (sample.numel() - finite.sum()).double().reshape(1)
+    count = torch.tensor([float(sample.numel())], dtype=torch.float64, device=flat.device)
+    return torch.cat([moments(flat), nonfinite, count, hist])
+
+
+def split_summary(packed: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Packed summaries [T, 8 + bins + 2] as per-field tensors [T] and [T, bins + 2]."""
+    names = ["count", "sum", "sumsq", "min", "max", "zero", "nonfinite", "hist_count"]
+    out = {name: packed[:, i] for i, name in enumerate(names)}
+    out["hist"] = packed[:, len(names) :]
+    return out
