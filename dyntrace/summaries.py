@@ -198,6 +198,7 @@ def summarise_tensor(x: torch.Tensor, edges: tuple[float, float, int], *, cap: i
         return empty_summary(edges[2], flat.device)
     sample = strided_sample(flat, cap)
     finite = torch.isfinite(sample)
+    sample = sample.masked_fill(~finite, float("nan"))  # histc skips NaN: counted, never binned
     if magnitude:
         magnitude_sample = sample.abs()
         hist = histogram(torch.log10(magnitude_sample), edges)

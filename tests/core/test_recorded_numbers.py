@@ -1,0 +1,202 @@
+"""Recorded statistics equal the numbers computed by hand from the same tensors."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import dyntrace
+
+
+def _capture_step(model, opt, x, y, path, **kwargs):
+    """One recorded training step; returns the gradients, weights before the step, and outputs."""
+    outputs = {}
+    handles = [m.register_forward_hook(lambda m, i, o, n=n: outputs.__setitem__(n, o.detach().clone())) for n, m in model.named_modules() if n]
+    with dyntrace.Recorder(model, opt, path, every=1, **kwargs) as rec:
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        opt.zero_grad()
+        loss = nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        grads = {n: p.grad.detach().clone() for n, p in model.named_parameters()}
+        opt.step()
+        rec.log(loss=loss)
+    for h in handles:
+        h.remove()
+    return grads, before, outputs, loss.item()
+
+
+@pytest.fixture
+def mlp_run(tmp_path):
+    model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    x, y = torch.randn(32, 6), torch.randn(32, 2)
+    path = tmp_path / "run.h5"
+    grads, before, outputs, loss = _capture_step(model, opt, x, y, path)
+    with dyntrace.open_run(path) as run:
+        yield run, model, grads, before, outputs, loss
+
+
+def test_gradient_norm_and_mean_per_parameter(mlp_run):
+    run, _, grads, _, _, _ = mlp_run
+    for name, g in grads.items():
+        steps, norm = run.stat("gradients", name, "norm")
+        assert steps.tolist() == [1]
+        assert norm[0] == pytest.approx(g.double().norm().item(), rel=1e-9)
+        assert run.stat("gradients", name, "mean")[1][0] == pytest.approx(g.double().mean().item(), rel=1e-9, abs=1e-15)
+        assert run.stat("gradients", name, "max")[1][0] == pytest.approx(g.max().item())
+    global_norm = math.sqrt(sum(g.double().norm().item() ** 2 for g in grads.values()))
+    assert run.scalar("grad_norm")[1][0] == pytest.approx(global_norm, rel=1e-9)
+
+
+def test_weights_are_those_the_forward_pass_saw(mlp_run):
+    run, model, _, before, _, _ = mlp_run
+    for name, w in before.items():
+        assert run.stat("weights", name, "std")[1][0] == pytest.approx(w.double().std(unbiased=False).item(), rel=1e-9)
+    after = dict(model.named_parameters())
+    update = math.sqrt(sum((after[n].detach() - before[n]).double().norm().item() ** 2 for n in before))
+    assert run.scalar("update_norm")[1][0] == pytest.approx(update, rel=1e-6)
+
+
+def test_activation_mean_std_min_max_per_layer(mlp_run):
+    run, _, _, _, outputs, loss = mlp_run
+    assert run.layers == ["1", "3"]
+    assert run.kinds("activations") == {"1": "tanh", "3": "relu"}
+    for layer in run.layers:
+        out = outputs[layer].double()
+        assert run.stat("activations", layer, "mean")[1][0] == pytest.approx(out.mean().item(), rel=1e-9)
+        assert run.stat("activations", layer, "std")[1][0] == pytest.approx(out.std(unbiased=False).item(), rel=1e-9)
+        assert run.stat("activations", layer, "min")[1][0] == pytest.approx(out.min().item())
+        assert run.stat("activations", layer, "max")[1][0] == pytest.approx(out.max().item())
+    relu = outputs["3"]
+    assert run.stat("activations", "3", "frac_zero")[1][0] == pytest.approx((relu == 0).double().mean().item())
+    assert run.scalar("loss")[1].tolist() == [pytest.approx(loss)]
+
+
+def test_histogram_counts_sum_to_element_count(mlp_run):
+    run, _, grads, _, outputs, _ = mlp_run
+    for name, g in grads.items():
+        hist = run.hist("gradients", name)
+        total = hist.counts.sum() + hist.underflow.sum() + hist.overflow.sum() + hist.zeros.sum()
+        assert total == g.numel()
+        # the bins hold exactly the elements whose log10 |g| falls in them
+        lo, hi = hist.edges[0], hist.edges[-1]
+        logs = np.log10(np.abs(g.numpy().ravel())[g.numpy().ravel() != 0])
+        assert hist.counts.sum() == np.count_nonzero((logs >= lo) & (logs <= hi))
+    for layer in run.layers:
+        hist = run.hist("activations", layer)
+        assert hist.counts.sum() + hist.underflow.sum() + hist.overflow.sum() == outputs[layer].numel()
+        expected, _ = np.histogram(outputs[layer].numpy().ravel(), bins=hist.edges)
+        assert np.abs(hist.counts[0] - expected).sum() <= 2  # float32 edge rounding at most
+
+
+def test_dead_fraction_of_a_layer_built_with_k_dead_units(tmp_path):
+    k, width = 5, 20
+    lin = nn.Linear(4, width)
+    with torch.no_grad():
+        lin.weight.fill_(0.5)
+        lin.bias.fill_(0.1)  # inputs in [0, 1): every other unit fires for every sample
+        lin.bias[:k] = -100.0  # ... and these never do
+    model = nn.Sequential(lin, nn.ReLU(), nn.Linear(width, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with dyntrace.Recorder(model, opt, tmp_path / "dead.h5", every=1) as rec:
+        for _ in range(4):
+            opt.zero_grad()
+            model(torch.rand(64, 4)).pow(2).mean().backward()
+            opt.step()
+    with dyntrace.open_run(tmp_path / "dead.h5") as run:
+        steps, frac = run.stat("activations", "1", "frac_dead")
+        assert steps.tolist() == [1, 2, 3, 4]
+        np.testing.assert_allclose(frac, k / width)
+        # dead for 3 consecutive records (the default patience) from the third record on
+        np.testing.assert_allclose(run.stat("activations", "1", "frac_dead_persistent")[1], [0, 0, k / width, k / width])
+        assert run.stat("activations", "1", "units")[1][0] == width
+
+
+def test_saturated_fraction_of_a_sigmoid_fed_large_inputs(tmp_path):
+    lin = nn.Linear(1, 10, bias=False)
+    with torch.no_grad():
+        lin.weight.fill_(1.0)
+    model = nn.Sequential(lin, nn.Sigmoid())
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    x = torch.cat([torch.full((30, 1), 8.0), torch.full((30, 1), -8.0), torch.zeros(40, 1)])
+    with dyntrace.Recorder(model, opt, tmp_path / "sat.h5", every=1):
+        opt.zero_grad()
+        model(x).sum().backward()
+        opt.step()
+    with dyntrace.open_run(tmp_path / "sat.h5") as run:
+        assert run.stat("activations", "1", "frac_saturated")[1][0] == pytest.approx(0.6)
+
+
+def test_nonfinite_gradients_are_counted_not_binned(tmp_path):
+    w = nn.Parameter(torch.ones(10))
+    model = nn.Module()
+    model.w = w
+    opt = torch.optim.SGD([w], lr=0.1)
+    with dyntrace.Recorder(model, opt, tmp_path / "nan.h5", every=1, probes=["gradients"]):
+        w.grad = torch.tensor([1.0, 2.0, float("nan"), float("inf"), -3.0, 0.0, 0.5, 0.5, 0.5, 0.5])
+        opt.step()
+    with dyntrace.open_run(tmp_path / "nan.h5") as run:
+        assert run.field("gradients", "nonfinite", "w")[1][0] == 2
+        assert run.stat("gradients", "w", "frac_nonfinite")[1][0] == pytest.approx(0.2)
+        assert run.stat("gradients", "w", "count")[1][0] == 8
+        assert run.stat("gradients", "w", "sum")[1][0] == pytest.approx(2.0)
+        assert run.stat("gradients", "w", "max")[1][0] == 2.0
+        hist = run.hist("gradients", "w")
+        assert hist.counts.sum() + hist.underflow.sum() + hist.overflow.sum() == 7  # 8 finite, one of them 0
+        assert hist.zeros[0] == 1
+
+
+def test_gradient_accumulation_and_param_groups(tmp_path):
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
+    opt = torch.optim.SGD([{"params": model[0].parameters(), "lr": 0.1}, {"params": model[2].parameters(), "lr": 0.01}])
+    xs = [torch.randn(8, 3) for _ in range(3)]
+    with dyntrace.Recorder(model, opt, tmp_path / "acc.h5", every=1) as rec:
+        opt.zero_grad()
+        acts = []
+        h = model[1].register_forward_hook(lambda m, i, o: acts.append(o.detach().clone()))
+        for x in xs:
+            model(x).sum().backward()
+        h.remove()
+        grad = model[0].weight.grad.clone()
+        opt.step()
+        rec.log(loss=1.0)
+    with dyntrace.open_run(tmp_path / "acc.h5") as run:
+        assert run.stat("gradients", "0.weight", "norm")[1][0] == pytest.approx(grad.double().norm().item(), rel=1e-9)
+        every = torch.cat(acts).double()
+        assert run.stat("activations", "1", "count")[1][0] == every.numel()
+        assert run.stat("activations", "1", "mean")[1][0] == pytest.approx(every.mean().item(), rel=1e-9)
+        assert run.scalar("lr/0")[1].tolist() == [0.1]
+        assert run.scalar("lr/1")[1].tolist() == [0.01]
+
+
+def test_record_steps_follow_the_schedule(tmp_path):
+    model = nn.Sequential(nn.Linear(2, 2), nn.ReLU())
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    schedule = dyntrace.schedules.FirstThenEvery(3, 5)
+    with dyntrace.Recorder(model, opt, tmp_path / "s.h5", every=schedule) as rec:
+        for _ in range(20):
+            opt.zero_grad()
+            model(torch.randn(4, 2)).sum().backward()
+            opt.step()
+            rec.log(loss=torch.tensor(1.5))
+    with dyntrace.open_run(tmp_path / "s.h5") as run:
+        assert run.record_steps.tolist() == [1, 2, 3, 8, 13, 18]
+        steps, values = run.scalar("loss")
+        assert steps.tolist() == list(range(1, 21))
+        assert set(values.tolist()) == {1.5}
+        assert run.n_steps == 20
+
+
+def test_validation_pass_without_grad_is_not_recorded(tmp_path):
+    model = nn.Sequential(nn.Linear(2, 3), nn.ReLU())
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with dyntrace.Recorder(model, opt, tmp_path / "v.h5", every=1):
+        with torch.no_grad():
+            model(torch.randn(100, 2))  # armed, but no gradients: not measured
+        opt.zero_grad()
+        model(torch.randn(5, 2)).sum().backward()
+        opt.step()
+    with dyntrace.open_run(tmp_path / "v.h5") as run:
+        assert run.stat("activations", "1", "count")[1][0] == 15
