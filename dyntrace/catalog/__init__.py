@@ -79,7 +79,7 @@ def get(kind: str, name: str):
 
 
 def summary(kind: str, name: str) -> str:
-    """One line describing an entry: its ``description`` attribute or the first line of its docstring."""
+    """One line describing an entry: its ``description`` or its docstring's first paragraph."""
     entry = get(kind, name)
     text = getattr(entry, "description", None) or inspect.getdoc(entry) or ""
-    return text.strip().splitlines()[0] if text.strip() else ""
+    return " ".join(text.strip().split("\n\n")[0].split())

@@ -87,8 +87,9 @@ def radam(params, *, lr: float, **options) -> torch.optim.RAdam:
     """Rectified Adam: Adam scaled by r_t once the variance of the adaptive rate is tractable.
 
     ρ∞ = 2/(1−β₂) − 1, ρ_t = ρ∞ − 2tβ₂ᵗ/(1−β₂ᵗ); if ρ_t > 5 (torch and the authors' code; the
-    paper says 4) θ ← θ − η r_t m̂/(√v̂ + ε) with r_t = √[(ρ_t−4)(ρ_t−2)ρ∞ / ((ρ∞−4)(ρ∞−2)ρ_t)],
-    else θ ← θ − η m̂. At β₂ = 0.999 the first rectified step is t = 6.
+    paper says 4) θ ← θ − η r_t m̂ √(1−β₂ᵗ)/(√v + ε) with
+    r_t = √[(ρ_t−4)(ρ_t−2)ρ∞ / ((ρ∞−4)(ρ∞−2)ρ_t)], else θ ← θ − η m̂. At β₂ = 0.999 the first
+    rectified step is t = 6. (torch's RAdam adds ε to √v before the bias correction, as the book's Adam.)
     Reference: Liu et al., "On the Variance of the Adaptive Learning Rate and Beyond", ICLR 2020.
     """
     return torch.optim.RAdam(params, lr=lr, **options)
