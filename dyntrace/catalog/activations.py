@@ -9,7 +9,7 @@ from torch import nn
 
 from dyntrace.catalog import lookup
 
-__all__ = ["ACTIVATIONS", "make_activation", "BinaryStep", "Softmax", "SoftExponential", "soft_exponential"]
+__all__ = ["ACTIVATIONS", "make_activation", "BinaryStep", "Identity", "Softmax", "SoftExponential", "soft_exponential"]
 
 
 class BinaryStep(nn.Module):
@@ -43,6 +43,14 @@ def soft_exponential(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     return torch.where(neg, f_neg, torch.where(pos, f_pos, f_zero))
 
 
+class Identity(nn.Module):
+    """Linear activation f(x) = x, as a module of this catalog so the recorder's default probes
+    see its output (they skip torch's ``nn.Identity``, which is not an activation)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
 class Softmax(nn.Softmax):
     """Softmax over the last dimension (``dim=-1``): e^{x_i} / Σ_j e^{x_j}."""
 
@@ -66,7 +74,7 @@ class SoftExponential(nn.Module):
 
 ACTIVATIONS = {
     "binary_step": BinaryStep,
-    "linear": nn.Identity,
+    "linear": Identity,
     "sigmoid": nn.Sigmoid,
     "tanh": nn.Tanh,
     "relu": nn.ReLU,

@@ -1,0 +1,114 @@
+"""``dyntrace train [OPTIONS] -o RUN.h5``: the reference trainer from the command line.
+
+Options override ``--config FILE`` (TOML or JSON, the keys of :class:`dyntrace.train.TrainConfig`),
+which overrides the defaults; ``--set KEY=VALUE`` reaches any key, including options tables
+(``--set optimizer_options.momentum=0.5``). ``--list`` prints the catalog.
+"""
+
+import json
+
+import click
+
+from dyntrace import catalog
+from dyntrace.errors import DyntraceError, UnknownNameError
+
+__all__ = ["command"]
+
+
+def _name(kind: str):
+    """A click callback that checks a catalog name (a did-you-mean on the option, exit 2)."""
+
+    def check(ctx, param, value):
+        if value is not None:
+            try:
+                catalog.get(kind, value)
+            except UnknownNameError as exc:
+                raise click.BadParameter(str(exc)) from None
+        return value
+
+    return check
+
+
+def _assignments(ctx, param, values):
+    """``KEY=VALUE`` pairs → a dict; VALUE is JSON (numbers, true, [..], {..}) or a plain string."""
+    out = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        table, dot, sub = key.partition(".")
+        if dot:
+            out.setdefault(table, {})[sub] = value
+        else:
+            out[key] = value
+    return out
+
+
+def _probes(ctx, param, value):
+    if value is None or value == "all":
+        return value
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+def _print_catalog(ctx, param, value):
+    if not value or ctx.resilient_parsing:
+        return
+    for kind in catalog.kinds():
+        click.echo(f"{kind}:")
+        for name in catalog.names(kind):
+            click.echo(f"  {name:<17} {catalog.summary(kind, name)}")
+    ctx.exit()
+
+
+@click.command("train")
+@click.option("--list", "list_catalog", is_flag=True, expose_value=False, is_eager=True, callback=_print_catalog,
+              help="Print every catalog entry by kind and exit.")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
+              help="TOML or JSON file with TrainConfig keys; options given here override it.")
+@click.option("--dataset", callback=_name("dataset"), help="Data set (default digits).")
+@click.option("--model", callback=_name("model"), help="mlp or cnn_digits.")
+@click.option("--depth", type=click.IntRange(0), help="Hidden layers (cnn_digits: conv blocks).")
+@click.option("--width", type=click.IntRange(1), help="Units per hidden layer.")
+@click.option("--activation", callback=_name("activation"), help="Activation function.")
+@click.option("--init", callback=_name("init"), help="Weight initialisation.")
+@click.option("--norm", callback=_name("norm"), help="Normalisation layer.")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), help="Dropout probability.")
+@click.option("--optimizer", callback=_name("optimizer"), help="Optimizer.")
+@click.option("--lr", type=click.FloatRange(0, min_open=True), help="Learning rate.")
+@click.option("--schedule", callback=_name("schedule"), help="Learning-rate schedule.")
+@click.option("--batch-size", type=click.IntRange(1), help="Minibatch size.")
+@click.option("--epochs", type=click.IntRange(1), help="Passes over the training set.")
+@click.option("--steps", type=click.IntRange(1), help="Optimizer steps (instead of epochs).")
+@click.option("--l1", type=click.FloatRange(0), help="L1 penalty λ.")
+@click.option("--l2", type=click.FloatRange(0), help="L2 penalty λ (½λΣW²).")
+@click.option("--weight-decay", type=click.FloatRange(0), help="Decoupled weight decay λ.")
+@click.option("--early-stopping", type=click.IntRange(1), help="Patience in epochs.")
+@click.option("--augmentation", callback=_name("augmentation"), help="none, mixup, cutout or cutmix.")
+@click.option("--scaling", callback=_name("scaling"), help="none, standardize or minmax.")
+@click.option("--seed", type=click.IntRange(0), help="Random seed.")
+@click.option("--every", type=click.IntRange(1), help="Record the probes every N steps.")
+@click.option("--probes", callback=_probes, help="'all' or comma-separated probe names.")
+@click.option("--device", help="torch device (default cpu).")
+@click.option("--set", "assignments", multiple=True, callback=_assignments, metavar="KEY=VALUE",
+              help="Any config key; KEY.SUB for options tables. Repeatable.")
+@click.option("-o", "--out", type=click.Path(dir_okay=False), help="Run file to write (default run.h5).")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+def command(config_file, assignments, progress, **options):
+    """Train a model from the catalog and record it to a run file."""
+    from dyntrace.train import TrainConfig, train
+
+    given = {key: value for key, value in options.items() if value is not None}
+    try:
+        base = TrainConfig.from_file(config_file).to_dict() if config_file else {}
+        for key, value in assignments.items():
+            if isinstance(value, dict) and isinstance(base.get(key), dict):
+                value = {**base[key], **value}
+            base[key] = value
+        path = train(TrainConfig.from_dict({**base, **given}), progress=progress)
+    except DyntraceError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"wrote {path}")
