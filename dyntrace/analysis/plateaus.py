@@ -60,8 +60,12 @@ def find_plateaus(steps, loss, *, window=None, threshold=0.01, min_length=None, 
     # Noise allowance: the smoothed change between two points carries noise of std
     # ‖k‖·√(σ_i² + σ_j²), k the normalised kernel. σ² = Var(x_{i+1} − x_i)/2, a local estimate
     # that a trend (even a steep one) does not inflate, since a slope only shifts the mean of
-    # the differences.
+    # the differences. Differences beyond 5 robust stds of the whole series are clipped first,
+    # so a single spike does not pass for a noisy stretch.
     diff = np.append(np.diff(loss), np.nan)
+    centre = np.nanmedian(diff)
+    spread = 5 * 1.4826 * np.nanmedian(np.abs(diff - centre))
+    diff = np.clip(diff, centre - spread, centre + spread)
     box = np.ones(window | 1)
     noise_var = np.maximum(_window_mean(diff**2, box)[0] - _window_mean(diff, box)[0] ** 2, 0.0) / 2
     kernel = np.kaiser(taps, 2.0)

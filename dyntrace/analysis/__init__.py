@@ -1,0 +1,35 @@
+"""Derived diagnostics of recorded runs: numpy only (no torch, no matplotlib).
+
+Smoothing (EWMA with bias correction, the book's Kaiser smoothing, spike-preserving
+decimation), plateau detection, minibatch and gradient noise, RAdam's rectification and the
+variance of Adam's adaptive learning rate and statistics from additive summaries.
+"""
+
+from dyntrace.analysis.noise import MinibatchNoise, NoiseScale, gradient_noise_scale, minibatch_noise
+from dyntrace.analysis.plateaus import Plateau, find_plateaus
+from dyntrace.analysis.radam import (
+    PsiVariance,
+    is_rectified,
+    psi_variance_approx,
+    psi_variance_exact,
+    rectification,
+    rho_inf,
+    rho_t,
+    simulate_psi_variance,
+)
+from dyntrace.analysis.smoothing import Bands, decimate, decimate_bands, ewma, kaiser_smooth, moving_average
+from dyntrace.analysis.summaries import fraction, hist_mean, hist_quantiles, merge_windows, moments
+
+__all__ = [
+    # smoothing
+    "ewma", "moving_average", "kaiser_smooth", "decimate", "decimate_bands", "Bands",
+    # plateaus
+    "find_plateaus", "Plateau",
+    # noise
+    "minibatch_noise", "MinibatchNoise", "gradient_noise_scale", "NoiseScale",
+    # radam
+    "rho_inf", "rho_t", "rectification", "is_rectified", "psi_variance_exact", "psi_variance_approx",
+    "simulate_psi_variance", "PsiVariance",
+    # summaries
+    "moments", "fraction", "hist_quantiles", "hist_mean", "merge_windows",
+]

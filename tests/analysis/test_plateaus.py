@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+
+from dyntrace.analysis import Plateau, find_plateaus
+
+
+def staircase(n=1000):
+    """3 → 1 by step 200, flat at 1.0 until step 500, down to 0.1 by 600, then slow decay."""
+    t = np.arange(n, dtype=float)
+    loss = np.piecewise(
+        t,
+        [t < 200, (t >= 200) & (t < 500), (t >= 500) & (t < 600), t >= 600],
+        [lambda t: 3 - 2 * t / 200, 1.0, lambda t: 1 - 0.9 * (t - 500) / 100, lambda t: 0.1 * np.exp(-(t - 600) / 100)],
+    )
+    return t.astype(np.int64), loss
+
+
+def test_finds_a_clean_plateau_and_its_escape():
+    steps, loss = staircase()
+    (p,) = find_plateaus(steps, loss)
+    assert abs(p.start - 200) <= 2 and abs(p.end - 499) <= 2
+    # escape: 10 % below the level of 1.0 is reached at 500 + 0.1/0.009 ≈ 511
+    assert p.escape == 512
+    assert p.level == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_finds_a_noisy_plateau_within_a_few_steps(seed):
+    steps, loss = staircase()
+    noisy = loss * (1 + 0.05 * np.random.default_rng(seed).normal(size=loss.size))
+    found = [p for p in find_plateaus(steps * 10, noisy) if p.escape is not None]
+    (p,) = found
+    # steps scaled by 10: "a few steps" of the series is ≤ 10 points = 100 steps
+    assert abs(p.start - 2000) <= 100 and abs(p.end - 4990) <= 100
+    assert 5100 <= p.escape <= 5200
+    assert p.level == pytest.approx(1.0, abs=0.02)
+
+
+def test_two_plateaus_and_an_unescaped_one():
+    t = np.arange(1500)
+    loss = np.select([t < 300, t < 400, t < 800, t < 900], [2.0, 2.0 - (t - 300) / 100, 1.0, 1.0 - 0.5 * (t - 800) / 100], 0.5)
+    found = find_plateaus(t, loss)
+    expected = [(0, 299), (400, 799), (900, 1499)]
+    assert len(found) == 3
+    for p, (start, end) in zip(found, expected):  # corners rounded by the 25-tap smoothing
+        assert abs(p.start - start) <= 3 and abs(p.end - end) <= 3
+    # 10 % below 2.0 at slope 0.01/step, 10 % below 1.0 at slope 0.005/step: 20 steps each
+    assert [p.escape for p in found] == [320, 820, None]
+    assert [p.level for p in found] == [2.0, 1.0, 0.5]
+
+
+def test_a_steady_descent_has_no_plateau():
+    t = np.arange(2000)
+    assert find_plateaus(t, 5 * np.exp(-t / 300) + 0.1) == []
+    # with noise, only the tail where the decay drowns in the noise (5e^(−t/300) < 0.01
+    # after t ≈ 1860; it fades into it from ≈ 1500) counts as flat, and it is never escaped
+    noisy = 5 * np.exp(-t / 300) + 0.01 * np.random.default_rng(0).normal(size=t.size)
+    (tail,) = find_plateaus(t, noisy)
+    assert tail.start > 1500 and tail.end == 1999 and tail.escape is None
+
+
+def test_options_and_short_series():
+    steps, loss = staircase()
+    assert find_plateaus(steps, loss, min_length=400) == []  # the plateau is 300 long
+    assert find_plateaus(steps[:4], loss[:4]) == []
+    assert isinstance(find_plateaus(steps, loss, window=20)[0], Plateau)
+    with pytest.raises(ValueError, match="shape"):
+        find_plateaus(steps, loss[:-1])
