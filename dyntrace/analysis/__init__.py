@@ -2,9 +2,11 @@
 
 Smoothing (EWMA with bias correction, the book's Kaiser smoothing, spike-preserving
 decimation), plateau detection, minibatch and gradient noise, RAdam's rectification and the
-variance of Adam's adaptive learning rate and statistics from additive summaries.
+variance of Adam's adaptive learning rate, statistics from additive summaries, and automatic
+diagnoses of a run.
 """
 
+from dyntrace.analysis.diagnoses import KINDS, Diagnosis, Thresholds, diagnose, gradient_flow, gradient_flow_ratio
 from dyntrace.analysis.noise import MinibatchNoise, NoiseScale, gradient_noise_scale, minibatch_noise
 from dyntrace.analysis.plateaus import Plateau, find_plateaus
 from dyntrace.analysis.radam import (
@@ -32,4 +34,6 @@ __all__ = [
     "simulate_psi_variance", "PsiVariance",
     # summaries
     "moments", "fraction", "hist_quantiles", "hist_mean", "merge_windows",
+    # diagnoses
+    "diagnose", "Diagnosis", "Thresholds", "KINDS", "gradient_flow", "gradient_flow_ratio",
 ]
