@@ -54,6 +54,7 @@ class Lookahead(torch.optim.Optimizer):
 
     @property
     def synced(self) -> bool:
+        """True when the last step ended with a sync (θ = φ): after every k-th step."""
         return self._inner_steps > 0 and self._inner_steps % self.k == 0
 
     def add_param_group(self, param_group: dict) -> None:
