@@ -45,6 +45,8 @@ _CHUNK_BYTES_ACCELERATOR = 1 * 2**30
 # Activations a forward holds beyond the outputs of its leaf modules (functional ops,
 # temporaries): a safety factor on the measured leaf-output bytes.
 _ACTIVATION_FACTOR = 2
+# "auto" times this many chunks of each method, alternating, and compares the best of each.
+_TRIAL_ROUNDS = 2
 
 
 def check_method(method) -> None:
@@ -119,16 +121,15 @@ def _scalar(value, what: str) -> torch.Tensor:
 class _Sequential:
     """One forward per point; the shell computes with private tensors written in place."""
 
-    def __init__(self, shell, bases, loss_fn, metric, batch):
+    def __init__(self, model, shell, bases, loss_fn, metric, batch):
         self.shell, self.bases, self.loss_fn, self.metric, self.batch = shell, bases, loss_fn, metric, batch
-        private = {id(p): nn.Parameter(torch.empty_like(p), requires_grad=False) for p in bases[0]}
-        originals = dict(zip((id(p) for p in shell.parameters()), bases[0]))
-        self.private = [private[id(p)] for p in bases[0]]
+        originals = [p for _, p in model.named_parameters()]
+        self.private = [nn.Parameter(torch.empty_like(p), requires_grad=False) for p in originals]
+        index = {id(p): i for i, p in enumerate(originals)}
         for module in shell.modules():
             for key, p in module._parameters.items():
-                if p is not None:
-                    # keyed by the caller's tensor, so tied weights stay tied
-                    module._parameters[key] = private[id(originals[id(p)])] if id(p) in originals else private[id(p)]
+                if p is not None:  # the shell's dicts are its own: the caller's modules keep their tensors
+                    module._parameters[key] = self.private[index[id(p)]]  # tied weights stay tied
 
     def __call__(self, coefs: np.ndarray):
         inputs, targets = self.batch
@@ -157,9 +158,7 @@ class _Batched:
 
         def point(params):
             outputs = functional_call(shell, params, (inputs,))
-            if metric is None:
-                return loss_fn(outputs, targets), None
-            return loss_fn(outputs, targets), metric(outputs, targets)
+            return (loss_fn(outputs, targets),) + (() if metric is None else (metric(outputs, targets),))
 
         self.fn = torch.vmap(point)
 
@@ -168,7 +167,8 @@ class _Batched:
         for name, shape, stack in zip(self.names, self.shapes, self.stacks):
             c = torch.as_tensor(coefs, dtype=stack.dtype, device=stack.device)
             params[name] = (c @ stack).view(len(coefs), *shape)
-        return self.fn(params)
+        values = self.fn(params)
+        return values[0], (values[1] if len(values) > 1 else None)
 
 
 def _default_chunk(bases, activation_bytes: int) -> int:
@@ -225,7 +225,7 @@ def evaluate(
         if metric is not None:
             _scalar(metric(outputs, targets), "metric")
         chunk = chunk_size or _default_chunk(bases, activation_bytes)
-        sequential = _Sequential(shell, bases, loss_fn, metric, batch)
+        sequential = None if method == "vmap" else _Sequential(model, shell, bases, loss_fn, metric, batch)
         batched = None if method == "sequential" else _Batched(shell, names, bases, loss_fn, metric, batch)
         info = {"method": method, "chunk_size": int(chunk)}
         pieces, done = [], 0
@@ -235,34 +235,59 @@ def evaluate(
         step = chunk if run is batched else len(coefs)
         for first in range(done, len(coefs), step):
             pieces.append(run(coefs[first : first + step]))
-        loss = torch.cat([p[0] for p in pieces]).double().cpu().numpy()  # the one device-host transfer
-        values = None if metric is None else torch.cat([p[1] for p in pieces]).double().cpu().numpy()
+        loss = torch.cat([p[0] for p in pieces])
+        values = None if metric is None else torch.cat([p[1] for p in pieces])
+        _exact_at_bases(shell, names, bases, coefs, loss, values, loss_fn, metric, batch)
+        loss = loss.double().cpu().numpy()  # the one device-host transfer
+        values = None if values is None else values.double().cpu().numpy()
     info["seconds"] = time.perf_counter() - start
     info["seconds_per_point"] = info["seconds"] / max(len(coefs), 1)
     return Evaluation(loss, values, info)
 
 
-def _choose(batched: _Batched, sequential: _Sequential, coefs: np.ndarray, chunk: int, info: dict):
-    """Evaluate one chunk each way on the first points, set ``info["method"]`` to the faster.
+def _exact_at_bases(shell, names, bases, coefs, loss, values, loss_fn, metric, batch) -> None:
+    """Re-evaluate the points that are exactly one of the bases with one plain forward.
 
-    Returns the pieces computed so far and how many points they cover. Falls back to
-    sequential (noting why in ``info["vmap_error"]``) when the model does not run under vmap.
+    A plane's centre and a line's ends then equal the model's own loss on the batch bit for
+    bit, whichever method ran (a vmapped forward may round differently in the last bit).
+    Overwrites those entries of ``loss`` and ``values`` in place.
     """
-    trial = min(chunk, len(coefs) // 2)
+    inputs, targets = batch
+    for k, base in enumerate(bases):
+        rows = np.flatnonzero((coefs == np.eye(len(bases))[k]).all(axis=1))
+        if rows.size:
+            outputs = functional_call(shell, dict(zip(names, base)), (inputs,))
+            loss[rows] = loss_fn(outputs, targets)
+            if metric is not None:
+                values[rows] = metric(outputs, targets)
+
+
+def _choose(batched: _Batched, sequential: _Sequential, coefs: np.ndarray, chunk: int, info: dict):
+    """Time both methods on the first points and set ``info["method"]`` to the faster.
+
+    Alternates a chunk each way, ``_TRIAL_ROUNDS`` times, and compares the best time per
+    point of each (a single timing is at the mercy of a busy machine). Every trial point is
+    kept, so the trial costs only the difference in speed. Returns the pieces computed so
+    far and how many points they cover. Falls back to sequential (noting why in
+    ``info["vmap_error"]``) when the model does not run under vmap.
+    """
+    trial = min(chunk, len(coefs) // (2 * _TRIAL_ROUNDS))
     if trial == 0:
         info["method"] = "sequential"
         return [], 0
-    try:
+    pieces, best = [], {"vmap": np.inf, "sequential": np.inf}
+    for first in range(0, 2 * _TRIAL_ROUNDS * trial, trial):
+        name, run = ("vmap", batched) if first // trial % 2 == 0 else ("sequential", sequential)
         began = time.perf_counter()
-        first = batched(coefs[:trial])
-        batched_time = time.perf_counter() - began
-    except RuntimeError as error:  # an op without a batching rule, data-dependent control flow, ...
-        info["method"] = "sequential"
-        info["vmap_error"] = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-        return [], 0
-    began = time.perf_counter()
-    second = sequential(coefs[trial : 2 * trial])
-    sequential_time = time.perf_counter() - began
-    info["method"] = "vmap" if batched_time <= sequential_time else "sequential"
-    info["trial_seconds_per_point"] = {"vmap": batched_time / trial, "sequential": sequential_time / trial}
-    return [first, second], 2 * trial
+        try:
+            pieces.append(run(coefs[first : first + trial]))
+        except RuntimeError as error:  # vmap: an op without a batching rule, data-dependent control flow, ...
+            if run is not batched:
+                raise
+            info["method"] = "sequential"
+            info["vmap_error"] = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
+            return pieces, first
+        best[name] = min(best[name], (time.perf_counter() - began) / trial)
+    info["method"] = min(best, key=best.get)
+    info["trial_seconds_per_point"] = best
+    return pieces, 2 * _TRIAL_ROUNDS * trial

@@ -68,11 +68,13 @@ def unflatten(model: nn.Module, flat, names: Sequence[str] | None = None) -> dic
 def as_param_list(model: nn.Module, point, what: str) -> list[torch.Tensor]:
     """A point of parameter space as detached tensors aligned with ``model.named_parameters()``.
 
-    ``point`` is a state dict (or any mapping containing every parameter name; buffers are
-    ignored) or a sequence of tensors in ``named_parameters()`` order. ``what`` names the
-    argument in error messages.
+    ``point`` is a module of the same architecture, a state dict (or any mapping containing
+    every parameter name; buffers are ignored) or a sequence of tensors in
+    ``named_parameters()`` order. ``what`` names the argument in error messages.
     """
     named = list(model.named_parameters())
+    if isinstance(point, nn.Module):
+        point = dict(point.named_parameters())
     if isinstance(point, Mapping):
         missing = [name for name, _ in named if name not in point]
         if missing:
