@@ -27,8 +27,8 @@ class MinibatchNoise:
 def minibatch_noise(steps, loss, *, window=None):
     """Local noise of a minibatch loss curve around its smoothed trend, (N,), (N,) → MinibatchNoise.
 
-    trend = centred moving average over ``window`` points (odd; default the odd number nearest
-    N/50, at least 5); variance = centred moving average of residual²/(1 − 1/n), where n is the
+    trend = centred moving average over ``window`` points (odd; default N // 50 rounded up
+    to odd, at least 5); variance = centred moving average of residual²/(1 − 1/n), where n is the
     number of finite points in the trend's window: the residual of a point that is part of its
     own average is shrunk by that factor, so the result is unbiased for white noise around a
     locally linear trend. Non-finite losses are skipped.

@@ -63,6 +63,9 @@ def find_plateaus(steps, loss, *, window=None, threshold=0.01, min_length=None, 
     # the differences. Differences beyond 5 robust stds of the whole series are clipped first,
     # so a single spike does not pass for a noisy stretch.
     diff = np.append(np.diff(loss), np.nan)
+    diff[~np.isfinite(diff)] = np.nan  # differences next to a missing value are missing too
+    if np.isnan(diff).all():
+        return []
     centre = np.nanmedian(diff)
     spread = 5 * 1.4826 * np.nanmedian(np.abs(diff - centre))
     diff = np.clip(diff, centre - spread, centre + spread)

@@ -157,6 +157,8 @@ def decimate_bands(steps, values, n_buckets):
     x = _as_series(values)
     if n_buckets < 1:
         raise ValueError(f"n_buckets must be at least 1, got {n_buckets!r}")
+    if x.size == 0:
+        return Bands(steps=s.copy(), mean=x.copy(), min=x.copy(), max=x.copy())
     ss, xs = _buckets(s, x, n_buckets)
     # mean step over the real points of each bucket (the padding repeats the last step)
     real = np.arange(xs.size).reshape(xs.shape) < x.size

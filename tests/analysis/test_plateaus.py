@@ -22,6 +22,11 @@ def test_finds_a_clean_plateau_and_its_escape():
     # escape: 10 % below the level of 1.0 is reached at 500 + 0.1/0.009 ≈ 511
     assert p.escape == 512
     assert p.level == pytest.approx(1.0)
+    # missing and non-finite values are skipped, not mistaken for noise or a drop
+    gappy = loss.copy()
+    gappy[[150, 300, 301, 302, 550]] = [np.nan, np.inf, np.nan, -np.inf, np.nan]
+    assert find_plateaus(steps, gappy) == [p]
+    assert find_plateaus(steps, np.full(loss.size, np.nan)) == []
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -116,5 +116,6 @@ def test_decimate_bands():
     np.testing.assert_allclose(b.mean, [1, 4, 7, 9])
     np.testing.assert_allclose(b.min, [0, 3, 6, 9])
     np.testing.assert_allclose(b.max, [2, 5, 8, 9])
-    empty = decimate_bands([0, 1], [np.nan, np.nan], 1)
-    assert np.isnan(empty.mean).all() and np.isnan(empty.max).all()
+    gap = decimate_bands([0, 1], [np.nan, np.nan], 1)
+    assert np.isnan(gap.mean).all() and np.isnan(gap.max).all()
+    assert decimate_bands([], [], 3).mean.shape == (0,)
