@@ -253,13 +253,13 @@ class Recorder:
             for probe in self._probes:
                 fields = {k.split("/", 1)[1]: v for k, v in host.items() if k.startswith(f"static:{probe.name}/")}
                 if fields:
-                    self._writer.submit("write_static", probe.name, fields)
+                    self._writer.add_static(probe.name, fields)
         for probe in list(self._probes):
             fields = {k.split("/", 1)[1]: v for k, v in host.items() if k.startswith(f"{probe.name}/")}
             if fields:
                 fields = self._guard(probe, "check", fields)
                 if fields is not None:
-                    self._writer.submit("append_record", probe.name, self.step, fields)
+                    self._writer.add_record(probe.name, self.step, fields)
 
     def _flush_scalars(self, device_fields: dict) -> dict:
         """Move pending scalar tensors (and ``device_fields``) to the host in one transfer."""
@@ -277,7 +277,7 @@ class Recorder:
                 steps.append(step)
                 keys.append(self._scalar_keys[name])
                 values.append(float(host[f"scalar:{i}"]) if f"scalar:{i}" in host else float(value))
-            self._writer.submit("append_scalars", new_names, steps, keys, values)
+            self._writer.add_scalars(new_names, steps, keys, values)
             self._scalars = []
         self._last_flush = time.monotonic()
         return {k: v for k, v in host.items() if not k.startswith("scalar:")}
@@ -296,7 +296,7 @@ class Recorder:
         with torch.no_grad():
             flat = torch.cat([p.detach().reshape(-1).float() for p in self._ctx.params])
         # A whole-model host copy, only every `trajectory` steps: the price of the PCA plane.
-        self._writer.submit("append_trajectory", self.step, flat.cpu().numpy())
+        self._writer.add_trajectory(self.step, flat.cpu().numpy())
 
     def _meta(self, model, optimizer, config) -> dict:
         groups = [

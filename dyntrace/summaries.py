@@ -170,7 +170,7 @@ def tensor_fields(bins: int, *, unit: str = "", hist_description: str = "") -> l
         FieldSpec("hist_count", "int64", description="elements in the histogram sample"),
         FieldSpec(
             "hist",
-            "int64",
+            "int32",  # counts of a sample of at most hist_sample elements per forward pass
             (bins + 2,),
             description=hist_description + "; index 0 underflow (zeros excluded), last overflow",
             unit=unit,

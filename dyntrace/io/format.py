@@ -37,7 +37,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "create",
     "append_scalars",
-    "append_record",
+    "append_records",
     "write_static",
     "append_trajectory",
     "mark_closed",
@@ -57,20 +57,25 @@ CLOSED = "closed"
 _STR = h5py.string_dtype("utf-8")
 _COMPRESSION = dict(compression="gzip", compression_opts=1, shuffle=True)
 _CHUNK_BYTES = 1 << 18
+# A SWMR writer never reuses the file space of a rewritten chunk, and appending to a
+# compressed chunk rewrites it. Small chunks bound that waste per flush; the writer also
+# batches everything between two flushes into one write per dataset.
+_RECORD_CHUNK_ROWS = 16
+_LOG_CHUNK_ROWS = 1024
 
 
-def _rows_per_chunk(row_bytes: int) -> int:
-    return int(max(1, min(4096, _CHUNK_BYTES // max(1, row_bytes))))
+def _rows_per_chunk(row_bytes: int, max_rows: int) -> int:
+    return int(max(1, min(max_rows, _CHUNK_BYTES // max(1, row_bytes))))
 
 
-def _growable(group, name, dtype, row_shape=(), **attrs):
+def _growable(group, name, dtype, row_shape=(), *, max_rows=_RECORD_CHUNK_ROWS, **attrs):
     dtype = np.dtype(dtype) if dtype is not _STR else dtype
     row_bytes = int(np.prod(row_shape, dtype=np.int64)) * (8 if dtype is _STR else dtype.itemsize)
     ds = group.create_dataset(
         name,
         shape=(0, *row_shape),
         maxshape=(None, *row_shape),
-        chunks=(_rows_per_chunk(row_bytes), *row_shape),
+        chunks=(_rows_per_chunk(row_bytes, max_rows), *row_shape),
         dtype=dtype,
         **(_COMPRESSION if dtype is not _STR else {}),
     )
@@ -97,9 +102,9 @@ def create(path: str, meta: dict, layouts: dict, *, trajectory: dict | None = No
         scalars = f.create_group(SCALARS)
         scalars.attrs["description"] = "event log: one row per logged scalar value"
         _growable(scalars, "names", _STR, description="scalar names, indexed by key")
-        _growable(scalars, "step", "int64", unit="optimizer steps")
-        _growable(scalars, "key", "int32", description="index into names")
-        _growable(scalars, "value", "float64")
+        _growable(scalars, "step", "int64", max_rows=_LOG_CHUNK_ROWS, unit="optimizer steps")
+        _growable(scalars, "key", "int32", max_rows=_LOG_CHUNK_ROWS, description="index into names")
+        _growable(scalars, "value", "float64", max_rows=_LOG_CHUNK_ROWS)
 
         probes = f.create_group(PROBES)
         for probe_name, layout in layouts.items():
@@ -152,14 +157,14 @@ def append_scalars(f: h5py.File, new_names: list[str], steps, keys, values):
     _append(group["value"], np.asarray(values, dtype=np.float64))
 
 
-def append_record(f: h5py.File, probe: str, step: int, fields: dict):
-    """Append one record (arrays shaped [T, *shape] per field) of ``probe`` at ``step``."""
+def append_records(f: h5py.File, probe: str, steps, fields: dict):
+    """Append records of ``probe``: ``fields`` maps a field to an array [n, T, *shape]."""
     group = f[PROBES][probe]
-    for name, array in fields.items():
+    for name, rows in fields.items():
         ds = group[name]
-        _append(ds, np.asarray(array, dtype=ds.dtype)[None])
+        _append(ds, np.asarray(rows, dtype=ds.dtype))
     # The step goes last: a reader takes len(step) as the number of complete records.
-    _append(group["step"], np.array([step], dtype=np.int64))
+    _append(group["step"], np.asarray(steps, dtype=np.int64))
 
 
 def write_static(f: h5py.File, probe: str, fields: dict):
@@ -169,10 +174,11 @@ def write_static(f: h5py.File, probe: str, fields: dict):
         group[name][...] = np.asarray(array, dtype=group[name].dtype)
 
 
-def append_trajectory(f: h5py.File, step: int, flat: np.ndarray):
+def append_trajectory(f: h5py.File, steps, flat: np.ndarray):
+    """Append parameter snapshots: ``flat`` is [n, D] for the n ``steps``."""
     group = f[TRAJECTORY]
-    _append(group["params"], np.asarray(flat, dtype=group["params"].dtype)[None])
-    _append(group["step"], np.array([step], dtype=np.int64))
+    _append(group["params"], np.asarray(flat, dtype=group["params"].dtype))
+    _append(group["step"], np.asarray(steps, dtype=np.int64))
 
 
 def mark_closed(f: h5py.File):

@@ -1,8 +1,9 @@
 """Writes a run file on a background thread behind a bounded queue.
 
 The training thread only enqueues host arrays; HDF5 work (compression, resizing, flushing)
-happens here. The file is flushed at least every ``flush_every`` seconds and on close, so a
-killed process leaves every record up to the last flush.
+happens here. What arrives between two flushes is written in one batch per dataset, then
+the file is flushed: at least every ``flush_every`` seconds and on close, so a killed
+process leaves every record up to the last flush.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ import queue
 import threading
 import time
 import warnings
+from collections import defaultdict
+
+import numpy as np
 
 from dyntrace.io import format as fmt
 
@@ -20,11 +24,10 @@ _STOP = object()
 
 
 class RunWriter:
-    """Owns the HDF5 file of one run. ``submit`` from the training thread; ``close`` once.
+    """Owns the HDF5 file of one run: ``add_*`` from the training thread, ``close`` once.
 
-    Items are ``(method_name, args)`` tuples naming a writing function of
-    :mod:`dyntrace.io.format`. A write error is reported once as a warning and the writer
-    stops writing; training goes on.
+    A write error is reported once as a warning and the writer stops writing; training
+    goes on.
     """
 
     def __init__(self, path, meta, layouts, *, trajectory=None, flush_every=2.0, queue_size=64):
@@ -36,40 +39,54 @@ class RunWriter:
         self._thread = threading.Thread(target=self._run, name="dyntrace-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, method: str, *args):
-        """Queue one write; blocks only when the queue is full (the writer is behind)."""
+    # -- the training thread's side: enqueue only ----------------------------------------------
+
+    def add_scalars(self, new_names, steps, keys, values):
+        self._put(("scalars", (list(new_names), steps, keys, values)))
+
+    def add_record(self, probe: str, step: int, fields: dict):
+        self._put(("record", (probe, step, fields)))
+
+    def add_static(self, probe: str, fields: dict):
+        self._put(("static", (probe, fields)))
+
+    def add_trajectory(self, step: int, flat: np.ndarray):
+        self._put(("trajectory", (step, flat)))
+
+    def _put(self, item):
         if not self.failed:
-            self._queue.put((method, args))
+            self._queue.put(item)  # blocks only when the writer is behind
+
+    # -- the writer thread ---------------------------------------------------------------------
 
     def _run(self):
+        pending = _Pending()
         last_flush = time.monotonic()
-        dirty = False
         while True:
+            timeout = max(0.0, self._flush_every - (time.monotonic() - last_flush))
             try:
-                item = self._queue.get(timeout=self._flush_every)
+                item = self._queue.get(timeout=timeout)
             except queue.Empty:
                 item = None
             if item is _STOP:
                 break
-            if item is not None and not self.failed:
-                method, args = item
-                try:
-                    getattr(fmt, method)(self._file, *args)
-                    dirty = True
-                except Exception as exc:  # the recorder never kills training
-                    self.failed = True
-                    warnings.warn(f"dyntrace: writing {self.path} failed, recording stops: {exc}", stacklevel=1)
-            if dirty and time.monotonic() - last_flush >= self._flush_every:
-                self._flush()
-                dirty = False
+            if item is not None:
+                pending.add(*item)
+            if pending and time.monotonic() - last_flush >= self._flush_every:
+                self._write(pending)
+                pending = _Pending()
                 last_flush = time.monotonic()
+        self._write(pending)
 
-    def _flush(self):
+    def _write(self, pending: "_Pending"):
+        if self.failed or not pending:
+            return
         try:
+            pending.write(self._file)
             self._file.flush()
-        except Exception as exc:
+        except Exception as exc:  # the recorder never kills training
             self.failed = True
-            warnings.warn(f"dyntrace: flushing {self.path} failed: {exc}", stacklevel=1)
+            warnings.warn(f"dyntrace: writing {self.path} failed, recording stops: {exc}", stacklevel=1)
 
     def close(self):
         """Write what is queued, mark the file closed, flush and close it."""
@@ -82,3 +99,46 @@ class RunWriter:
             self._file.flush()
         finally:
             self._file.close()
+
+
+class _Pending:
+    """Everything received since the last flush, grouped per dataset."""
+
+    def __init__(self):
+        self.names: list[str] = []
+        self.scalars = [[], [], []]  # steps, keys, values
+        self.records = defaultdict(lambda: ([], defaultdict(list)))  # probe -> (steps, field -> rows)
+        self.statics: list[tuple[str, dict]] = []
+        self.trajectory = ([], [])
+
+    def __bool__(self):
+        return bool(self.scalars[0] or self.records or self.statics or self.trajectory[0] or self.names)
+
+    def add(self, kind, args):
+        if kind == "scalars":
+            new_names, steps, keys, values = args
+            self.names += new_names
+            for column, data in zip(self.scalars, (steps, keys, values)):
+                column.extend(data)
+        elif kind == "record":
+            probe, step, fields = args
+            steps, rows = self.records[probe]
+            steps.append(step)
+            for name, array in fields.items():
+                rows[name].append(array)
+        elif kind == "static":
+            self.statics.append(args)
+        else:
+            step, flat = args
+            self.trajectory[0].append(step)
+            self.trajectory[1].append(flat)
+
+    def write(self, f):
+        for probe, fields in self.statics:
+            fmt.write_static(f, probe, fields)
+        for probe, (steps, rows) in self.records.items():
+            fmt.append_records(f, probe, steps, {name: np.stack(r) for name, r in rows.items()})
+        if self.scalars[0] or self.names:
+            fmt.append_scalars(f, self.names, *self.scalars)
+        if self.trajectory[0]:
+            fmt.append_trajectory(f, self.trajectory[0], np.stack(self.trajectory[1]))
