@@ -14,7 +14,7 @@ _LAZY = {
     "Recorder": ("dyntrace.recorder", "Recorder"),
     "open_run": ("dyntrace.io.reader", "open_run"),
     "Run": ("dyntrace.io.reader", "Run"),
-    "train": ("dyntrace.train", "train"),
+    "train": ("dyntrace.trainer", "train"),
     "DyntraceError": ("dyntrace.errors", "DyntraceError"),
 }
 

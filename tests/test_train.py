@@ -12,7 +12,7 @@ from dyntrace import catalog
 from dyntrace.catalog import ConfigError
 from dyntrace.commands.train import command
 from dyntrace.errors import DyntraceError, UnknownNameError
-from dyntrace.train import TrainConfig, train
+from dyntrace.trainer import TrainConfig, train
 
 QUICK = dict(width=16, batch_size=256, every=5, progress=False)  # 1257 digits → 5 steps per epoch
 

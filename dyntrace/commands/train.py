@@ -1,6 +1,6 @@
 """``dyntrace train [OPTIONS] -o RUN.h5``: the reference trainer from the command line.
 
-Options override ``--config FILE`` (TOML or JSON, the keys of :class:`dyntrace.train.TrainConfig`),
+Options override ``--config FILE`` (TOML or JSON, the keys of :class:`dyntrace.trainer.TrainConfig`),
 which overrides the defaults; ``--set KEY=VALUE`` reaches any key, including options tables
 (``--set optimizer_options.momentum=0.5``). ``--list`` prints the catalog.
 """
@@ -99,7 +99,7 @@ def _print_catalog(ctx, param, value):
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 def command(config_file, assignments, progress, **options):
     """Train a model from the catalog and record it to a run file."""
-    from dyntrace.train import TrainConfig, train
+    from dyntrace.trainer import TrainConfig, train
 
     given = {key: value for key, value in options.items() if value is not None}
     try:

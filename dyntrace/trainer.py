@@ -337,14 +337,3 @@ class _Run:
             metrics["train_accuracy"] = self._evaluate("train")[1]
         rec.log(**metrics)
         return metrics
-
-
-class _CallableModule(types.ModuleType):
-    """Importing ``dyntrace.train`` (e.g. for TrainConfig) binds this module to the package
-    attribute ``train``, shadowing the lazy function of the same name; so the module calls it."""
-
-    def __call__(self, *args, **kwargs):
-        return train(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
