@@ -113,6 +113,7 @@ class ActivationsProbe(Probe):
         self._state = [_LayerState() for _ in self._layers]
         if not self._layers:
             ctx.warn_once(self.name, "activations: no module matched; nothing recorded")
+            return None
         return ProbeLayout(
             names=[n for n, _ in self._layers],
             fields=tensor_fields(self.bins, hist_description="counts of output values")

@@ -145,3 +145,15 @@ def test_reader_sees_a_consistent_growing_prefix_while_training_writes(tmp_path)
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_model_without_activation_modules_records_its_parameters(tmp_path):
+    model = nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.warns(UserWarning, match="no module matched"):
+        with dyntrace.Recorder(model, opt, tmp_path / "p.h5", every=1):
+            opt.zero_grad()
+            model(torch.randn(4, 3)).sum().backward()
+            opt.step()
+    with dyntrace.open_run(tmp_path / "p.h5") as run:
+        assert run.probes == ["gradients", "weights"] and run.layers == []
