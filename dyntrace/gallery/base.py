@@ -1,0 +1,74 @@
+"""What a gallery entry is, and the pieces entries share.
+
+An entry is one module in ``dyntrace/gallery/`` with:
+
+- ``TITLE`` and ``CAPTION`` (what the figure shows and what to see in it);
+- ``runs(quick: bool) -> dict[label, RunSpec]``: the recorded runs it needs, each a
+  :class:`dyntrace.trainer.TrainConfig` (trained with ``dyntrace.train``) or a callable
+  ``path -> None`` that records a run with :class:`dyntrace.Recorder` into ``path``;
+- ``figure(runs: dict[label, Run]) -> Figure``: drawn from the run files alone, with
+  ``dyntrace.plots`` functions;
+- ``claims(runs: dict[label, Run]) -> list[Claim]``: the caption's claims, checked on the
+  recorded numbers.
+
+Configuration values are plain and commented at the top of each entry; ``quick`` shrinks
+them so the test suite can run every entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Union
+
+__all__ = ["Claim", "claim", "EntryResult", "RunSpec"]
+
+RunSpec = Union["TrainConfig", Callable[[str], None]]  # noqa: F821 (TrainConfig: dyntrace.trainer)
+
+
+@dataclass
+class Claim:
+    """One checked statement: its text, the measured value, the reference, and the verdict."""
+
+    text: str
+    measured: str
+    expected: str
+    passed: bool
+
+    def to_dict(self) -> dict:
+        return {"text": self.text, "measured": self.measured, "expected": self.expected, "passed": self.passed}
+
+
+def claim(text: str, measured, passed: bool, expected: str = "") -> Claim:
+    """A :class:`Claim`; numbers are shown with 3 significant digits, sequences joined."""
+    return Claim(text=text, measured=_show(measured), expected=expected, passed=bool(passed))
+
+
+def _show(value) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_show(v)}" for k, v in value.items())
+    if hasattr(value, "__len__"):
+        return ", ".join(_show(v) for v in value)
+    try:
+        return f"{float(value):.3g}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+@dataclass
+class EntryResult:
+    """What building one entry produced."""
+
+    name: str
+    title: str
+    caption: str
+    figure: str | None
+    claims: list[Claim] = field(default_factory=list)
+    runs: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and all(c.passed for c in self.claims)
