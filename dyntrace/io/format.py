@@ -41,6 +41,9 @@ __all__ = [
     "write_static",
     "append_trajectory",
     "mark_closed",
+    "write_landscape",
+    "read_landscape",
+    "landscape_names",
     "open_validated",
     "decode",
 ]
@@ -183,6 +186,48 @@ def append_trajectory(f: h5py.File, steps, flat: np.ndarray):
 
 def mark_closed(f: h5py.File):
     f[CLOSED][0] = 1
+
+
+def write_landscape(path, name: str, arrays: dict, attrs: dict):
+    """Add (or replace) ``/landscape/<name>`` in a closed run file.
+
+    ``arrays`` use Li et al.'s names (``xcoordinates``, ``ycoordinates``, ``train_loss``
+    [ny, nx], ``train_acc``) plus any others (``path``, ``explained_variance``…); ``attrs``
+    (kind, seed, normalisation, ignore, step, …) are stored JSON-encoded where not scalars.
+    """
+    if not isinstance(name, str) or not name or "/" in name:
+        raise ValueError(f"Invalid landscape name: {name!r} (a non-empty name without '/')")
+    with h5py.File(os.fspath(path), "a", libver="latest") as f:
+        _check_root(os.fspath(path), f)
+        parent = f.require_group(LANDSCAPE)
+        if name in parent:
+            del parent[name]
+        group = parent.create_group(name)
+        for key, values in arrays.items():
+            if values is not None:
+                group.create_dataset(key, data=np.asarray(values), **_COMPRESSION)
+        for key, value in attrs.items():
+            group.attrs[key] = value if isinstance(value, (int, float, str, bool, np.number)) else json.dumps(value, default=str)
+
+
+def landscape_names(f: h5py.File) -> list[str]:
+    return list(f[LANDSCAPE]) if LANDSCAPE in f else []
+
+
+def read_landscape(f: h5py.File, name: str) -> tuple[dict, dict]:
+    """(arrays, attrs) of ``/landscape/<name>``; JSON attributes decoded."""
+    group = f[LANDSCAPE][name]
+    arrays = {key: group[key][()] for key in group}
+    attrs = {}
+    for key, value in group.attrs.items():
+        value = value.decode() if isinstance(value, bytes) else value
+        if isinstance(value, str) and value[:1] in "[{":
+            try:
+                value = json.loads(value)
+            except ValueError:
+                pass
+        attrs[key] = value.item() if isinstance(value, np.generic) else value
+    return arrays, attrs
 
 
 def decode(values) -> list[str]:

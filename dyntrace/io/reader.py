@@ -259,6 +259,26 @@ class Run:
         names = fmt.decode(self._file[fmt.TRAJECTORY]["names"][:])
         return steps[:n], names, params[:n].astype(np.float32)
 
+    # -- landscapes ------------------------------------------------------------------------
+
+    @property
+    def landscape_names(self) -> list[str]:
+        return fmt.landscape_names(self._file)
+
+    def landscape(self, name: str):
+        """A stored landscape as a :class:`~dyntrace.landscape.results.PlaneResult` (2-D) or
+        :class:`~dyntrace.landscape.results.LineResult` (1-D); its ``meta`` holds the attributes."""
+        from dyntrace.landscape.results import LineResult, PlaneResult
+
+        if name not in self.landscape_names:
+            raise MissingDataError(
+                f"{self.path}: no landscape {name!r} (has: {', '.join(self.landscape_names) or 'none'}); "
+                "compute one with `dyntrace landscape` or `dyntrace train --landscape`"
+            )
+        arrays, attrs = fmt.read_landscape(self._file, name)
+        cls = PlaneResult if "ycoordinates" in arrays else LineResult
+        return cls.from_arrays(arrays, attrs)
+
     # -- summary ---------------------------------------------------------------------------
 
     def info(self) -> dict:
@@ -281,6 +301,7 @@ class Run:
             "probes": {p: {"records": int(len(self.steps(p))), "tensors": len(self.names(p)), "fields": self.fields(p)} for p in self.probes},
             "layers": self.layers,
             "params": self.params,
+            "landscapes": self.landscape_names,
             "config": self.config,
         }
 

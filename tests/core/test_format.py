@@ -31,3 +31,32 @@ def test_every_dataset_says_what_it_holds():
             for name, ds in probe.items():
                 if name not in ("names", "step", "kind"):
                     assert ds.attrs["columns"] == "names" and ds.attrs["reduce"] in ("sum", "min", "max")
+
+
+def test_landscape_round_trip_keeps_li_et_al_names_and_grid_orientation(tmp_path):
+    import shutil
+
+    import h5py
+
+    from dyntrace.io import format as fmt
+    from dyntrace.landscape.results import PlaneResult
+
+    path = tmp_path / "run.h5"
+    shutil.copy(SCHEMA1, path)
+    x, y = np.linspace(-1, 1, 5), np.linspace(-2, 2, 3)  # nx = 5, ny = 3: not square
+    loss = np.add.outer(y, 10 * x)  # loss[i, j] = y[i] + 10 x[j]
+    loss[0, 0] = np.nan  # "not computed"
+    result = PlaneResult(x=x, y=y, loss=loss, meta={"seed": 3, "ignore": "biasbn"})
+    fmt.write_landscape(path, "plane", result.to_arrays(), {"kind": "plane", **result.meta})
+    with h5py.File(path) as f:
+        assert f["landscape/plane/train_loss"].shape == (3, 5)
+        assert set(f["landscape/plane"]) >= {"xcoordinates", "ycoordinates", "train_loss"}
+    with dyntrace.open_run(path) as run:
+        assert run.landscape_names == ["plane"]
+        back = run.landscape("plane")
+        np.testing.assert_array_equal(back.x, x)
+        np.testing.assert_array_equal(back.loss, loss)
+        assert back.loss[2, 4] == y[2] + 10 * x[4]
+        assert back.meta["seed"] == 3 and back.meta["kind"] == "plane"
+        with pytest.raises(dyntrace.DyntraceError, match="no landscape 'line'"):
+            run.landscape("line")
