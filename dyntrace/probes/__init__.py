@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dyntrace.errors import UnknownNameError
 from dyntrace.probes.activations import ActivationsProbe
+from dyntrace.probes.adaptive import AdaptiveProbe
 from dyntrace.probes.base import Probe, RecordContext
 from dyntrace.probes.gradients import GradientsProbe
 from dyntrace.probes.scalars import ScalarsProbe
+from dyntrace.probes.steps import StepsProbe
 from dyntrace.probes.weights import WeightsProbe
 
 __all__ = ["Probe", "RecordContext", "PROBES", "DEFAULT_PROBES", "make_probes"]
@@ -16,6 +18,8 @@ PROBES: dict[str, type[Probe]] = {
     "activations": ActivationsProbe,
     "gradients": GradientsProbe,
     "weights": WeightsProbe,
+    "steps": StepsProbe,
+    "adaptive": AdaptiveProbe,
 }
 
 DEFAULT_PROBES = ("scalars", "activations", "gradients", "weights")

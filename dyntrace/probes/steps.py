@@ -1,0 +1,223 @@
+"""Effective step sizes: what ``optimizer.step()`` really did to each parameter.
+
+Δθ = θ_after − θ_before is measured around the step (the recorder's snapshot, taken on the
+device on record steps only), so any optimizer works, wrappers such as Lookahead included.
+Per parameter, with g the gradient the step consumed:
+
+- η_eff = |Δθ| / |g| per coordinate with g ≠ 0: moments and a log10 histogram, the probe's
+  main summary (``run.stat("steps", name, "mean")``, ``run.hist("steps", name)``); the
+  coordinates with g = 0 (or no gradient at all) are counted apart in ``grad_zero``
+- ``update_norm`` ‖Δθ‖₂, ``param_norm`` ‖θ_before‖₂, ``update_ratio`` ‖Δθ‖₂ / ‖θ_before‖₂
+- ``grad_norm`` ‖g‖₂ and ``cos`` = cos(Δθ, −g) = −⟨Δθ, g⟩ / (‖Δθ‖₂ ‖g‖₂)
+
+Plain SGD gives η_eff = lr on every coordinate and cos = 1; momentum, adaptive methods and
+weight decay spread η_eff and turn Δθ away from −g. An optimizer with a ``synced`` attribute
+(Lookahead: this step ended with a slow-weight sync, so Δθ includes the pull-back) gets a
+``synced`` scalar (1 or 0) in the run's scalar log at every record step.
+
+Cost on a record step, per parameter of n elements, besides the snapshot the recorder takes
+for every probe that needs one (a copy of the model on its device, alive during the step):
+one n-sized temporary (Δθ, then η_eff in the same buffer) alive one parameter at a time;
+about ten passes over n (the difference, three norms and a dot, the g = 0 count, the
+quotient, two clean-ups of the g = 0 quotients, the moments of η_eff) and a histogram of at
+most ``hist_sample`` elements. The gradient is read after the step: torch's optimizers
+never modify ``.grad`` in place, so it is the one the step used.
+
+η_eff is measured on the stored weights: in float32, θ − lr·g is rounded to θ's precision,
+so a coordinate with |lr·g| near the spacing of θ shows the rounding (SGD's η_eff spreads
+around lr by up to spacing(θ)/(2|g|)); float64 weights give lr to ~1e-15.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from dyntrace.probes._params import ParameterTensorProbe, _finite
+from dyntrace.probes.base import Probe
+from dyntrace.summaries import FieldSpec, empty_summary, log10_magnitude_edges, split_summary, strided_sample, summarise_tensor
+
+__all__ = ["StepsProbe"]
+
+# Per-parameter extras of one record, in this order (one float64 row per parameter):
+# g = 0 count, g = 0 count in the histogram sample, min η_eff over g ≠ 0, ‖Δθ‖, ‖θ‖, ‖g‖, ⟨Δθ, g⟩.
+_EXTRA = ("grad_zero", "sample_zero", "min", "update_norm", "param_norm", "grad_norm", "dot")
+
+
+class StepsProbe(ParameterTensorProbe, Probe):
+    """Effective per-coordinate step size η_eff = |Δθ|/|g| and per-parameter update geometry.
+
+    Options (keyword-only): ``decades=(lo, hi)`` of the log10 η_eff histogram (default −10
+    to 6), ``per_decade`` bins a decade (default 5), ``hist_sample`` elements binned per
+    tensor (default 2¹⁵; the moments are exact).
+
+    Reference: the update-to-weight ratio as a health check follows Karpathy's CS231n notes;
+    per-coordinate step sizes as in Cockpit (Schneider et al., NeurIPS 2021).
+    """
+
+    name = "steps"
+    needs_snapshot = True
+    unit = "log10 (|Δθ|/|g|)"
+    hist_description = "counts of log10 η_eff = log10(|Δθ|/|g|) over coordinates with g ≠ 0"
+
+    def __init__(self, *, decades=(-10.0, 6.0), per_decade: int = 5, hist_sample: int = 1 << 15):
+        super().__init__(hist_sample=hist_sample)
+        if len(decades) != 2 or not decades[0] < decades[1] or per_decade < 1:
+            raise ValueError(f"Invalid histogram range: decades={tuple(decades)}, per_decade={per_decade}")
+        self._edges = log10_magnitude_edges(decades[0], decades[1], per_decade)
+        self._grads: list | None = None
+        self._extra: torch.Tensor | None = None
+
+    def setup(self, ctx):
+        layout = self.layout(ctx)
+        layout.fields += [
+            FieldSpec("grad_zero", "int64", description="coordinates with g = 0 or no gradient (not in the η_eff summary)"),
+            FieldSpec("update_norm", unit="parameter units", description="‖Δθ‖₂ of this step"),
+            FieldSpec("param_norm", unit="parameter units", description="‖θ‖₂ before the step"),
+            FieldSpec("update_ratio", description="‖Δθ‖₂ / ‖θ‖₂ (θ before the step); inf if θ = 0"),
+            FieldSpec("grad_norm", description="‖g‖₂ of the gradient the step used"),
+            FieldSpec("cos", description="cos(Δθ, −g) = −⟨Δθ, g⟩ / (‖Δθ‖₂‖g‖₂); NaN if either is 0"),
+        ]
+        layout.attrs["formula"] = "eta_eff = |theta_after - theta_before| / |g| over coordinates with g != 0"
+        return layout
+
+    def n_bins(self):
+        return self._edges[2]
+
+    def edges_spec(self):
+        return self._edges
+
+    def before_step(self, ctx):
+        # References only (no copy): the gradients the coming step consumes.
+        self._grads = [p.grad for p in ctx.params]
+
+    def after_step(self, ctx):
+        snapshot = ctx.snapshot
+        if snapshot is None or self._grads is None:
+            raise RuntimeError("no snapshot of the parameters before the step")
+        rows, extras = [], []
+        with torch.no_grad():
+            for (name, param), before, grad in zip(ctx.named_params, snapshot, self._grads):
+                row, extra = self._measure(ctx, name, param.detach(), before, grad)
+                rows.append(row)
+                extras.append(extra)
+        if not rows:
+            return
+        device = rows[0].device
+        self._packed = torch.stack([r.to(device) for r in rows])
+        self._extra = torch.stack([e.to(device) for e in extras])
+        synced = getattr(ctx.optimizer, "synced", None)
+        if synced is not None:  # Lookahead and any optimizer that says when it synced
+            ctx.emit_scalar("synced", torch.full((), float(bool(synced)), dtype=torch.float64, device=device))
+
+    def _measure(self, ctx, name, param, before, grad):
+        """The raw packed η_eff summary and the _EXTRA row of one parameter, on its device.
+
+        Few, large operations: the per-coordinate work is here, the small corrections of
+        every parameter's summary are done together in :meth:`collect`.
+        """
+        delta = param - before  # per-record allocation: one parameter-sized buffer
+        if grad is None or grad.is_sparse or grad.shape != param.shape or param.numel() == 0:
+            if grad is not None and (grad.is_sparse or grad.shape != param.shape):
+                ctx.warn_once((self.name, name), f"steps: the gradient of {name} is sparse or misshapen; η_eff not recorded")
+            # No gradient is g = 0 everywhere: ‖g‖ = 0, ⟨Δθ, g⟩ = 0 (so cos is NaN), and the
+            # row counts them as zeros for collect() to take out again, as for any g = 0.
+            missing = float(param.numel()) if grad is None else 0.0
+            row = empty_summary(self._edges[2], param.device)
+            row[0] = row[5] = missing
+            zero = torch.zeros((), dtype=torch.float64, device=param.device)
+            extra = torch.stack([zero + missing, zero, zero + math.inf, _norm(delta), _norm(before), zero, zero])
+            return row, extra
+        grad = grad.detach()
+        norms = (_norm(delta), _norm(before), _norm(grad))
+        dot = _dot(delta, grad)
+        n_zero = (param.numel() - torch.count_nonzero(grad)).double()
+        sample_zero = (strided_sample(grad.reshape(-1), self.hist_sample) == 0).sum()  # η's sample, same stride
+        # η_eff in Δθ's buffer (no longer needed). Where g = 0 the quotient is +inf (Δθ ≠ 0)
+        # or NaN (Δθ = 0): made +inf first, so that the minimum is over g ≠ 0, then 0, so that
+        # the g = 0 coordinates add nothing to sum, sumsq, max or the log histogram (zeros are
+        # not binned); collect() takes them out of count and zero. No boolean mask needed.
+        eta = delta.div_(grad).abs_()
+        nonzero_min = eta.nan_to_num_(nan=math.inf, posinf=math.inf).amin()
+        eta.nan_to_num_(posinf=0.0)
+        packed = summarise_tensor(eta, self._edges, cap=self.hist_sample, magnitude=True)
+        return packed, torch.stack([n_zero, sample_zero, nonzero_min, *norms, dot])
+
+    def collect(self, ctx):
+        if self._packed is None:
+            return {}
+        packed, extra = self._packed, self._extra
+        self._packed = self._extra = None
+        n_zero = extra[:, 0]
+        packed[:, 0] -= n_zero  # count: coordinates with g ≠ 0
+        packed[:, 5] -= n_zero  # zero: g ≠ 0 but Δθ = 0
+        packed[:, 6] = 0.0  # non-finite η_eff were zeroed; check() counts them exactly
+        packed[:, 7] -= extra[:, 1]  # hist_count: the sample's g ≠ 0 coordinates
+        packed[:, 3] = extra[:, 2]  # min over g ≠ 0 (+inf if none)
+        packed[:, 4] = torch.where(packed[:, 0] > 0, packed[:, 4], -math.inf)
+        fields = split_summary(packed)
+        update, param, grad = extra[:, 3], extra[:, 4], extra[:, 5]
+        fields.update(
+            grad_zero=n_zero,
+            update_norm=update,
+            param_norm=param,
+            update_ratio=update / param,
+            grad_norm=grad,
+            cos=-extra[:, 6] / (update * grad),
+        )
+        return fields
+
+    def check(self, ctx, host):
+        """Exact η_eff moments for tensors with a non-finite gradient or update (rare).
+
+        The device pass maps non-finite η_eff to 0; a non-finite ‖g‖ or ‖Δθ‖ shows that this
+        happened, and only then is η_eff recomputed here (with host syncs), in a diverging
+        run. The recorder releases the snapshot after this call, so θ_before is still there.
+        """
+        grads, self._grads = self._grads, None
+        if "sum" not in host:
+            return host
+        bad = [
+            i
+            for i in range(len(host["sum"]))
+            if not (_finite(host["grad_norm"][i]) and _finite(host["update_norm"][i]) and _finite(host["sum"][i]))
+        ]
+        if not bad or ctx.snapshot is None or grads is None:
+            return host
+        with torch.no_grad():
+            for i in bad:
+                param, grad = ctx.params[i].detach(), grads[i]
+                if grad is None or grad.is_sparse or grad.shape != param.shape:
+                    continue
+                g = grad.detach().reshape(-1)
+                eta = ((param - ctx.snapshot[i]).reshape(-1) / g).abs()[g != 0]
+                finite = torch.isfinite(eta)
+                kept = eta[finite].double()
+                host["grad_zero"][i] = int((g == 0).sum())
+                host["nonfinite"][i] = int(eta.numel() - finite.sum())
+                host["count"][i] = kept.numel()
+                host["sum"][i] = float(kept.sum()) if kept.numel() else 0.0
+                host["sumsq"][i] = float(kept.dot(kept)) if kept.numel() else 0.0
+                host["min"][i] = float(kept.min()) if kept.numel() else math.inf
+                host["max"][i] = float(kept.max()) if kept.numel() else -math.inf
+                host["zero"][i] = int((kept == 0).sum())
+        return host
+
+    def options(self):
+        return {**super().options(), "decades": list(self._edges[:2]), "bins": self._edges[2]}
+
+
+def _norm(x: torch.Tensor) -> torch.Tensor:
+    """‖x‖₂ in x's own precision (float32 for half types, whose range a norm can exceed).
+
+    torch's CPU reductions sum in cascades (relative error near 1e-7 for float32), and a
+    float64 reduction of a float32 tensor costs about eight times as much on a CPU.
+    """
+    return torch.linalg.vector_norm(x, dtype=torch.float32 if x.element_size() < 4 else None)
+
+
+def _dot(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """⟨x, y⟩ over all elements, in float32 at least."""
+    dtype = torch.promote_types(torch.promote_types(x.dtype, y.dtype), torch.float32)
+    return torch.dot(x.reshape(-1).to(dtype), y.reshape(-1).to(dtype))
