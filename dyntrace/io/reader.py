@@ -1,8 +1,9 @@
 """Reading a run file: ``dyntrace.open_run(path)`` → :class:`Run`.
 
-Read-only, torch-free, and safe while the run is still being written (SWMR: every read
-refreshes the dataset and stops at the last complete record). Raw additive summaries are
-turned into means, stds and fractions here.
+Read-only, torch-free, and safe while the run is still being written: a Run is a snapshot
+of the complete records present when it was opened (SWMR), so every read agrees with every
+other; :meth:`Run.refresh` moves the snapshot forward. Raw additive summaries are turned
+into means, stds and fractions here.
 """
 
 from __future__ import annotations
@@ -58,6 +59,25 @@ class Run:
     def __init__(self, path):
         self.path = os.fspath(path)
         self._file = fmt.open_validated(self.path)
+        self.refresh()
+
+    def refresh(self) -> "Run":
+        """See what a writer appended since the file was opened (or last refreshed)."""
+        self._records = {}
+        if fmt.PROBES in self._file:
+            for probe, group in self._file[fmt.PROBES].items():
+                group["step"].refresh()
+                self._records[probe] = group["step"].shape[0]
+        lengths = []
+        for name in ("step", "key", "value"):
+            ds = self._file[fmt.SCALARS][name]
+            ds.refresh()
+            lengths.append(ds.shape[0])
+        self._scalar_rows = min(lengths)
+        names = self._file[fmt.SCALARS]["names"]
+        names.refresh()
+        self._scalar_names = fmt.decode(names[:])
+        return self
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -103,7 +123,7 @@ class Run:
 
     @property
     def scalar_names(self) -> list[str]:
-        return fmt.decode(self._ds(fmt.SCALARS, "names")[:])
+        return list(self._scalar_names)
 
     def scalar(self, name: str):
         """(steps, values) of a logged scalar, in step order: every step it was logged."""
@@ -115,7 +135,7 @@ class Run:
             )
         key = names.index(name)
         step_ds, key_ds, value_ds = (self._ds(fmt.SCALARS, n) for n in ("step", "key", "value"))
-        n = min(step_ds.shape[0], key_ds.shape[0], value_ds.shape[0])
+        n = self._scalar_rows
         keys = key_ds[:n]
         mask = keys == key
         steps, values = step_ds[:n][mask], value_ds[:n][mask]
@@ -126,7 +146,7 @@ class Run:
     def n_steps(self) -> int:
         """The last step anything was logged or recorded at."""
         step_ds = self._ds(fmt.SCALARS, "step")
-        last = int(step_ds[-1]) if step_ds.shape[0] else 0
+        last = int(step_ds[: self._scalar_rows].max()) if self._scalar_rows else 0
         rec = self.record_steps
         return max(last, int(rec[-1]) if rec.size else 0)
 
@@ -159,7 +179,8 @@ class Run:
 
     def steps(self, probe: str) -> np.ndarray:
         """Record steps of one probe (complete records only)."""
-        return self._ds(fmt.PROBES, probe, "step")[:]
+        self._group(probe)
+        return self._ds(fmt.PROBES, probe, "step")[: self._records.get(probe, 0)]
 
     @property
     def record_steps(self) -> np.ndarray:

@@ -135,6 +135,10 @@ def test_reader_sees_a_consistent_growing_prefix_while_training_writes(tmp_path)
         with dyntrace.open_run(path) as run:
             for _ in range(4):
                 time.sleep(0.4)
+                before = len(run.steps("activations"))
+                time.sleep(0.3)
+                assert len(run.steps("activations")) == before  # a snapshot until refresh()
+                run.refresh()
                 steps = run.steps("activations")
                 _, mean = run.stat("activations", "1", "mean")
                 hist = run.hist("activations", "1")
