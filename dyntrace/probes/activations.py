@@ -212,6 +212,8 @@ class ActivationsProbe(Probe):
         return fields
 
     def static(self, ctx):
+        if not self._layers:
+            return {}
         edges = [torch.linspace(*s.edges[:2], self.bins + 1, dtype=torch.float64) if s.edges else torch.full((self.bins + 1,), float("nan"), dtype=torch.float64) for s in self._state]
         units = torch.tensor([float(s.units) for s in self._state], dtype=torch.float64)
         return {"edges": torch.stack(edges) if edges else torch.zeros(0, self.bins + 1), "units": units}

@@ -161,3 +161,4 @@ def test_a_model_without_activation_modules_records_its_parameters(tmp_path):
             opt.step()
     with dyntrace.open_run(tmp_path / "p.h5") as run:
         assert run.probes == ["gradients", "weights"] and run.layers == []
+        assert run.steps("gradients").tolist() == [1] and run.closed_cleanly
