@@ -12,9 +12,11 @@ Two ways to evaluate, same values:
 - "vmap": ``torch.func.functional_call`` under ``torch.vmap`` over a chunk of points whose
   parameters are built with one matrix product per tensor, chunked to a memory bound.
 
-"auto" times one chunk of each on the first points and keeps the faster (vmap wins where one
-forward leaves the device idle, loses for some conv nets on the CPU), falling back to
-sequential when the model cannot run under vmap.
+"auto" times both, alternating chunks on the first points, and keeps the faster (vmap wins
+where one forward leaves the device idle, e.g. small models; it loses for some conv nets on
+the CPU), falling back to sequential when the model cannot run under vmap (e.g. LSTMs).
+Points that coincide with a basis (a plane's centre, a line's ends) are evaluated with one
+plain forward, so they equal the model's own loss bit for bit whichever method ran.
 
 The caller's model is never modified, not even for a moment: the forwards run on an eval-mode
 *shell* of it (same classes, same tensors, copied containers, see ``eval_shell``), so
@@ -27,6 +29,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -69,7 +72,8 @@ def eval_shell(model: nn.Module) -> nn.Module:
         if id(module) in shells:
             return shells[id(module)]
         shell = object.__new__(type(module))
-        shell.__dict__.update({key: copy.copy(value) if isinstance(value, (dict, list, set)) else value for key, value in vars(module).items()})
+        for key, value in vars(module).items():
+            shell.__dict__[key] = copy.copy(value) if isinstance(value, (dict, list, set)) else value
         shell.training = False
         shells[id(module)] = shell
         for name, child in shell._modules.items():
@@ -80,6 +84,7 @@ def eval_shell(model: nn.Module) -> nn.Module:
     return shell_of(model)
 
 
+@dataclass
 class Evaluation:
     """Values at every point, and how they were computed.
 
@@ -87,11 +92,13 @@ class Evaluation:
         loss: (N,) float64 loss per point.
         metric: (N,) float64 metric per point, or None.
         info: JSON-serialisable: ``method`` used, ``chunk_size``, ``seconds`` (total),
-            ``seconds_per_point``, and ``vmap_error`` when "auto" had to fall back.
+            ``seconds_per_point``, ``trial_seconds_per_point`` ("auto"), and ``vmap_error``
+            when "auto" had to fall back.
     """
 
-    def __init__(self, loss: np.ndarray, metric: np.ndarray | None, info: dict):
-        self.loss, self.metric, self.info = loss, metric, info
+    loss: np.ndarray
+    metric: np.ndarray | None
+    info: dict
 
 
 def _leaf_output_bytes(shell: nn.Module, inputs) -> tuple[torch.Tensor, int]:
@@ -134,11 +141,14 @@ class _Sequential:
     def __call__(self, coefs: np.ndarray):
         inputs, targets = self.batch
         losses, metrics = [], []
-        for row in coefs.tolist():
-            for out, *terms in zip(self.private, *self.bases):
-                torch.mul(terms[0], row[0], out=out)
-                for c, term in zip(row[1:], terms[1:]):
-                    out.add_(term, alpha=c)
+        for c0, c1, *cs in coefs.tolist():
+            for out, b0, b1, *bs in zip(self.private, *self.bases):
+                if c0 == 1.0:  # a plane's centre term: one pass for the first two terms
+                    torch.add(b0, b1, alpha=c1, out=out)
+                else:
+                    torch.mul(b0, c0, out=out).add_(b1, alpha=c1)
+                for c, b in zip(cs, bs):
+                    out.add_(b, alpha=c)
             outputs = self.shell(inputs)
             losses.append(self.loss_fn(outputs, targets))
             if self.metric is not None:
@@ -172,8 +182,7 @@ class _Batched:
 
 
 def _default_chunk(bases, activation_bytes: int) -> int:
-    device = bases[0][0].device if bases[0] else torch.device("cpu")
-    budget = _CHUNK_BYTES.get(device.type, _CHUNK_BYTES_ACCELERATOR)
+    budget = _CHUNK_BYTES.get(bases[0][0].device.type, _CHUNK_BYTES_ACCELERATOR)
     per_point = sum(p.numel() * p.element_size() for p in bases[0]) + _ACTIVATION_FACTOR * activation_bytes
     return max(1, budget // max(per_point, 1))
 
@@ -196,7 +205,7 @@ def evaluate(
         loss_fn: ``loss_fn(model(inputs), targets)`` → scalar tensor; must be vmappable for
             "vmap" (torch's functional losses are).
         batch: ``(inputs, targets)``, evaluated as given, in eval mode.
-        bases: B lists of tensors aligned with ``model.named_parameters()``.
+        bases: B ≥ 2 lists of tensors aligned with ``model.named_parameters()``.
         coefs: (N, B) coefficients.
         method: "auto" (default), "vmap" or "sequential".
         chunk_size: points per vmap chunk; default: as many as fit in 64 MiB (CPU) or 1 GiB
@@ -210,10 +219,14 @@ def evaluate(
     check_method(method)
     if chunk_size is not None and chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+    if len(bases) < 2:
+        raise ValueError(f"bases must hold at least 2 points of parameter space, got {len(bases)}")
     coefs = np.asarray(coefs, dtype=np.float64)
     if coefs.ndim != 2 or coefs.shape[1] != len(bases):
         raise ValueError(f"coefs has shape {coefs.shape}, expected (N, {len(bases)})")
     names = [name for name, _ in model.named_parameters()]
+    if not names:
+        raise ValueError("the model has no parameters: its loss landscape is a constant")
     shell = eval_shell(model)
     inputs, targets = batch
     start = time.perf_counter()
@@ -281,7 +294,9 @@ def _choose(batched: _Batched, sequential: _Sequential, coefs: np.ndarray, chunk
         began = time.perf_counter()
         try:
             pieces.append(run(coefs[first : first + trial]))
-        except RuntimeError as error:  # vmap: an op without a batching rule, data-dependent control flow, ...
+        except RuntimeError as error:
+            # The model, loss and metric already ran once unbatched, so an error here is vmap's
+            # own: an op without a batching rule, data-dependent control flow, .item(), ...
             if run is not batched:
                 raise
             info["method"] = "sequential"

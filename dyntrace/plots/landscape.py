@@ -2,8 +2,8 @@
 
 Each takes a result of ``dyntrace.landscape`` (``LineResult`` or ``PlaneResult``, computed
 now or read back from a run file), draws it and returns the Figure. With ``ax`` it draws
-there; without, it makes its own figure (a plain ``matplotlib.figure.Figure``, so nothing is
-registered with pyplot). No torch, no global matplotlib state.
+there; without, it makes its own figure in the dyntrace theme (a plain
+``matplotlib.figure.Figure``, not registered with pyplot). No torch, no global matplotlib state.
 
 Reference: H. Li, Z. Xu, G. Taylor, C. Studer, T. Goldstein, "Visualizing the Loss Landscape
 of Neural Nets", NeurIPS 2018 (Figs. 5–9: contours, surfaces, PCA trajectory planes).
@@ -11,23 +11,30 @@ of Neural Nets", NeurIPS 2018 (Figs. 5–9: contours, surfaces, PCA trajectory p
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 
 from dyntrace.landscape.results import LineResult, PlaneResult
-from dyntrace.plots.theme import HEAT_CMAP, NEUTRAL, PALETTE
+from dyntrace.plots._layout import legend, root_figure, single
+from dyntrace.plots.theme import HEAT_CMAP, NEUTRAL, PALETTE, theme
 
 __all__ = ["plot_landscape_line", "plot_landscape_contour", "plot_landscape_surface"]
 
 
-def _axes(ax, projection: str | None = None):
+@contextmanager
+def _single_3d(ax, *, figsize=(6.4, 5.2)):
+    """``_layout.single`` for a 3-D axes: yield (figure, axes); ``ax`` must be 3-D if given."""
     if ax is None:
-        fig = Figure(figsize=(6.4, 4.8), layout="constrained")
-        return fig, fig.add_subplot(projection=projection)
-    if projection == "3d" and getattr(ax, "name", None) != "3d":
-        raise ValueError(f"ax must be a 3-D axes (projection='3d'), got a {getattr(ax, 'name', type(ax).__name__)!r} axes")
-    return ax.figure, ax
+        with theme():
+            fig = Figure(figsize=figsize, layout="constrained")
+            yield fig, fig.add_subplot(projection="3d")
+    else:
+        if getattr(ax, "name", None) != "3d":
+            raise ValueError(f"ax must be a 3-D axes (projection='3d'), got a {getattr(ax, 'name', type(ax).__name__)!r} axes")
+        yield root_figure(ax), ax
 
 
 def _check(result, kind: type, function: str):
@@ -45,7 +52,7 @@ def _plane_labels(result: PlaneResult) -> tuple[str, str, str]:
         ev = 100 * result.explained_variance
         return f"PC1 ({ev[0]:.1f} %)", f"PC2 ({ev[1]:.1f} %)", "the training trajectory's PCA plane"
     seed = result.meta.get("seed")
-    where = f"random filter-normalised plane (seed {seed})" if seed is not None else "plane through the given directions"
+    where = f"a random filter-normalised plane (seed {seed})" if seed is not None else "the plane through the given directions"
     return "direction 1 (δ)", "direction 2 (η)", where
 
 
@@ -55,20 +62,22 @@ def plot_landscape_line(result: LineResult, /, *, ax=None) -> Figure:
     Draws ``result.loss`` against ``result.t``. Returns the Figure.
     """
     _check(result, LineResult, "plot_landscape_line")
-    fig, ax = _axes(ax)
-    ax.plot(result.t, result.loss, color=PALETTE[0], marker=".", label="loss")
-    if result.meta.get("kind") == "line":
-        ax.set_xlabel("t (0 = start, 1 = end)")
-        ax.set_title("Loss along the straight line from start to end")
-    else:
-        ax.set_xlabel("step along a filter-normalised direction")
-        ax.set_title(f"Loss along a random filter-normalised direction (seed {result.meta.get('seed')})")
-    ax.set_ylabel("loss")
-    if result.acc is not None:
-        right = ax.twinx()
-        right.plot(result.t, result.acc, color=PALETTE[1], linestyle="--", label=_metric_label(result.meta))
-        right.set_ylabel(_metric_label(result.meta))
-        ax.legend(handles=ax.get_lines() + right.get_lines(), loc="best")
+    with single(ax, figsize=(6.4, 4.2)) as (fig, ax, owns):
+        ax.plot(result.t, result.loss, color=PALETTE[0], marker=".", label="loss")
+        if result.meta.get("kind") == "line":
+            ax.set_xlabel("t (0 = start, 1 = end)")
+            ax.set_title("Loss along the straight line from start to end")
+        else:
+            ax.set_xlabel("step along a filter-normalised direction")
+            ax.set_title(f"Loss along a random filter-normalised direction (seed {result.meta.get('seed')})")
+        ax.set_ylabel("loss")
+        if result.acc is not None:
+            right = ax.twinx()
+            right.grid(False)
+            right.plot(result.t, result.acc, color=PALETTE[1], linestyle="--", label=_metric_label(result.meta))
+            right.set_ylabel(_metric_label(result.meta))
+            lines = ax.get_lines() + right.get_lines()
+            legend(ax, owns=owns, handles=lines, labels=[line.get_label() for line in lines])
     return fig
 
 
@@ -98,7 +107,6 @@ def plot_landscape_contour(
     _check(result, PlaneResult, "plot_landscape_contour")
     if levels < 2:
         raise ValueError(f"levels must be ≥ 2, got {levels!r}")
-    fig, ax = _axes(ax)
     loss = np.ma.masked_invalid(result.loss)
     if loss.count() == 0:
         raise ValueError("the plane has no computed loss values (all NaN)")
@@ -110,19 +118,20 @@ def plot_landscape_contour(
         bounds, norm = np.geomspace(low, high, levels), LogNorm(low, high)
     else:
         bounds, norm = np.linspace(low, high, levels), Normalize(low, high)
-    draw = ax.contourf if filled else ax.contour
-    contours = draw(result.x, result.y, loss, levels=bounds, norm=norm, cmap=HEAT_CMAP)
-    fig.colorbar(contours, ax=ax, label="loss")
     xlabel, ylabel, where = _plane_labels(result)
-    if show_path and result.path is not None:
-        path = result.path
-        ax.plot(path[:, 0], path[:, 1], color="white" if filled else PALETTE[3], linewidth=1.2, marker=".", markersize=4, label="trajectory")
-        ax.plot(path[0, 0], path[0, 1], "o", color=PALETTE[1], markeredgecolor=NEUTRAL, label=f"start (step {result.path_steps[0]})")
-        ax.plot(path[-1, 0], path[-1, 1], "*", color=PALETTE[2], markersize=11, markeredgecolor=NEUTRAL, label=f"final (step {result.path_steps[-1]})")
-        ax.legend(loc="best", fontsize="small")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(f"Loss on {where}")
+    with single(ax, figsize=(6.4, 5.0)) as (fig, ax, owns):
+        draw = ax.contourf if filled else ax.contour
+        contours = draw(result.x, result.y, loss, levels=bounds, norm=norm, cmap=HEAT_CMAP)
+        fig.colorbar(contours, ax=ax, label="loss")
+        if show_path and result.path is not None:
+            path = result.path
+            ax.plot(path[:, 0], path[:, 1], color="white" if filled else PALETTE[3], linewidth=1.2, marker=".", markersize=4, label="trajectory")
+            ax.plot(path[0, 0], path[0, 1], "o", color=PALETTE[1], markeredgecolor=NEUTRAL, label=f"start (step {result.path_steps[0]})")
+            ax.plot(path[-1, 0], path[-1, 1], "*", color=PALETTE[2], markersize=11, markeredgecolor=NEUTRAL, label=f"final (step {result.path_steps[-1]})")
+            legend(ax, owns=owns)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"Loss on {where}")
     return fig
 
 
@@ -132,12 +141,12 @@ def plot_landscape_surface(result: PlaneResult, /, *, ax=None) -> Figure:
     ``ax``, if given, must be a 3-D axes (``projection="3d"``). Returns the Figure.
     """
     _check(result, PlaneResult, "plot_landscape_surface")
-    fig, ax = _axes(ax, projection="3d")
-    gx, gy = np.meshgrid(result.x, result.y)  # [ny, nx], like result.loss
-    ax.plot_surface(gx, gy, result.loss, cmap=HEAT_CMAP, rstride=1, cstride=1, linewidth=0, antialiased=False)
     xlabel, ylabel, where = _plane_labels(result)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_zlabel("loss")
-    ax.set_title(f"Loss surface on {where}")
+    with _single_3d(ax) as (fig, ax):
+        gx, gy = np.meshgrid(result.x, result.y)  # [ny, nx], like result.loss
+        ax.plot_surface(gx, gy, result.loss, cmap=HEAT_CMAP, rstride=1, cstride=1, linewidth=0, antialiased=False)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_zlabel("loss")
+        ax.set_title(f"Loss surface on {where}")
     return fig

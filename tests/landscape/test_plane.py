@@ -117,3 +117,42 @@ def test_bad_arguments_name_the_parameter(mlp, batch, kwargs, message):
 def test_a_non_scalar_loss_is_refused(mlp, batch):
     with pytest.raises(ValueError, match=r"loss_fn must return a scalar tensor, got \(40,\)"):
         plane(mlp, lambda o, t: F.cross_entropy(o, t, reduction="none"), batch, resolution=(3, 3))
+
+
+class _TiedWeightNorm(nn.Module):
+    """Output layer tied to the input layer, a weight-norm parametrization in between."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp = nn.Linear(6, 6, bias=False)
+        self.mid = nn.utils.parametrizations.weight_norm(nn.Linear(6, 6))
+        self.out = nn.Linear(6, 6, bias=False)
+        self.out.weight = self.inp.weight
+
+    def forward(self, x):
+        return self.out(torch.tanh(self.mid(self.inp(x))))
+
+
+class _Recurrent(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(6, 5, batch_first=True)
+        self.fc = nn.Linear(5, 3)
+
+    def forward(self, x):
+        return self.fc(self.lstm(x.view(len(x), 2, 3).repeat(1, 1, 2))[0][:, -1])
+
+
+@pytest.mark.filterwarnings("ignore:There is a performance drop:UserWarning")  # vmap's fallback for weight norm
+@pytest.mark.parametrize("model_class", [_TiedWeightNorm, _Recurrent])
+def test_tied_parametrized_and_recurrent_modules(model_class, batch):
+    model = model_class()
+    targets = batch[1] % 3
+    before = snapshot(model)
+    result = plane(model, F.cross_entropy, (batch[0], targets), resolution=(3, 3), method="sequential")
+    auto = plane(model, F.cross_entropy, (batch[0], targets), resolution=(3, 3))  # LSTM: no vmap rule, falls back
+    assert_same(before, snapshot(model))
+    np.testing.assert_allclose(auto.loss, result.loss, rtol=1e-5)
+    dx, dy = result.directions
+    by_hand = [p + u - v for p, u, v in zip(_params(model), dx, dy)]  # (x, y) = (1, -1)
+    assert result.loss[0, 2] == pytest.approx(loss_at(model, by_hand, (batch[0], targets)), rel=1e-5)
