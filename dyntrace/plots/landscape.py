@@ -68,8 +68,9 @@ def plot_landscape_line(result: LineResult, /, *, ax=None) -> Figure:
             ax.set_xlabel("t (0 = start, 1 = end)")
             ax.set_title("Loss along the straight line from start to end")
         else:
+            seed = result.meta.get("seed")
             ax.set_xlabel("step along a filter-normalised direction")
-            ax.set_title(f"Loss along a random filter-normalised direction (seed {result.meta.get('seed')})")
+            ax.set_title("Loss along a random filter-normalised direction" + (f" (seed {seed})" if seed is not None else ""))
         ax.set_ylabel("loss")
         if result.acc is not None:
             right = ax.twinx()
