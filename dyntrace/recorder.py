@@ -9,6 +9,10 @@ Steps are counted by an optimizer step hook: step ``s`` is the iteration that en
 s-th ``optimizer.step()``. When the schedule selects step ``s``, probes are armed right
 after step s − 1 (forward hooks attached), read gradients before step s, read the update
 after it, and their summaries go to the host in one transfer. Other steps run no hook at all.
+
+Under ``torch.distributed`` (an initialised process group) every rank makes a Recorder with
+the same arguments; rank 0 alone writes the file, and the summaries of each record step are
+combined across ranks with a constant number of collectives (see :mod:`dyntrace.distributed`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from datetime import datetime, timezone
 import numpy as np
 import torch
 
+from dyntrace import distributed as _distributed
 from dyntrace.errors import DyntraceError
 from dyntrace.io.writer import RunWriter
 from dyntrace.probes import make_probes
@@ -54,6 +59,13 @@ class Recorder:
             and end) for the trajectory plane of :mod:`dyntrace.landscape`; None to skip.
         trajectory_dtype: "float32" or "float16".
         flush_every: seconds between file flushes (a killed run keeps what was flushed).
+        distributed: what to record when a ``torch.distributed`` process group is
+            initialised (ignored otherwise): "reduce" (default) combines the activation
+            summaries of every rank's shard (gradients and weights, identical on every rank
+            under DDP, are rank 0's); "rank0" records rank 0's shard only, with no
+            collective; "per_rank" is "reduce" plus each rank's own activation summaries in
+            groups ``activations@rank<r>``. Rank 0 alone creates and writes ``path``.
+        process_group: the group to reduce over (default: the whole world).
     """
 
     def __init__(
@@ -68,6 +80,8 @@ class Recorder:
         trajectory: int | None = None,
         trajectory_dtype: str = "float32",
         flush_every: float = 2.0,
+        distributed: str | None = None,
+        process_group=None,
     ):
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -92,6 +106,8 @@ class Recorder:
         self._flush_every = flush_every
         self._trajectory = trajectory
         self._closed = False
+        self._dist = _distributed.active(distributed, process_group)  # None: a single process
+        self._writes = self._dist is None or self._dist.writes
 
         layouts = {}
         for probe in list(self._probes):
@@ -99,39 +115,56 @@ class Recorder:
             if layout is not None:
                 layout.attrs.setdefault("options", json.dumps(probe.options(), default=str))
                 layouts[probe.name] = layout
+        if self._dist is not None:
+            self._probes, layouts = self._dist.setup(self._probes, layouts, self._ctx.param_names)
+        self._layouts = set(layouts)
         traj_spec = None
-        if trajectory is not None:
+        if trajectory is not None and self._writes:
             traj_spec = {
                 "names": self._ctx.param_names,
                 "sizes": [p.numel() for p in self._ctx.params],
                 "dtype": trajectory_dtype,
             }
-        parent = os.path.dirname(os.path.abspath(self.path))
-        if not os.path.isdir(parent):
-            raise DyntraceError(f"cannot write {self.path}: folder {parent} does not exist")
-        try:
-            self._writer = RunWriter(self.path, self._meta(model, optimizer, config), layouts, trajectory=traj_spec, flush_every=flush_every)
-        except OSError as exc:
-            raise DyntraceError(f"cannot write {self.path}: {exc}") from None
+        if self._writes:
+            parent = os.path.dirname(os.path.abspath(self.path))
+            if not os.path.isdir(parent):
+                raise DyntraceError(f"cannot write {self.path}: folder {parent} does not exist")
+            try:
+                self._writer = RunWriter(self.path, self._meta(model, optimizer, config), layouts, trajectory=traj_spec, flush_every=flush_every)
+            except OSError as exc:
+                raise DyntraceError(f"cannot write {self.path}: {exc}") from None
+        else:  # another rank: no file, no HDF5 work
+            self._writer = _distributed.NullWriter()
         self._finalizer = weakref.finalize(self, self._writer.close)
 
         self._hooks = [
             optimizer.register_step_pre_hook(self._before_step),
             optimizer.register_step_post_hook(self._after_step),
         ]
-        if trajectory is not None:
+        if trajectory is not None and self._writes:
             self._save_trajectory()
         self._arm_if_scheduled()
 
     # -- the public surface ------------------------------------------------------------------
 
-    def log(self, **scalars) -> None:
+    def log(self, *, reduce: str | None = None, **scalars) -> None:
         """Log scalars for the current step (the number of completed ``optimizer.step()``).
 
         Call it after ``optimizer.step()``. Values may be Python numbers or one-element
         tensors; tensors are kept on their device and moved with the next record step's
         transfer (or every few seconds), never synced one by one.
+
+        ``reduce`` ("mean", "sum", "min" or "max") combines the value across the ranks of
+        a ``torch.distributed`` run, e.g. ``rec.log(loss=loss, reduce="mean")`` for the
+        global batch's loss; the values wait for the next record step's collective (or
+        close), so a step that records nothing communicates nothing. Without ``reduce``
+        (or in "rank0" mode) rank 0's values are logged. In a single process it changes
+        nothing. (``reduce`` is therefore not a scalar name.)
         """
+        _distributed.check_scalar_reduce(reduce)
+        dist_reduce = reduce is not None and self._dist is not None and self._dist.communicates
+        if not (self._writes or dist_reduce):
+            return  # another rank: its values are not recorded
         for name, value in scalars.items():
             if isinstance(value, torch.Tensor):
                 if value.numel() != 1:
@@ -141,12 +174,25 @@ class Recorder:
             elif not isinstance(value, _SCALAR_TYPES):
                 self._ctx.warn_once(("log", name), f"log: {name} is {type(value).__name__}, not a number; skipped")
                 continue
-            self._scalars.append((self.step, name, value))
+            if dist_reduce:
+                self._dist.add_scalar(self.step, name, value, reduce)
+            else:
+                self._scalars.append((self.step, name, value))
+        if dist_reduce and self._dist.pending >= _distributed.MAX_PENDING:
+            # every rank logs the same values, so every rank reaches this point together
+            self._combine_scalars()
         if len(self._scalars) >= 4096 or time.monotonic() - self._last_flush >= self._flush_every:
             self._flush_scalars({})
 
     def close(self) -> None:
-        """Remove every hook, write what is pending and close the file. Safe to call twice."""
+        """Remove every hook, write what is pending and close the file. Safe to call twice.
+
+        Under ``torch.distributed`` every rank calls it at the same point: scalars logged
+        with ``reduce=`` are combined in one last collective.
+        """
+        self._close(failed=False)
+
+    def _close(self, *, failed: bool) -> None:
         if self._closed:
             return
         self._closed = True
@@ -154,8 +200,10 @@ class Recorder:
             handle.remove()
         self._probe_handles = []
         try:
+            if self._dist is not None:
+                self._close_distributed(failed)
             self._flush_scalars({})
-            if self._trajectory is not None and self.step % self._trajectory:
+            if self._trajectory is not None and self.step % self._trajectory and self._writes:
                 self._save_trajectory()
         finally:
             self._finalizer()
@@ -163,8 +211,9 @@ class Recorder:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, exc, tb):
+        # Leaving on an exception, this rank may be alone: no collective, only what it holds.
+        self._close(failed=exc_type is not None)
         return False
 
     @property
@@ -177,6 +226,8 @@ class Recorder:
         if not self._armed:
             return
         ctx = self._ctx
+        if self._dist is not None:
+            self._dist.before_step(ctx)
         if any(p.needs_snapshot for p in self._probes):
             ctx.take_snapshot()
         for probe in list(self._probes):
@@ -185,12 +236,13 @@ class Recorder:
     def _after_step(self, optimizer, args, kwargs):
         self.step += 1
         try:
-            self._log_learning_rates(optimizer)
+            if self._writes:
+                self._log_learning_rates(optimizer)
             if self._armed:
                 for probe in list(self._probes):
                     self._guard(probe, "after_step")
                 self._record()
-            if self._trajectory is not None and self.step % self._trajectory == 0:
+            if self._trajectory is not None and self.step % self._trajectory == 0 and self._writes:
                 self._save_trajectory()
         except Exception as exc:  # the recorder never kills training
             self._ctx.warn_once("record", f"recording step {self.step} failed: {exc}")
@@ -201,7 +253,9 @@ class Recorder:
     # -- internals ---------------------------------------------------------------------------
 
     def _arm_if_scheduled(self):
-        if self._closed or self._writer.failed:
+        # Under torch.distributed a failed writer keeps rank 0 in step with the others'
+        # collectives (it then records nothing); a single process simply stops arming.
+        if self._closed or (self._writer.failed and self._dist is None):
             return
         try:
             armed = bool(self.schedule(self.step + 1))
@@ -213,6 +267,8 @@ class Recorder:
             self._ctx.recording = True
             for probe in list(self._probes):
                 self._probe_handles += self._guard(probe, "attach") or []
+            if self._dist is not None:
+                self._probe_handles += self._dist.attach(self._probes)
         self._armed = armed
 
     def _disarm(self):
@@ -235,10 +291,22 @@ class Recorder:
 
     def _record(self):
         ctx = self._ctx
+        if self._dist is not None:
+            self._dist.before_collect(self._probes)
         device_fields = {}
         for probe in list(self._probes):
             for field, tensor in (self._guard(probe, "collect") or {}).items():
                 device_fields[f"{probe.name}/{field}"] = tensor
+        checks = {}
+        if self._dist is not None and self._dist.communicates:
+            combined = self._dist.combine(self.step, device_fields)  # the record step's collectives
+            if combined is None:  # another rank: its part is done
+                self._first_record = False
+                return
+            device_fields, events, checks = combined
+            self._scalars += events
+        elif not self._writes:  # "rank0" mode, another rank: nothing to do
+            return
         statics = {}
         if self._first_record:
             for probe in list(self._probes):
@@ -247,19 +315,47 @@ class Recorder:
         for name, value in ctx.scalars.items():
             self._scalars.append((self.step, name, value))
         ctx.scalars = {}
-        host = self._flush_scalars({**device_fields, **{f"static:{k}": v for k, v in statics.items()}})
+        host = self._flush_scalars(
+            {**device_fields, **{f"static:{k}": v for k, v in statics.items()}, **{f"check:{k}": v for k, v in checks.items()}}
+        )
+        if self._dist is not None:
+            self._scalars += self._dist.after_transfer(self.step, {k[6:]: v for k, v in host.items() if k.startswith("check:")})
+        # (group, probe): each probe's group, and under "per_rank" its per-rank groups; only
+        # groups that exist in the file (a probe without a layout, e.g. no activation module
+        # matched, writes nothing)
+        groups = [(p.name, p) for p in self._probes]
+        if self._dist is not None:
+            groups += self._dist.rank_groups(self._probes)
+        groups = [(group, probe) for group, probe in groups if group in self._layouts]
         if self._first_record:
             self._first_record = False
-            for probe in self._probes:
+            for group, probe in groups:
                 fields = {k.split("/", 1)[1]: v for k, v in host.items() if k.startswith(f"static:{probe.name}/")}
                 if fields:
-                    self._writer.add_static(probe.name, fields)
-        for probe in list(self._probes):
-            fields = {k.split("/", 1)[1]: v for k, v in host.items() if k.startswith(f"{probe.name}/")}
+                    self._writer.add_static(group, fields)
+        for group, probe in groups:
+            fields = {k.split("/", 1)[1]: v for k, v in host.items() if k.startswith(f"{group}/")}
             if fields:
                 fields = self._guard(probe, "check", fields)
                 if fields is not None:
-                    self._writer.add_record(probe.name, self.step, fields)
+                    self._writer.add_record(group, self.step, fields)
+
+    def _combine_scalars(self):
+        """A scalars-only collective (``reduce=`` values), when no record step comes soon enough."""
+        combined = self._dist.combine(self.step, None)
+        if combined is not None:
+            self._scalars += combined[1]
+
+    def _close_distributed(self, failed: bool):
+        if failed or not self._dist.communicates:
+            dropped = self._dist.drop_pending()
+            if dropped and self._writes:
+                self._ctx.warn_once("dist-close", f"{dropped} scalar value(s) logged with reduce= not written: the run ended with an exception, so no collective was attempted")
+            return
+        try:
+            self._combine_scalars()  # always, so that no rank decides alone: one collective a run
+        except Exception as exc:  # a rank died meanwhile: keep what rank 0 holds
+            self._ctx.warn_once("dist-close", f"the last collective at close failed ({exc}); scalars logged with reduce= since the last record step are lost")
 
     def _flush_scalars(self, device_fields: dict) -> dict:
         """Move pending scalar tensors (and ``device_fields``) to the host in one transfer."""
@@ -299,6 +395,7 @@ class Recorder:
         self._writer.add_trajectory(self.step, flat.cpu().numpy())
 
     def _meta(self, model, optimizer, config) -> dict:
+        module = self._ctx.module  # described as named in the file: inside a DDP wrapper
         groups = [
             {**{k: v for k, v in g.items() if k != "params"}, "n_params": len(g["params"])}
             for g in optimizer.param_groups
@@ -311,13 +408,14 @@ class Recorder:
             "platform": platform.platform(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "config": json.dumps(config if config is not None else {}, default=str),
-            "model": str(model),
-            "model_class": type(model).__name__,
+            "model": str(module),
+            "model_class": type(module).__name__,
             "n_parameters": int(sum(p.numel() for p in self._ctx.params)),
             "device": str(next(model.parameters()).device) if any(True for _ in model.parameters()) else "cpu",
             "optimizer": json.dumps({"class": type(optimizer).__name__, "param_groups": groups}, default=_jsonable),
             "schedule": repr(self.schedule),
             "probes": json.dumps([{"name": p.name, "options": p.options()} for p in self._probes], default=str),
+            **({"distributed": json.dumps(self._dist.meta(model))} if self._dist is not None else {}),
         }
 
 
