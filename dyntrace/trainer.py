@@ -21,8 +21,6 @@ import difflib
 import json
 import math
 import os
-import sys
-import types
 from dataclasses import dataclass, field
 
 import numpy as np

@@ -17,15 +17,6 @@ from dyntrace.trainer import TrainConfig, train
 QUICK = dict(width=16, batch_size=256, every=5, progress=False)  # 1257 digits → 5 steps per epoch
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two threads on a busy 2-core machine make a tiny MLP step 30× slower; results are the same."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def losses(path):
     with dyntrace.open_run(path) as run:
         return run.scalar("loss")

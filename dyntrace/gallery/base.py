@@ -18,11 +18,14 @@ them so the test suite can run every entry.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Union
+from typing import TYPE_CHECKING, Callable, Union
+
+if TYPE_CHECKING:
+    from dyntrace.trainer import TrainConfig
 
 __all__ = ["Claim", "claim", "EntryResult", "RunSpec"]
 
-RunSpec = Union["TrainConfig", Callable[[str], None]]  # noqa: F821 (TrainConfig: dyntrace.trainer)
+RunSpec = Union["TrainConfig", Callable[[str], None]]
 
 
 @dataclass

@@ -46,6 +46,7 @@ __all__ = [
     "landscape_names",
     "open_validated",
     "decode",
+    "decode_attrs",
 ]
 
 FORMAT_NAME = "dyntrace-run"
@@ -217,17 +218,21 @@ def landscape_names(f: h5py.File) -> list[str]:
 def read_landscape(f: h5py.File, name: str) -> tuple[dict, dict]:
     """(arrays, attrs) of ``/landscape/<name>``; JSON attributes decoded."""
     group = f[LANDSCAPE][name]
-    arrays = {key: group[key][()] for key in group}
-    attrs = {}
-    for key, value in group.attrs.items():
+    return {key: group[key][()] for key in group}, decode_attrs(group.attrs)
+
+
+def decode_attrs(attrs) -> dict:
+    """HDF5 attributes as Python values: bytes decoded, JSON-encoded values parsed."""
+    out = {}
+    for key, value in attrs.items():
         value = value.decode() if isinstance(value, bytes) else value
-        if isinstance(value, str) and value[:1] in "[{":
+        if isinstance(value, str) and value[:1] in '[{"-0123456789':
             try:
                 value = json.loads(value)
             except ValueError:
                 pass
-        attrs[key] = value.item() if isinstance(value, np.generic) else value
-    return arrays, attrs
+        out[key] = value.item() if isinstance(value, np.generic) else value
+    return out
 
 
 def decode(values) -> list[str]:

@@ -98,16 +98,7 @@ class Run:
     @property
     def meta(self) -> dict:
         """Root attributes, JSON fields decoded."""
-        out = {}
-        for key, value in self._file.attrs.items():
-            value = value.decode() if isinstance(value, bytes) else value
-            if isinstance(value, str) and value[:1] in '[{"-0123456789':
-                try:
-                    value = json.loads(value)
-                except ValueError:
-                    pass
-            out[key] = value.item() if isinstance(value, np.generic) else value
-        return out
+        return fmt.decode_attrs(self._file.attrs)
 
     @property
     def config(self) -> dict:

@@ -100,7 +100,7 @@ def test_dead_fraction_of_a_layer_built_with_k_dead_units(tmp_path):
         lin.bias[:k] = -100.0  # ... and these never do
     model = nn.Sequential(lin, nn.ReLU(), nn.Linear(width, 1))
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    with dyntrace.Recorder(model, opt, tmp_path / "dead.h5", every=1) as rec:
+    with dyntrace.Recorder(model, opt, tmp_path / "dead.h5", every=1):
         for _ in range(4):
             opt.zero_grad()
             model(torch.rand(64, 4)).pow(2).mean().backward()

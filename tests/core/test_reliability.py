@@ -1,6 +1,5 @@
 """The recorder never kills training; killed runs and live files stay readable."""
 
-import os
 import signal
 import subprocess
 import sys
