@@ -10,7 +10,7 @@ import numpy as np
 from dyntrace.analysis import moments, psi_variance_approx, psi_variance_exact, rectification, rho_t
 from dyntrace.plots._data import missing
 from dyntrace.plots._heatmap import hist_heatmaps, select
-from dyntrace.plots._layout import legend, log_if_wide, single, step_label
+from dyntrace.plots._layout import legend, log_if_wide, single
 from dyntrace.plots.theme import NEUTRAL, series_color
 
 __all__ = ["plot_adaptive_lr", "plot_rectification", "plot_psi_variance", "adam_parameter"]

@@ -194,6 +194,10 @@ class AdaptiveProbe(ParameterTensorProbe, Probe):
         group = self._groups.get(id(param))
         if not state or group is None or FAMILIES[kind] not in state:
             return None
+        if kind == "adam" and "step" not in state:
+            return None  # no bias correction without the step count
+        if kind == "adagrad" and group.get("lr_decay") and "step" not in state:
+            return None
         return kind, state, group
 
     def _read_accumulators(self, ctx):

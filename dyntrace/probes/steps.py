@@ -118,9 +118,10 @@ class StepsProbe(ParameterTensorProbe, Probe):
         every parameter's summary are done together in :meth:`collect`.
         """
         delta = param - before  # per-record allocation: one parameter-sized buffer
-        if grad is None or grad.is_sparse or grad.shape != param.shape or param.numel() == 0:
-            if grad is not None and (grad.is_sparse or grad.shape != param.shape):
-                ctx.warn_once((self.name, name), f"steps: the gradient of {name} is sparse or misshapen; η_eff not recorded")
+        unusual = grad is not None and (grad.is_sparse or grad.shape != param.shape or param.is_complex())
+        if grad is None or unusual or param.numel() == 0:
+            if unusual:
+                ctx.warn_once((self.name, name), f"steps: the gradient of {name} is sparse, complex or misshapen; η_eff not recorded")
             # No gradient is g = 0 everywhere: ‖g‖ = 0, ⟨Δθ, g⟩ = 0 (so cos is NaN), and the
             # row counts them as zeros for collect() to take out again, as for any g = 0.
             missing = float(param.numel()) if grad is None else 0.0

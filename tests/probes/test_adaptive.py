@@ -204,3 +204,27 @@ def test_parameters_of_a_group_without_state_have_empty_columns(tmp_path, open_r
     assert run.stat("adaptive", "2.weight", "count")[1].tolist() == [0, 0]
     assert np.isnan(run.stat("adaptive", "2.weight", "mean")[1]).all()
     assert "2 of 4 parameters" in _group_attrs(tmp_path / "part.h5", "adaptive")["note"]
+
+
+class _NoStepAdam(torch.optim.Optimizer):
+    """An optimizer that looks like Adam (betas, eps, exp_avg_sq) but keeps no step count."""
+
+    def __init__(self, params, lr=0.01):
+        super().__init__(params, dict(lr=lr, betas=(0.9, 0.999), eps=1e-8))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                v = self.state[p].setdefault("exp_avg_sq", torch.zeros_like(p))
+                v.mul_(0.999).addcmul_(p.grad, p.grad, value=0.001)
+                p.sub_(group["lr"] * p.grad)
+
+
+def test_adam_like_state_without_a_step_count_is_left_empty(tmp_path, open_runs):
+    model = mlp(torch.float32)
+    train(model, _NoStepAdam(model.parameters()), tmp_path / "nostep.h5", steps=2, probes=("adaptive",))
+    run = open_runs(tmp_path / "nostep.h5")
+    assert set(run.kinds("adaptive").values()) == {"adam"}
+    assert run.stat("adaptive", "0.weight", "count")[1].tolist() == [0, 0]
+    assert np.isnan(run.field("adaptive", "rho", "0.weight")[1]).all()
