@@ -1,0 +1,83 @@
+"""``dyntrace plot RUN.h5 [-o DIR] [--format png|svg|pdf] [--dpi N] [--only NAME …]``."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from dyntrace.errors import DyntraceError, MissingDataError
+
+__all__ = ["command", "save"]
+
+
+def _figure_names(ctx, param, value):
+    """--only: names, repeated or comma-separated; an unknown one is a usage error."""
+    from dyntrace.plots import FIGURES
+
+    names = [n.strip() for item in value for n in item.split(",") if n.strip()]
+    unknown = [n for n in names if n not in FIGURES]
+    if unknown:
+        raise click.BadParameter(f"unknown figure {unknown[0]!r}; valid: {', '.join(FIGURES)}", ctx=ctx, param=param)
+    return names
+
+
+def save(fig, path: str, *, fmt: str, dpi: int) -> str:
+    """Write a figure; no timestamps in SVG/PDF so the same run gives the same file."""
+    metadata = {"Date": None} if fmt in ("svg", "pdf") else None
+    fig.savefig(path, format=fmt, dpi=dpi, metadata=metadata)
+    return path
+
+
+def out_folder(path: str) -> str:
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise DyntraceError(f"cannot create output folder {path}: {exc.strerror or exc}") from None
+    return path
+
+
+@click.command("plot")
+@click.argument("run_file", type=click.Path(dir_okay=False))
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Folder for the figures [default: <run stem>_plots beside RUN_FILE].")
+@click.option("--format", "fmt", type=click.Choice(["png", "svg", "pdf"]), default="png", show_default=True, help="File format.")
+@click.option("--dpi", type=click.IntRange(10, 1200), default=120, show_default=True, help="Resolution of PNGs (and of heatmaps in SVG/PDF).")
+@click.option("--only", multiple=True, callback=_figure_names, metavar="NAME",
+              help="Draw only these figures (repeat, or separate with commas).")
+def command(run_file, out_dir, fmt, dpi, only):
+    """Draw the dashboard and every figure RUN_FILE supports into a folder; print each path.
+
+    A figure the file has no data for is skipped with a note on stderr. Works on a file that
+    is still being written (it draws what has been flushed so far).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; in the command, never at import of the library
+    from dyntrace.io.reader import open_run
+    from dyntrace.plots import FIGURES, theme
+
+    with open_run(run_file) as run:
+        if out_dir is None:
+            stem = os.path.splitext(os.path.basename(run_file))[0]
+            out_dir = os.path.join(os.path.dirname(os.path.abspath(run_file)), f"{stem}_plots")
+        names = only or list(FIGURES)
+        written = 0
+        for name in names:
+            spec = FIGURES[name]
+            why = spec.missing(run)
+            if why is None:
+                try:
+                    with theme():
+                        fig = spec.function(run)
+                        out_folder(out_dir)
+                        path = save(fig, os.path.join(out_dir, f"{name}.{fmt}"), fmt=fmt, dpi=dpi)
+                except MissingDataError as exc:
+                    why = str(exc).removeprefix(f"{run.path}: ")
+                else:
+                    click.echo(path)
+                    written += 1
+                    continue
+            click.echo(f"note: skipped {name}: {why}", err=True)
+        if written == 0:
+            raise DyntraceError(f"{run_file}: none of the figures ({', '.join(names)}) could be drawn from this file")

@@ -1,0 +1,166 @@
+"""Reading for figures: per-layer statistics of all layers at once, and histograms by time
+window, read in bounded blocks so a run of 10⁴ records × 100 layers plots in seconds.
+
+The reader's per-tensor calls (``run.stat(probe, name, …)``, ``run.hist(probe, name)``) read
+one column of a dataset whose chunks hold every column, so each call decompresses the whole
+field; a figure over 100 layers would decompress it 100 times. Here each field is read once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from dyntrace.analysis import fraction, merge_windows, moments
+from dyntrace.errors import MissingDataError
+
+__all__ = ["layer_stat", "pick_evenly", "HistWindows", "hist_windows", "hist_rows", "missing", "scalar_or_none"]
+
+# A block of histogram rows read at a time: bounded memory whatever the run's length.
+_BLOCK_BYTES = 64 << 20
+
+
+def missing(run, what: str, how: str) -> MissingDataError:
+    """A MissingDataError naming the file, the missing series and what records it."""
+    return MissingDataError(f"{run.path}: no {what}; {how}")
+
+
+def scalar_or_none(run, name: str):
+    """(steps, values) of a scalar, or None if the run did not log it."""
+    if name not in run.scalar_names:
+        return None
+    return run.scalar(name)
+
+
+def layer_stat(run, probe: str, stat: str):
+    """(steps (R,), names (T,), values (R, T)) of one derived statistic for every tensor.
+
+    ``stat``: mean, std, norm, frac_zero, frac_saturated, frac_dead, frac_dead_persistent,
+    with the meaning of :meth:`dyntrace.io.reader.Run.stat` (NaN where a record has no
+    elements). Each underlying field is read once, for all tensors.
+    """
+    names = run.names(probe)
+    steps, count = run.field(probe, "count")
+    n = len(steps)
+
+    def raw(field):
+        return run.field(probe, field)[1][:n].astype(np.float64)
+
+    if stat in ("mean", "std"):
+        mean, std = moments(count, raw("sum"), raw("sumsq"))
+        values = mean if stat == "mean" else std
+    elif stat == "norm":
+        values = np.sqrt(raw("sumsq"))
+    elif stat == "frac_zero":
+        values = fraction(raw("zero"), count)
+    elif stat == "frac_saturated":
+        values = fraction(raw("saturated"), raw("hist_count"))
+    elif stat in ("frac_dead", "frac_dead_persistent"):
+        units = run.field(probe, "units")[1].astype(np.float64)
+        values = fraction(raw("dead" if stat == "frac_dead" else "dead_persistent"), np.broadcast_to(units, (n, len(names))))
+    else:
+        raise ValueError(f"unknown stat {stat!r}; valid: mean, std, norm, frac_zero, frac_saturated, frac_dead, frac_dead_persistent")
+    return steps[:n], names, values
+
+
+def pick_evenly(n: int, max_n: int) -> list[int]:
+    """At most ``max_n`` indices of 0..n−1, evenly spread, the first and the last included."""
+    if n <= max_n:
+        return list(range(n))
+    if max_n == 1:
+        return [n - 1]
+    return sorted({round(i * (n - 1) / (max_n - 1)) for i in range(max_n)})
+
+
+@dataclass
+class HistWindows:
+    """Histograms of some tensors merged over windows of consecutive records.
+
+    ``start``/``stop`` (W,): the step of the first record of each window and where the next
+    window starts (the last window ends one record spacing after its last record);
+    ``edges`` (n, B+1) per tensor; ``counts`` (W, n, B) in-range counts; ``sampled`` (W, n)
+    elements binned (so ``counts / sampled`` is the fraction of values per bin);
+    ``records`` the number of records merged into a window.
+    """
+
+    names: list
+    start: np.ndarray
+    stop: np.ndarray
+    edges: np.ndarray
+    counts: np.ndarray
+    sampled: np.ndarray
+    records: int
+    scale: str
+
+    def density(self) -> np.ndarray:
+        """Fraction of the binned values in each bin, (W, n, B); NaN for empty windows."""
+        return fraction(self.counts, self.sampled[..., None])
+
+
+def _columns(run, probe, names):
+    all_names = run.names(probe)
+    missing_names = [n for n in names if n not in all_names]
+    if missing_names:
+        raise MissingDataError(f"{run.path}: {probe} has no tensor {missing_names[0]!r} (has: {', '.join(all_names)})")
+    return [all_names.index(n) for n in names]
+
+
+def hist_rows(run, probe: str, field: str, start: int, stop: int, columns: list[int]) -> np.ndarray:
+    """Rows [start, stop) of a per-record field for some columns (sorted), one read.
+
+    The reader reads a field whole (``Run.field``) or one column of it (``Run.hist``), neither
+    of which suits a histogram field of a long run (GBs, or one full decompression per
+    column); so this reads a block through the reader's dataset handle.
+    """
+    ds = run._group(probe)[field]  # the reader's handle; refreshed by run.steps() just before
+    order = np.argsort(columns)
+    sorted_cols = list(np.asarray(columns)[order])
+    block = ds[start:stop, sorted_cols] if len(sorted_cols) < ds.shape[1] else ds[start:stop]
+    out = np.empty_like(block)
+    out[:, order] = block
+    return out
+
+
+def hist_windows(run, probe: str, names: list[str], *, max_windows: int = 400) -> HistWindows:
+    """Histograms of ``names`` (of ``probe``) merged into at most ``max_windows`` time windows.
+
+    Counts of consecutive records are summed (the additive rule of
+    :func:`dyntrace.analysis.merge_windows`), so a window shows everything its records binned.
+    """
+    cols = _columns(run, probe, names)
+    steps = run.steps(probe)
+    _, all_edges = run.field(probe, "edges")
+    group = run._group(probe)
+    for field in ("hist", "hist_count"):
+        group[field].refresh()
+    n = min(len(steps), group["hist"].shape[0], group["hist_count"].shape[0])
+    if n == 0:
+        raise MissingDataError(f"{run.path}: {probe} has no complete record yet")
+    steps = steps[:n]
+    size = max(1, math.ceil(n / max_windows))
+    bins = group["hist"].shape[2]
+    rows_per_block = max(size, (_BLOCK_BYTES // max(1, len(cols) * bins * 8)) // size * size)
+    counts, sampled = [], []
+    for first in range(0, n, rows_per_block):
+        last = min(first + rows_per_block, n)
+        hist = hist_rows(run, probe, "hist", first, last, cols)[:, :, 1:-1]
+        count = hist_rows(run, probe, "hist_count", first, last, cols)
+        _, merged = merge_windows(steps[first:last], {"hist": hist, "hist_count": count}, size)
+        counts.append(merged["hist"])
+        sampled.append(merged["hist_count"])
+    start = steps[::size]
+    spacing = steps[-1] - steps[-2] if n > 1 else 1
+    stop = np.append(start[1:], steps[-1] + spacing)
+    scale = group.attrs.get("hist_scale", "value")
+    return HistWindows(
+        names=list(names),
+        start=start,
+        stop=stop,
+        edges=np.asarray(all_edges, dtype=np.float64)[cols],
+        counts=np.concatenate(counts),
+        sampled=np.concatenate(sampled),
+        records=size,
+        scale=scale.decode() if isinstance(scale, bytes) else str(scale),
+    )
