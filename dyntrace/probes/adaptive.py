@@ -20,9 +20,9 @@ state (SGD, Adadelta, Adamax, …) are skipped: their columns stay empty and the
 carries a ``note`` attribute saying so. A wrapper (Lookahead) is looked through to the
 optimizer it holds in ``.optimizer``; the two share ``param_groups``.
 
-Cost on a record step, per parameter of n elements: one n-sized temporary (ψ), about eight
-passes over n (ψ itself, its moments, the accumulator's sum and extremes) and a histogram of
-at most ``hist_sample`` elements. No host sync: a ``step`` kept on the device (capturable or
+Cost on a record step, per parameter of n elements: one n-sized temporary (ψ), about ten
+passes over n (four for ψ, four for its moments, two for the accumulator's sum and extremes)
+and a histogram of at most ``hist_sample`` elements; no snapshot. No host sync: a ``step`` kept on the device (capturable or
 fused Adam) travels with the summaries; ρ_t and r_t are computed on the host afterwards.
 """
 
