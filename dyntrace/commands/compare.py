@@ -37,9 +37,11 @@ def command(run_files, labels, out_dir, fmt, dpi):
     matplotlib.use("Agg")  # files only; in the command, never at import of the library
     from dyntrace.io.reader import open_run
     from dyntrace.plots import COMPARISONS, theme
+    from dyntrace.plots.compare import run_labels
 
     with ExitStack() as stack:
         runs = [stack.enter_context(open_run(path)) for path in run_files]
+        label_list = run_labels(runs, label_list)
         if out_dir is None:
             stem = os.path.splitext(os.path.basename(run_files[0]))[0]
             out_dir = os.path.join(os.path.dirname(os.path.abspath(run_files[0])), f"{stem}_compare")

@@ -8,7 +8,8 @@ area of one Axes or take one Axes per panel), else on a new figure drawn in
 
 ``FIGURES`` maps each figure's name (``dyntrace plot --only NAME``) to its function and what
 the run must hold; a new figure is one module plus one line here. ``COMPARISONS`` maps the
-names of the figures ``dyntrace compare`` writes to ``plot_compare_*(runs, /, *, labels, ax)``.
+names of the figures ``dyntrace compare`` writes to functions ``(runs, /, *, labels, ax)``.
+Landscape figures take a result object, not a run, and are drawn by ``dyntrace landscape``.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from dyntrace.plots.compare import (
     plot_compare_loss,
 )
 from dyntrace.plots.activations import plot_activation_heatmaps, plot_activation_histograms, plot_activation_std
+from dyntrace.plots.adaptive import plot_adaptive_lr, plot_psi_variance, plot_rectification
 from dyntrace.plots.dashboard import plot_dashboard
 from dyntrace.plots.gradient_flow import plot_gradient_flow, plot_gradient_norm_by_depth, plot_gradient_ratio
 from dyntrace.plots.loss import plot_accuracy, plot_loss
 from dyntrace.plots.norms import NORMS, plot_norms
 from dyntrace.plots.parameters import plot_gradient_heatmaps, plot_weight_heatmaps
+from dyntrace.plots.steps import plot_step_sizes, plot_step_sizes_compare, plot_update_ratios
 from dyntrace.plots.theme import PALETTE, layer_color, layer_colors, theme
 from dyntrace.plots.units import plot_dead_units, plot_saturation
 
@@ -52,9 +55,15 @@ __all__ = [
     "plot_gradient_ratio",
     "plot_gradient_heatmaps",
     "plot_weight_heatmaps",
+    "plot_step_sizes",
+    "plot_update_ratios",
+    "plot_adaptive_lr",
+    "plot_rectification",
+    "plot_psi_variance",
     "plot_compare_loss",
     "plot_compare_activation_std",
     "plot_compare_gradient_norms",
+    "plot_step_sizes_compare",
 ]
 
 
@@ -95,6 +104,11 @@ _SPECS = [
     FigureSpec("gradient_flow", plot_gradient_flow, probes=("gradients",), description="gradient norm by depth over time; first/last ratio"),
     FigureSpec("gradient_heatmaps", plot_gradient_heatmaps, probes=("gradients",), description="|g| distributions over time per parameter"),
     FigureSpec("weight_heatmaps", plot_weight_heatmaps, probes=("weights",), description="weight distributions over time per parameter"),
+    FigureSpec("step_sizes", plot_step_sizes, probes=("steps",), description="effective step size |Δθ|/|g| over time per parameter"),
+    FigureSpec("update_ratios", plot_update_ratios, probes=("steps",), description="update-to-weight ratio per parameter"),
+    FigureSpec("adaptive_lr", plot_adaptive_lr, probes=("adaptive",), description="adaptive learning rate ψ over time per parameter"),
+    FigureSpec("rectification", plot_rectification, probes=("adaptive",), description="RAdam's ρ_t and r_t against their formulas"),
+    FigureSpec("psi_variance", plot_psi_variance, probes=("adaptive",), description="measured Var[ψ] against the analytic curve"),
 ]
 
 #: Figure name → FigureSpec, in the order ``dyntrace plot`` writes them.
@@ -105,4 +119,5 @@ COMPARISONS: dict[str, Callable] = {
     "loss": plot_compare_loss,
     "activation_std": plot_compare_activation_std,
     "gradient_norms": plot_compare_gradient_norms,
+    "step_sizes": plot_step_sizes_compare,
 }
