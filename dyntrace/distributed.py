@@ -195,7 +195,7 @@ class Sync:
 
     Attributes: ``mode``, ``rank``, ``world_size``, ``backend``, ``writes`` (this rank writes
     the file), ``collective_seconds`` (wall time spent in record-step collectives, for the
-    benchmark) and ``collective_calls``.
+    benchmark), ``collective_calls`` and ``buffer_sizes`` (elements of the last two buffers).
     """
 
     def __init__(self, mode: str, group=None):
@@ -210,6 +210,7 @@ class Sync:
         self.communicates = mode != "rank0"
         self.collective_seconds = 0.0
         self.collective_calls = 0
+        self.buffer_sizes = (0, 0)  # float64 elements of the last SUM and MAX buffers
         self._sharded: list = []  # (probe, [FieldSpec reduced by rule], number of tensors)
         self._replicated = False
         self._names: list[str] = []
@@ -363,6 +364,7 @@ class Sync:
             packer.add("check", "fp_min", self._fingerprint, "min")
         self._fingerprint = None
         sums, maxes = packer.buffers()
+        self.buffer_sizes = (sums.numel(), maxes.numel())
 
         began = time.perf_counter()
         if self.mode == "per_rank":
