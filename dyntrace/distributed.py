@@ -62,7 +62,7 @@ import torch.distributed as dist
 
 from dyntrace.probes.activations import BOUNDS, ActivationsProbe, module_kind
 
-__all__ = ["MODES", "SCALAR_REDUCES", "SHARDED_PROBES", "is_sharded", "rank_group", "Sync", "NullWriter"]
+__all__ = ["MODES", "SCALAR_REDUCES", "SHARDED_PROBES", "active", "is_sharded", "rank_group", "Sync", "NullWriter"]
 
 MODES = ("reduce", "rank0", "per_rank")
 SCALAR_REDUCES = ("mean", "sum", "min", "max")

@@ -101,6 +101,18 @@ def record_worker(rank: int, out: str, store: str):
             train(model, opt, rec, x, y, shard=shard)
     mismatch = [str(w.message) for w in caught if "gradients differ across ranks" in str(w.message)]
 
+    # Many reduced scalars and no record step to carry them: a scalars-only collective at
+    # MAX_PENDING values (the same log call on every rank), the rest at close.
+    model = build_model()
+    opt = torch.optim.SGD(model.parameters(), lr=LR)
+    with dyntrace.Recorder(model, opt, os.path.join(out, "scalars.h5"), every=10**6, probes=[]) as rec:
+        for i in range(5000):
+            rec.log(v=torch.tensor(float(rank + i)) if i % 2 else float(rank + i), reduce="mean")
+        rec.log(top=float(rank), reduce="max")
+        rec.log(low=float(rank), reduce="min")
+        rec.log(total=1.0, reduce="sum")
+    calls["scalars"] = rec._dist.collective_calls
+
     # Landscape: grid points split across the two ranks, rank 0 gathers (and writes).
     from dyntrace.landscape import distributed as dland
 
@@ -121,6 +133,7 @@ def record_worker(rank: int, out: str, store: str):
         np.savez(
             os.path.join(out, "rank0.npz"),
             calls=[calls["reduce"], calls["per_rank"], calls["rank0"]],
+            scalar_calls=calls["scalars"],
             mismatch=len(mismatch),
             sequential=planes["sequential"].loss,
             vmap=planes["vmap"].loss,

@@ -56,11 +56,33 @@ def _field(run, probe, field):
 
 
 def test_one_file_written_by_rank_0_with_constant_collectives(spawned):
-    assert sorted(p.name for p in spawned.glob("*.h5")) == ["no_ddp.h5", "per_rank.h5", "rank0.h5", "reduce.h5"]
+    assert sorted(p.name for p in spawned.glob("*.h5")) == ["no_ddp.h5", "per_rank.h5", "rank0.h5", "reduce.h5", "scalars.h5"]
     r0, r1 = np.load(spawned / "rank0.npz"), np.load(spawned / "rank1.npz")
     records = W.STEPS // W.EVERY
     # one combine per record step plus one at close; none on the other steps; none in rank0 mode
     assert r0["calls"].tolist() == r1["calls"].tolist() == [records + 1, records + 1, 0]
+
+
+def test_reduced_scalars_without_record_steps(spawned):
+    assert int(np.load(spawned / "rank0.npz")["scalar_calls"]) == 2  # at 4096 pending values, and at close
+    with dyntrace.open_run(spawned / "scalars.h5") as run:
+        _, v = run.scalar("v")
+        np.testing.assert_array_equal(v, np.arange(5000) + 0.5)  # mean of rank + i over ranks 0, 1
+        assert run.scalar("top")[1].tolist() == [1.0] and run.scalar("low")[1].tolist() == [0.0]
+        assert run.scalar("total")[1].tolist() == [2.0]
+
+
+def test_log_reduce_is_checked_and_harmless_in_one_process(tmp_path):
+    model = W.build_model()
+    opt = torch.optim.SGD(model.parameters(), lr=W.LR)
+    with dyntrace.Recorder(model, opt, tmp_path / "one.h5", every=1, probes=[]) as rec:
+        with pytest.raises(ValueError, match="Invalid reduce: 'avg'"):
+            rec.log(loss=1.0, reduce="avg")
+        rec.log(loss=2.0, reduce="mean")
+    with dyntrace.open_run(tmp_path / "one.h5") as run:
+        assert run.scalar("loss")[1].tolist() == [2.0] and "distributed" not in run.meta
+    with pytest.raises(ValueError, match="Invalid distributed: 'all'"):
+        dyntrace.Recorder(model, opt, tmp_path / "two.h5", distributed="all")
 
 
 def test_reduced_activations_equal_the_global_batch(spawned, reference):
