@@ -19,6 +19,7 @@ __all__ = [
     "FieldSpec",
     "ProbeLayout",
     "MOMENT_FIELDS",
+    "DEFAULT_HIST_SAMPLE",
     "moments",
     "merge",
     "strided_sample",
@@ -65,36 +66,45 @@ class ProbeLayout:
     attrs: dict = field(default_factory=dict)
 
 
+#: Elements of a tensor binned into its histogram (and counted for zeros / non-finite values):
+#: a strided sample above this size, which bounds the cost of the expensive passes.
+DEFAULT_HIST_SAMPLE = 1 << 14
+
 MOMENT_FIELDS = [
-    FieldSpec("count", "int64", description="number of finite elements summarised"),
+    FieldSpec("count", "int64", description="number of (finite) elements summarised"),
     FieldSpec("sum", description="sum of elements"),
     FieldSpec("sumsq", description="sum of squared elements"),
     FieldSpec("min", reduce="min", description="smallest element"),
     FieldSpec("max", reduce="max", description="largest element"),
-    FieldSpec("zero", "int64", description="elements exactly 0"),
 ]
 
 
-def moments(x: torch.Tensor) -> torch.Tensor:
-    """[count, sum, sumsq, min, max, zero] of ``x`` as one float64 vector, on x's device.
+def moments(flat: torch.Tensor, shift: torch.Tensor | None = None) -> torch.Tensor:
+    """[count, sum, sumsq, min, max] of a flat tensor as one float64 vector, on its device.
 
-    Four cheap passes (sum, dot, aminmax, count_nonzero); no host sync. Reductions are taken
-    in float64 so sums of millions of float32 elements stay exact enough to derive a std.
+    No host sync. The sums are accumulated in float32 around ``shift`` (a value near the
+    mean, e.g. a sample's mean): Σ(x−c) and Σ(x−c)², then Σx = Σ(x−c) + nc and
+    Σx² = Σ(x−c)² + 2cΣ(x−c) + nc² are rebuilt in float64. A float64 accumulation would cost a
+    float64 copy of the tensor on the CPU (ten times the price); an unshifted float32 Σx²
+    would lose the variance of tightly clustered values (Adam's ψ, saturated sigmoids).
     """
-    flat = x.detach().reshape(-1)
     if flat.numel() == 0:
         return empty_summary(0, flat.device)[: len(MOMENT_FIELDS)]
+    if flat.dtype not in (torch.float32, torch.float64):
+        flat = flat.float()
+    n = float(flat.numel())
     lo, hi = torch.aminmax(flat)
-    return torch.stack(
-        [
-            torch.tensor(float(flat.numel()), dtype=torch.float64, device=flat.device),
-            flat.sum(dtype=torch.float64),
-            torch.linalg.vector_norm(flat, dtype=torch.float64).square(),
-            lo.double(),
-            hi.double(),
-            (flat.numel() - torch.count_nonzero(flat)).double(),
-        ]
-    )
+    if shift is None:
+        centred, c = flat, torch.zeros((), dtype=torch.float64, device=flat.device)
+    else:
+        c = torch.nan_to_num(shift.to(flat.dtype), nan=0.0, posinf=0.0, neginf=0.0)
+        centred = flat - c  # one pass; buys exact variances (per-record allocation)
+        c = c.double()
+    s1, s2 = centred.sum().double(), torch.dot(centred, centred).double()
+    total = s1 + n * c
+    total_sq = s2 + 2 * c * s1 + n * c * c
+    count = torch.tensor(n, dtype=torch.float64, device=flat.device)
+    return torch.stack([count, total, total_sq, lo.double(), hi.double()])
 
 
 def merge(specs: list[FieldSpec], old: dict[str, torch.Tensor], new: dict[str, torch.Tensor]) -> dict:
@@ -113,17 +123,18 @@ def merge(specs: list[FieldSpec], old: dict[str, torch.Tensor], new: dict[str, t
 
 
 def strided_sample(flat: torch.Tensor, cap: int) -> torch.Tensor:
-    """At most ``cap`` elements of a flat tensor, a view taken with an odd stride.
+    """At most ``cap`` elements of a flat tensor, taken with an odd stride, made contiguous.
 
     An odd stride walks through every residue of a power-of-two row length, so a
-    [batch, units] tensor is sampled across all units rather than a few columns.
+    [batch, units] tensor is sampled across all units rather than a few columns. The copy
+    (``cap`` elements) makes the passes over the sample run at full speed.
     """
     n = flat.numel()
     if n <= cap:
         return flat
     stride = -(-n // cap)
     stride += stride % 2 == 0
-    return flat[::stride]
+    return flat[::stride].contiguous()
 
 
 def histogram(values: torch.Tensor, edges: tuple[float, float, int]) -> torch.Tensor:
@@ -163,9 +174,10 @@ def to_host(tensors: dict[str, torch.Tensor]) -> dict:
 
 
 def tensor_fields(bins: int, *, unit: str = "", hist_description: str = "") -> list[FieldSpec]:
-    """Fields of :func:`summarise_tensor`: moments, non-finite count, a sampled histogram."""
+    """Fields of :func:`summarise_tensor`: exact moments, then counts over the histogram sample."""
     return [
         *MOMENT_FIELDS,
+        FieldSpec("zero", "int64", description="elements exactly 0 in the histogram sample"),
         FieldSpec("nonfinite", "int64", description="NaN or infinite elements"),
         FieldSpec("hist_count", "int64", description="elements in the histogram sample"),
         FieldSpec(
@@ -185,29 +197,31 @@ def empty_summary(bins: int, device) -> torch.Tensor:
     return out
 
 
-def summarise_tensor(x: torch.Tensor, edges: tuple[float, float, int], *, cap: int, magnitude: bool) -> torch.Tensor:
-    """Moments of all of ``x`` and a histogram of a strided sample of it, packed in one vector.
+def summarise_tensor(x: torch.Tensor, edges: tuple[float, float, int], *, cap: int, magnitude: bool, centred: bool = True) -> torch.Tensor:
+    """Exact moments of ``x`` and counts over a strided sample of it, packed in one vector.
 
     Layout: [count, sum, sumsq, min, max, zero, nonfinite, hist_count, hist(bins + 2)].
-    With ``magnitude`` the histogram bins log10 |x| and leaves exact zeros out (they are in
-    ``zero``); otherwise it bins the values. Non-finite elements are counted in the sample;
-    if there are any, the moments are NaN/inf and a probe may recompute them (see ``check``).
+    ``zero``, ``nonfinite`` and the histogram are counted in the sample (all of ``x`` when it
+    has at most ``cap`` elements). With ``magnitude`` the histogram bins log10 |x| and leaves
+    exact zeros out; otherwise it bins the values. Non-finite values are counted, never
+    binned; if there are any, the moments are NaN/inf and a probe may recompute them.
+    ``centred`` accumulates the sums around the sample's mean (see :func:`moments`): one more
+    pass, needed where values cluster far from 0 (activations, adaptive rates), not for
+    gradients and weights, whose spread is large next to their mean.
     """
     flat = x.detach().reshape(-1)
     if flat.numel() == 0:
         return empty_summary(edges[2], flat.device)
     sample = strided_sample(flat, cap)
     finite = torch.isfinite(sample)
-    sample = sample.masked_fill(~finite, float("nan"))  # histc skips NaN: counted, never binned
+    zero = (sample == 0).sum()
+    values = torch.log10(sample.abs()) if magnitude else sample
+    hist = histogram(values.masked_fill(~finite, float("nan")), edges)  # histc skips NaN
     if magnitude:
-        magnitude_sample = sample.abs()
-        hist = histogram(torch.log10(magnitude_sample), edges)
-        hist[0] -= (magnitude_sample == 0).sum()  # log10(0) = -inf lands in underflow
-    else:
-        hist = histogram(sample, edges)
-    nonfinite = (sample.numel() - finite.sum()).double().reshape(1)
-    count = torch.tensor([float(sample.numel())], dtype=torch.float64, device=flat.device)
-    return torch.cat([moments(flat), nonfinite, count, hist])
+        hist[0] -= zero  # log10(0) = -inf lands in the underflow bin
+    counts = torch.stack([zero, sample.numel() - finite.sum(), torch.tensor(sample.numel(), device=flat.device)]).double()
+    shift = sample.float().mean() if centred else None
+    return torch.cat([moments(flat, shift), counts, hist])
 
 
 def split_summary(packed: torch.Tensor) -> dict[str, torch.Tensor]:

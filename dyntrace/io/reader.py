@@ -225,8 +225,8 @@ class Run:
             return steps, np.where(count > 0, raw(stat), np.nan)
         if stat == "norm":
             return steps, np.sqrt(raw("sumsq"))
-        if stat == "frac_zero":
-            return steps, raw("zero") / safe
+        if stat == "frac_zero":  # zeros are counted in the histogram sample
+            return steps, raw("zero") / _positive(raw("hist_count"))
         if stat == "frac_saturated":
             return steps, raw("saturated") / _positive(raw("hist_count"))
         if stat in ("units", "frac_dead", "frac_dead_persistent"):

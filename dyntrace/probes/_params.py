@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from dyntrace.summaries import FieldSpec, ProbeLayout, empty_summary, split_summary, summarise_tensor, tensor_fields
+from dyntrace.summaries import DEFAULT_HIST_SAMPLE, FieldSpec, ProbeLayout, empty_summary, split_summary, summarise_tensor, tensor_fields
 
 __all__ = ["ParameterTensorProbe"]
 
@@ -17,10 +17,11 @@ class ParameterTensorProbe:
     """
 
     magnitude = True
+    centred = False  # sums around the sample mean: for values clustered far from 0
     unit = ""
     hist_description = ""
 
-    def __init__(self, *, hist_sample: int = 1 << 15):
+    def __init__(self, *, hist_sample: int = DEFAULT_HIST_SAMPLE):
         if hist_sample < 1:
             raise ValueError(f"Invalid hist_sample: {hist_sample} (expected >= 1)")
         self.hist_sample = hist_sample
@@ -56,7 +57,7 @@ class ParameterTensorProbe:
                 ctx.warn_once((self.name, name), f"{self.name}: {name} is sparse; not recorded")
                 rows.append(empty_summary(edges[2], param.device))
             else:
-                rows.append(summarise_tensor(tensor, edges, cap=self.hist_sample, magnitude=self.magnitude))
+                rows.append(summarise_tensor(tensor, edges, cap=self.hist_sample, magnitude=self.magnitude, centred=self.centred))
         device = rows[0].device if rows else "cpu"
         self._packed = torch.stack([r.to(device) for r in rows]) if rows else None
 

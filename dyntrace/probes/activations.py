@@ -24,6 +24,7 @@ from torch import nn
 from dyntrace.probes.base import Probe
 from dyntrace.probes.weights import _nice_ceiling
 from dyntrace.summaries import (
+    DEFAULT_HIST_SAMPLE,
     FieldSpec,
     ProbeLayout,
     empty_summary,
@@ -88,12 +89,12 @@ class ActivationsProbe(Probe):
 
     Options (keyword-only): ``modules`` — None for the default set, or a list of module
     types and/or name patterns (``"encoder.*.act"``); ``bins`` (default 100);
-    ``saturation_eps`` (0.05); ``dead_patience`` (3); ``hist_sample`` (2¹⁵ elements a tensor).
+    ``saturation_eps`` (0.05); ``dead_patience`` (3); ``hist_sample`` (:data:`~dyntrace.summaries.DEFAULT_HIST_SAMPLE` elements a tensor).
     """
 
     name = "activations"
 
-    def __init__(self, *, modules=None, bins: int = 100, saturation_eps: float = 0.05, dead_patience: int = 3, hist_sample: int = 1 << 15):
+    def __init__(self, *, modules=None, bins: int = 100, saturation_eps: float = 0.05, dead_patience: int = 3, hist_sample: int = DEFAULT_HIST_SAMPLE):
         if bins < 2:
             raise ValueError(f"Invalid bins: {bins} (expected >= 2)")
         if not 0 < saturation_eps < 0.5:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dyntrace.probes._params import ParameterTensorProbe
 from dyntrace.probes.base import Probe
-from dyntrace.summaries import log10_magnitude_edges
+from dyntrace.summaries import DEFAULT_HIST_SAMPLE, log10_magnitude_edges
 
 __all__ = ["GradientsProbe"]
 
@@ -24,7 +24,7 @@ class GradientsProbe(ParameterTensorProbe, Probe):
     unit = "log10 |g|"
     hist_description = "counts of log10 |gradient|"
 
-    def __init__(self, *, decades=(-12.0, 4.0), per_decade: int = 5, hist_sample: int = 1 << 15):
+    def __init__(self, *, decades=(-12.0, 4.0), per_decade: int = 5, hist_sample: int = DEFAULT_HIST_SAMPLE):
         super().__init__(hist_sample=hist_sample)
         if decades[0] >= decades[1] or per_decade < 1:
             raise ValueError(f"Invalid histogram range: decades={decades}, per_decade={per_decade}")

@@ -36,7 +36,7 @@ import torch
 
 from dyntrace.probes._params import ParameterTensorProbe, _finite
 from dyntrace.probes.base import Probe
-from dyntrace.summaries import FieldSpec, empty_summary, log10_magnitude_edges, split_summary, strided_sample, summarise_tensor
+from dyntrace.summaries import DEFAULT_HIST_SAMPLE, FieldSpec, empty_summary, log10_magnitude_edges, split_summary, strided_sample, summarise_tensor
 
 __all__ = ["StepsProbe"]
 
@@ -50,7 +50,7 @@ class StepsProbe(ParameterTensorProbe, Probe):
 
     Options (keyword-only): ``decades=(lo, hi)`` of the log10 η_eff histogram (default −10
     to 6), ``per_decade`` bins a decade (default 5), ``hist_sample`` elements binned per
-    tensor (default 2¹⁵; the moments are exact).
+    tensor (default 16384; the moments are exact).
 
     Reference: the update-to-weight ratio as a health check follows Karpathy's CS231n notes;
     per-coordinate step sizes as in Cockpit (Schneider et al., NeurIPS 2021).
@@ -61,7 +61,7 @@ class StepsProbe(ParameterTensorProbe, Probe):
     unit = "log10 (|Δθ|/|g|)"
     hist_description = "counts of log10 η_eff = log10(|Δθ|/|g|) over coordinates with g ≠ 0"
 
-    def __init__(self, *, decades=(-10.0, 6.0), per_decade: int = 5, hist_sample: int = 1 << 15):
+    def __init__(self, *, decades=(-10.0, 6.0), per_decade: int = 5, hist_sample: int = DEFAULT_HIST_SAMPLE):
         super().__init__(hist_sample=hist_sample)
         if len(decades) != 2 or not decades[0] < decades[1] or per_decade < 1:
             raise ValueError(f"Invalid histogram range: decades={tuple(decades)}, per_decade={per_decade}")

@@ -14,6 +14,7 @@ import torch
 
 from dyntrace.probes._params import ParameterTensorProbe
 from dyntrace.probes.base import Probe
+from dyntrace.summaries import DEFAULT_HIST_SAMPLE
 
 __all__ = ["WeightsProbe"]
 
@@ -25,7 +26,7 @@ class WeightsProbe(ParameterTensorProbe, Probe):
     magnitude = False
     hist_description = "counts of weight values"
 
-    def __init__(self, *, bins: int = 64, hist_sample: int = 1 << 15):
+    def __init__(self, *, bins: int = 64, hist_sample: int = DEFAULT_HIST_SAMPLE):
         super().__init__(hist_sample=hist_sample)
         if bins < 2:
             raise ValueError(f"Invalid bins: {bins} (expected >= 2)")

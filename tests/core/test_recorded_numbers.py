@@ -1,4 +1,7 @@
-"""Recorded statistics equal the numbers computed by hand from the same tensors."""
+"""Recorded statistics equal the numbers computed by hand from the same tensors.
+
+Sums accumulate in float32 like the tensors (see dyntrace.summaries.moments): 1e-6 relative.
+"""
 
 import math
 
@@ -43,17 +46,17 @@ def test_gradient_norm_and_mean_per_parameter(mlp_run):
     for name, g in grads.items():
         steps, norm = run.stat("gradients", name, "norm")
         assert steps.tolist() == [1]
-        assert norm[0] == pytest.approx(g.double().norm().item(), rel=1e-9)
-        assert run.stat("gradients", name, "mean")[1][0] == pytest.approx(g.double().mean().item(), rel=1e-9, abs=1e-15)
+        assert norm[0] == pytest.approx(g.double().norm().item(), rel=1e-6)
+        assert run.stat("gradients", name, "mean")[1][0] == pytest.approx(g.double().mean().item(), rel=1e-6, abs=1e-9)
         assert run.stat("gradients", name, "max")[1][0] == pytest.approx(g.max().item())
     global_norm = math.sqrt(sum(g.double().norm().item() ** 2 for g in grads.values()))
-    assert run.scalar("grad_norm")[1][0] == pytest.approx(global_norm, rel=1e-9)
+    assert run.scalar("grad_norm")[1][0] == pytest.approx(global_norm, rel=1e-6)
 
 
 def test_weights_are_those_the_forward_pass_saw(mlp_run):
     run, model, _, before, _, _ = mlp_run
     for name, w in before.items():
-        assert run.stat("weights", name, "std")[1][0] == pytest.approx(w.double().std(unbiased=False).item(), rel=1e-9)
+        assert run.stat("weights", name, "std")[1][0] == pytest.approx(w.double().std(unbiased=False).item(), rel=1e-6)
     after = dict(model.named_parameters())
     update = math.sqrt(sum((after[n].detach() - before[n]).double().norm().item() ** 2 for n in before))
     assert run.scalar("update_norm")[1][0] == pytest.approx(update, rel=1e-6)
@@ -65,8 +68,8 @@ def test_activation_mean_std_min_max_per_layer(mlp_run):
     assert run.kinds("activations") == {"1": "tanh", "3": "relu"}
     for layer in run.layers:
         out = outputs[layer].double()
-        assert run.stat("activations", layer, "mean")[1][0] == pytest.approx(out.mean().item(), rel=1e-9)
-        assert run.stat("activations", layer, "std")[1][0] == pytest.approx(out.std(unbiased=False).item(), rel=1e-9)
+        assert run.stat("activations", layer, "mean")[1][0] == pytest.approx(out.mean().item(), rel=1e-6)
+        assert run.stat("activations", layer, "std")[1][0] == pytest.approx(out.std(unbiased=False).item(), rel=1e-6)
         assert run.stat("activations", layer, "min")[1][0] == pytest.approx(out.min().item())
         assert run.stat("activations", layer, "max")[1][0] == pytest.approx(out.max().item())
     relu = outputs["3"]
@@ -163,10 +166,10 @@ def test_gradient_accumulation_and_param_groups(tmp_path):
         opt.step()
         rec.log(loss=1.0)
     with dyntrace.open_run(tmp_path / "acc.h5") as run:
-        assert run.stat("gradients", "0.weight", "norm")[1][0] == pytest.approx(grad.double().norm().item(), rel=1e-9)
+        assert run.stat("gradients", "0.weight", "norm")[1][0] == pytest.approx(grad.double().norm().item(), rel=1e-6)
         every = torch.cat(acts).double()
         assert run.stat("activations", "1", "count")[1][0] == every.numel()
-        assert run.stat("activations", "1", "mean")[1][0] == pytest.approx(every.mean().item(), rel=1e-9)
+        assert run.stat("activations", "1", "mean")[1][0] == pytest.approx(every.mean().item(), rel=1e-6)
         assert run.scalar("lr/0")[1].tolist() == [0.1]
         assert run.scalar("lr/1")[1].tolist() == [0.01]
 
@@ -200,3 +203,14 @@ def test_validation_pass_without_grad_is_not_recorded(tmp_path):
         opt.step()
     with dyntrace.open_run(tmp_path / "v.h5") as run:
         assert run.stat("activations", "1", "count")[1][0] == 15
+
+
+def test_std_of_tightly_clustered_values_survives_float32_accumulation():
+    from dyntrace.summaries import summarise_tensor
+
+    x = 0.5 + 1e-4 * torch.randn(300_000)  # a saturated-sigmoid-like spread: std/mean = 2e-4
+    packed = summarise_tensor(x, (0.0, 1.0, 10), cap=1 << 14, magnitude=False).numpy()
+    count, total, total_sq = packed[:3]
+    std = np.sqrt(total_sq / count - (total / count) ** 2)
+    assert std == pytest.approx(x.double().std(unbiased=False).item(), rel=1e-4)
+    assert total / count == pytest.approx(x.double().mean().item(), rel=1e-7)
