@@ -17,7 +17,7 @@ then the ratios dyntrace / floor (goal ≤ 1.1×) and loss-landscapes / dyntrace
 and the largest relative difference between dyntrace's and the floor's values. Repeats go
 round-robin over the contenders, so a busy spell on a shared machine hits all of them.
 
-Run: ``python benchmarks/landscape.py [--mlp-grid 21] [--cnn-grid 11] [--tiny-grid 51] [--repeat 3] [--threads N]``
+Run: ``python benchmarks/landscape.py [--mlp-grid 21] [--cnn-grid 11] [--tiny-grid 51] [--repeat 3] [--threads N] [--clock wall|cpu]``
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def cnn_case():
     return "CNN conv16-bn-conv32-fc, batch 128 of 3x32x32", model, (torch.randn(128, 3, 32, 32), torch.randint(0, 10, (128,)))
 
 
-def floor_plane(model, batch, result) -> tuple[float, np.ndarray]:
+def floor_plane(model, batch, result, clock) -> tuple[float, np.ndarray]:
     """The sequential floor on ``result``'s grid and directions: seconds, and the losses."""
     private = copy.deepcopy(model).eval()
     params = list(private.parameters())
@@ -70,7 +70,7 @@ def floor_plane(model, batch, result) -> tuple[float, np.ndarray]:
     inputs, targets = batch
     losses = []
     with torch.no_grad():
-        began = time.perf_counter()
+        began = clock()
         for b in result.y:
             for a in result.x:
                 for p, c, u, v in zip(params, center, dx, dy):
@@ -78,16 +78,16 @@ def floor_plane(model, batch, result) -> tuple[float, np.ndarray]:
                     p.add_(v, alpha=float(b))
                 losses.append(F.cross_entropy(private(inputs), targets))
         values = torch.stack(losses)
-        seconds = time.perf_counter() - began
+        seconds = clock() - began
     return seconds, values.double().numpy().reshape(result.loss.shape)
 
 
-def loss_landscapes_plane(model, batch, n: int) -> float:
+def loss_landscapes_plane(model, batch, n: int, clock) -> float:
     private = copy.deepcopy(model).eval()
     metric = loss_landscapes.metrics.Loss(F.cross_entropy, *batch)
-    began = time.perf_counter()
+    began = clock()
     loss_landscapes.random_plane(private, metric, distance=1, steps=n, normalization="filter", deepcopy_model=False)
-    return time.perf_counter() - began
+    return clock() - began
 
 
 def main():
@@ -97,10 +97,18 @@ def main():
     parser.add_argument("--tiny-grid", type=int, default=51, help="grid points per axis for the tiny MLP (default 51)")
     parser.add_argument("--repeat", type=int, default=3, help="best of this many runs (default 3)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="wall: time.perf_counter (default); cpu: time.process_time, the CPU time of this process, "
+        "which a shared, busy machine inflates less (use with --threads 1)",
+    )
     args = parser.parse_args()
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; best of {args.repeat}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; {args.clock} clock, best of {args.repeat}")
     if loss_landscapes is None:
         print("loss-landscapes not importable: its column is skipped")
 
@@ -114,21 +122,21 @@ def main():
 
         def dyntrace(method):
             def timed():
-                began = time.perf_counter()
+                began = clock()
                 results[method] = plane(model, F.cross_entropy, batch, resolution=(n, n), method=method)
-                return time.perf_counter() - began
+                return clock() - began
 
             return timed
 
         def floor():
             nonlocal floor_loss
-            seconds, floor_loss = floor_plane(model, batch, results["vmap"])
+            seconds, floor_loss = floor_plane(model, batch, results["vmap"], clock)
             return seconds
 
         contenders = {f"dyntrace {m}": dyntrace(m) for m in ("auto", "vmap", "sequential")}
         contenders["floor (plain forward per point)"] = floor
         if loss_landscapes is not None:
-            contenders["loss-landscapes 3.0.6"] = lambda: loss_landscapes_plane(model, batch, n)
+            contenders["loss-landscapes 3.0.6"] = lambda: loss_landscapes_plane(model, batch, n, clock)
         seconds = {name: [] for name in contenders}
         for _ in range(args.repeat):
             for name, timed in contenders.items():
