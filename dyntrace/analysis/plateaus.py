@@ -8,8 +8,10 @@ from dyntrace.analysis.smoothing import _window_mean, kaiser_smooth
 
 __all__ = ["Plateau", "find_plateaus"]
 
-# A change within this many standard deviations of the loss's own noise does not end a plateau.
+# A change within this many standard deviations of the loss's own noise does not end a plateau,
 _NOISE_Z = 2.0
+# ... provided it is also below this fraction of the change the whole curve makes per window.
+_PACE_FRACTION = 0.25
 
 
 @dataclass(frozen=True)
@@ -32,9 +34,9 @@ def find_plateaus(steps, loss, *, window=None, threshold=0.01, min_length=None, 
 
     The loss is first smoothed (a Kaiser window ≈ window/4 wide, which tames minibatch noise
     but keeps corners sharp). A window [i, i+window] is flat when the smoothed loss changes by
-    less than ``threshold`` relative to its level over it, or by no more than its own noise:
-    |s_{i+w} − s_i| < threshold·|s_i| + 2·(noise std of that difference), the noise estimated
-    locally from the variance of the loss's step-to-step differences.
+    less than ``threshold`` relative to its level over it, or by no more than its own noise
+    (2 stds of that difference, estimated locally from the step-to-step differences) while
+    also under a quarter of the change the whole curve makes per window on average.
     A plateau is a connected union of flat windows, so its start and end are found at the
     corners of the curve, not half a window inside them; it must span at least ``min_length``
     points. Its escape is the first later step where s ≤ level·(1 − ``escape_drop``).
@@ -74,7 +76,12 @@ def find_plateaus(steps, loss, *, window=None, threshold=0.01, min_length=None, 
     kernel = np.kaiser(taps, 2.0)
     allowance = _NOISE_Z * np.linalg.norm(kernel / kernel.sum()) * np.sqrt(noise_var[window:] + noise_var[:-window])
     change = np.abs(s[window:] - s[:-window])
-    flat_from = change < threshold * np.abs(s[:-window]) + allowance  # NaN compares False
+    # Within the noise is flat only if also slow next to the curve's overall pace: a noisy
+    # loss that falls as fast as the run does on average is descending, not on a plateau.
+    finite = s[np.isfinite(s)]
+    pace = (finite.max() - finite.min()) / n * window if finite.size else 0.0
+    within_noise = (change < allowance) & (change < _PACE_FRACTION * pace)
+    flat_from = (change < threshold * np.abs(s[:-window])) | within_noise  # NaN compares False
     # every point of a flat window [i, i + window] is on a plateau: point j is flat when a
     # flat window starts in [j − window, j]
     started = np.concatenate([[0], np.cumsum(flat_from), np.full(window, flat_from.sum())])
