@@ -71,3 +71,13 @@ def test_options_and_short_series():
     assert isinstance(find_plateaus(steps, loss, window=20)[0], Plateau)
     with pytest.raises(ValueError, match="shape"):
         find_plateaus(steps, loss[:-1])
+
+
+def test_a_noisy_steady_descent_is_not_a_plateau():
+    """Minibatch noise larger than the per-window drop must not make a descent look flat."""
+    rng = np.random.default_rng(0)
+    steps = np.arange(1, 241)
+    loss = np.concatenate([np.full(90, 2.3), np.linspace(2.3, 0.3, 150)]) + rng.normal(0, 0.06, 240)
+    plateaus = find_plateaus(steps, loss)
+    assert len(plateaus) == 1
+    assert plateaus[0].start <= 5 and 80 <= plateaus[0].end <= 95
