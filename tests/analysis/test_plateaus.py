@@ -80,4 +80,4 @@ def test_a_noisy_steady_descent_is_not_a_plateau():
     loss = np.concatenate([np.full(90, 2.3), np.linspace(2.3, 0.3, 150)]) + rng.normal(0, 0.06, 240)
     plateaus = find_plateaus(steps, loss)
     assert len(plateaus) == 1
-    assert plateaus[0].start <= 5 and 80 <= plateaus[0].end <= 95
+    assert plateaus[0].start <= 5 and 85 <= plateaus[0].end <= 90 + 12  # within one window (N // 20) of the corner
