@@ -166,6 +166,6 @@ def claims(runs):
     x, f, df = curves["sigmoid"]
     _, t, dt = curves["tanh"]
     err = [float(np.max(np.abs(df - f * (1 - f)))), float(np.max(np.abs(dt - (1 - t**2))))]
-    out.append(claim("the recorded curves agree: max |σ′ − σ(1 − σ)|, max |tanh′ − (1 − tanh²)|", err,
+    out.append(claim("the recorded curves agree: largest deviation of σ′ from σ(1 − σ), of tanh′ from 1 − tanh²", err,
                      max(err) < 1e-5, "< 1e-5 (float32 round-off)"))
     return out

@@ -176,7 +176,7 @@ def claims(runs):
     out.append(claim("std 0.01: output std, layers 1–5", sd, abs(sd[0] - 0.025) < 0.004 and np.all(np.abs(sd[1:] - 0.012) < 0.004),
                      "0.025 → 0.012"))
     spread = float(max(0.5 - lo.min(), hi.max() - 0.5))
-    out.append(claim("std 0.01: largest |output − 0.5| of any of the 500 000 outputs", spread, spread < 0.15, "all near 0.5"))
+    out.append(claim("std 0.01: largest distance from 0.5 of any of the 500 000 outputs", spread, spread < 0.15, "all near 0.5"))
     _, _, sd = _per_layer(runs["xavier"], "std")
     sd = sd[0]
     ref = np.array([0.21, 0.12, 0.11, 0.12, 0.12])
