@@ -103,7 +103,8 @@ def write_index(out_dir: Path, results: list[EntryResult], *, quick: bool):
         if r.claims:
             lines += ["| claim | measured | reference | holds |", "|---|---|---|---|"]
             for c in r.claims:
-                lines.append(f"| {c.text} | {c.measured} | {c.expected or '–'} | {'yes' if c.passed else '**NO**'} |")
+                cells = (c.text, c.measured, c.expected or "–", "yes" if c.passed else "**NO**")
+                lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
             lines.append("")
         lines += [f"<sub>`dyntrace gallery --only {r.name}` · {len(r.runs)} run(s) · {r.seconds:.1f} s</sub>", ""]
     (out_dir / "README.md").write_text("\n".join(lines))
