@@ -19,7 +19,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import ListedColormap, Normalize
 from matplotlib.figure import Figure
 
-from dyntrace.plots.theme import theme
+from dyntrace.plots.theme import layer_colors, theme
 
 __all__ = ["single", "panels", "legend", "log_if_wide", "step_label", "root_figure", "layer_labels", "layer_key"]
 
@@ -101,7 +101,8 @@ def legend(ax, *, owns: bool, handles=None, labels=None, title=None):
         return root_figure(ax).legend(handles, labels, loc="outside lower center", ncols=ncols, title=title)
     if len(handles) <= 3:
         return ax.legend(handles, labels, loc="best", fontsize="small", title=title)
-    return ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=ncols, fontsize="small", title=title)
+    # below the axes, no wider than them: two columns (long labels would stick out of the page)
+    return ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=2, fontsize="small", title=title)
 
 
 def log_if_wide(ax, values, *, axis="y", decades: float = 1.5) -> bool:
@@ -135,11 +136,15 @@ def layer_labels(run, probe: str, names: list[str]) -> list[str]:
 
 
 def layer_key(ax, *, owns: bool, handles, labels, colors, n_total: int, title="layer"):
-    """Say which colour is which layer: a legend for up to 8 layers, else a depth colourbar."""
+    """Say which colour is which layer: a legend for up to 8 lines, else a colourbar of depth.
+
+    ``colors`` are the drawn lines' colours, taken from ``layer_colors(n_total)``; the
+    colourbar shows that whole scale (layer 1 to ``n_total``), so it stays right when only
+    some layers are drawn.
+    """
     if len(handles) <= 8:
         return legend(ax, owns=owns, handles=handles, labels=labels, title=None)
-    cmap = ListedColormap(colors)
-    mappable = ScalarMappable(norm=Normalize(0.5, len(colors) + 0.5), cmap=cmap)
+    mappable = ScalarMappable(norm=Normalize(0.5, n_total + 0.5), cmap=ListedColormap(layer_colors(n_total)))
     bar = root_figure(ax).colorbar(mappable, ax=ax, pad=0.02, fraction=0.05)
     bar.set_label(f"{title} (1 = input side, {n_total} in all)")
     return bar

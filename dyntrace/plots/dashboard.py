@@ -47,15 +47,16 @@ def _title(run) -> str:
 
 
 def _diagnosis_lines(found, max_lines: int) -> list[str]:
-    """One line per kind of finding and subject, the most severe (then largest) first."""
+    """One line per kind of finding: its most severe (then largest) instance, and how many
+    more there are (e.g. dead units in 40 layers), most severe kinds first."""
     rank = {"critical": 0, "warning": 1, "info": 2}
     groups: dict = {}
     for d in found:
-        groups.setdefault((d.kind, d.subject), []).append(d)
+        groups.setdefault(d.kind, []).append(d)
     lines = []
     for group in groups.values():
         worst = min(group, key=lambda d: (rank.get(d.severity, 3), -abs(d.value) if d.value == d.value else 0))
-        more = f" (and {len(group) - 1} more like it)" if len(group) > 1 else ""
+        more = f" (and {len(group) - 1} more)" if len(group) > 1 else ""
         lines.append((rank.get(worst.severity, 3), worst.start, f"{worst.severity.upper()}: {worst.message}, steps {worst.start}–{worst.end}{more}"))
     return [text for _, _, text in sorted(lines)[:max_lines]]
 

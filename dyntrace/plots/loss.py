@@ -43,7 +43,8 @@ def _validation(ax, run, name, *, color):
     if series is None:
         return None
     steps, values = series
-    ax.plot(steps, values, color=color, lw=1.5, marker="o", ms=3.5, label=name, gid=f"{name}:points")
+    marker = "o" if len(values) <= 60 else None  # markers only while they stay apart
+    ax.plot(steps, values, color=color, lw=1.5, marker=marker, ms=3.5, label=name, gid=f"{name}:points")
     return values
 
 
