@@ -1,0 +1,150 @@
+"""``dyntrace plot`` and ``dyntrace compare``: valid image files, --only, notes for what a file
+cannot support, and one clear line (no traceback) for bad input."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import xml.etree.ElementTree as ET
+
+import h5py
+import matplotlib.image
+import pytest
+from click.testing import CliRunner
+
+from dyntrace.cli import main
+from dyntrace.plots import COMPARISONS, FIGURES
+from plots._runs import record_run
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli_runs")
+    return {
+        "full": record_run(folder / "full.h5", steps=40, every=5),
+        "sgd": record_run(folder / "sgd.h5", steps=40, every=5, optimizer="sgd", probes=None, seed=1),
+        "scalars": record_run(folder / "scalars.h5", steps=10, probes=[]),
+        "empty": record_run(folder / "empty.h5", steps=3, probes=[], log=False),
+    }
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_plot_writes_every_figure_the_file_supports_beside_it(files, tmp_path):
+    run = tmp_path / "my run.h5"
+    shutil.copy(files["full"], run)
+    result = invoke("plot", run, "--dpi", 40)
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "my run_plots"
+    assert result.stdout.splitlines() == [str(folder / f"{name}.png") for name in FIGURES]
+    assert result.stderr == ""
+    for name in FIGURES:
+        path = folder / f"{name}.png"
+        assert path.read_bytes()[:8] == PNG
+        image = matplotlib.image.imread(path)  # decodes the whole PNG
+        assert image.ndim == 3 and image.shape[0] > 50 and image.shape[1] > 50
+
+
+def test_only_draws_the_named_figures_in_svg_and_pdf(files, tmp_path):
+    result = invoke("plot", files["full"], "-o", tmp_path / "svg", "--format", "svg", "--only", "loss", "--only", "norms")
+    assert result.exit_code == 0, result.output
+    assert sorted(os.listdir(tmp_path / "svg")) == ["loss.svg", "norms.svg"]
+    root = ET.parse(tmp_path / "svg" / "loss.svg").getroot()
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    result = invoke("plot", files["full"], "-o", tmp_path / "pdf", "--format", "pdf", "--only", "gradient_flow,activation_heatmaps")
+    assert result.exit_code == 0, result.output
+    assert sorted(os.listdir(tmp_path / "pdf")) == ["activation_heatmaps.pdf", "gradient_flow.pdf"]
+    data = (tmp_path / "pdf" / "gradient_flow.pdf").read_bytes()
+    assert data.startswith(b"%PDF-") and b"%%EOF" in data[-64:]
+
+
+def test_an_unknown_figure_name_is_a_usage_error_listing_the_valid_ones(files, tmp_path):
+    result = invoke("plot", files["full"], "-o", tmp_path, "--only", "loss,nope")
+    assert result.exit_code == 2
+    assert "unknown figure 'nope'; valid: " + ", ".join(FIGURES) in result.output
+    assert "Traceback" not in result.output and not os.listdir(tmp_path)
+
+
+def test_figures_a_file_cannot_support_are_skipped_with_one_note_each(files, tmp_path):
+    result = invoke("plot", files["scalars"], "-o", tmp_path)
+    assert result.exit_code == 0, result.output
+    written = [os.path.basename(p) for p in result.stdout.splitlines()]
+    assert written == ["dashboard.png", "loss.png", "accuracy.png"]
+    notes = result.stderr.splitlines()
+    skipped = [n for n in FIGURES if f"{n}.png" not in written]
+    assert [line.split(":")[0] for line in notes] == ["note"] * len(skipped)
+    for name, line in zip(skipped, notes):
+        assert line.startswith(f"note: skipped {name}: no ")
+    assert "'activations' probe" in notes[skipped.index("activation_heatmaps")]
+    assert "scalar" in notes[skipped.index("norms")]
+
+
+def test_a_file_with_nothing_to_draw_exits_nonzero(files, tmp_path):
+    result = invoke("plot", files["empty"], "-o", tmp_path)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1].startswith("Error: ") and "none of the figures" in result.stderr
+
+
+def _bad(tmp_path, good):
+    text = tmp_path / "notes.txt"
+    text.write_text("not a run\n")
+    truncated = tmp_path / "truncated.h5"
+    data = good.read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    newer = tmp_path / "newer.h5"
+    newer.write_bytes(data)
+    with h5py.File(newer, "r+") as f:
+        f.attrs["schema_version"] = 99
+    return {
+        "missing": (tmp_path / "nope.h5", "no such file"),
+        "not hdf5": (text, "not an HDF5 file"),
+        "truncated": (truncated, "truncated"),
+        "newer": (newer, "newer than this dyntrace reads"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing", "not hdf5", "truncated", "newer"])
+@pytest.mark.parametrize("command", ["plot", "compare"])
+def test_bad_input_gets_one_clear_line_and_a_nonzero_exit(files, tmp_path, case, command):
+    path, message = _bad(tmp_path, files["scalars"])[case]
+    args = ["plot", path] if command == "plot" else ["compare", files["scalars"], path]
+    result = invoke(*args, "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0]
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+    assert not (tmp_path / "out").exists()
+
+
+def test_compare_overlays_runs_into_valid_files(files, tmp_path):
+    result = invoke("compare", files["full"], files["sgd"], "--labels", "adam,sgd", "-o", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [str(tmp_path / f"{name}.png") for name in COMPARISONS]
+    for name in COMPARISONS:
+        assert (tmp_path / f"{name}.png").read_bytes()[:8] == PNG
+
+
+def test_compare_skips_with_a_note_what_no_run_has(files, tmp_path):
+    result = invoke("compare", files["sgd"], files["scalars"], "-o", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "note: skipped step_sizes: " in result.stderr and "'steps'" in result.stderr
+    assert sorted(os.listdir(tmp_path)) == ["activation_std.png", "gradient_norms.png", "loss.png"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--labels", "a"], "1 labels for 2 runs"),
+    (["--labels", "a,"], "1 labels for 2 runs"),
+])
+def test_compare_usage_errors(files, tmp_path, args, message):
+    result = invoke("compare", files["full"], files["sgd"], *args, "-o", tmp_path)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_compare_needs_two_runs(files, tmp_path):
+    result = invoke("compare", files["full"], "-o", tmp_path)
+    assert result.exit_code == 2 and "at least two run files" in result.output
