@@ -120,7 +120,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer blocks (a smoke run)")
     parser.add_argument("--steps", type=int, default=5000, help="steps of the memory run")
+    parser.add_argument("--ddp", action="store_true", help="measure under DDP on two CPU ranks instead (overhead_ddp.py)")
     args = parser.parse_args()
+    if args.ddp:
+        import overhead_ddp
+
+        overhead_ddp.main(["--quick"] if args.quick else [])
+        return
     blocks, block_steps = (3, 20) if args.quick else (12, 40)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; medians over {blocks}x{block_steps} steps each\n")
