@@ -62,13 +62,10 @@ import torch.distributed as dist
 
 from dyntrace.probes.activations import BOUNDS, ActivationsProbe, module_kind
 
-__all__ = ["MODES", "SCALAR_REDUCES", "SHARDED_PROBES", "active", "is_sharded", "rank_group", "Sync", "NullWriter"]
+__all__ = ["MODES", "SCALAR_REDUCES", "active", "is_sharded", "rank_group", "Sync", "NullWriter"]
 
 MODES = ("reduce", "rank0", "per_rank")
 SCALAR_REDUCES = ("mean", "sum", "min", "max")
-#: Probes whose input differs between data-parallel ranks. A custom probe says so with a
-#: class attribute ``sharded = True``.
-SHARDED_PROBES = frozenset({"activations"})
 #: Pending ``reduce=`` scalars that trigger a collective flush (a count, identical on every rank).
 MAX_PENDING = 4096
 
@@ -85,8 +82,7 @@ def check_scalar_reduce(reduce) -> None:
 
 def is_sharded(probe) -> bool:
     """True if the probe's summaries differ between ranks and must be reduced over them."""
-    flag = getattr(probe, "sharded", None)
-    return probe.name in SHARDED_PROBES if flag is None else bool(flag)
+    return bool(getattr(probe, "sharded", False))
 
 
 def rank_group(name: str, rank: int) -> str:

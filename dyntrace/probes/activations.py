@@ -93,6 +93,7 @@ class ActivationsProbe(Probe):
     """
 
     name = "activations"
+    sharded = True  # each rank sees its own shard of the batch
 
     def __init__(self, *, modules=None, bins: int = 100, saturation_eps: float = 0.05, dead_patience: int = 3, hist_sample: int = DEFAULT_HIST_SAMPLE):
         if bins < 2:

@@ -24,6 +24,10 @@ class Probe:
     name: str = ""
     #: True if the probe needs the parameters as they were before ``optimizer.step()``.
     needs_snapshot: bool = False
+    #: True if what the probe sees differs between data-parallel ranks (each rank's shard of
+    #: the batch), so its summaries are reduced over the ranks; False if it is the same on
+    #: every rank (parameters and gradients under DDP) and rank 0's is recorded.
+    sharded: bool = False
 
     def setup(self, ctx: "RecordContext") -> ProbeLayout | None:
         """Declare the tensors and fields this probe writes; None if it writes no columns."""
