@@ -1,0 +1,27 @@
+"""Numpy helpers behind the phenomena entries (dying ReLU … landscape), against hand computations."""
+
+import numpy as np
+import pytest
+
+from dyntrace.plots.plateau_escape import first_escape
+
+
+class TestFirstEscape:
+    def test_first_step_ten_percent_below_the_start(self):
+        steps = np.arange(1, 8)
+        loss = np.array([2.0, 2.0, 1.95, 1.81, 1.79, 1.0, 0.5])
+        assert first_escape(steps, loss) == 5  # 1.79 ≤ 2.0·0.9 = 1.8; 1.81 is not
+
+    def test_never_escapes(self):
+        assert first_escape(np.arange(4), np.ones(4)) is None
+
+    def test_skips_non_finite_values_and_starts_at_the_first_finite_one(self):
+        steps = np.array([10, 20, 30, 40])
+        loss = np.array([np.nan, 1.0, np.inf, 0.85])
+        assert first_escape(steps, loss, drop=0.1) == 40
+
+    def test_bad_input(self):
+        with pytest.raises(ValueError, match="drop"):
+            first_escape(np.arange(3), np.ones(3), drop=1.5)
+        with pytest.raises(ValueError, match="same shape"):
+            first_escape(np.arange(3), np.ones(4))
