@@ -25,3 +25,26 @@ class TestFirstEscape:
             first_escape(np.arange(3), np.ones(3), drop=1.5)
         with pytest.raises(ValueError, match="same shape"):
             first_escape(np.arange(3), np.ones(4))
+
+
+class TestIntervalMeans:
+    def test_means_over_half_open_intervals(self):
+        from dyntrace.plots.overfitting import interval_means
+
+        steps = np.arange(1, 10)  # epochs of 3 steps: val logged at steps 3, 6, 9
+        values = np.array([1.0, 2, 3, 4, 5, 6, 7, 8, 9])
+        np.testing.assert_allclose(interval_means(steps, values, [3, 6, 9]), [2.0, 5.0, 8.0])
+
+    def test_skips_non_finite_and_leaves_empty_intervals_nan(self):
+        from dyntrace.plots.overfitting import interval_means
+
+        steps = np.array([1, 2, 3, 7])
+        values = np.array([1.0, np.nan, 3.0, 5.0])
+        out = interval_means(steps, values, [3, 5, 7, 9])
+        np.testing.assert_allclose(out[[0, 2]], [2.0, 5.0])
+        assert np.isnan(out[1]) and np.isnan(out[3])
+
+    def test_steps_after_the_last_end_are_left_out(self):
+        from dyntrace.plots.overfitting import interval_means
+
+        np.testing.assert_allclose(interval_means(np.array([1, 2, 3]), np.array([1.0, 2.0, 100.0]), [2]), [1.5])

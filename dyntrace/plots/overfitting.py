@@ -1,0 +1,85 @@
+"""Training vs validation curves by epoch: the gap that overfitting opens."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dyntrace.plots._data import missing
+from dyntrace.plots._layout import legend, single
+from dyntrace.plots.theme import NEUTRAL, PALETTE
+
+__all__ = ["plot_train_val", "interval_means", "epoch_curves"]
+
+
+def interval_means(steps, values, ends):
+    """Mean of ``values`` over each interval of steps (ends[i−1], ends[i]], (N,), (N,), (E,) → (E,).
+
+    The first interval starts after step −∞. Non-finite values are skipped; an interval with
+    no finite value gives NaN. Used for the training loss of each epoch from per-step losses,
+    ``ends`` being the steps at which the per-epoch validation values were logged.
+    """
+    steps = np.asarray(steps)
+    values = np.asarray(values, dtype=np.float64)
+    ends = np.asarray(ends)
+    if steps.shape != values.shape or values.ndim != 1:
+        raise ValueError(f"steps and values must be 1-D of the same shape, got {steps.shape} and {values.shape}")
+    if ends.ndim != 1 or np.any(np.diff(ends) < 0):
+        raise ValueError("ends must be a non-decreasing 1-D array of steps")
+    finite = np.isfinite(values)
+    which = np.searchsorted(ends, steps[finite], side="left")  # interval index of each step
+    keep = which < len(ends)
+    sums = np.bincount(which[keep], weights=values[finite][keep], minlength=len(ends))
+    counts = np.bincount(which[keep], minlength=len(ends))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def epoch_curves(run, metric: str = "accuracy"):
+    """(epochs (E,), train (E,), val (E,)) of a run written by :func:`dyntrace.train`.
+
+    ``metric`` "accuracy": ``train_accuracy`` (whole training set, eval mode) and
+    ``val_accuracy``; "loss": the mean per-step minibatch ``loss`` over each epoch (train mode,
+    so with dropout active) and ``val_loss``. Epochs count from 1.
+    """
+    if metric not in ("accuracy", "loss"):
+        raise ValueError(f"metric must be 'accuracy' or 'loss', got {metric!r}")
+    val_name = f"val_{metric}"
+    train_name = "train_accuracy" if metric == "accuracy" else "loss"
+    for name in (val_name, train_name):
+        if name not in run.scalar_names:
+            raise missing(run, f"scalar {name!r}", "train with dyntrace.train, which logs it every epoch")
+    ends, val = run.scalar(val_name)
+    if metric == "accuracy":
+        _, train = run.scalar(train_name)
+    else:
+        steps, loss = run.scalar(train_name)
+        train = interval_means(steps, loss, ends)
+    n = min(len(train), len(val))
+    return np.arange(1, n + 1), train[:n], val[:n]
+
+
+def plot_train_val(run, /, *, metric: str = "accuracy", ax=None, early_stop: bool = True):
+    """Training and validation ``metric`` per epoch (see :func:`epoch_curves`), the gap between
+    them shaded; with ``early_stop`` and an ``early_stop`` scalar in the run, the epoch of the
+    lowest validation loss (the weights kept) and the stopping epoch are marked. Loss on a log axis.
+    """
+    epochs, train, val = epoch_curves(run, metric)
+    with single(ax) as (fig, ax, owns):
+        ax.plot(epochs, train, color=PALETTE[0], lw=1.8, label="train" + (" (minibatch, epoch mean)" if metric == "loss" else ""), gid="train")
+        ax.plot(epochs, val, color=PALETTE[1], lw=1.8, label="validation", gid="val")
+        ax.fill_between(epochs, train, val, color=NEUTRAL, alpha=0.2, lw=0, label="gap")
+        if early_stop and "early_stop" in run.scalar_names:
+            _, val_loss = run.scalar("val_loss")
+            best = int(np.nanargmin(val_loss)) + 1
+            stop = int(run.scalar("early_stop")[1][-1])
+            ax.axvline(best, color="k", ls="--", lw=1.2, label=f"lowest val loss (epoch {best}, kept)")
+            ax.axvline(stop, color="k", ls=":", lw=1.2, label=f"stopped (epoch {stop})")
+        if metric == "loss":
+            ax.set_yscale("log")
+        else:
+            ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.set_title(f"Training vs validation {metric}")
+        legend(ax, owns=owns)
+    return fig
