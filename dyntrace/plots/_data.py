@@ -44,6 +44,8 @@ def layer_stat(run, probe: str, stat: str):
     names = run.names(probe)
     steps, count = run.field(probe, "count")
     n = len(steps)
+    if n == 0:  # a file just started: say so rather than draw empty axes
+        raise missing(run, f"{probe!r} records yet", f"the {probe!r} probe writes one row per record step")
 
     def raw(field):
         return run.field(probe, field)[1][:n].astype(np.float64)
@@ -137,7 +139,7 @@ def hist_windows(run, probe: str, names: list[str], *, max_windows: int = 400) -
         group[field].refresh()
     n = min(len(steps), group["hist"].shape[0], group["hist_count"].shape[0])
     if n == 0:
-        raise MissingDataError(f"{run.path}: {probe} has no complete record yet")
+        raise missing(run, f"{probe!r} records yet", f"the {probe!r} probe writes one row per record step")
     steps = steps[:n]
     size = max(1, math.ceil(n / max_windows))
     bins = group["hist"].shape[2]

@@ -54,7 +54,7 @@ def plot_activation_histograms(run, /, *, step=None, ax=None, layers=None, max_l
     all_names = run.names("activations")
     steps = run.steps("activations")
     if len(steps) == 0:
-        raise missing(run, "activation records yet", "the 'activations' probe writes one per record step")
+        raise missing(run, "'activations' records yet", "the 'activations' probe writes one row per record step")
     i = _record_at(steps, step)
     cols = [all_names.index(n) for n in names]
     counts = hist_rows(run, "activations", "hist", i, i + 1, cols)[0, :, 1:-1]

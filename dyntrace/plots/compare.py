@@ -9,6 +9,7 @@ and named in the title; if none has it, MissingDataError.
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 
@@ -95,7 +96,8 @@ def _late(values, fraction=0.1):
     """Median over the last ``fraction`` of the records, per column (robust to noisy records)."""
     values = np.asarray(values, dtype=np.float64)
     k = max(1, int(round(len(values) * fraction)))
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():  # a layer with no finite value stays NaN, silently
+        warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanmedian(values[-k:], axis=0)
 
 

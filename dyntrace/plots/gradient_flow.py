@@ -18,7 +18,7 @@ __all__ = ["plot_gradient_flow", "plot_gradient_norm_by_depth", "plot_gradient_r
 def _flow(run):
     steps, names, norms = gradient_flow(run)
     if len(steps) == 0:
-        raise missing(run, "gradient records yet", "the 'gradients' probe writes one per record step")
+        raise missing(run, "'gradients' records yet", "the 'gradients' probe writes one row per record step")
     return steps, names, norms
 
 

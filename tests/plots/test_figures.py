@@ -206,6 +206,30 @@ def test_many_layers_get_a_depth_colourbar_instead_of_a_legend(tmp_path):
         assert colors == layer_colors(12)
 
 
+def test_a_probe_without_tensors_or_records_is_missing_data_not_an_empty_figure(tmp_path):
+    import torch
+    from torch import nn
+
+    import dyntrace
+
+    model = nn.Sequential(nn.Linear(3, 2))  # no activation module: the probe matches nothing
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.warns(UserWarning, match="no module matched"):
+        rec = dyntrace.Recorder(model, opt, tmp_path / "none.h5", every=lambda step: step > 100, probes=["activations", "gradients"])
+    with rec:
+        for _ in range(3):  # no record step yet
+            opt.zero_grad()
+            model(torch.randn(4, 3)).sum().backward()
+            opt.step()
+    with dyntrace.open_run(tmp_path / "none.h5") as run:
+        for function in (plot_activation_heatmaps, plot_activation_std):
+            with pytest.raises(MissingDataError, match=r"none\.h5: no 'activations' probe data"):
+                function(run)
+        for function in (plot_gradient_heatmaps, plot_gradient_flow):
+            with pytest.raises(MissingDataError, match=r"none\.h5: no 'gradients' records yet"):
+                function(run)
+
+
 def test_saturation_needs_a_bounded_activation(runs):
     with pytest.raises(MissingDataError, match=r"relu\.h5: no saturated fraction.*\(relu\).*'activations' probe"):
         plot_saturation(runs["relu"])
