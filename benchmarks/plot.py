@@ -170,16 +170,22 @@ def build(path: str, *, steps: int, n_layers: int, every: int, seed: int = 0) ->
     f.close()
 
 
-def time_plot(path: str, out: str, extra=()) -> tuple[float, float, str]:
-    """Wall seconds and peak RSS (MiB) of ``dyntrace plot`` in a child process."""
+def time_plot(path: str, out: str, extra=()):
+    """Wall seconds, CPU seconds and peak RSS (MiB) of ``dyntrace plot`` in a child process.
+
+    CPU time is reported too because the wall time depends on what else the machine runs.
+    """
     cmd = [sys.executable, "-c", "from dyntrace.cli import main; main()", "plot", path, "-o", out, *extra]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if proc.returncode:
         raise SystemExit(f"dyntrace plot failed ({proc.returncode}):\n{proc.stderr}")
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB on Linux; the largest child so far
-    return wall, peak_kib / 1024, proc.stdout + proc.stderr
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    peak_mib = after.ru_maxrss / 1024  # KiB on Linux: the largest child so far, i.e. this one
+    return wall, cpu, peak_mib, proc.stdout + proc.stderr
 
 
 def main(argv=None):
@@ -190,6 +196,7 @@ def main(argv=None):
     parser.add_argument("--file", default=None, help="run file to build (or reuse)")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the file even if it exists")
     parser.add_argument("--out", default=None, help="folder for the figures (default: a temporary one)")
+    parser.add_argument("--only", action="append", default=[], help="time only this figure (repeatable)")
     args = parser.parse_args(argv)
     path = args.file or os.path.join(tempfile.gettempdir(), f"dyntrace_bench_{args.steps}x{args.layers}.h5")
     if args.rebuild or not os.path.exists(path):
@@ -198,10 +205,11 @@ def main(argv=None):
         print(f"built {path}: {args.steps} steps x {args.layers} layers, every {args.every} "
               f"({os.path.getsize(path) / 2**20:.0f} MiB) in {time.perf_counter() - t0:.0f} s")
     out = args.out or tempfile.mkdtemp(prefix="dyntrace_bench_plots_")
-    wall, peak, log = time_plot(path, out)
+    extra = [x for name in args.only for x in ("--only", name)]
+    wall, cpu, peak, log = time_plot(path, out, extra)
     n_files = len([n for n in os.listdir(out) if n.endswith(".png")])
     print(log.rstrip())
-    print(f"dyntrace plot: {wall:.1f} s wall, {peak:.0f} MiB peak RSS, {n_files} figures in {out}")
+    print(f"dyntrace plot: {wall:.1f} s wall, {cpu:.1f} s CPU, {peak:.0f} MiB peak RSS, {n_files} figures in {out}")
 
 
 if __name__ == "__main__":
