@@ -53,12 +53,21 @@ def build_entry(name: str, out_dir: Path, *, quick: bool = False, dpi: int = 110
 
 
 def _record(spec, path: Path):
-    if callable(spec):
-        spec(str(path))
-        return
-    from dyntrace.trainer import train
+    import torch
 
-    train(spec.replace(out=str(path)), progress=False)
+    # Gallery models are small: on a few cores one thread is several times faster than
+    # threads contending for them (and results do not depend on it).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        if callable(spec):
+            spec(str(path))
+        else:
+            from dyntrace.trainer import train
+
+            train(spec.replace(out=str(path)), progress=False)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def build(out_dir, names=None, *, quick: bool = False, progress: bool = True) -> list[EntryResult]:

@@ -48,9 +48,10 @@ _EXTRA = ("grad_zero", "sample_zero", "min", "update_norm", "param_norm", "grad_
 class StepsProbe(ParameterTensorProbe, Probe):
     """Effective per-coordinate step size η_eff = |Δθ|/|g| and per-parameter update geometry.
 
-    Options (keyword-only): ``decades=(lo, hi)`` of the log10 η_eff histogram (default −10
-    to 6), ``per_decade`` bins a decade (default 5), ``hist_sample`` elements binned per
-    tensor (default 16384; the moments are exact).
+    Options (keyword-only): ``decades=(lo, hi)`` of the log10 η_eff histogram (default
+    −10.1 to 5.9: offset half a bin so that round learning rates 10^k fall mid-bin, not on an
+    edge where rounding splits them), ``per_decade`` bins a decade (default 5),
+    ``hist_sample`` elements binned per tensor (default 16384; the moments are exact).
 
     Reference: the update-to-weight ratio as a health check follows Karpathy's CS231n notes;
     per-coordinate step sizes as in Cockpit (Schneider et al., NeurIPS 2021).
@@ -61,7 +62,7 @@ class StepsProbe(ParameterTensorProbe, Probe):
     unit = "log10 (|Δθ|/|g|)"
     hist_description = "counts of log10 η_eff = log10(|Δθ|/|g|) over coordinates with g ≠ 0"
 
-    def __init__(self, *, decades=(-10.0, 6.0), per_decade: int = 5, hist_sample: int = DEFAULT_HIST_SAMPLE):
+    def __init__(self, *, decades=(-10.1, 5.9), per_decade: int = 5, hist_sample: int = DEFAULT_HIST_SAMPLE):
         super().__init__(hist_sample=hist_sample)
         if len(decades) != 2 or not decades[0] < decades[1] or per_decade < 1:
             raise ValueError(f"Invalid histogram range: decades={tuple(decades)}, per_decade={per_decade}")
