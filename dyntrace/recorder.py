@@ -23,7 +23,6 @@ import os
 import platform
 import sys
 import time
-import warnings
 import weakref
 from datetime import datetime, timezone
 

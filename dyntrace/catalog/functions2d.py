@@ -9,7 +9,6 @@ from typing import Callable
 
 import numpy as np
 
-from dyntrace.catalog import lookup
 
 __all__ = ["Function2D", "FUNCTIONS", "bowl", "rosenbrock", "saddle", "plateau"]
 

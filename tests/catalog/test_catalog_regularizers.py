@@ -25,6 +25,7 @@ def test_penalties_count_weights_only():
     assert l1_penalty(model, 0.2).item() == pytest.approx(0.2 * (12 * 0.1 + 8 * 0.5))
     l2_penalty(model, 0.2).backward()
     torch.testing.assert_close(w1.grad, 0.2 * w1.detach())  # d(½λW²)/dW = λW
+    torch.testing.assert_close(w2.grad, 0.2 * w2.detach())
     assert model[0].bias.grad is None and model[1].weight.grad is None
 
 

@@ -4,7 +4,6 @@ One spawn runs every recording mode and the distributed landscape (module fixtur
 tests compare its files with single-process runs over the concatenated global batch.
 """
 
-import os
 
 import numpy as np
 import pytest
