@@ -50,10 +50,13 @@ def train_step(model, opt, x, y, rec=None):
         rec.log(loss=loss)
 
 
+CLOCK = time.perf_counter  # --clock cpu: time.process_time (all threads of this process)
+
+
 def timed(fn) -> float:
-    start = time.perf_counter()
+    start = CLOCK()
     fn()
-    return time.perf_counter() - start
+    return CLOCK() - start
 
 
 def compare(build, optimizer_cls, probes, *, blocks, block_steps, every=10):
@@ -121,15 +124,20 @@ def main():
     parser.add_argument("--quick", action="store_true", help="fewer blocks (a smoke run)")
     parser.add_argument("--steps", type=int, default=5000, help="steps of the memory run")
     parser.add_argument("--ddp", action="store_true", help="measure under DDP on two CPU ranks instead (overhead_ddp.py)")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="cpu: process CPU time, writer thread included (robust on a shared machine)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = parser.parse_args()
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     if args.ddp:
         import overhead_ddp
 
         overhead_ddp.main(["--quick"] if args.quick else [])
         return
     blocks, block_steps = (3, 20) if args.quick else (12, 40)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; medians over {blocks}x{block_steps} steps each\n")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.clock} clock; medians over {blocks}x{block_steps} steps each\n")
     print(f"{'model':<6} {'optimizer':<6} {'probes':<8} {'plain ms':>9} {'non-record':>11} {'record':>8} {'amortised@10':>13}")
     for model_name, build in (("mlp", mlp), ("cnn", cnn)):
         for opt_name, opt_cls, probes in (("sgd", torch.optim.SGD, None), ("adam", torch.optim.Adam, "all")):

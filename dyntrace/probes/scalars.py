@@ -19,7 +19,9 @@ __all__ = ["ScalarsProbe"]
 
 
 def _global_norm(tensors) -> torch.Tensor:
-    norms = [torch.linalg.vector_norm(t.detach(), dtype=torch.float64) for t in tensors if t is not None]
+    """‖(t₁, t₂, …)‖₂: per-tensor norms in the tensors' precision (a float64 norm copies the
+    tensor on the CPU), combined in float64."""
+    norms = [torch.linalg.vector_norm(t.detach()).double() for t in tensors if t is not None]
     if not norms:
         return torch.zeros((), dtype=torch.float64)
     device = norms[0].device
