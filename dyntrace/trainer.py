@@ -14,6 +14,11 @@ Logged scalars: every step ``loss`` (the data loss of the minibatch, before any 
 through the Recorder, ``lr/<group>``; after every epoch (and after a last partial epoch)
 ``val_loss``, ``val_accuracy`` and ``train_accuracy`` (full training set, eval mode); at the
 end ``test_loss`` / ``test_accuracy``; ``early_stop`` (the epoch) when early stopping fires.
+
+Loss landscapes (``landscape=``, see :mod:`dyntrace.landscape.store`): after the Recorder has
+closed the file, the random plane around the final weights, the line from the initial to the
+final weights and the trajectory's PCA plane are computed in eval mode on the validation
+split (capped) and stored as ``/landscape/plane``, ``/landscape/line``, ``/landscape/trajectory``.
 """
 
 import dataclasses
@@ -36,8 +41,9 @@ from dyntrace.catalog.optimizers import make_optimizer
 from dyntrace.catalog.regularizers import (
     EarlyStopping, decoupled_weight_decay_, l1_penalty, l2_penalty, make_augmentation, make_scaler, mixed_loss,
 )
+from dyntrace.landscape import store as landscape_store
 
-__all__ = ["TrainConfig", "train"]
+__all__ = ["TrainConfig", "train", "build"]
 
 
 @dataclass
@@ -82,10 +88,17 @@ class TrainConfig:
     seed: int = 0  # seeds data split, init, minibatches, dropout and augmentation
     every: int = 10  # record the probes every this many steps
     probes: list | str | None = None  # None = the Recorder's default set, "all", or a list of names
+    trajectory: int | None = None  # keep the flat parameters every N steps (+ first, last); None = off
+    # loss landscapes computed after training, e.g. {"plane": {"resolution": 21, "span": 1.0},
+    # "line": {"steps": 21}, "trajectory": {"resolution": 21}}; None = off. Missing options take
+    # their defaults (dyntrace.landscape.store). "trajectory" turns the trajectory on by itself
+    # (a stride giving at most ~200 snapshots) when trajectory is None.
+    landscape: dict | None = None
     device: str = "cpu"
     out: str = "run.h5"
 
     def __post_init__(self):
+        self.landscape = landscape_store.normalize_options(self.landscape)  # defaults filled in, stored so
         self.validate()
 
     # -- construction --------------------------------------------------------------------------
@@ -157,6 +170,7 @@ class TrainConfig:
         _check_int(self, "seed", 0)
         _check_int(self, "steps", 1, optional=True)
         _check_int(self, "early_stopping", 1, optional=True)
+        _check_int(self, "trajectory", 1, optional=True)
         _check_number(self, "lr", 0.0, strict=True)
         for name in ("l1", "l2", "weight_decay", "early_stopping_min_delta"):
             _check_number(self, name, 0.0)
@@ -204,6 +218,17 @@ def _as_config(config, overrides: dict) -> TrainConfig:
     if isinstance(config, (str, os.PathLike)):
         return TrainConfig.from_dict({**TrainConfig.from_file(config).to_dict(), **overrides})
     raise ConfigError(f"Invalid config: {type(config).__name__} (a TrainConfig, dict or file path)")
+
+
+def build(config: TrainConfig) -> "_Run":
+    """The objects a config builds (data, model at its initial weights, optimizer, loss), untrained.
+
+    Seeds like :func:`train` and leaves the caller's global RNG alone. Used to rebuild a run's
+    model and data from its file (``dyntrace landscape``).
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        return _Run(config)
 
 
 def train(config=None, /, *, progress: bool = True, **overrides) -> str:
@@ -255,6 +280,9 @@ class _Run:
         n = len(self.data["train"][0])
         self.steps_per_epoch = math.ceil(n / c.batch_size)
         self.total_steps = c.steps or c.epochs * self.steps_per_epoch
+        self.trajectory = c.trajectory
+        if self.trajectory is None and c.landscape is not None and "trajectory" in c.landscape:
+            self.trajectory = landscape_store.trajectory_stride(self.total_steps)
 
     def fit(self, progress: bool) -> str:
         import dyntrace
@@ -263,8 +291,11 @@ class _Run:
         c = self.config
         os.makedirs(os.path.dirname(os.path.abspath(c.out)), exist_ok=True)
         step = 0
+        # the start of the line slice (a copy: a model's worth of memory, only when asked for)
+        initial = ([p.detach().clone() for p in self.model.parameters()]
+                   if c.landscape is not None and "line" in c.landscape else None)
         with dyntrace.Recorder(self.model, self.optimizer, c.out, every=c.every, probes=c.probes,
-                               config=c.to_dict()) as rec, \
+                               config=c.to_dict(), trajectory=self.trajectory) as rec, \
                 tqdm(total=self.total_steps, disable=not progress, desc=os.path.basename(c.out), unit="step") as bar:
             for epoch in range(1, math.ceil(self.total_steps / self.steps_per_epoch) + 1):
                 self.model.train()
@@ -281,7 +312,52 @@ class _Run:
                     break
             loss, accuracy = self._evaluate("test")
             rec.log(test_loss=loss, **({"test_accuracy": accuracy} if self.classify else {}))
+        if c.landscape is not None:  # the Recorder has closed the file: the slices are added to it
+            self._landscape_after_training(initial, rec.step)
         return c.out
+
+    def _landscape_after_training(self, initial, last_step: int) -> None:
+        """The slices around the weights the run returns, with the step they belong to.
+
+        That is the last step, or, when early stopping put the best weights back, the end of
+        the best epoch. The trajectory's PCA plane is centred on those same weights: its
+        records up to that step, then the model's weights as the last record (the stored
+        snapshot of a step is taken inside ``optimizer.step()``, before decoupled weight decay).
+        """
+        import dyntrace
+
+        c = self.config
+        step, extra = last_step, {"buffers": "trained", "start_step": 0, "source": "training"}
+        if self.stopper is not None and self.stopper.stopped_epoch is not None and self.stopper.restore_best:
+            step = min(self.stopper.best_epoch * self.steps_per_epoch, self.total_steps)
+            extra["weights"] = f"best val_loss, epoch {self.stopper.best_epoch} (restored by early stopping)"
+        trajectory = None
+        if "trajectory" in c.landscape:
+            with dyntrace.open_run(c.out) as run:
+                steps, names, flat = run.trajectory()
+            keep = steps < step
+            final = landscape_store.flat_parameters(self.model, names)
+            trajectory = (np.append(steps[keep], step), names, np.vstack([flat[keep], final[None]]))
+        self.landscape(c.landscape, initial=initial, trajectory=trajectory, step=step, extra=extra)
+
+    def landscape_batch(self, examples: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fixed evaluation batch of the landscapes: the first ``examples`` of the validation split."""
+        x, y = self.data["val"]
+        return x[:examples], y[:examples]
+
+    def landscape(self, options: dict, *, initial=None, trajectory=None, step: int, extra: dict | None = None,
+                  path=None) -> dict:
+        """Compute the slices ``options`` asks for around the model's current weights and add
+        them to the run file ``path`` (default ``config.out``; see :mod:`dyntrace.landscape.store`);
+        returns them."""
+        batch = self.landscape_batch(options["examples"])
+        metric = landscape_store.accuracy if self.classify else None
+        results = landscape_store.compute(self.model, self.criterion, batch, options, initial=initial,
+                                          trajectory=trajectory, metric=metric)
+        loss = "cross_entropy" if self.classify else "mse"
+        attrs = {"loss": loss, "batch": f"val[:{len(batch[0])}]", **(extra or {})}
+        landscape_store.write(self.config.out if path is None else path, results, step=step, extra=attrs)
+        return results
 
     def _epoch_batches(self):
         """Index tensors for one epoch: a shuffled partition, or draws with replacement."""

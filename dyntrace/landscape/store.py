@@ -1,0 +1,445 @@
+"""The standard loss-landscape slices of a trained model, computed and stored in its run file.
+
+Three slices, each evaluated in eval mode on one fixed batch (the data loss, no penalty; the
+accuracy too where the task is classification) and written to a closed run file through
+:func:`dyntrace.io.format.write_landscape` under Li et al.'s dataset names:
+
+============================  =====================================================================
+``/landscape/plane``          loss on a filter-normalised Gaussian random plane around the final
+                              weights (``dyntrace.landscape.plane``), kind ``random_plane``
+``/landscape/line``           loss on the straight line from the initial (t = 0) to the final
+                              (t = 1) weights (``dyntrace.landscape.line``), kind ``line``
+``/landscape/trajectory``     loss on the PCA plane of the recorded trajectory, with the path
+                              projected on it (``dyntrace.landscape.trajectory_plane``), kind
+                              ``trajectory_plane``
+============================  =====================================================================
+
+Options are a dict, one entry per slice to compute (``TrainConfig.landscape``)::
+
+    {"plane": {"resolution": 21, "span": 1.0, "seed": 0, "ignore": "biasbn"},
+     "line": {"steps": 21},
+     "trajectory": {"resolution": 21, "margin": 0.2},
+     "examples": 1024,    # at most this many validation examples in the evaluation batch
+     "method": "auto"}    # "auto", "vmap" or "sequential" (dyntrace.landscape.evaluate)
+
+Missing options take these defaults; ``resolution`` is one int (a square grid) or [nx, ny].
+A list of slice names (or "plane,line") asks for those slices with the defaults.
+
+:func:`landscape_of_run` does the same after the fact for a run made by ``dyntrace train``
+(used by ``dyntrace landscape``): model and data are rebuilt from the config stored in the
+file, the final and initial weights are the last and first records of its trajectory.
+
+Reference: H. Li, Z. Xu, G. Taylor, C. Studer, T. Goldstein, "Visualizing the Loss Landscape
+of Neural Nets", NeurIPS 2018.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from dyntrace.catalog import ConfigError
+from dyntrace.errors import DyntraceError, MissingDataError, RunFileError
+from dyntrace.landscape.evaluate import METHODS
+from dyntrace.landscape.results import LineResult, PlaneResult
+
+__all__ = [
+    "KINDS",
+    "DEFAULTS",
+    "MAX_SNAPSHOTS",
+    "normalize_options",
+    "trajectory_stride",
+    "flat_parameters",
+    "accuracy",
+    "compute",
+    "attributes",
+    "write",
+    "landscape_of_run",
+]
+
+KINDS = ("plane", "line", "trajectory")
+# Per-slice defaults: 21 points an axis keep a digits MLP's three slices near a second on a CPU.
+DEFAULTS = {
+    "plane": {"resolution": 21, "span": 1.0, "seed": 0, "ignore": "biasbn"},
+    "line": {"steps": 21},
+    "trajectory": {"resolution": 21, "margin": 0.2},
+}
+_SHARED = {"examples": 1024, "method": "auto"}
+# At most about this many trajectory snapshots when the trajectory plane turns the trajectory
+# on by itself (a stride is chosen from the run's length; the first and last step are extra).
+MAX_SNAPSHOTS = 200
+
+
+# -- options ---------------------------------------------------------------------------------
+
+def _bad(key: str, value, expected: str) -> ConfigError:
+    return ConfigError(f"Invalid landscape {key}: {value!r} ({expected})")
+
+
+def _int(key, value, low):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise _bad(key, value, f"an integer >= {low}")
+    return int(value)
+
+
+def _resolution(key, value):
+    if isinstance(value, (list, tuple)):
+        if len(value) != 2:
+            raise _bad(key, value, "an integer >= 2 or a pair [nx, ny]")
+        return [_int(key, v, 2) for v in value]
+    return _int(key, value, 2)
+
+
+def _positive(key, value, *, strict=True):
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    if not ok or value < 0 or (strict and value == 0):
+        raise _bad(key, value, f"a number {'>' if strict else '>='} 0")
+    return float(value)
+
+
+def _ignore(key, value):
+    if value not in ("biasbn", None):
+        raise _bad(key, value, "'biasbn' or null")
+    return value
+
+
+_CHECKS = {
+    "plane": {"resolution": _resolution, "span": _positive, "seed": lambda k, v: _int(k, v, 0), "ignore": _ignore},
+    "line": {"steps": lambda k, v: _int(k, v, 2)},
+    "trajectory": {"resolution": _resolution, "margin": lambda k, v: _positive(k, v, strict=False)},
+}
+
+
+def normalize_options(value) -> dict | None:
+    """``TrainConfig.landscape`` checked and completed with the defaults (None stays None).
+
+    Accepts a dict (see the module docstring), a list of slice names, or a comma-separated
+    string of them. Raises :class:`dyntrace.catalog.ConfigError` naming the first bad key or value.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [name.strip() for name in value.split(",") if name.strip()]
+    if isinstance(value, (list, tuple)):
+        value = {name: {} for name in value}
+    if not isinstance(value, dict):
+        raise ConfigError(f"Invalid landscape: {value!r} (a table of slices, e.g. {{\"plane\": {{}}, \"line\": {{}}}})")
+    unknown = [key for key in value if key not in KINDS and key not in _SHARED]
+    if unknown:
+        raise ConfigError(f"Invalid landscape key {unknown[0]!r}; valid: {', '.join(KINDS + tuple(_SHARED))}")
+    if not any(kind in value for kind in KINDS):
+        raise ConfigError(f"Invalid landscape: {value!r} names no slice (one or more of {', '.join(KINDS)})")
+    out = {}
+    for kind in KINDS:
+        if kind not in value:
+            continue
+        given = value[kind]
+        given = {} if given is None or given is True else given
+        if not isinstance(given, dict):
+            raise ConfigError(f"Invalid landscape {kind}: {given!r} (a table of options, e.g. {DEFAULTS[kind]})")
+        bad = [key for key in given if key not in DEFAULTS[kind]]
+        if bad:
+            raise ConfigError(f"Invalid landscape option {kind}.{bad[0]}; valid: {', '.join(DEFAULTS[kind])}")
+        options = {**DEFAULTS[kind], **given}
+        out[kind] = {key: _CHECKS[kind][key](f"{kind}.{key}", v) for key, v in options.items()}
+    out["examples"] = _int("examples", value.get("examples", _SHARED["examples"]), 1)
+    method = value.get("method", _SHARED["method"])
+    if method not in METHODS:
+        raise _bad("method", method, f"one of {', '.join(METHODS)}")
+    out["method"] = method
+    return out
+
+
+def trajectory_stride(total_steps: int, max_snapshots: int = MAX_SNAPSHOTS) -> int:
+    """The stride that keeps at most ``max_snapshots`` snapshots besides the first and last."""
+    return max(1, math.ceil(total_steps / max_snapshots))
+
+
+def flat_parameters(model: nn.Module, names: Sequence[str]) -> np.ndarray:
+    """The named parameters as one float32 vector, laid out like a recorded trajectory row."""
+    from dyntrace.landscape.params import flatten_params
+
+    return flatten_params(model, names).float().cpu().numpy()
+
+
+def _pair(resolution) -> tuple[int, int]:
+    return tuple(resolution) if isinstance(resolution, list) else (resolution, resolution)
+
+
+# -- computing -------------------------------------------------------------------------------
+
+def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Fraction of rows whose largest output is the target class (a 0-d tensor; vmappable)."""
+    return (outputs.argmax(dim=-1) == targets).float().mean()
+
+
+def compute(
+    model: nn.Module,
+    loss_fn: Callable,
+    batch,
+    options: dict,
+    *,
+    initial: Sequence[torch.Tensor] | None = None,
+    trajectory=None,
+    metric: Callable | None = None,
+) -> dict[str, PlaneResult | LineResult]:
+    """The slices ``options`` asks for, around the model's current (final) parameters.
+
+    Args:
+        model: the trained model; only read (see ``dyntrace.landscape.evaluate``).
+        loss_fn: ``loss_fn(outputs, targets)`` → scalar tensor.
+        batch: ``(inputs, targets)``, the fixed evaluation batch (already capped).
+        options: output of :func:`normalize_options`.
+        initial: the initial parameters, in ``named_parameters()`` order (needed for "line").
+        trajectory: ``(steps, names, flat)`` as ``Run.trajectory()`` (needed for "trajectory").
+        metric: e.g. :func:`accuracy`, stored as ``train_acc``.
+
+    Returns:
+        ``{name: result}`` in the order plane, line, trajectory; each ``meta`` as the
+        landscape function wrote it.
+    """
+    from dyntrace.landscape.slices import line, plane
+    from dyntrace.landscape.trajectory import trajectory_plane
+
+    options = normalize_options(options)
+    method = options["method"]
+    results = {}
+    if "plane" in options:
+        o = options["plane"]
+        results["plane"] = plane(model, loss_fn, batch, span=o["span"], resolution=_pair(o["resolution"]), seed=o["seed"],
+                                 ignore=o["ignore"], method=method, metric=metric)
+    if "line" in options:
+        if initial is None:
+            raise ValueError("the line slice needs the initial parameters (initial=...)")
+        final = [p.detach() for p in model.parameters()]
+        results["line"] = line(model, loss_fn, batch, list(initial), final, options["line"]["steps"], method=method, metric=metric)
+    if "trajectory" in options:
+        if trajectory is None:
+            raise ValueError("the trajectory plane needs the recorded trajectory (trajectory=(steps, names, flat))")
+        o = options["trajectory"]
+        try:
+            results["trajectory"] = trajectory_plane(trajectory, model, loss_fn, batch, resolution=_pair(o["resolution"]),
+                                                     margin=o["margin"], method=method, metric=metric)
+        except ValueError as exc:  # a trajectory of one record, or one that never moved
+            raise DyntraceError(f"no trajectory plane: {exc}") from None
+    return results
+
+
+def _stored(meta: dict) -> dict:
+    """Attributes from a result's meta: None means "not applicable" and is left out, except
+    ``ignore`` where None is a choice (stored as "none")."""
+    out = {}
+    for key, value in meta.items():
+        if value is None:
+            if key == "ignore":
+                out[key] = "none"
+            continue
+        out[key] = value
+    return out
+
+
+def attributes(name: str, result, *, step: int, extra: dict | None = None) -> dict:
+    """The attributes stored with one slice (see :func:`write`)."""
+    attrs = _stored(result.meta)
+    attrs["step"] = int(step)
+    if name == "line":
+        attrs.update(normalisation="none", span=[0.0, 1.0], resolution=[len(result.t)])
+    if name == "trajectory":
+        steps = result.path_steps
+        attrs.update(
+            normalisation="unit",  # PCA directions are unit vectors: coordinates are distances
+            directions="pca",
+            explained_variance=[float(v) for v in result.explained_variance],
+            extent=[float(result.x[0]), float(result.x[-1]), float(result.y[0]), float(result.y[-1])],
+            stride=int(steps[1] - steps[0]) if len(steps) > 1 else 0,
+        )
+    attrs.update(extra or {})
+    return attrs
+
+
+def write(path, results: dict, *, step: int, extra: dict | None = None) -> dict[str, dict]:
+    """Write each result to ``/landscape/<name>`` of the closed run file ``path``.
+
+    Attributes of every group: the result's meta (``kind``, ``method``, ``chunk_size``,
+    ``seconds``, ``batch_size``, ``metric``, …; for the random plane ``seed``,
+    ``normalisation`` "filter", ``ignore``, ``span``, ``resolution`` [nx, ny]), ``step`` (the
+    training step of the final weights), then ``extra`` (e.g. ``loss``, ``batch``). The line
+    adds ``start_step``/``end_step`` via ``extra`` and ``resolution`` [steps]; the trajectory
+    plane adds ``explained_variance`` [2], ``extent`` [x0, x1, y0, y1], ``records``,
+    ``margin``, ``normalisation`` "unit" and ``directions`` "pca". Returns the attributes written.
+    """
+    from dyntrace.io.format import write_landscape
+
+    written = {}
+    for name, result in results.items():
+        attrs = attributes(name, result, step=step, extra=extra)
+        try:
+            write_landscape(path, name, result.to_arrays(), attrs)
+        except OSError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise RunFileError(f"{os.fspath(path)}: cannot add /landscape/{name} ({first}); is the run still being written?") from None
+        written[name] = attrs
+    return written
+
+
+# -- a run made by dyntrace train ------------------------------------------------------------
+
+def _final_weights(model: nn.Module, names: list[str], final: np.ndarray, path: str) -> None:
+    from dyntrace.landscape.params import unflatten
+
+    params = dict(model.named_parameters())
+    if list(params) != names:
+        raise DyntraceError(f"{path}: the trajectory's parameters ({len(names)}) do not match the model rebuilt from the config "
+                            f"({len(params)}); was the run made by another dyntrace version?")
+    try:
+        values = unflatten(model, final, names)
+    except ValueError as exc:
+        raise DyntraceError(f"{path}: the trajectory does not fit the model rebuilt from the config ({exc})") from None
+    with torch.no_grad():
+        for name, value in values.items():
+            params[name].copy_(value)
+
+
+def _recompute_running_stats(model: nn.Module, inputs: torch.Tensor, batch_size: int) -> bool:
+    """Running statistics of the normalisation layers, re-estimated at the current weights.
+
+    A run file holds the parameters but not the buffers, so BatchNorm's running mean and
+    variance are estimated again with one pass over ``inputs`` (the training set) in train
+    mode with a cumulative average (momentum None), as ``torch.optim.swa_utils.update_bn``
+    does; other modules (dropout) stay in eval mode. Returns whether there were any.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats]
+    if not norms:
+        return False
+    model.eval()
+    momenta = {}
+    for m in norms:
+        momenta[m] = m.momentum
+        m.reset_running_stats()
+        m.momentum = None
+        m.train()
+    with torch.no_grad():
+        for first in range(0, len(inputs), batch_size):
+            model(inputs[first : first + batch_size])
+    for m in norms:
+        m.momentum = momenta[m]
+    model.eval()
+    return True
+
+
+def landscape_of_run(
+    path,
+    kinds: Sequence[str] | None = None,
+    *,
+    resolution: int | None = None,
+    span: float | None = None,
+    seed: int | None = None,
+) -> dict[str, PlaneResult | LineResult]:
+    """Compute and store slices for a run made by ``dyntrace train`` with a trajectory.
+
+    The model and data are rebuilt from the config stored in the file
+    (:meth:`dyntrace.trainer.TrainConfig.from_run`); the final weights are the trajectory's
+    last record and the initial weights its first. The options are those of the run's
+    ``landscape`` config where it had one, else the defaults, with ``resolution`` (every
+    slice: grid points per axis, points on the line), ``span`` and ``seed`` (the random
+    plane) on top. A model with BatchNorm gets its running statistics re-estimated on the
+    training set at the final weights (the file does not hold buffers); the attribute
+    ``buffers`` says so.
+
+    Args:
+        path: the run file; its ``/landscape/<name>`` groups are added or replaced.
+        kinds: slices among "plane", "line", "trajectory"; default all three.
+
+    Returns:
+        ``{name: result}``, as written.
+
+    Raises:
+        MissingDataError: the file has no train config or no trajectory (with what to do).
+        RunFileError: not a readable run file, or it is still being written.
+    """
+    from dyntrace.io.reader import open_run
+    from dyntrace.trainer import TrainConfig, build
+
+    path = os.fspath(path)
+    kinds = list(KINDS if not kinds else kinds)
+    bad = [k for k in kinds if k not in KINDS]
+    if bad:
+        raise ValueError(f"unknown slice {bad[0]!r}; valid: {', '.join(KINDS)}")
+    with open_run(path) as run:
+        stored = run.config
+        closed = run.closed_cleanly
+        try:
+            trajectory = run.trajectory()
+        except MissingDataError:
+            trajectory = None
+        val_loss = run.scalar("val_loss") if "early_stop" in run.scalar_names and "val_loss" in run.scalar_names else None
+    remake = "make the run with `dyntrace train ... --trajectory N` (or --landscape)"
+    if not stored:
+        raise MissingDataError(f"{path}: no training config in the file; `dyntrace landscape` rebuilds the model from it: {remake}")
+    try:
+        config = TrainConfig.from_dict(stored)
+    except ConfigError as exc:
+        raise MissingDataError(f"{path}: its config is not one of `dyntrace train` ({exc}); {remake}") from None
+    if not closed:
+        raise RunFileError(f"{path}: the run is still being written or was interrupted; wait for it to finish")
+    if trajectory is None:
+        raise MissingDataError(f"{path}: no parameter trajectory, so no initial and final weights; {remake}")
+    steps, names, flat = trajectory
+    if len(steps) < 2:
+        raise MissingDataError(f"{path}: the trajectory holds {len(steps)} record(s), 2 or more are needed; {remake}")
+    extra = {"start_step": int(steps[0]), "source": "trajectory"}
+    if val_loss is not None and config.early_stopping is not None:
+        best = _best_step(*val_loss, config.early_stopping_min_delta)
+        if best in steps:  # the weights early stopping put back: end the trajectory there
+            keep = steps <= best
+            steps, flat = steps[keep], flat[keep]
+            trajectory = (steps, names, flat)
+            extra["weights"] = f"best val_loss at step {best} (restored by early stopping)"
+        else:
+            extra["weights"] = (f"last trajectory record; early stopping restored the weights of step {best}, "
+                                "which the trajectory did not keep")
+
+    base = dict(config.landscape or {})
+    asked = {kind: dict(base.get(kind) or {}) for kind in kinds}
+    for kind, options in asked.items():
+        if resolution is not None:
+            options["steps" if kind == "line" else "resolution"] = resolution
+        if kind == "plane" and span is not None:
+            options["span"] = span
+        if kind == "plane" and seed is not None:
+            options["seed"] = seed
+    options = normalize_options({**asked, **{k: base[k] for k in _SHARED if k in base}})
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        job = build(config)
+        _final_weights(job.model, names, flat[-1], path)
+        buffers = "trained"
+        if _recompute_running_stats(job.model, job.data["train"][0], config.batch_size):
+            buffers = "running statistics re-estimated on the training set at the final weights"
+        initial = None
+        if "line" in options:
+            named = dict(zip(names, _split(flat[0], job.model, names)))
+            initial = [named[name] for name, _ in job.model.named_parameters()]
+        return job.landscape(options, initial=initial, trajectory=trajectory, step=int(steps[-1]),
+                             extra={"buffers": buffers, **extra}, path=path)
+
+
+def _best_step(steps: np.ndarray, values: np.ndarray, min_delta: float) -> int:
+    """The step of the evaluation ``EarlyStopping`` keeps as best (an improvement beats the best by > min_delta)."""
+    best, best_step = float("inf"), int(steps[0])
+    for step, value in zip(steps.tolist(), values.tolist()):
+        if value < best - min_delta:
+            best, best_step = value, step
+    return best_step
+
+
+def _split(flat: np.ndarray, model: nn.Module, names: list[str]) -> list[torch.Tensor]:
+    from dyntrace.landscape.params import unflatten
+
+    return list(unflatten(model, flat, names).values())
