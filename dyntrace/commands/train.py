@@ -54,6 +54,36 @@ def _probes(ctx, param, value):
     return [name.strip() for name in value.split(",") if name.strip()]
 
 
+_SLICES = ("plane", "line", "trajectory")
+
+
+def _slices(ctx, param, value):
+    """--landscape: comma-separated slice names; an unknown one is a usage error."""
+    if value is None:
+        return None
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in _SLICES]
+    if unknown or not names:
+        raise click.BadParameter(f"unknown slice {unknown[0] if unknown else value!r}; valid: {', '.join(_SLICES)}")
+    return names
+
+
+def _landscape(base, slices, resolution):
+    """The config's landscape table: the slices asked for (keeping the options a config file gave
+    them), or the file's own; ``resolution`` set on every slice."""
+    table = dict(base or {})
+    if slices is not None:
+        table = {**{key: table[key] for key in ("examples", "method") if key in table},
+                 **{name: dict(table.get(name) or {}) for name in slices}}
+    if resolution is not None:
+        if not any(name in table for name in _SLICES):
+            raise click.UsageError("--landscape-resolution needs --landscape (or a landscape table in --config)")
+        for name in _SLICES:
+            if name in table:
+                table[name] = {**(table[name] or {}), ("steps" if name == "line" else "resolution"): resolution}
+    return table or None
+
+
 def _print_catalog(ctx, param, value):
     if not value or ctx.resilient_parsing:
         return
@@ -92,13 +122,23 @@ def _print_catalog(ctx, param, value):
 @click.option("--seed", type=click.IntRange(0), help="Random seed.")
 @click.option("--every", type=click.IntRange(1), help="Record the probes every N steps.")
 @click.option("--probes", callback=_probes, help="'all' or comma-separated probe names.")
+@click.option("--trajectory", type=click.IntRange(1), help="Keep the flat parameters every N steps (and first, last).")
+@click.option("--landscape", callback=_slices, is_flag=False, flag_value=",".join(_SLICES), metavar="[plane,line,trajectory]",
+              help="After training, store these loss-landscape slices in the run file (alone: all three).")
+@click.option("--landscape-resolution", type=click.IntRange(2), metavar="N",
+              help="Grid points per axis of the planes, points on the line (default 21).")
 @click.option("--device", help="torch device (default cpu).")
 @click.option("--set", "assignments", multiple=True, callback=_assignments, metavar="KEY=VALUE",
               help="Any config key; KEY.SUB for options tables. Repeatable.")
 @click.option("-o", "--out", type=click.Path(dir_okay=False), help="Run file to write (default run.h5).")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
-def command(config_file, assignments, progress, **options):
-    """Train a model from the catalog and record it to a run file."""
+def command(config_file, assignments, progress, landscape, landscape_resolution, **options):
+    """Train a model from the catalog and record it to a run file.
+
+    With --landscape, the loss-landscape slices are computed after training on the validation
+    split and stored in the run file (/landscape/plane, /landscape/line, /landscape/trajectory);
+    draw them with `dyntrace landscape RUN.h5 -o DIR` (which can also recompute them).
+    """
     from dyntrace.trainer import TrainConfig, train
 
     given = {key: value for key, value in options.items() if value is not None}
@@ -108,6 +148,9 @@ def command(config_file, assignments, progress, **options):
             if isinstance(value, dict) and isinstance(base.get(key), dict):
                 value = {**base[key], **value}
             base[key] = value
+        table = _landscape(base.get("landscape"), landscape, landscape_resolution)
+        if table is not None:
+            base["landscape"] = table
         path = train(TrainConfig.from_dict({**base, **given}), progress=progress)
     except DyntraceError as exc:
         raise click.ClickException(str(exc)) from None
