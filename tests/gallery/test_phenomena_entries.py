@@ -48,3 +48,27 @@ class TestIntervalMeans:
         from dyntrace.plots.overfitting import interval_means
 
         np.testing.assert_allclose(interval_means(np.array([1, 2, 3]), np.array([1.0, 2.0, 100.0]), [2]), [1.5])
+
+
+class TestRankCorrelation:
+    def test_monotone_is_one_and_reversed_is_minus_one(self):
+        from dyntrace.plots.hyperparameter_search import rank_correlation
+
+        x = np.array([1.0, 5.0, 2.0, 8.0])
+        assert rank_correlation(x, x**3) == pytest.approx(1.0)
+        assert rank_correlation(x, -x) == pytest.approx(-1.0)
+
+    def test_ties_get_average_ranks(self):
+        from dyntrace.plots.hyperparameter_search import rank_correlation
+
+        # ranks of y with ties: [0.5, 0.5, 2, 3]; Pearson of [0, 1, 2, 3] with them, by hand
+        x, y = np.array([1.0, 2, 3, 4]), np.array([7.0, 7, 8, 9])
+        rx, ry = np.array([0.0, 1, 2, 3]), np.array([0.5, 0.5, 2, 3])
+        assert rank_correlation(x, y) == pytest.approx(np.corrcoef(rx, ry)[0, 1])
+
+    def test_constant_or_tiny_samples_give_nan_and_nan_pairs_are_dropped(self):
+        from dyntrace.plots.hyperparameter_search import rank_correlation
+
+        assert np.isnan(rank_correlation([1.0, 2.0, 3.0], [4.0, 4.0, 4.0]))
+        assert np.isnan(rank_correlation([1.0], [2.0]))
+        assert rank_correlation([1.0, np.nan, 2.0, 3.0], [1.0, 0.0, 2.0, 3.0]) == pytest.approx(1.0)
