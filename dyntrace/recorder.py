@@ -31,6 +31,7 @@ import torch
 
 from dyntrace import distributed as _distributed
 from dyntrace.errors import DyntraceError
+from dyntrace.io.format import SCALAR_NAME_BYTES
 from dyntrace.io.writer import RunWriter
 from dyntrace.probes import make_probes
 from dyntrace.probes.base import RecordContext
@@ -165,6 +166,9 @@ class Recorder:
         if not (self._writes or dist_reduce):
             return  # another rank: its values are not recorded
         for name, value in scalars.items():
+            if len(name.encode()) > SCALAR_NAME_BYTES:
+                self._ctx.warn_once(("log", name), f"log: a scalar name longer than {SCALAR_NAME_BYTES} bytes is not recorded ({name[:40]}…)")
+                continue
             if isinstance(value, torch.Tensor):
                 if value.numel() != 1:
                     self._ctx.warn_once(("log", name), f"log: {name} has {value.numel()} elements, not 1; skipped")

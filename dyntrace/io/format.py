@@ -59,6 +59,10 @@ LANDSCAPE = "landscape"
 CLOSED = "closed"
 
 _STR = h5py.string_dtype("utf-8")
+# Scalar names grow during a run: fixed-length, because variable-length strings live in the
+# global heap, which SWMR does not keep consistent for readers.
+SCALAR_NAME_BYTES = 256
+_NAME = h5py.string_dtype("utf-8", SCALAR_NAME_BYTES)
 _COMPRESSION = dict(compression="gzip", compression_opts=1, shuffle=True)
 _CHUNK_BYTES = 1 << 18
 # A SWMR writer never reuses the file space of a rewritten chunk, and appending to a
@@ -73,15 +77,15 @@ def _rows_per_chunk(row_bytes: int, max_rows: int) -> int:
 
 
 def _growable(group, name, dtype, row_shape=(), *, max_rows=_RECORD_CHUNK_ROWS, **attrs):
-    dtype = np.dtype(dtype) if dtype is not _STR else dtype
-    row_bytes = int(np.prod(row_shape, dtype=np.int64)) * (8 if dtype is _STR else dtype.itemsize)
+    dtype = np.dtype(dtype)
+    row_bytes = int(np.prod(row_shape, dtype=np.int64)) * dtype.itemsize
     ds = group.create_dataset(
         name,
         shape=(0, *row_shape),
         maxshape=(None, *row_shape),
         chunks=(_rows_per_chunk(row_bytes, max_rows), *row_shape),
         dtype=dtype,
-        **(_COMPRESSION if dtype is not _STR else {}),
+        **_COMPRESSION,
     )
     for key, value in attrs.items():
         ds.attrs[key] = value
@@ -105,7 +109,7 @@ def create(path: str, meta: dict, layouts: dict, *, trajectory: dict | None = No
 
         scalars = f.create_group(SCALARS)
         scalars.attrs["description"] = "event log: one row per logged scalar value"
-        _growable(scalars, "names", _STR, description="scalar names, indexed by key")
+        _growable(scalars, "names", _NAME, max_rows=64, description="scalar names, indexed by key")
         _growable(scalars, "step", "int64", max_rows=_LOG_CHUNK_ROWS, unit="optimizer steps")
         _growable(scalars, "key", "int32", max_rows=_LOG_CHUNK_ROWS, description="index into names")
         _growable(scalars, "value", "float64", max_rows=_LOG_CHUNK_ROWS)
@@ -155,7 +159,8 @@ def append_scalars(f: h5py.File, new_names: list[str], steps, keys, values):
     """Append scalar events; ``new_names`` extend the names table first."""
     group = f[SCALARS]
     if new_names:
-        _append(group["names"], np.array(new_names, dtype=object))
+        names = group["names"]
+        _append(names, np.array([n.encode() for n in new_names], dtype=names.dtype))  # same charset: UTF-8
     _append(group["step"], np.asarray(steps, dtype=np.int64))
     _append(group["key"], np.asarray(keys, dtype=np.int32))
     _append(group["value"], np.asarray(values, dtype=np.float64))

@@ -63,6 +63,9 @@ class Run:
 
     def refresh(self) -> "Run":
         """See what a writer appended since the file was opened (or last refreshed)."""
+        # Arrays read in this snapshot (never dataset handles: a second handle on a dataset
+        # that refresh() touches breaks SWMR reads).
+        self._cache: dict = {}
         self._records = {}
         if fmt.PROBES in self._file:
             for probe, group in self._file[fmt.PROBES].items():
@@ -125,19 +128,16 @@ class Run:
                 "scalars are logged with rec.log(...) or by the 'scalars' probe"
             )
         key = names.index(name)
-        step_ds, key_ds, value_ds = (self._ds(fmt.SCALARS, n) for n in ("step", "key", "value"))
-        n = self._scalar_rows
-        keys = key_ds[:n]
+        all_steps, keys, all_values = (self._cached(fmt.SCALARS, n, rows=self._scalar_rows) for n in ("step", "key", "value"))
         mask = keys == key
-        steps, values = step_ds[:n][mask], value_ds[:n][mask]
+        steps, values = all_steps[mask], all_values[mask]
         order = np.argsort(steps, kind="stable")
         return steps[order], values[order]
 
     @property
     def n_steps(self) -> int:
         """The last step anything was logged or recorded at."""
-        step_ds = self._ds(fmt.SCALARS, "step")
-        last = int(step_ds[: self._scalar_rows].max()) if self._scalar_rows else 0
+        last = int(self._cached(fmt.SCALARS, "step", rows=self._scalar_rows).max()) if self._scalar_rows else 0
         rec = self.record_steps
         return max(last, int(rec[-1]) if rec.size else 0)
 
@@ -171,7 +171,7 @@ class Run:
     def steps(self, probe: str) -> np.ndarray:
         """Record steps of one probe (complete records only)."""
         self._group(probe)
-        return self._ds(fmt.PROBES, probe, "step")[: self._records.get(probe, 0)]
+        return self._cached(fmt.PROBES, probe, "step", rows=self._records.get(probe, 0))
 
     @property
     def record_steps(self) -> np.ndarray:
@@ -184,26 +184,32 @@ class Run:
         return [k for k in group if k not in ("names", "step", "kind")]
 
     def field(self, probe: str, field: str, name: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(steps, raw values) of one stored field; one tensor's column if ``name`` is given."""
+        """(steps, raw values) of one stored field: [R, T, ...], or one tensor's column [R, ...].
+
+        Per-record fields of one value per tensor are read once per snapshot and sliced in
+        memory (every chunk holds all columns); histograms are read per column.
+        """
         group = self._group(probe)
         if field not in group:
             raise MissingDataError(f"{self.path}: probe {probe!r} has no field {field!r} (has: {', '.join(self.fields(probe))})")
         steps = self.steps(probe)
+        column = self._column(probe, name) if name is not None else slice(None)
         ds = group[field]
-        ds.refresh()
-        if ds.attrs.get("static", False):
-            data = ds[:]
-            return steps, (data[self._column(probe, name)] if name is not None else data)
-        n = min(len(steps), ds.shape[0])
-        data = ds[:n, self._column(probe, name)] if name is not None else ds[:n]
-        return steps[:n], data
+        static, ndim = bool(ds.attrs.get("static", False)), ds.ndim
+        del ds  # no second handle may be open while _cached refreshes the dataset (SWMR)
+        if static:
+            return steps, self._cached(fmt.PROBES, probe, field)[column]
+        if ndim <= 2:
+            return steps, self._cached(fmt.PROBES, probe, field, rows=len(steps))[:, column]
+        return steps, self._ds(fmt.PROBES, probe, field)[: len(steps), column]
 
-    def stat(self, probe: str, name: str, stat: str):
-        """(steps, values) of a derived statistic of one tensor.
+    def stat(self, probe: str, name: str | None, stat: str):
+        """(steps, values) of a derived statistic of one tensor, or of every tensor at once.
 
         ``stat``: mean, std, min, max, norm (√Σx²), count, sum, sumsq, frac_zero,
         frac_saturated, frac_dead, frac_dead_persistent, frac_nonfinite, dead, units.
-        Records with no elements give NaN.
+        ``name`` None gives values [R, T] in the order of ``names(probe)``. Records with no
+        elements give NaN.
         """
         if stat not in STATS:
             raise ValueError(f"unknown stat {stat!r}; valid: {', '.join(STATS)}")
@@ -232,9 +238,9 @@ class Run:
         if stat in ("units", "frac_dead", "frac_dead_persistent"):
             units = self.field(probe, "units", name)[1].astype(np.float64)
             if stat == "units":
-                return steps, np.full(len(steps), units)
+                return steps, np.broadcast_to(units, count.shape).copy()
             dead = raw("dead" if stat == "frac_dead" else "dead_persistent")
-            return steps, dead / (units if units > 0 else np.nan)
+            return steps, dead / _positive(units)
         # frac_nonfinite: counted in the histogram sample, or exactly over the whole tensor
         nonfinite = raw("nonfinite")
         if self._group(probe).attrs.get("nonfinite_scope", "sample") == "tensor":
@@ -337,6 +343,14 @@ class Run:
         ds = self._file["/".join(path)]
         ds.refresh()
         return ds
+
+    def _cached(self, *path, rows: int | None = None) -> np.ndarray:
+        """A whole dataset (its first ``rows`` rows), read once per snapshot."""
+        key = "/".join(path)
+        if key not in self._cache:
+            ds = self._ds(*path)
+            self._cache[key] = ds[:rows] if rows is not None else ds[()]
+        return self._cache[key]
 
 
 def _positive(values):

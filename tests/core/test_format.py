@@ -60,3 +60,15 @@ def test_landscape_round_trip_keeps_li_et_al_names_and_grid_orientation(tmp_path
         assert back.meta["seed"] == 3 and back.meta["kind"] == "plane"
         with pytest.raises(dyntrace.DyntraceError, match="no landscape 'line'"):
             run.landscape("line")
+
+
+def test_stat_of_every_tensor_at_once_equals_the_columns():
+    with dyntrace.open_run(SCHEMA1) as run:
+        for probe in ("activations", "gradients"):
+            for stat in ("mean", "std", "norm", "frac_zero", "frac_nonfinite"):
+                steps, table = run.stat(probe, None, stat)
+                assert table.shape == (len(steps), len(run.names(probe)))
+                for j, name in enumerate(run.names(probe)):
+                    np.testing.assert_array_equal(table[:, j], run.stat(probe, name, stat)[1])
+        _, dead = run.stat("activations", None, "frac_dead")
+        assert dead.shape == (3, 2)
