@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dyntrace.analysis import fraction, merge_windows, moments
+from dyntrace.analysis import fraction, merge_windows
 from dyntrace.errors import MissingDataError
 
 __all__ = ["layer_stat", "pick_evenly", "HistWindows", "hist_windows", "hist_rows", "missing", "scalar_or_none"]
@@ -37,34 +37,13 @@ def scalar_or_none(run, name: str):
 def layer_stat(run, probe: str, stat: str):
     """(steps (R,), names (T,), values (R, T)) of one derived statistic for every tensor.
 
-    ``stat``: mean, std, norm, frac_zero, frac_saturated, frac_dead, frac_dead_persistent,
-    with the meaning of :meth:`dyntrace.io.reader.Run.stat` (NaN where a record has no
-    elements). Each underlying field is read once, for all tensors.
+    The arithmetic is the reader's (:meth:`dyntrace.io.reader.Run.stat` with ``name=None``);
+    this only refuses a file without records yet, rather than drawing empty axes.
     """
-    names = run.names(probe)
-    steps, count = run.field(probe, "count")
-    n = len(steps)
-    if n == 0:  # a file just started: say so rather than draw empty axes
+    steps, values = run.stat(probe, None, stat)
+    if len(steps) == 0:
         raise missing(run, f"{probe!r} records yet", f"the {probe!r} probe writes one row per record step")
-
-    def raw(field):
-        return run.field(probe, field)[1][:n].astype(np.float64)
-
-    if stat in ("mean", "std"):
-        mean, std = moments(count, raw("sum"), raw("sumsq"))
-        values = mean if stat == "mean" else std
-    elif stat == "norm":
-        values = np.sqrt(raw("sumsq"))
-    elif stat == "frac_zero":
-        values = fraction(raw("zero"), count)
-    elif stat == "frac_saturated":
-        values = fraction(raw("saturated"), raw("hist_count"))
-    elif stat in ("frac_dead", "frac_dead_persistent"):
-        units = run.field(probe, "units")[1].astype(np.float64)
-        values = fraction(raw("dead" if stat == "frac_dead" else "dead_persistent"), np.broadcast_to(units, (n, len(names))))
-    else:
-        raise ValueError(f"unknown stat {stat!r}; valid: mean, std, norm, frac_zero, frac_saturated, frac_dead, frac_dead_persistent")
-    return steps[:n], names, values
+    return steps, run.names(probe), values
 
 
 def pick_evenly(n: int, max_n: int) -> list[int]:
