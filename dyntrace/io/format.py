@@ -213,6 +213,8 @@ def write_landscape(path, name: str, arrays: dict, attrs: dict):
             if values is not None:
                 group.create_dataset(key, data=np.asarray(values), **_COMPRESSION)
         for key, value in attrs.items():
+            if value is None:  # absent rather than a "null" string
+                continue
             group.attrs[key] = value if isinstance(value, (int, float, str, bool, np.number)) else json.dumps(value, default=str)
 
 

