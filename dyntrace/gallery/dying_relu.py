@@ -25,7 +25,8 @@ suffers here (128 units are more than this teacher needs), but the dead units ar
 for good. Controls: the same too-high rate with LeakyReLU
 (slope 0.01) loses no unit (its output is never exactly 0, so its gradient never vanishes), and
 at step 1 He init has no dead unit anywhere (nothing is born dead at width 128, depth 3). At
-lr 0.05 this problem diverges (not shown). Bottom right: training loss. Steps on a log axis.
+lr 0.05 this problem diverges (not shown). Bottom right: training loss (the two lr-0.03 curves
+nearly coincide). Steps on a log axis.
 """
 
 # -- configuration (saved into each run file) --------------------------------------------------
