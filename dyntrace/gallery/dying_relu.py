@@ -16,17 +16,17 @@ from dyntrace.gallery.base import claim
 
 TITLE = "Dying ReLU: dead units per layer at a safe and at a too-high learning rate"
 CAPTION = """
-Fraction of each hidden layer's units that are dead — output exactly 0 for every one of the
-1400 training inputs — while an MLP 10 → 128 × 3 → 1 (ReLU, He init) fits a regression with SGD
-on minibatches of 32. At lr 0.01 no unit dies. At lr 0.03 a large share of layers 2 and 3 dies
+Fraction of each hidden layer's units that are dead — output exactly 0 for every one of the 1400
+training inputs — while an MLP 10 → 128 × 3 → 1 (ReLU, He init) fits a regression with SGD on
+minibatches of 32. At lr 0.01 no unit dies. At lr 0.03 a large share of layers 2 and 3 dies
 within the first few steps — when the loss overshoots, bottom right — and never comes back: a
-dead unit gets zero gradient. The first layer, fed by the raw inputs, keeps its units. The loss hardly
-suffers here (128 units are more than this teacher needs), but the dead units are capacity lost
-for good. Controls: the same too-high rate with LeakyReLU
-(slope 0.01) loses no unit (its output is never exactly 0, so its gradient never vanishes), and
-at step 1 He init has no dead unit anywhere (nothing is born dead at width 128, depth 3). At
-lr 0.05 this problem diverges (not shown). Bottom right: training loss (the two lr-0.03 curves
-nearly coincide). Steps on a log axis.
+dead unit gets zero gradient. The first layer, fed by the raw inputs, keeps its units. The loss
+hardly suffers here (128 units are more than this teacher needs), but the dead units are
+capacity lost for good. Controls: the same too-high rate with LeakyReLU (slope 0.01) loses no
+unit (its output is never exactly 0, so its gradient never vanishes), and at step 1 He init has
+no dead unit anywhere (nothing is born dead at width 128, depth 3). At lr 0.05 this problem
+diverges (not shown). Bottom right: training loss (the two lr-0.03 curves nearly coincide).
+Steps on a log axis.
 """
 
 # -- configuration (saved into each run file) --------------------------------------------------
