@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from dyntrace.cli import main
 from dyntrace.plots import COMPARISONS, FIGURES
-from plots._runs import record_run
+from plots._runs import record_run, with_landscapes
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -23,7 +23,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cli_runs")
     return {
-        "full": record_run(folder / "full.h5", steps=40, every=5),
+        "full": with_landscapes(record_run(folder / "full.h5", steps=40, every=5)),
         "sgd": record_run(folder / "sgd.h5", steps=40, every=5, optimizer="sgd", probes=None, seed=1),
         "scalars": record_run(folder / "scalars.h5", steps=10, probes=[]),
         "empty": record_run(folder / "empty.h5", steps=3, probes=[], log=False),

@@ -26,6 +26,7 @@ from dyntrace.plots.activations import plot_activation_heatmaps, plot_activation
 from dyntrace.plots.adaptive import plot_adaptive_lr, plot_psi_variance, plot_rectification
 from dyntrace.plots.dashboard import plot_dashboard
 from dyntrace.plots.gradient_flow import plot_gradient_flow, plot_gradient_norm_by_depth, plot_gradient_ratio
+from dyntrace.plots.landscape import LANDSCAPE_SOURCE, plot_landscapes
 from dyntrace.plots.loss import plot_accuracy, plot_loss
 from dyntrace.plots.norms import NORMS, plot_norms
 from dyntrace.plots.parameters import plot_gradient_heatmaps, plot_weight_heatmaps
@@ -60,6 +61,7 @@ __all__ = [
     "plot_adaptive_lr",
     "plot_rectification",
     "plot_psi_variance",
+    "plot_landscapes",
     "plot_compare_loss",
     "plot_compare_activation_std",
     "plot_compare_gradient_norms",
@@ -72,13 +74,15 @@ class FigureSpec:
     """A registered figure: its function and what a run must hold to draw it.
 
     ``probes``: every one of these probes must have recorded; ``scalars``: at least one of
-    these scalars must be logged (empty: none needed).
+    these scalars must be logged (empty: none needed); ``landscapes``: the file must hold
+    stored landscapes.
     """
 
     name: str
     function: Callable
     probes: tuple[str, ...] = ()
     scalars: tuple[str, ...] = ()
+    landscapes: bool = False
     description: str = ""
 
     def missing(self, run) -> str | None:
@@ -88,6 +92,8 @@ class FigureSpec:
             return f"no {', '.join(repr(p) for p in lacking)} probe data (record with Recorder(..., probes=[..., {lacking[0]!r}]))"
         if self.scalars and not set(self.scalars) & set(run.scalar_names):
             return f"no scalar {' or '.join(repr(s) for s in self.scalars)} (logged with rec.log(...) or by the 'scalars' probe)"
+        if self.landscapes and not run.landscape_names:
+            return LANDSCAPE_SOURCE
         return None
 
 
@@ -109,6 +115,7 @@ _SPECS = [
     FigureSpec("adaptive_lr", plot_adaptive_lr, probes=("adaptive",), description="adaptive learning rate ψ over time per parameter"),
     FigureSpec("rectification", plot_rectification, probes=("adaptive",), description="RAdam's ρ_t and r_t against their formulas"),
     FigureSpec("psi_variance", plot_psi_variance, probes=("adaptive",), description="measured Var[ψ] against the analytic curve"),
+    FigureSpec("landscapes", plot_landscapes, landscapes=True, description="stored loss landscapes: planes as contours (with the trajectory), lines"),
 ]
 
 #: Figure name → FigureSpec, in the order ``dyntrace plot`` writes them.

@@ -151,3 +151,38 @@ def plot_landscape_surface(result: PlaneResult, /, *, ax=None) -> Figure:
         ax.set_zlabel("loss")
         ax.set_title(f"Loss surface on {where}")
     return fig
+
+
+#: Where stored landscapes come from (they are computed after training, not by a probe).
+LANDSCAPE_SOURCE = "no landscape (not a probe: computed after training by `dyntrace train --landscape` or `dyntrace landscape RUN.h5`)"
+
+_SHORT_TITLES = {
+    "line": "loss from the first to the last weights",
+    "random_plane": "random filter-normalised plane",
+    "trajectory_plane": "the trajectory's PCA plane",
+}
+
+
+def plot_landscapes(run, /, *, ax=None) -> Figure:
+    """Every loss landscape stored in a run file, one panel each.
+
+    Planes are drawn as filled contours (the trajectory plane with its path and the explained
+    variance on its axes), lines as curves. Raises MissingDataError without landscapes
+    (``dyntrace train --landscape`` or ``dyntrace landscape`` compute them).
+    """
+    from dyntrace.errors import MissingDataError
+    from dyntrace.plots._layout import panels
+
+    names = run.landscape_names
+    if not names:
+        raise MissingDataError(f"{run.path}: {LANDSCAPE_SOURCE}")
+    with panels(ax, len(names), ncols=min(3, len(names)), panel_size=(4.6, 3.8)) as (fig, axes, _):
+        for name, panel in zip(names, axes):
+            result = run.landscape(name)
+            if isinstance(result, PlaneResult):
+                plot_landscape_contour(result, ax=panel)
+            else:
+                plot_landscape_line(result, ax=panel)
+            kind = _SHORT_TITLES.get(result.meta.get("kind"), result.meta.get("kind", ""))
+            panel.set_title(f"{name}: {kind}" if kind else name, fontsize="medium")
+    return fig

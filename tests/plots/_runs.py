@@ -61,3 +61,15 @@ def plateau_run(path, *, n=6000, seed=0):
     fmt.mark_closed(f)
     f.close()
     return path
+
+
+def with_landscapes(path):
+    """Store a line and a plane (bowl-shaped, known values) in a closed run file."""
+    from dyntrace.landscape.results import LineResult, PlaneResult
+
+    t = np.linspace(0, 1, 11)
+    fmt.write_landscape(path, "line", LineResult(t=t, loss=1 + (t - 0.7) ** 2).to_arrays(), {"kind": "line"})
+    x, y = np.linspace(-1, 1, 9), np.linspace(-1, 1, 7)
+    plane = PlaneResult(x=x, y=y, loss=np.add.outer(y**2, x**2))
+    fmt.write_landscape(path, "plane", plane.to_arrays(), {"kind": "random_plane", "seed": 0})
+    return path

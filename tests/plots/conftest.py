@@ -7,7 +7,7 @@ import pytest  # noqa: E402
 
 import dyntrace  # noqa: E402
 
-from ._runs import plateau_run, record_run  # noqa: E402
+from ._runs import plateau_run, record_run, with_landscapes  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -15,7 +15,7 @@ def run_files(tmp_path_factory):
     """Paths of the session's run files, recorded once."""
     folder = tmp_path_factory.mktemp("plot_runs")
     return {
-        "full": record_run(folder / "full.h5"),
+        "full": with_landscapes(record_run(folder / "full.h5")),
         "sgd": record_run(folder / "sgd.h5", optimizer="sgd", probes=None, seed=1),
         "relu": record_run(folder / "relu.h5", acts=("relu", "relu"), probes=["activations"], log=False, steps=20),
         "empty": record_run(folder / "empty.h5", probes=[], log=False, steps=5),
