@@ -30,6 +30,7 @@ __all__ = [
     "summarise_tensor",
     "empty_summary",
     "split_summary",
+    "summarise_tensors",
 ]
 
 REDUCES = ("sum", "min", "max")
@@ -222,6 +223,91 @@ def summarise_tensor(x: torch.Tensor, edges: tuple[float, float, int], *, cap: i
     counts = torch.stack([zero, sample.numel() - finite.sum(), torch.tensor(sample.numel(), device=flat.device)]).double()
     shift = sample.float().mean() if centred else None
     return torch.cat([moments(flat, shift), counts, hist])
+
+
+def summarise_tensors(tensors, edges: tuple[float, float, int], *, cap: int, magnitude: bool, centred: bool = False) -> torch.Tensor:
+    """:func:`summarise_tensor` of many tensors at once: packed rows [T, 8 + bins + 2].
+
+    The moments are taken per tensor (three reductions each); everything counted over the
+    samples — zeros, non-finite values, the histogram — is done once for all tensors: their
+    samples are concatenated and binned by one ``bincount`` over (tensor, slot), so a model
+    with hundreds of small parameters pays a dozen operations, not a dozen per tensor.
+    ``None`` or empty tensors get an empty row. Tensors on several devices, or of a
+    non-floating type, are summarised one by one. (For a single tensor, as in a forward hook,
+    :func:`summarise_tensor` is faster: one ``histc`` beats the slot arithmetic; both agree,
+    which a test checks.)
+    """
+    lo, hi, bins = edges
+    present = [i for i, t in enumerate(tensors) if t is not None and t.numel() > 0]
+    if not present:
+        return torch.stack([empty_summary(bins, "cpu") for _ in tensors]) if tensors else torch.zeros(0, 8 + bins + 2, dtype=torch.float64)
+    device = tensors[present[0]].device
+    if any(tensors[i].device != device or not tensors[i].is_floating_point() for i in present):
+        rows = [summarise_tensor(t, edges, cap=cap, magnitude=magnitude, centred=centred) if i in present else empty_summary(bins, device) for i, t in enumerate(tensors)]
+        return torch.stack([r.to(device) for r in rows])
+    flats = [tensors[i].detach().reshape(-1) for i in present]
+    samples = [strided_sample(f, cap) for f in flats]
+    segment, sizes = _segments(tuple(s.numel() for s in samples), device)
+    sample = torch.cat(samples).float()
+    t = len(samples)
+    # slots per tensor: 0 underflow, 1…bins, bins + 1 overflow, bins + 2 non-finite, and for
+    # a magnitude histogram bins + 3 exact zeros (log10 0 = −inf would land in underflow)
+    values = torch.log10(sample.abs()) if magnitude else sample
+    slot = ((values - lo) * (bins / (hi - lo))).floor_().clamp_(-1, bins).add_(1)
+    slot = torch.where(torch.isfinite(sample), slot, bins + 2)
+    if magnitude:
+        slot = torch.where(sample == 0, bins + 3, slot)
+    slots = bins + 4
+    counts = torch.bincount(segment * slots + slot.long(), minlength=t * slots).reshape(t, slots).double()
+    if magnitude:
+        zeros = counts[:, bins + 3]
+    else:
+        zeros = torch.bincount(segment * 2 + (sample == 0).long(), minlength=2 * t).reshape(t, 2)[:, 1].double()
+    shifts = None
+    if centred:
+        finite_sum = torch.zeros(t, dtype=torch.float64, device=device).index_add_(0, segment, torch.nan_to_num(sample, 0.0, 0.0, 0.0).double())
+        shifts = (finite_sum / sizes).to(sample.dtype)
+    moments_ = _moments_of(flats, shifts)
+    packed = torch.cat([moments_, zeros[:, None], counts[:, bins + 2 : bins + 3], sizes[:, None], counts[:, : bins + 2]], dim=1)
+    if len(present) == len(tensors):
+        return packed
+    out = torch.stack([empty_summary(bins, device) for _ in tensors])
+    out[torch.tensor(present, device=device)] = packed
+    return out
+
+
+_SEGMENTS: dict = {}
+
+
+def _segments(sizes: tuple[int, ...], device):
+    """(segment id of every sample element, sizes as float64), cached per shape set and device."""
+    key = (sizes, str(device))
+    if key not in _SEGMENTS:
+        counts = torch.tensor(sizes, device=device)
+        _SEGMENTS[key] = (torch.repeat_interleave(torch.arange(len(sizes), device=device), counts), counts.double())
+        if len(_SEGMENTS) > 64:  # bounded: a handful of probes, fixed shapes
+            _SEGMENTS.pop(next(iter(_SEGMENTS)))
+    return _SEGMENTS[key]
+
+
+def _moments_of(flats, shifts) -> torch.Tensor:
+    """[T, 5] moments (see :func:`moments`), gathered with one stack per statistic."""
+    lows, highs, s1, s2 = [], [], [], []
+    for k, flat in enumerate(flats):
+        if flat.dtype not in (torch.float32, torch.float64):
+            flat = flat.float()
+        lo, hi = torch.aminmax(flat)
+        centred = flat if shifts is None else flat - shifts[k].to(flat.dtype)  # one pass: exact variances
+        lows.append(lo)
+        highs.append(hi)
+        s1.append(centred.sum())
+        s2.append(torch.dot(centred, centred))
+    count = torch.tensor([float(f.numel()) for f in flats], dtype=torch.float64, device=flats[0].device)
+    s1, s2 = torch.stack(s1).double(), torch.stack(s2).double()
+    if shifts is not None:
+        c = shifts.double()
+        s1, s2 = s1 + count * c, s2 + 2 * c * s1 + count * c * c
+    return torch.stack([count, s1, s2, torch.stack(lows).double(), torch.stack(highs).double()], dim=1)
 
 
 def split_summary(packed: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -107,7 +107,6 @@ def claims(runs):
 
     trials = list(runs.values())
     lr = np.array([r.config["lr"] for r in trials])
-    wd = np.array([r.config["l2"] for r in trials])
     acc = np.array([final_metric(r) for r in trials])
     order = np.argsort(-acc, kind="stable")
     top = order[: max(3, len(trials) // 6)]

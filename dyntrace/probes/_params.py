@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from dyntrace.summaries import DEFAULT_HIST_SAMPLE, FieldSpec, ProbeLayout, empty_summary, split_summary, summarise_tensor, tensor_fields
+from dyntrace.summaries import DEFAULT_HIST_SAMPLE, FieldSpec, ProbeLayout, split_summary, summarise_tensors, tensor_fields
 
 __all__ = ["ParameterTensorProbe"]
 
@@ -47,19 +47,18 @@ class ParameterTensorProbe:
         raise NotImplementedError
 
     def _summarise(self, ctx) -> None:
-        edges = self.edges_spec()
-        rows = []
+        tensors = []
         for name, param in ctx.named_params:
             tensor = self.tensor_of(param)
-            if tensor is None:
-                rows.append(empty_summary(edges[2], param.device))
-            elif tensor.is_sparse:
+            if tensor is not None and tensor.is_sparse:
                 ctx.warn_once((self.name, name), f"{self.name}: {name} is sparse; not recorded")
-                rows.append(empty_summary(edges[2], param.device))
-            else:
-                rows.append(summarise_tensor(tensor, edges, cap=self.hist_sample, magnitude=self.magnitude, centred=self.centred))
-        device = rows[0].device if rows else "cpu"
-        self._packed = torch.stack([r.to(device) for r in rows]) if rows else None
+                tensor = None
+            tensors.append(tensor)
+        self._packed = (
+            summarise_tensors(tensors, self.edges_spec(), cap=self.hist_sample, magnitude=self.magnitude, centred=self.centred)
+            if tensors
+            else None
+        )
 
     def collect(self, ctx) -> dict[str, torch.Tensor]:
         if self._packed is None:

@@ -214,3 +214,19 @@ def test_std_of_tightly_clustered_values_survives_float32_accumulation():
     std = np.sqrt(total_sq / count - (total / count) ** 2)
     assert std == pytest.approx(x.double().std(unbiased=False).item(), rel=1e-4)
     assert total / count == pytest.approx(x.double().mean().item(), rel=1e-7)
+
+
+@pytest.mark.parametrize("magnitude", [True, False])
+def test_batched_and_single_tensor_summaries_agree(magnitude):
+    from dyntrace.summaries import summarise_tensor, summarise_tensors
+
+    tensors = [torch.randn(100_000) * 1e-3, torch.randn(300), None, torch.tensor([0.0, 2.0, float("nan"), float("inf"), -1e-5])]
+    edges = (-12.0, 4.0, 80) if magnitude else (-3.05, 3.05, 61)  # no sample on a bin edge
+    batched = summarise_tensors(tensors, edges, cap=1 << 14, magnitude=magnitude, centred=not magnitude)
+    for row, tensor in zip(batched, tensors):
+        if tensor is None:
+            assert row[0] == 0 and row[7] == 0 and row[8:].sum() == 0
+            continue
+        single = summarise_tensor(tensor, edges, cap=1 << 14, magnitude=magnitude, centred=not magnitude)
+        assert torch.equal(single[5:], row[5:])  # zeros, non-finite, sample size, histogram
+        np.testing.assert_allclose(single[:5].numpy(), row[:5].numpy(), rtol=1e-6)
