@@ -7,7 +7,6 @@ import os
 import shutil
 import xml.etree.ElementTree as ET
 
-import h5py
 import matplotlib.image
 import pytest
 from click.testing import CliRunner
@@ -89,28 +88,10 @@ def test_a_file_with_nothing_to_draw_exits_nonzero(files, tmp_path):
     assert result.stderr.splitlines()[-1].startswith("Error: ") and "none of the figures" in result.stderr
 
 
-def _bad(tmp_path, good):
-    text = tmp_path / "notes.txt"
-    text.write_text("not a run\n")
-    truncated = tmp_path / "truncated.h5"
-    data = good.read_bytes()
-    truncated.write_bytes(data[: len(data) // 2])
-    newer = tmp_path / "newer.h5"
-    newer.write_bytes(data)
-    with h5py.File(newer, "r+") as f:
-        f.attrs["schema_version"] = 99
-    return {
-        "missing": (tmp_path / "nope.h5", "no such file"),
-        "not hdf5": (text, "not an HDF5 file"),
-        "truncated": (truncated, "truncated"),
-        "newer": (newer, "newer than this dyntrace reads"),
-    }
-
-
 @pytest.mark.parametrize("case", ["missing", "not hdf5", "truncated", "newer"])
 @pytest.mark.parametrize("command", ["plot", "compare"])
-def test_bad_input_gets_one_clear_line_and_a_nonzero_exit(files, tmp_path, case, command):
-    path, message = _bad(tmp_path, files["scalars"])[case]
+def test_bad_input_gets_one_clear_line_and_a_nonzero_exit(files, tmp_path, bad_run_files, case, command):
+    path, message = bad_run_files(tmp_path, files["scalars"])[case]
     args = ["plot", path] if command == "plot" else ["compare", files["scalars"], path]
     result = invoke(*args, "-o", tmp_path / "out")
     assert result.exit_code == 1

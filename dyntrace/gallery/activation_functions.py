@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import numpy as np
 
 from dyntrace.gallery.base import claim
@@ -58,18 +56,6 @@ TITLES = {
 }
 
 
-@contextmanager
-def _one_thread():
-    import torch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: one thread is faster than two contending ones
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def _record(config: dict):
     def record(path: str) -> None:
         import torch
@@ -92,7 +78,7 @@ def _record(config: dict):
                 return (self.w * self.act(self.x)).sum()
 
         c = config
-        with _one_thread(), torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]):
             torch.manual_seed(c["seed"])
             k = c["points_per_unit"]
             x = torch.arange(round(c["x_min"] * k), round(c["x_max"] * k) + 1, dtype=torch.float64) / k

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from functools import lru_cache, partial
 
 import numpy as np
@@ -65,19 +64,6 @@ IID_DENSE = 10  # record every step up to here, then about 20 per decade
 SIM_CHAINS = 20_000  # simulate_psi_variance
 
 
-@contextmanager
-def _one_thread():
-    """One torch thread while recording: tiny models on a shared CPU run faster that way."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 class _Schedule:
     """Every step up to ``dense``, then log-spaced (about ``per_decade`` records a decade)."""
 
@@ -104,7 +90,7 @@ def _record_iid(steps, path):
     config = {"what": "Adam on loss = θ·z, z ~ N(0, 1) fresh each step: i.i.d. N(0, 1) gradients",
               "coordinates": IID_COORDINATES, "steps": steps, "optimizer": "adam", "lr": 1e-3,
               "betas": [0.9, 0.999], "eps": 1e-8, "seed": SEED}
-    with _one_thread(), torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)
         model = torch.nn.Linear(IID_COORDINATES, 1, bias=False)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
@@ -119,16 +105,9 @@ def _record_iid(steps, path):
                 rec.log(loss=loss.detach())
 
 
-def _record_train(config, path):
-    from dyntrace.trainer import train
-
-    with _one_thread():
-        train(config.replace(out=path), progress=False)
-
-
 def runs(quick: bool) -> dict:
     steps = 100 if quick else STEPS
-    out = {key: partial(_record_train, BASE.replace(steps=steps, **changes)) for key, changes in VARIANTS.items()}
+    out = {key: BASE.replace(steps=steps, **changes) for key, changes in VARIANTS.items()}
     out["iid"] = partial(_record_iid, 100 if quick else IID_STEPS)
     return out
 

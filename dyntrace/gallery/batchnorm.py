@@ -42,25 +42,9 @@ LEARNS = 0.3  # final training accuracy that counts as "learns" (chance: 0.1)
 SWEET_SPOT = (0.05, 0.6)  # where the book's net learns without BatchNorm: scales near 0.1–0.3
 
 
-def _one_thread(config: TrainConfig):
-    def record(path: str) -> None:
-        import torch
-
-        import dyntrace
-
-        old = torch.get_num_threads()
-        torch.set_num_threads(1)  # a 100-unit net: one thread beats two contending ones
-        try:
-            dyntrace.train(config.replace(out=path), progress=False)
-        finally:
-            torch.set_num_threads(old)
-
-    return record
-
-
 def runs(quick: bool) -> dict:
     indices = QUICK_SCALES if quick else range(len(SCALES))
-    return {f"{variant}_{i:02d}": _one_thread(BASE.replace(init_options={"std": SCALES[i]}, **options))
+    return {f"{variant}_{i:02d}": BASE.replace(init_options={"std": SCALES[i]}, **options)
             for variant, options in VARIANTS.items() for i in indices}
 
 

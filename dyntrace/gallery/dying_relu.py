@@ -58,13 +58,8 @@ def _recorder(activation: str, lr: float, steps: int):
     def record(path: str) -> None:
         import torch
 
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # a small MLP: a second thread only adds contention
-        try:
-            with torch.random.fork_rng(devices=[]):
-                _train(path, activation, lr, steps)
-        finally:
-            torch.set_num_threads(threads)
+        with torch.random.fork_rng(devices=[]):
+            _train(path, activation, lr, steps)
 
     return record
 

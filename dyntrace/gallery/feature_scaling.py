@@ -44,13 +44,8 @@ def _recorder(scaling: str, steps: int):
     def record(path: str) -> None:
         import torch
 
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # a small MLP: a second thread only adds contention
-        try:
-            with torch.random.fork_rng(devices=[]):
-                _train(path, scaling, steps)
-        finally:
-            torch.set_num_threads(threads)
+        with torch.random.fork_rng(devices=[]):
+            _train(path, scaling, steps)
 
     return record
 

@@ -58,25 +58,9 @@ def _samples(n: int):
     return [(float(lr), float(wd)) for lr, wd in pairs]
 
 
-def _one_thread(config: TrainConfig):
-    def record(path: str) -> None:
-        import torch
-
-        from dyntrace.trainer import train
-
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # a small MLP: a second thread only adds contention
-        try:
-            train(config.replace(out=path), progress=False)
-        finally:
-            torch.set_num_threads(threads)
-
-    return record
-
-
 def runs(quick: bool) -> dict:
     n, epochs = (8, 25) if quick else (TRIALS, BASE.epochs)
-    return {f"trial_{i:03d}": _one_thread(BASE.replace(lr=lr, l2=wd, epochs=epochs))
+    return {f"trial_{i:03d}": BASE.replace(lr=lr, l2=wd, epochs=epochs)
             for i, (lr, wd) in enumerate(_samples(n))}
 
 

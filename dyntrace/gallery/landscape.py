@@ -48,13 +48,8 @@ def _recorder(epochs: int, landscape: dict):
     def record(path: str) -> None:
         import torch
 
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # a small MLP: a second thread only adds contention
-        try:
-            with torch.random.fork_rng(devices=[]):
-                _train(path, epochs, landscape)
-        finally:
-            torch.set_num_threads(threads)
+        with torch.random.fork_rng(devices=[]):
+            _train(path, epochs, landscape)
 
     return record
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from functools import partial
-
 import numpy as np
 
 from dyntrace.gallery.base import claim
@@ -48,19 +45,6 @@ NET = TrainConfig(
 LOOKAHEAD = {"optimizer": "lookahead", "optimizer_options": {"inner": "sgd", "k": K, "alpha": ALPHA}}
 
 
-@contextmanager
-def _one_thread():
-    """One torch thread while recording: tiny models on a shared CPU run faster that way."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _record_bowl(path):
     """Lookahead(SGD) on the bowl, logging θ, θ before the sync, and φ at every step."""
     import torch
@@ -73,47 +57,38 @@ def _record_bowl(path):
     config = {"function": "bowl", "optimizer": "lookahead", "inner": "sgd", "lr": BOWL_LR, "k": K, "alpha": ALPHA,
               "steps": BOWL_STEPS, "start": list(bowl.start),
               "logged": "x, y: θ after the step; presync_x/y: θ after the inner step; slow_x/y: φ"}
-    with _one_thread():
-        point = Point(bowl, bowl.start)
-        optimizer = make_optimizer("lookahead", point.parameters(), lr=BOWL_LR, inner="sgd", k=K, alpha=ALPHA)
-        presync = {}
-        # the inner optimizer's post hook runs inside Lookahead.step, before the sync
-        handle = optimizer.optimizer.register_step_post_hook(lambda *_: presync.update(xy=point.xy.detach().clone()))
+    point = Point(bowl, bowl.start)
+    optimizer = make_optimizer("lookahead", point.parameters(), lr=BOWL_LR, inner="sgd", k=K, alpha=ALPHA)
+    presync = {}
+    # the inner optimizer's post hook runs inside Lookahead.step, before the sync
+    handle = optimizer.optimizer.register_step_post_hook(lambda *_: presync.update(xy=point.xy.detach().clone()))
 
-        def log(rec, loss):
-            xy = point.xy.detach()
-            slow = optimizer.state[point.xy].get("slow_param", xy)
-            before = presync.get("xy", xy)
-            rec.log(x=float(xy[0]), y=float(xy[1]), presync_x=float(before[0]), presync_y=float(before[1]),
-                    slow_x=float(slow[0]), slow_y=float(slow[1]), loss=float(loss))
+    def log(rec, loss):
+        xy = point.xy.detach()
+        slow = optimizer.state[point.xy].get("slow_param", xy)
+        before = presync.get("xy", xy)
+        rec.log(x=float(xy[0]), y=float(xy[1]), presync_x=float(before[0]), presync_y=float(before[1]),
+                slow_x=float(slow[0]), slow_y=float(slow[1]), loss=float(loss))
 
-        try:
-            with dyntrace.Recorder(point, optimizer, path, every=1, probes=["scalars", "steps"], config=config) as rec:
+    try:
+        with dyntrace.Recorder(point, optimizer, path, every=1, probes=["scalars", "steps"], config=config) as rec:
+            with torch.no_grad():
+                log(rec, point())  # step 0: the start
+            for _ in range(BOWL_STEPS):
+                optimizer.zero_grad()
+                loss = point()
+                loss.backward()
+                optimizer.step()
                 with torch.no_grad():
-                    log(rec, point())  # step 0: the start
-                for _ in range(BOWL_STEPS):
-                    optimizer.zero_grad()
-                    loss = point()
-                    loss.backward()
-                    optimizer.step()
-                    with torch.no_grad():
-                        log(rec, point())
-        finally:
-            handle.remove()
+                    log(rec, point())
+    finally:
+        handle.remove()
 
 
 def _record_sgd_bowl(path):
     from dyntrace.paths import optimizer_path
 
-    with _one_thread():
-        optimizer_path("bowl", "sgd", lr=BOWL_LR, steps=BOWL_STEPS, path=path, probes=("scalars",))
-
-
-def _record_net(config, path):
-    from dyntrace.trainer import train
-
-    with _one_thread():
-        train(config.replace(out=path), progress=False)
+    optimizer_path("bowl", "sgd", lr=BOWL_LR, steps=BOWL_STEPS, path=path, probes=("scalars",))
 
 
 def runs(quick: bool) -> dict:
@@ -121,8 +96,8 @@ def runs(quick: bool) -> dict:
     return {
         "bowl": _record_bowl,
         "bowl_sgd": _record_sgd_bowl,
-        "sgd": partial(_record_net, net),
-        "lookahead": partial(_record_net, net.replace(**LOOKAHEAD)),
+        "sgd": net,
+        "lookahead": net.replace(**LOOKAHEAD),
     }
 
 

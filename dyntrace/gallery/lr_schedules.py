@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from functools import partial
 
 import numpy as np
@@ -82,20 +81,6 @@ def formula(key: str, options: dict, t):
     raise KeyError(key)
 
 
-@contextmanager
-def _one_thread():
-    """One torch thread while recording: these models are tiny, and on a shared CPU torch's
-    intra-op threads cost far more than they save (8× slower measured here with two)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _record(key, epochs, path):
     import torch
 
@@ -111,7 +96,7 @@ def _record(key, epochs, path):
               "init": INIT, "optimizer": "sgd", "lr": LR0, "batch_size": BATCH, "steps": total, "seed": SEED,
               "schedule": name, "schedule_options": options, "key": key, "label": LABELS[key],
               "logged": "loss (minibatch) and val_loss (whole validation set) after every step"}
-    with _one_thread(), torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)
         data = make_dataset(DATASET, seed=SEED)
         model = make_model("mlp", data.n_features, data.n_outputs, depth=DEPTH, width=WIDTH,

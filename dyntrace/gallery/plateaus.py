@@ -67,22 +67,6 @@ ESCAPE_DROP = 0.1  # escaped once the loss is 10 % below where it started
 LABELS = {"sgd": "SGD", "momentum": "Momentum (μ 0.9)", "adam": "Adam"}
 
 
-def _one_thread(config: TrainConfig):
-    def record(path: str) -> None:
-        import torch
-
-        from dyntrace.trainer import train
-
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # a tiny linear net: a second thread only adds contention
-        try:
-            train(config.replace(out=path), progress=False)
-        finally:
-            torch.set_num_threads(threads)
-
-    return record
-
-
 def _path(optimizer: str, lr: float, steps: int):
     def record(path: str) -> None:
         from dyntrace.paths import optimizer_path
@@ -94,7 +78,7 @@ def _path(optimizer: str, lr: float, steps: int):
 
 def runs(quick: bool) -> dict:
     steps = 500 if quick else DEEP.steps  # quick: the first two stages
-    out = {label: _one_thread(DEEP.replace(optimizer=opt, lr=lr, steps=steps)) for label, (opt, lr) in DEEP_RUNS.items()}
+    out = {label: DEEP.replace(optimizer=opt, lr=lr, steps=steps) for label, (opt, lr) in DEEP_RUNS.items()}
     out.update({label: _path(opt, lr, 100 if quick else PATH_STEPS) for label, (opt, lr) in PATH_RUNS.items()})
     return out
 

@@ -50,33 +50,28 @@ def _record(activation: str, config: dict):
         from dyntrace.plots.output_landscape import roughness
 
         c = config
-        old_threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # the CPU is shared: one thread per entry
-        try:
-            with torch.random.fork_rng(devices=[]):
-                nets = nn.ModuleDict()
-                for k in range(c["networks"]):
-                    torch.manual_seed(c["seed"] + k)  # network k has the same weights for every activation
-                    nets[f"net{k}"] = mlp(2, 1, depth=c["depth"], width=c["width"], activation=activation, init=c["init"])
-            axis = torch.linspace(-c["extent"], c["extent"], c["grid"])
-            yy, xx = torch.meshgrid(axis, axis, indexing="ij")  # row i ↔ y[i], column j ↔ x[j]
-            points = torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)
-            optimizer = torch.optim.SGD(nets.parameters(), lr=0.0)  # a measurement, not training
-            grids = {}
-            # Only scalars are probed: the activations probe's full-precision moments over
-            # 40 000 × 128 outputs per layer would cost twice the forward passes themselves.
-            with dyntrace.Recorder(nets, optimizer, path, every=1, probes=["scalars"], config={**c, "activation": activation}) as rec:
-                with torch.no_grad():
-                    for name, net in nets.items():
-                        grids[name] = net(points).reshape(c["grid"], c["grid"]).double().numpy()
-                optimizer.step()  # no gradients, lr 0: completes the recorded step 1
-                rec.log(**{f"roughness/{name}": roughness(g) for name, g in grids.items()})
-            for name, grid in grids.items():
-                fmt.write_landscape(path, name, {"xcoordinates": axis.double().numpy(), "ycoordinates": axis.double().numpy(), "train_loss": grid},
-                                    {"kind": "output_landscape", "values": "network output f(x, y), stored under train_loss",
-                                     "label": ACTIVATIONS[activation], "activation": activation, "network": name})
-        finally:
-            torch.set_num_threads(old_threads)
+        with torch.random.fork_rng(devices=[]):
+            nets = nn.ModuleDict()
+            for k in range(c["networks"]):
+                torch.manual_seed(c["seed"] + k)  # network k has the same weights for every activation
+                nets[f"net{k}"] = mlp(2, 1, depth=c["depth"], width=c["width"], activation=activation, init=c["init"])
+        axis = torch.linspace(-c["extent"], c["extent"], c["grid"])
+        yy, xx = torch.meshgrid(axis, axis, indexing="ij")  # row i ↔ y[i], column j ↔ x[j]
+        points = torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)
+        optimizer = torch.optim.SGD(nets.parameters(), lr=0.0)  # a measurement, not training
+        grids = {}
+        # Only scalars are probed: the activations probe's full-precision moments over
+        # 40 000 × 128 outputs per layer would cost twice the forward passes themselves.
+        with dyntrace.Recorder(nets, optimizer, path, every=1, probes=["scalars"], config={**c, "activation": activation}) as rec:
+            with torch.no_grad():
+                for name, net in nets.items():
+                    grids[name] = net(points).reshape(c["grid"], c["grid"]).double().numpy()
+            optimizer.step()  # no gradients, lr 0: completes the recorded step 1
+            rec.log(**{f"roughness/{name}": roughness(g) for name, g in grids.items()})
+        for name, grid in grids.items():
+            fmt.write_landscape(path, name, {"xcoordinates": axis.double().numpy(), "ycoordinates": axis.double().numpy(), "train_loss": grid},
+                                {"kind": "output_landscape", "values": "network output f(x, y), stored under train_loss",
+                                 "label": ACTIVATIONS[activation], "activation": activation, "network": name})
 
     return record
 

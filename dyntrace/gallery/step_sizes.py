@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from functools import partial
 
 import numpy as np
@@ -49,19 +48,6 @@ LABELS = {"sgd": "SGD", "momentum": "Momentum", "adagrad": "AdaGrad", "rmsprop":
 WEIGHTS = ("fc1.weight", "fc2.weight", "out.weight")
 
 
-@contextmanager
-def _one_thread():
-    """One torch thread while recording: tiny models on a shared CPU run faster that way."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _record(key, steps, path):
     import torch
 
@@ -76,7 +62,7 @@ def _record(key, steps, path):
     config = {"dataset": DATASET, "model": "mlp", "depth": DEPTH, "width": WIDTH, "activation": ACTIVATION,
               "init": INIT, "dtype": DTYPE, "steps_decades": list(DECADES), "optimizer": name, "lr": lr, "optimizer_options": options,
               "batch_size": BATCH, "steps": steps, "seed": SEED, "record": f"every step to {FIRST}, then every {EVERY}"}
-    with _one_thread(), torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)
         data = make_dataset(DATASET, seed=SEED)
         model = make_model("mlp", data.n_features, data.n_outputs, depth=DEPTH, width=WIDTH,

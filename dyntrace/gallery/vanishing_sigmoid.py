@@ -3,8 +3,6 @@ layer saturates during training while its gradients shrink towards the input."""
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import numpy as np
 
 from dyntrace.gallery.base import claim
@@ -56,19 +54,6 @@ GLOROT = TrainConfig(
 GLOROT_QUICK = dict(steps=300)
 
 
-@contextmanager
-def one_thread():
-    """Run torch on one thread inside the block (tiny tensors: faster than two contending)."""
-    import torch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def book_histogram_run(activation: str, init: str, init_options: dict, config: dict = BOOK):
     """A recorder ``path -> None``: the book's 5-layer net, one recorded forward step (lr 0).
 
@@ -88,7 +73,7 @@ def book_histogram_run(activation: str, init: str, init_options: dict, config: d
         from dyntrace.probes.activations import ActivationsProbe
 
         c = config
-        with one_thread(), torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]):
             torch.manual_seed(c["seed"])
             x = torch.randn(c["samples"], c["units"])
             layers = []
@@ -105,17 +90,10 @@ def book_histogram_run(activation: str, init: str, init_options: dict, config: d
     return record
 
 
-def _glorot(path: str, config: TrainConfig) -> None:
-    import dyntrace
-
-    with one_thread():
-        dyntrace.train(config.replace(out=path), progress=False)
-
-
 def runs(quick: bool) -> dict:
     out = {label: book_histogram_run("sigmoid", init, opts) for label, (init, opts) in BOOK_INITS.items()}
     config = GLOROT.replace(**GLOROT_QUICK) if quick else GLOROT
-    out["training"] = lambda path: _glorot(path, config)
+    out["training"] = config
     return out
 
 

@@ -3,8 +3,6 @@
 import subprocess
 import sys
 
-import h5py
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -29,28 +27,6 @@ def good_run(tmp_path_factory):
     return path
 
 
-def _bad_files(tmp_path, good_run):
-    text = tmp_path / "notes.txt"
-    text.write_text("not a run\n")
-    foreign = tmp_path / "foreign.h5"
-    with h5py.File(foreign, "w") as f:
-        f["x"] = np.arange(3)
-    truncated = tmp_path / "truncated.h5"
-    data = good_run.read_bytes()
-    truncated.write_bytes(data[: len(data) // 2])
-    newer = tmp_path / "newer.h5"
-    newer.write_bytes(data)
-    with h5py.File(newer, "r+") as f:
-        f.attrs["schema_version"] = 99
-    return {
-        "missing": (tmp_path / "nope.h5", "no such file"),
-        "not hdf5": (text, "not an HDF5 file"),
-        "foreign": (foreign, "not a dyntrace run"),
-        "truncated": (truncated, "truncated"),
-        "newer": (newer, "newer than this dyntrace reads"),
-    }
-
-
 def test_info_reports_a_good_run(good_run):
     result = CliRunner().invoke(main, ["info", str(good_run)])
     assert result.exit_code == 0, result.output
@@ -63,8 +39,8 @@ def test_info_reports_a_good_run(good_run):
 
 
 @pytest.mark.parametrize("case", ["missing", "not hdf5", "foreign", "truncated", "newer"])
-def test_bad_input_gets_one_line_and_nonzero_exit(tmp_path, good_run, case):
-    path, message = _bad_files(tmp_path, good_run)[case]
+def test_bad_input_gets_one_line_and_nonzero_exit(tmp_path, good_run, bad_run_files, case):
+    path, message = bad_run_files(tmp_path, good_run)[case]
     result = subprocess.run([sys.executable, "-m", "dyntrace.cli", "info", str(path)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert result.stdout == ""
@@ -72,7 +48,7 @@ def test_bad_input_gets_one_line_and_nonzero_exit(tmp_path, good_run, case):
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr
 
 
-def test_open_run_raises_a_dyntrace_error(tmp_path, good_run):
-    for path, message in _bad_files(tmp_path, good_run).values():
+def test_open_run_raises_a_dyntrace_error(tmp_path, good_run, bad_run_files):
+    for path, message in bad_run_files(tmp_path, good_run).values():
         with pytest.raises(dyntrace.DyntraceError, match=message):
             dyntrace.open_run(path)
