@@ -185,7 +185,11 @@ class Recorder:
             # every rank logs the same values, so every rank reaches this point together
             self._combine_scalars()
         if len(self._scalars) >= 4096 or time.monotonic() - self._last_flush >= self._flush_every:
-            self._flush_scalars({})
+            try:
+                self._flush_scalars({})
+            except Exception as exc:  # the recorder never kills training
+                self._scalars = []
+                self._ctx.warn_once("flush", f"logging scalars at step {self.step} failed: {exc}")
 
     def close(self) -> None:
         """Remove every hook, write what is pending and close the file. Safe to call twice.
@@ -229,10 +233,13 @@ class Recorder:
         if not self._armed:
             return
         ctx = self._ctx
-        if self._dist is not None:
-            self._dist.before_step(ctx)
-        if any(p.needs_snapshot for p in self._probes):
-            ctx.take_snapshot()
+        try:
+            if self._dist is not None:
+                self._dist.before_step(ctx)
+            if any(p.needs_snapshot for p in self._probes):
+                ctx.take_snapshot()
+        except Exception as exc:  # e.g. no memory for the snapshot: the probes that need it fail later, guarded
+            ctx.warn_once("before_step", f"preparing record step {self.step + 1} failed: {exc}")
         for probe in list(self._probes):
             self._guard(probe, "before_step")
 

@@ -161,3 +161,30 @@ def test_a_model_without_activation_modules_records_its_parameters(tmp_path):
     with dyntrace.open_run(tmp_path / "p.h5") as run:
         assert run.probes == ["gradients", "weights"] and run.layers == []
         assert run.steps("gradients").tolist() == [1] and run.closed_cleanly
+
+
+def test_failures_around_the_step_and_in_log_never_stop_training(tmp_path, monkeypatch):
+    """No memory for the snapshot, a failing host transfer: warnings, and training goes on."""
+    from dyntrace import recorder as recorder_module
+    from dyntrace.probes.base import RecordContext
+
+    def no_memory(self):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(RecordContext, "take_snapshot", no_memory)
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with dyntrace.Recorder(model, opt, tmp_path / "f.h5", every=1, flush_every=0.0) as rec:
+            monkeypatch.setattr(recorder_module, "to_host", lambda tensors: (_ for _ in ()).throw(RuntimeError("device lost")))
+            for _ in range(3):
+                opt.zero_grad()
+                loss = model(torch.randn(5, 3)).pow(2).mean()
+                loss.backward()
+                opt.step()
+                rec.log(loss=loss)
+            monkeypatch.undo()
+    messages = " ".join(str(w.message) for w in caught)
+    assert "out of memory" in messages and "device lost" in messages
+    assert rec.step == 3
