@@ -20,6 +20,7 @@ of Neural Nets", NeurIPS 2018 (their ``plot_surface.py --mpi``).
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -29,11 +30,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from dyntrace.landscape.directions import check_ignore, filter_normalised
 from dyntrace.landscape.evaluate import Evaluation, check_method, evaluate as evaluate_local
 from dyntrace.landscape.params import as_param_list
 from dyntrace.landscape.results import LineResult, PlaneResult
-from dyntrace.landscape.slices import _current, _described, check_count, check_resolution, symmetric_coordinates
+from dyntrace.landscape.slices import _described, check_count, evaluate_plane, plane_inputs
 
 __all__ = ["evaluate", "plane", "line", "split"]
 
@@ -142,40 +142,11 @@ def plane(
     the result as ``/landscape/<name>``. Returns the PlaneResult on rank 0, None elsewhere;
     ``meta`` adds ``ranks`` and ``points_per_rank``.
     """
-    nx, ny = check_resolution(resolution)
-    x, y = symmetric_coordinates(span, nx), symmetric_coordinates(span, ny)
-    check_method(method)
-    check_ignore(ignore)
-    theta = _current(model) if center is None else as_param_list(model, center, "center")
-    if directions is None:
-        chosen = filter_normalised(theta, seed=seed, ignore=ignore, count=2)
-    else:
-        if len(directions) != 2:
-            raise ValueError(f"directions must be a pair (δ, η), got {len(directions)} items")
-        chosen = tuple(as_param_list(model, d, f"directions[{i}]") for i, d in enumerate(directions))
-    meta = {
-        "kind": "random_plane",
-        "seed": seed if directions is None else None,
-        "normalisation": "filter" if directions is None else None,
-        "ignore": ignore if directions is None else None,
-        "directions": "random" if directions is None else "given",
-        "center": "model" if center is None else "given",
-        "span": float(span),
-    }
-    gx, gy = np.meshgrid(x, y)  # [ny, nx], raveled row by row as slices.evaluate_plane does
-    coefs = np.column_stack([np.ones(gx.size), gx.ravel(), gy.ravel()])
-    result = evaluate(model, loss_fn, batch, [theta, *chosen], coefs, method=method, chunk_size=chunk_size, metric=metric, group=group)
-    if result is None:
+    theta, chosen, x, y, meta = plane_inputs(model, span=span, resolution=resolution, seed=seed, ignore=ignore, directions=directions, center=center, method=method)
+    evaluator = functools.partial(evaluate, group=group)
+    plane_result = evaluate_plane(model, loss_fn, batch, theta, chosen, x, y, method=method, chunk_size=chunk_size, metric=metric, meta=meta, evaluator=evaluator)
+    if plane_result is None:
         return None
-    shape = (len(y), len(x))
-    plane_result = PlaneResult(
-        x=x,
-        y=y,
-        loss=result.loss.reshape(shape),
-        acc=None if result.metric is None else result.metric.reshape(shape),
-        meta=_described({**meta, "resolution": [nx, ny]}, batch, metric, result.info),
-        directions=tuple(chosen),
-    )
     if path is not None:
         _write(path, name, plane_result)
     return plane_result

@@ -63,11 +63,17 @@ def _described(meta: dict, batch, metric, info: dict) -> dict:
     return {**meta, "batch_size": size, "metric": None if name == "<lambda>" else name, **info}
 
 
-def evaluate_plane(model, loss_fn, batch, center, directions, x, y, *, method, chunk_size, metric, meta) -> PlaneResult:
-    """Loss at center + x[j]·directions[0] + y[i]·directions[1] for every (i, j), as a PlaneResult."""
+def evaluate_plane(model, loss_fn, batch, center, directions, x, y, *, method, chunk_size, metric, meta, evaluator=evaluate) -> PlaneResult | None:
+    """Loss at center + x[j]·directions[0] + y[i]·directions[1] for every (i, j), as a PlaneResult.
+
+    ``evaluator`` has :func:`dyntrace.landscape.evaluate.evaluate`'s signature; one that
+    splits the points over ranks returns None where it holds no result (then so does this).
+    """
     gx, gy = np.meshgrid(x, y)  # [ny, nx]; raveled row by row, so point n = i·nx + j
     coefs = np.column_stack([np.ones(gx.size), gx.ravel(), gy.ravel()])
-    result = evaluate(model, loss_fn, batch, [center, *directions], coefs, method=method, chunk_size=chunk_size, metric=metric)
+    result = evaluator(model, loss_fn, batch, [center, *directions], coefs, method=method, chunk_size=chunk_size, metric=metric)
+    if result is None:
+        return None
     shape = (len(y), len(x))
     return PlaneResult(
         x=x,
@@ -120,6 +126,12 @@ def plane(
         (x[j], y[i]), optional ``acc``, ``directions`` (δ, η) and ``meta`` (kind
         "random_plane", seed, normalisation, ignore, span, resolution, method, timings).
     """
+    theta, chosen, x, y, meta = plane_inputs(model, span=span, resolution=resolution, seed=seed, ignore=ignore, directions=directions, center=center, method=method)
+    return evaluate_plane(model, loss_fn, batch, theta, chosen, x, y, method=method, chunk_size=chunk_size, metric=metric, meta=meta)
+
+
+def plane_inputs(model, *, span, resolution, seed, ignore, directions, center, method):
+    """Checked arguments of :func:`plane` → (θ_c, (δ, η), x, y, meta), shared by its variants."""
     nx, ny = check_resolution(resolution)
     x, y = symmetric_coordinates(span, nx), symmetric_coordinates(span, ny)
     check_method(method)
@@ -140,7 +152,7 @@ def plane(
         "center": "model" if center is None else "given",
         "span": float(span),
     }
-    return evaluate_plane(model, loss_fn, batch, theta, chosen, x, y, method=method, chunk_size=chunk_size, metric=metric, meta=meta)
+    return theta, chosen, x, y, meta
 
 
 def _line_result(model, loss_fn, batch, bases, coefs, t, *, method, chunk_size, metric, meta) -> LineResult:
