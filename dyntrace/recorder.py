@@ -393,7 +393,9 @@ class Recorder:
             lr = group.get("lr")
             if lr is None:
                 continue
-            lr = float(lr)  # a tensor lr is a 0-d CPU tensor in torch; no device sync
+            if isinstance(lr, torch.Tensor) and lr.device.type != "cpu" and not self._armed:
+                continue  # a device lr (capturable optimizers) is read on record steps only: no sync per step
+            lr = float(lr)
             if self._last_lr.get(i) != lr:
                 self._last_lr[i] = lr
                 self._scalars.append((self.step, f"lr/{i}", lr))

@@ -21,7 +21,7 @@ __all__ = [
     "MOMENT_FIELDS",
     "DEFAULT_HIST_SAMPLE",
     "moments",
-    "merge",
+    "merge_packed",
     "strided_sample",
     "histogram",
     "log10_magnitude_edges",
@@ -104,22 +104,16 @@ def moments(flat: torch.Tensor, shift: torch.Tensor | None = None) -> torch.Tens
     s1, s2 = centred.sum().double(), torch.dot(centred, centred).double()
     total = s1 + n * c
     total_sq = s2 + 2 * c * s1 + n * c * c
-    count = torch.tensor(n, dtype=torch.float64, device=flat.device)
+    count = torch.full((), n, dtype=torch.float64, device=flat.device)  # a fill kernel, not a host copy
     return torch.stack([count, total, total_sq, lo.double(), hi.double()])
 
 
-def merge(specs: list[FieldSpec], old: dict[str, torch.Tensor], new: dict[str, torch.Tensor]) -> dict:
-    """Combine two summaries of the same tensors field by field, by each field's rule."""
-    out = {}
-    for spec in specs:
-        if spec.static:
-            out[spec.name] = old.get(spec.name, new.get(spec.name))
-        elif spec.reduce == "sum":
-            out[spec.name] = old[spec.name] + new[spec.name]
-        elif spec.reduce == "min":
-            out[spec.name] = torch.minimum(old[spec.name], new[spec.name])
-        else:
-            out[spec.name] = torch.maximum(old[spec.name], new[spec.name])
+def merge_packed(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+    """Merge two packed summaries of the same tensor (layout of :func:`summarise_tensor`,
+    optionally followed by more additive counts): min and max combine, the rest adds."""
+    out = old + new
+    out[3] = torch.minimum(old[3], new[3])
+    out[4] = torch.maximum(old[4], new[4])
     return out
 
 
@@ -192,7 +186,7 @@ def tensor_fields(bins: int, *, unit: str = "", hist_description: str = "") -> l
 
 
 def empty_summary(bins: int, device) -> torch.Tensor:
-    """The identity of :func:`merge` in the packed layout of :func:`summarise_tensor`."""
+    """The identity of :func:`merge_packed` in the packed layout of :func:`summarise_tensor`."""
     out = torch.zeros(8 + bins + 2, dtype=torch.float64, device=device)
     out[3], out[4] = float("inf"), float("-inf")
     return out
@@ -220,7 +214,7 @@ def summarise_tensor(x: torch.Tensor, edges: tuple[float, float, int], *, cap: i
     hist = histogram(values.masked_fill(~finite, float("nan")), edges)  # histc skips NaN
     if magnitude:
         hist[0] -= zero  # log10(0) = -inf lands in the underflow bin
-    counts = torch.stack([zero, sample.numel() - finite.sum(), torch.tensor(sample.numel(), device=flat.device)]).double()
+    counts = torch.stack([zero, sample.numel() - finite.sum(), torch.full((), sample.numel(), device=flat.device)]).double()
     shift = sample.float().mean() if centred else None
     return torch.cat([moments(flat, shift), counts, hist])
 
@@ -272,22 +266,31 @@ def summarise_tensors(tensors, edges: tuple[float, float, int], *, cap: int, mag
     if len(present) == len(tensors):
         return packed
     out = torch.stack([empty_summary(bins, device) for _ in tensors])
-    out[torch.tensor(present, device=device)] = packed
+    out[_constant(tuple(present), device, torch.long)] = packed
     return out
 
 
-_SEGMENTS: dict = {}
+_CONSTANTS: dict = {}
+
+
+def _constant(values: tuple, device, dtype) -> torch.Tensor:
+    """A small constant tensor on ``device``, copied there once: parameter shapes do not
+    change, so record steps reuse it instead of copying from the host every time."""
+    key = (values, str(device), dtype)
+    if key not in _CONSTANTS:
+        if len(_CONSTANTS) >= 256:  # bounded: a handful of probes and shape sets
+            _CONSTANTS.pop(next(iter(_CONSTANTS)))
+        _CONSTANTS[key] = torch.tensor(values, dtype=dtype, device=device)
+    return _CONSTANTS[key]
 
 
 def _segments(sizes: tuple[int, ...], device):
-    """(segment id of every sample element, sizes as float64), cached per shape set and device."""
-    key = (sizes, str(device))
-    if key not in _SEGMENTS:
-        counts = torch.tensor(sizes, device=device)
-        _SEGMENTS[key] = (torch.repeat_interleave(torch.arange(len(sizes), device=device), counts), counts.double())
-        if len(_SEGMENTS) > 64:  # bounded: a handful of probes, fixed shapes
-            _SEGMENTS.pop(next(iter(_SEGMENTS)))
-    return _SEGMENTS[key]
+    """(segment id of every sample element, sizes as float64), both cached constants."""
+    counts = _constant(sizes, device, torch.long)
+    segment_key = (("segments",) + sizes, str(device), torch.long)
+    if segment_key not in _CONSTANTS:
+        _CONSTANTS[segment_key] = torch.repeat_interleave(torch.arange(len(sizes), device=device), counts)
+    return _CONSTANTS[segment_key], _constant(sizes, device, torch.float64)
 
 
 def _moments_of(flats, shifts) -> torch.Tensor:
@@ -302,7 +305,7 @@ def _moments_of(flats, shifts) -> torch.Tensor:
         highs.append(hi)
         s1.append(centred.sum())
         s2.append(torch.dot(centred, centred))
-    count = torch.tensor([float(f.numel()) for f in flats], dtype=torch.float64, device=flats[0].device)
+    count = _constant(tuple(f.numel() for f in flats), flats[0].device, torch.float64)
     s1, s2 = torch.stack(s1).double(), torch.stack(s2).double()
     if shifts is not None:
         c = shifts.double()

@@ -28,6 +28,7 @@ from dyntrace.summaries import (
     FieldSpec,
     ProbeLayout,
     empty_summary,
+    merge_packed,
     split_summary,
     strided_sample,
     summarise_tensor,
@@ -164,7 +165,7 @@ class ActivationsProbe(Probe):
         if state.packed is None:
             state.packed, state.active = packed, active
         else:  # another forward pass in the same step (gradient accumulation): merge
-            state.packed = _merge_packed(state.packed, packed)
+            state.packed = merge_packed(state.packed, packed)
             state.active = state.active | active if active is not None and state.active is not None else active
 
     def _edges_for(self, kind: str, x: torch.Tensor):
@@ -223,11 +224,3 @@ class ActivationsProbe(Probe):
     def options(self):
         modules = None if self.modules is None else [m if isinstance(m, str) else m.__name__ for m in self.modules]
         return {"modules": modules, "bins": self.bins, "saturation_eps": self.saturation_eps, "dead_patience": self.dead_patience, "hist_sample": self.hist_sample}
-
-
-def _merge_packed(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
-    """Merge two packed summaries (see :func:`dyntrace.summaries.summarise_tensor`) + saturated."""
-    out = old + new
-    out[3] = torch.minimum(old[3], new[3])
-    out[4] = torch.maximum(old[4], new[4])
-    return out

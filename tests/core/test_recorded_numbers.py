@@ -230,3 +230,21 @@ def test_batched_and_single_tensor_summaries_agree(magnitude):
         single = summarise_tensor(tensor, edges, cap=1 << 14, magnitude=magnitude, centred=not magnitude)
         assert torch.equal(single[5:], row[5:])  # zeros, non-finite, sample size, histogram
         np.testing.assert_allclose(single[:5].numpy(), row[:5].numpy(), rtol=1e-6)
+
+
+def test_merging_two_halves_equals_summarising_the_whole():
+    from dyntrace.summaries import merge_packed, summarise_tensor
+
+    x = torch.randn(12_000)
+    x[::7] = 0.0
+    x[5] = float("nan")
+    edges = (-4.0, 4.0, 40)
+    whole = summarise_tensor(x, edges, cap=1 << 14, magnitude=False, centred=False)
+    merged = merge_packed(*(summarise_tensor(h, edges, cap=1 << 14, magnitude=False, centred=False) for h in (x[:5000], x[5000:])))
+    assert merged[0] == whole[0] == 12_000
+    assert torch.equal(merged[5:], whole[5:])  # zeros, non-finite, sample size, histogram
+    assert torch.isnan(merged[1:5]).all() and torch.isnan(whole[1:5]).all()  # NaN poisons moments; a probe's check() recomputes
+    clean = torch.where(torch.isfinite(x), x, torch.zeros(()))
+    halves = merge_packed(*(summarise_tensor(h, edges, cap=1 << 14, magnitude=False) for h in (clean[:5000], clean[5000:])))
+    np.testing.assert_allclose(halves[1:3].numpy(), [clean.double().sum().item(), clean.double().square().sum().item()], rtol=1e-6)
+    assert halves[3] == clean.min() and halves[4] == clean.max()
