@@ -13,10 +13,63 @@ from contextlib import contextmanager
 import matplotlib as mpl
 import seaborn as sns
 
-__all__ = ["theme", "PALETTE", "NEUTRAL", "TIME_CMAP", "DEPTH_CMAP", "HEAT_CMAP", "layer_color", "layer_colors", "series_color"]
+__all__ = [
+    "theme",
+    "PALETTE",
+    "WIDE_PALETTE",
+    "METHOD_COLORS",
+    "NEUTRAL",
+    "TIME_CMAP",
+    "DEPTH_CMAP",
+    "HEAT_CMAP",
+    "layer_color",
+    "layer_colors",
+    "series_color",
+    "method_color",
+]
 
 #: Distinct colours for up to eight series (seaborn "colorblind" without its grey).
 PALETTE = ("#0173b2", "#de8f05", "#029e73", "#d55e00", "#cc78bc", "#ca9161", "#56b4e9", "#fbafe4")
+#: Twelve colours that stay apart from each other (no pale member), for figures with more
+#: than eight series. Dark and mid tones of the Okabe–Ito / Tol "muted" families.
+WIDE_PALETTE = (
+    "#222222", "#0173b2", "#d55e00", "#029e73", "#cc3311", "#882255",
+    "#e69f00", "#56b4e9", "#a6761d", "#7570b3", "#e7298a", "#117733",
+)
+#: One colour per optimizer or method, the same in every figure of the gallery and of
+#: ``dyntrace compare``: a student who learns "Adam is vermillion" in one figure can read the
+#: next one without its legend. Keys are lower-case; :func:`method_color` normalises names.
+METHOD_COLORS = {
+    # optimizers
+    "sgd": "#222222",
+    "momentum": "#0173b2",
+    "nesterov": "#56b4e9",
+    "adagrad": "#029e73",
+    "rmsprop": "#a6761d",
+    "adam": "#d55e00",
+    "adamw": "#e69f00",
+    "radam": "#7570b3",
+    "lookahead": "#e7298a",
+    "adam+warmup": "#cc3311",
+    "lbfgs": "#117733",
+    # normalisation
+    "none": "#222222",
+    "batchnorm": "#0173b2",
+    "layernorm": "#d55e00",
+    "groupnorm": "#029e73",
+    "instancenorm": "#7570b3",
+    # activations
+    "sigmoid": "#0173b2",
+    "tanh": "#029e73",
+    "relu": "#d55e00",
+    "leakyrelu": "#e69f00",
+    "elu": "#a6761d",
+    "gelu": "#7570b3",
+    "silu": "#e7298a",
+    "swish": "#e7298a",
+    "softsign": "#56b4e9",
+    "linear": "#222222",
+}
 #: Grey for context series (the learning rate, plateau shading, reference lines).
 NEUTRAL = "#949494"
 #: Colormap for "when" (one line per record step), for "which layer" past len(PALETTE) layers,
@@ -66,6 +119,20 @@ def layer_color(index: int, n_layers: int):
     return layer_colors(n_layers)[index]
 
 
-def series_color(i: int):
-    """The i-th colour of the palette (cycling), for non-layer series (runs, norms)."""
-    return PALETTE[i % len(PALETTE)]
+def series_color(i: int, n: int | None = None):
+    """The i-th colour for non-layer series (runs, norms): the palette for up to eight series
+    (``n`` the number of series, if known), :data:`WIDE_PALETTE` beyond; cycles past it."""
+    colors = PALETTE if n is None or n <= len(PALETTE) else WIDE_PALETTE
+    return colors[i % len(colors)]
+
+
+def method_color(name: str, fallback: int = 0):
+    """The fixed colour of an optimizer or method (``"Adam"``, ``"nesterov"``, ``"BatchNorm"``).
+
+    Case, spaces, dashes and underscores are ignored (``"Leaky ReLU"`` → ``"leakyrelu"``).
+    An unknown name gets ``WIDE_PALETTE[fallback]`` (cycling), so callers pass the series index.
+    """
+    key = "".join(ch for ch in str(name).lower() if ch not in " -_")
+    if key in METHOD_COLORS:
+        return METHOD_COLORS[key]
+    return WIDE_PALETTE[fallback % len(WIDE_PALETTE)]
