@@ -23,27 +23,42 @@ from typing import TYPE_CHECKING, Callable, Union
 if TYPE_CHECKING:
     from dyntrace.trainer import TrainConfig
 
-__all__ = ["Claim", "claim", "EntryResult", "RunSpec"]
+__all__ = ["Claim", "CLAIM_KINDS", "claim", "EntryResult", "RunSpec"]
 
 RunSpec = Union["TrainConfig", Callable[[str], None]]
 
 
+#: What a claim is: a *phenomenon* could fail if the physics of the experiment changed (a
+#: control run without the phenomenon fails it); a *check* says the implementation agrees
+#: with its formula (it fails only if the code is wrong).
+CLAIM_KINDS = ("phenomenon", "check")
+
+
 @dataclass
 class Claim:
-    """One checked statement: its text, the measured value, the reference, and the verdict."""
+    """One checked statement: its text, the measured value, the reference, the verdict, its kind."""
 
     text: str
     measured: str
     expected: str
     passed: bool
+    kind: str = "check"
+
+    def __post_init__(self):
+        if self.kind not in CLAIM_KINDS:
+            raise ValueError(f"Invalid claim kind: {self.kind!r} (expected one of {', '.join(CLAIM_KINDS)})")
 
     def to_dict(self) -> dict:
-        return {"text": self.text, "measured": self.measured, "expected": self.expected, "passed": self.passed}
+        return {"text": self.text, "measured": self.measured, "expected": self.expected, "passed": self.passed, "kind": self.kind}
 
 
-def claim(text: str, measured, passed: bool, expected: str = "") -> Claim:
-    """A :class:`Claim`; numbers are shown with 3 significant digits, sequences joined."""
-    return Claim(text=text, measured=_show(measured), expected=expected, passed=bool(passed))
+def claim(text: str, measured, passed: bool, expected: str = "", *, kind: str = "check") -> Claim:
+    """A :class:`Claim`; numbers are shown with 3 significant digits, sequences joined.
+
+    ``kind`` is "phenomenon" (a control experiment without the phenomenon would fail it) or
+    "check" (the implementation agrees with its formula); see :data:`CLAIM_KINDS`.
+    """
+    return Claim(text=text, measured=_show(measured), expected=expected, passed=bool(passed), kind=kind)
 
 
 def _show(value) -> str:
