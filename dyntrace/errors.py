@@ -1,6 +1,8 @@
 """User-facing errors. The CLI turns each into one line on stderr and a non-zero exit."""
 
-__all__ = ["DyntraceError", "RunFileError", "SchemaVersionError", "MissingDataError", "UnknownNameError"]
+__all__ = [
+    "DyntraceError", "RunFileError", "SchemaVersionError", "RunFileBusyError", "MissingDataError", "UnknownNameError",
+]
 
 
 class DyntraceError(Exception):
@@ -13,6 +15,10 @@ class RunFileError(DyntraceError):
 
 class SchemaVersionError(RunFileError):
     """A run file written by a newer dyntrace than this one can read."""
+
+
+class RunFileBusyError(RunFileError):
+    """A run file another writer holds (one writer per path, across processes)."""
 
 
 class MissingDataError(DyntraceError):

@@ -95,6 +95,9 @@ class Recorder:
         self.schedule = as_schedule(every)
         self.step = 0  # completed optimizer steps
         self._ctx = RecordContext(model, optimizer)
+        if trajectory is not None and not self._ctx.params:  # a model without parameters: scalars (and activations) only
+            self._ctx.warn_once("trajectory", "the model has no parameters: no trajectory is kept")
+            trajectory = None
         self._probes = make_probes(probes)
         self._armed = False
         self._first_record = True
@@ -161,6 +164,9 @@ class Recorder:
         (or in "rank0" mode) rank 0's values are logged. In a single process it changes
         nothing. (``reduce`` is therefore not a scalar name.)
         """
+        if self._closed:
+            self._ctx.warn_once("log-closed", f"log() after the Recorder of {self.path} was closed: not recorded")
+            return
         _distributed.check_scalar_reduce(reduce)
         dist_reduce = reduce is not None and self._dist is not None and self._dist.communicates
         if not (self._writes or dist_reduce):
@@ -184,7 +190,8 @@ class Recorder:
         if dist_reduce and self._dist.pending >= _distributed.MAX_PENDING:
             # every rank logs the same values, so every rank reaches this point together
             self._combine_scalars()
-        if len(self._scalars) >= 4096 or time.monotonic() - self._last_flush >= self._flush_every:
+        # handed over at half the flush period: the writer then has them on disk flush_every after log()
+        if len(self._scalars) >= 4096 or time.monotonic() - self._last_flush >= self._flush_every / 2:
             try:
                 self._flush_scalars({})
             except Exception as exc:  # the recorder never kills training
@@ -216,6 +223,8 @@ class Recorder:
             self._finalizer()
 
     def __enter__(self):
+        if self._closed:
+            raise DyntraceError(f"this Recorder of {self.path} is closed; make a new one to record again")
         return self
 
     def __exit__(self, exc_type, exc, tb):

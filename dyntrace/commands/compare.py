@@ -14,7 +14,7 @@ __all__ = ["command"]
 
 
 @click.command("compare")
-@click.argument("run_files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("run_files", nargs=-1, required=True, type=click.Path())  # checked by open_run
 @click.option("--labels", default=None, metavar="A,B,…", help="Comma-separated names of the runs [default: file stems].")
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Folder for the figures [default: <first run stem>_compare beside it].")
@@ -40,7 +40,10 @@ def command(run_files, labels, out_dir, fmt, dpi):
     from dyntrace.plots.compare import run_labels
 
     with ExitStack() as stack:
-        runs = [stack.enter_context(open_run(path)) for path in run_files]
+        runs = [stack.enter_context(open_run(path)).verify() for path in run_files]
+        for path, run in zip(run_files, runs):
+            for note in run.notes:
+                click.echo(f"note: {path}: {note}", err=True)
         label_list = run_labels(runs, label_list)
         if out_dir is None:
             stem = os.path.splitext(os.path.basename(run_files[0]))[0]

@@ -12,11 +12,12 @@ __all__ = ["command"]
 
 
 @click.command("info")
-@click.argument("run_file", type=click.Path(dir_okay=False))
+@click.argument("run_file", type=click.Path())  # checked by open_run: one clear line
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def command(run_file, as_json):
     """Show what RUN_FILE holds: steps, records, layers, parameters, quantities, versions."""
     with open_run(run_file) as run:
+        run.verify()  # a damaged chunk anywhere is an error, also in data info does not show
         info = run.info()
         info["diagnoses"] = _diagnoses(run)
     if as_json:
@@ -36,7 +37,7 @@ def _diagnoses(run) -> list[dict]:
 def _format(info: dict) -> str:
     lines = [
         f"{info['path']}  ({info['size_bytes'] / 1e6:.2f} MB, schema {info['schema_version']}, "
-        f"{'closed' if info['closed_cleanly'] else 'open or interrupted'})",
+        f"{info['status']})",
         f"  created     {info['created']}  (dyntrace {info['versions']['dyntrace_version']}, "
         f"torch {info['versions']['torch_version']}, python {info['versions']['python_version']})",
         f"  model       {info['model']} with {info['n_parameters']} parameters; optimizer {info['optimizer']}",
@@ -47,6 +48,8 @@ def _format(info: dict) -> str:
         lines.append(f"  {probe:<11} {p['records']} records x {p['tensors']} tensors: {', '.join(p['fields'])}")
     if info["layers"]:
         lines.append(f"  layers      {', '.join(info['layers'])}")
+    for note in info.get("notes", []):
+        lines.append(f"  note        {note}")
     for d in info.get("diagnoses", []):
         where = f" (steps {d.get('start')}-{d.get('end')})" if d.get("start") is not None else ""
         lines.append(f"  ! {d.get('kind')}: {d.get('message')}{where}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 import click
@@ -32,14 +33,15 @@ def _describe(name: str, result) -> str:
 
 
 @click.command("landscape")
-@click.argument("run_file", type=click.Path(dir_okay=False))
+@click.argument("run_file", type=click.Path())  # checked by open_run: one clear line
 @click.option("--plane", is_flag=True, help="Random filter-normalised plane around the final weights.")
 @click.option("--line", is_flag=True, help="Straight line from the initial to the final weights.")
 @click.option("--trajectory", is_flag=True, help="PCA plane of the recorded trajectory, with its path.")
-@click.option("--resolution", type=click.IntRange(2), metavar="N",
+@click.option("--resolution", type=click.IntRange(2, 1001), metavar="N",
               help="Grid points per axis (points on the line) [default: the run's landscape config, else 21].")
-@click.option("--span", type=click.FloatRange(0, min_open=True), metavar="S", help="Half-width of the random plane [default 1.0].")
-@click.option("--seed", type=click.IntRange(0), metavar="K", help="Seed of the random plane's directions [default 0].")
+@click.option("--span", type=click.FloatRange(0, 1e6, min_open=True), callback=lambda ctx, param, value: _finite(value),
+              metavar="S", help="Half-width of the random plane [default 1.0].")
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), metavar="K", help="Seed of the random plane's directions [default 0].")
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Also draw the slices into this folder.")
 @click.option("--format", "fmt", type=click.Choice(["png", "svg", "pdf"]), default="png", show_default=True, help="Figure file format.")
@@ -55,6 +57,7 @@ def command(run_file, plane, line, trajectory, resolution, span, seed, out_dir, 
     try:
         from dyntrace.landscape.store import landscape_of_run
 
+        _check_run_config(run_file)
         asked = {"plane": plane, "line": line, "trajectory": trajectory}
         order = [name for name, wanted in asked.items() if wanted] or None
         results = landscape_of_run(run_file, order, resolution=resolution, span=span, seed=seed)
@@ -64,6 +67,29 @@ def command(run_file, plane, line, trajectory, resolution, span, seed, out_dir, 
             _draw(results, out_dir, fmt=fmt, dpi=dpi)
     except DyntraceError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _finite(value):
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number")
+    return value
+
+
+def _check_run_config(run_file: str) -> None:
+    """The model and data are rebuilt from the run's own config: its sizes and device are
+    checked like those of `dyntrace train` first (a file may say anything)."""
+    from dyntrace.catalog import ConfigError
+    from dyntrace.commands.train import check_config
+    from dyntrace.trainer import TrainConfig
+
+    try:
+        config = TrainConfig.from_run(run_file)
+    except ConfigError:
+        return  # not a `dyntrace train` config: landscape_of_run says so, with what to do
+    try:
+        check_config(config)
+    except ConfigError as exc:
+        raise ConfigError(f"{run_file}: its config cannot be rebuilt here: {exc}") from None
 
 
 def _draw(results: dict, out_dir: str, *, fmt: str, dpi: int) -> None:

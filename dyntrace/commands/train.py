@@ -12,7 +12,71 @@ import click
 from dyntrace import catalog
 from dyntrace.errors import DyntraceError, UnknownNameError
 
-__all__ = ["command"]
+__all__ = ["command", "check_config"]
+
+# Upper bounds of what `dyntrace train` builds (the Python API leaves them to the caller): far
+# beyond the reference experiments, well short of a machine that stalls for an hour.
+MAXIMA = {
+    "depth": 256, "width": 1 << 14, "batch_size": 1 << 20, "epochs": 10**6, "steps": 10**9, "every": 10**9,
+    "trajectory": 10**9, "early_stopping": 10**6, "seed": 2**63 - 1,
+}
+MAX_PARAMETERS = 1 << 31  # a rough count: width² per hidden layer
+LANDSCAPE_MAXIMA = {"resolution": 1001, "steps": 100_001, "examples": 1 << 20}
+MAX_GRID_POINTS = 1 << 20
+
+
+def check_config(config) -> None:
+    """Bounds and device of a :class:`dyntrace.trainer.TrainConfig` (from options, a config file
+    or a run file): ``ConfigError`` naming the key, its value and the limit."""
+    from dyntrace.catalog import ConfigError
+
+    for key, top in MAXIMA.items():
+        value = getattr(config, key)
+        if value is not None and value > top:
+            raise ConfigError(f"Invalid {key}: {value} (at most {top})")
+    rough = config.width * config.width * max(1, config.depth)
+    if rough > MAX_PARAMETERS:
+        raise ConfigError(f"Invalid model size: depth {config.depth} x width {config.width} is about {rough:.2g} "
+                          f"parameters (at most {MAX_PARAMETERS:.2g})")
+    check_device(config.device)
+    for kind, options in (config.landscape or {}).items():
+        if not isinstance(options, dict):
+            if kind == "examples" and isinstance(options, int) and options > LANDSCAPE_MAXIMA["examples"]:
+                raise ConfigError(f"Invalid landscape examples: {options} (at most {LANDSCAPE_MAXIMA['examples']})")
+            continue
+        for key in ("resolution", "steps"):
+            value = options.get(key)
+            sizes = value if isinstance(value, (list, tuple)) else [value]
+            for size in sizes:
+                if isinstance(size, int) and size > LANDSCAPE_MAXIMA[key]:
+                    raise ConfigError(f"Invalid landscape {kind}.{key}: {value} (at most {LANDSCAPE_MAXIMA[key]} a side)")
+            if key == "resolution" and all(isinstance(v, int) for v in sizes) and value is not None:
+                points = sizes[0] * sizes[-1]
+                if points > MAX_GRID_POINTS:
+                    raise ConfigError(f"Invalid landscape {kind}.resolution: {value} ({points} grid points; at most {MAX_GRID_POINTS})")
+
+
+def check_device(device) -> None:
+    """A torch device string that names a device this machine has."""
+    import torch
+
+    from dyntrace.catalog import ConfigError
+
+    if not isinstance(device, str) or not device:
+        raise ConfigError(f"Invalid device: {device!r} (a torch device such as 'cpu' or 'cuda:0')")
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ConfigError(f"Invalid device: {device!r} (a torch device such as 'cpu' or 'cuda:0')") from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (parsed.index or 0) >= count:
+            raise ConfigError(f"Invalid device: {device!r} (this machine has {count} CUDA device{'' if count == 1 else 's'})")
+    elif parsed.type == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise ConfigError(f"Invalid device: {device!r} (MPS is not available here)")
+    elif parsed.type != "cpu":
+        raise ConfigError(f"Invalid device: {device!r} (cpu, cuda[:N] or mps)")
 
 
 def _name(kind: str):
@@ -151,7 +215,9 @@ def command(config_file, assignments, progress, landscape, landscape_resolution,
         table = _landscape(base.get("landscape"), landscape, landscape_resolution)
         if table is not None:
             base["landscape"] = table
-        path = train(TrainConfig.from_dict({**base, **given}), progress=progress)
+        config = TrainConfig.from_dict({**base, **given})
+        check_config(config)
+        path = train(config, progress=progress)
     except DyntraceError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"wrote {path}")

@@ -4,8 +4,11 @@ Both the writer and the reader use this module; nothing else touches HDF5 names.
 written specification is ``docs/format.md``. Layout::
 
     /                         attrs: format, schema_version, versions, created, config (JSON),
-                                     model, optimizer, schedule, probes (JSON)
-    /closed                   int8 [1]: 1 once the recorder closed the file cleanly
+                                     model, optimizer, schedule, probes (JSON), checksums (JSON)
+    /closed                   int8 [1]: 0 being written (or killed), 1 closed, 2 closed after
+                                        a write failure stopped the recording
+    /committed                int64 [G] (attr tables): rows of each growing table a reader
+                                        may trust; advanced only after those rows are flushed
     /scalars/names            str [K]          scalar names; a row's key indexes this
     /scalars/step             int64 [n]        one row per logged value (an event log)
     /scalars/key              int32 [n]
@@ -20,33 +23,55 @@ written specification is ``docs/format.md``. Layout::
 
 All datasets exist before SWMR writing starts (SWMR cannot create objects), so a reader
 that opens the file mid-run sees a consistent, growing prefix.
+
+Damage is detected, never read as data: every dataset carries HDF5's Fletcher-32 checksum
+filter, strings are fixed-length (no global heap), and the root attribute ``checksums``
+holds a CRC-32 of the structure and attributes of every object. Reading starts with
+:func:`open_validated`, which checks the whole structure the reader touches in a plain
+(non-SWMR) open before the file is opened for reading; :func:`read_rows` checks the rows a
+snapshot will use (committed counts, row counts, step order, scalar keys, declared sizes).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
+import zlib
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import h5py
 import numpy as np
 
-from dyntrace.errors import RunFileError, SchemaVersionError
+from dyntrace.errors import DyntraceError, RunFileBusyError, RunFileError, SchemaVersionError
+from dyntrace.io import hdf5
+from dyntrace.io.lock import WriteLock
 
 __all__ = [
     "FORMAT_NAME",
     "SCHEMA_VERSION",
+    "CLOSED_OPEN",
+    "CLOSED_CLEANLY",
+    "CLOSED_STOPPED",
     "create",
     "append_scalars",
     "append_records",
-    "write_static",
     "append_trajectory",
+    "write_static",
+    "commit",
     "mark_closed",
     "write_landscape",
     "read_landscape",
     "landscape_names",
     "open_validated",
+    "read_rows",
+    "verify",
+    "Layout",
+    "Rows",
     "decode",
     "decode_attrs",
+    "reading",
 ]
 
 FORMAT_NAME = "dyntrace-run"
@@ -57,19 +82,35 @@ PROBES = "probes"
 TRAJECTORY = "trajectory"
 LANDSCAPE = "landscape"
 CLOSED = "closed"
+COMMITTED = "committed"
+CHECKSUMS = "checksums"
+SCALAR_NAMES_TABLE = "scalars/names"
+
+CLOSED_OPEN, CLOSED_CLEANLY, CLOSED_STOPPED = 0, 1, 2
 
 _STR = h5py.string_dtype("utf-8")
 # Scalar names grow during a run: fixed-length, because variable-length strings live in the
-# global heap, which SWMR does not keep consistent for readers.
+# global heap, which SWMR does not keep consistent for readers (and which has no checksum).
 SCALAR_NAME_BYTES = 256
 _NAME = h5py.string_dtype("utf-8", SCALAR_NAME_BYTES)
-_COMPRESSION = dict(compression="gzip", compression_opts=1, shuffle=True)
+_CHECKED = dict(fletcher32=True)  # HDF5's per-chunk checksum: a damaged chunk fails to read
+_COMPRESSION = dict(compression="gzip", compression_opts=1, shuffle=True, **_CHECKED)
 _CHUNK_BYTES = 1 << 18
 # A SWMR writer never reuses the file space of a rewritten chunk, and appending to a
 # compressed chunk rewrites it. Small chunks bound that waste per flush; the writer also
 # batches everything between two flushes into one write per dataset.
 _RECORD_CHUNK_ROWS = 16
 _LOG_CHUNK_ROWS = 1024
+# Deflate cannot compress more than about 1032 : 1, so no dataset can hold more bytes than
+# this many times the size of the file (plus a chunk's worth): a larger declared size is damage.
+_MAX_RATIO = 1100
+_SLACK_BYTES = 1 << 20
+_MAX_ATTR_BYTES = 64 << 20
+
+
+# =============================================================================================
+# Writing
+# =============================================================================================
 
 
 def _rows_per_chunk(row_bytes: int, max_rows: int) -> int:
@@ -88,8 +129,41 @@ def _growable(group, name, dtype, row_shape=(), *, max_rows=_RECORD_CHUNK_ROWS, 
         **_COMPRESSION,
     )
     for key, value in attrs.items():
-        ds.attrs[key] = value
+        _set_attr(ds, key, value)
     return ds
+
+
+def _fixed(group, name, data, dtype=None, **attrs):
+    """A dataset written once (or filled at the first record), chunked so it carries a checksum."""
+    data = np.asarray(data, dtype=dtype)
+    row_bytes = int(np.prod(data.shape[1:], dtype=np.int64)) * data.dtype.itemsize
+    chunks = (_rows_per_chunk(row_bytes, max(1, data.shape[0])), *data.shape[1:])
+    ds = group.create_dataset(name, data=data, chunks=chunks, **_CHECKED)
+    for key, value in attrs.items():
+        _set_attr(ds, key, value)
+    return ds
+
+
+def _strings(group, name, values, **attrs):
+    """A column of strings: fixed-length UTF-8 (stored in the dataset, under its checksum)."""
+    encoded = [str(v).encode("utf-8", "surrogateescape") for v in values]
+    width = max([1, *map(len, encoded)])
+    return _fixed(group, name, np.array(encoded, dtype=f"S{width}"), dtype=h5py.string_dtype("utf-8", width), **attrs)
+
+
+def _set_attr(obj, key: str, value) -> None:
+    """Strings as fixed-length UTF-8 (in the object header, not the global heap); numbers as
+    they are; anything else as JSON."""
+    if isinstance(value, (bool, np.bool_)):
+        obj.attrs[key] = bool(value)
+        return
+    if isinstance(value, (int, float, np.number)):
+        obj.attrs[key] = value
+        return
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    encoded = text.encode("utf-8", "surrogateescape")
+    obj.attrs.create(key, np.array(encoded, dtype=f"S{max(1, len(encoded))}"),
+                     dtype=h5py.string_dtype("utf-8", max(1, len(encoded))))
 
 
 def create(path: str, meta: dict, layouts: dict, *, trajectory: dict | None = None) -> h5py.File:
@@ -97,18 +171,27 @@ def create(path: str, meta: dict, layouts: dict, *, trajectory: dict | None = No
 
     ``meta`` holds root attributes (JSON-encoded where not a string); ``layouts`` maps probe
     name to :class:`dyntrace.summaries.ProbeLayout`; ``trajectory`` (optional) has
-    ``names``, ``shapes``, ``dtype`` of the flat parameter vector kept at a stride.
+    ``names``, ``sizes``, ``dtype`` of the flat parameter vector kept at a stride. A probe
+    with no tensors (a model without parameters) and an empty trajectory get no group: there
+    is nothing to record for them.
     """
-    f = h5py.File(path, "w", libver="latest")
     try:
-        f.attrs["format"] = FORMAT_NAME
+        f = h5py.File(path, "w", libver="latest")
+    except OSError as exc:
+        if "unable to lock file" in str(exc):
+            raise RunFileBusyError(f"{path}: another process has it open (its HDF5 file lock is held); "
+                                   "close that reader or write elsewhere") from None
+        raise
+    try:
+        _set_attr(f, "format", FORMAT_NAME)
         f.attrs["schema_version"] = SCHEMA_VERSION
         for key, value in meta.items():
-            f.attrs[key] = str(value) if isinstance(value, str) else json.dumps(value, default=str)
-        f.create_dataset(CLOSED, data=np.zeros(1, dtype=np.int8))
+            _set_attr(f, key, value if isinstance(value, str) else json.dumps(value, default=str))
+        _fixed(f, CLOSED, np.zeros(1, dtype=np.int8))
+        tables = [SCALARS, SCALAR_NAMES_TABLE]
 
         scalars = f.create_group(SCALARS)
-        scalars.attrs["description"] = "event log: one row per logged scalar value"
+        _set_attr(scalars, "description", "event log: one row per logged scalar value")
         _growable(scalars, "names", _NAME, max_rows=64, description="scalar names, indexed by key")
         _growable(scalars, "step", "int64", max_rows=_LOG_CHUNK_ROWS, unit="optimizer steps")
         _growable(scalars, "key", "int32", max_rows=_LOG_CHUNK_ROWS, description="index into names")
@@ -116,32 +199,37 @@ def create(path: str, meta: dict, layouts: dict, *, trajectory: dict | None = No
 
         probes = f.create_group(PROBES)
         for probe_name, layout in layouts.items():
+            if not layout.names:
+                continue
             group = probes.create_group(probe_name)
+            tables.append(f"{PROBES}/{probe_name}")
             for key, value in layout.attrs.items():
-                group.attrs[key] = value if isinstance(value, (str, int, float)) else json.dumps(value)
-            group.create_dataset("names", data=np.array(layout.names, dtype=object), dtype=_STR)
+                _set_attr(group, key, value)
+            _strings(group, "names", layout.names)
             for label, values in layout.labels.items():
-                group.create_dataset(label, data=np.array(values, dtype=object), dtype=_STR)
+                _strings(group, label, values)
             _growable(group, "step", "int64", unit="optimizer steps")
             n = len(layout.names)
             for spec in layout.fields:
                 attrs = dict(unit=spec.unit, description=spec.description, reduce=spec.reduce, columns="names")
                 if spec.static:
                     fill = np.nan if np.dtype(spec.dtype).kind == "f" else 0
-                    ds = group.create_dataset(spec.name, data=np.full((n, *spec.shape), fill, dtype=spec.dtype))
-                    for key, value in attrs.items():
-                        ds.attrs[key] = value
-                    ds.attrs["static"] = True
+                    _fixed(group, spec.name, np.full((n, *spec.shape), fill, dtype=spec.dtype), **attrs, static=True)
                 else:
                     _growable(group, spec.name, spec.dtype, (n, *spec.shape), **attrs)
 
-        if trajectory is not None:
+        if trajectory is not None and trajectory["names"] and int(sum(trajectory["sizes"])) > 0:
             group = f.create_group(TRAJECTORY)
-            group.attrs["description"] = "flattened parameters (named_parameters order) at a stride"
-            group.create_dataset("names", data=np.array(trajectory["names"], dtype=object), dtype=_STR)
-            group.create_dataset("sizes", data=np.asarray(trajectory["sizes"], dtype=np.int64))
+            tables.append(TRAJECTORY)
+            _set_attr(group, "description", "flattened parameters (named_parameters order) at a stride")
+            _strings(group, "names", trajectory["names"])
+            _fixed(group, "sizes", np.asarray(trajectory["sizes"], dtype=np.int64))
             _growable(group, "step", "int64", unit="optimizer steps")
             _growable(group, "params", trajectory["dtype"], (int(sum(trajectory["sizes"])),))
+
+        _fixed(f, COMMITTED, np.zeros(len(tables), dtype=np.int64), tables=json.dumps(tables),
+               description="rows of each table a reader may trust")
+        _set_attr(f, CHECKSUMS, json.dumps(_checksums(f, _object_paths(f))))
         f.swmr_mode = True
     except Exception:
         f.close()
@@ -149,31 +237,49 @@ def create(path: str, meta: dict, layouts: dict, *, trajectory: dict | None = No
     return f
 
 
-def _append(ds, rows: np.ndarray):
+def _append(ds, rows: np.ndarray) -> int:
     start = ds.shape[0]
     ds.resize((start + rows.shape[0], *ds.shape[1:]))
     ds[start:] = rows
+    return start + rows.shape[0]
 
 
-def append_scalars(f: h5py.File, new_names: list[str], steps, keys, values):
-    """Append scalar events; ``new_names`` extend the names table first."""
+def append_scalars(f: h5py.File, new_names: list[str], steps, keys, values, *, commit_rows: bool = True) -> dict:
+    """Append scalar events; ``new_names`` extend the names table first. Returns the new row
+    counts ``{table: rows}``; with ``commit_rows`` they are committed at once (see :func:`commit`)."""
     group = f[SCALARS]
+    rows = {}
     if new_names:
         names = group["names"]
-        _append(names, np.array([n.encode() for n in new_names], dtype=names.dtype))  # same charset: UTF-8
-    _append(group["step"], np.asarray(steps, dtype=np.int64))
-    _append(group["key"], np.asarray(keys, dtype=np.int32))
+        rows[SCALAR_NAMES_TABLE] = _append(names, np.array([n.encode() for n in new_names], dtype=names.dtype))
     _append(group["value"], np.asarray(values, dtype=np.float64))
+    _append(group["key"], np.asarray(keys, dtype=np.int32))
+    rows[SCALARS] = _append(group["step"], np.asarray(steps, dtype=np.int64))
+    if commit_rows:
+        commit(f, rows)
+    return rows
 
 
-def append_records(f: h5py.File, probe: str, steps, fields: dict):
+def append_records(f: h5py.File, probe: str, steps, fields: dict, *, commit_rows: bool = True) -> dict:
     """Append records of ``probe``: ``fields`` maps a field to an array [n, T, *shape]."""
     group = f[PROBES][probe]
     for name, rows in fields.items():
         ds = group[name]
         _append(ds, np.asarray(rows, dtype=ds.dtype))
-    # The step goes last: a reader takes len(step) as the number of complete records.
-    _append(group["step"], np.asarray(steps, dtype=np.int64))
+    rows = {f"{PROBES}/{probe}": _append(group["step"], np.asarray(steps, dtype=np.int64))}
+    if commit_rows:
+        commit(f, rows)
+    return rows
+
+
+def append_trajectory(f: h5py.File, steps, flat: np.ndarray, *, commit_rows: bool = True) -> dict:
+    """Append parameter snapshots: ``flat`` is [n, D] for the n ``steps``."""
+    group = f[TRAJECTORY]
+    _append(group["params"], np.asarray(flat, dtype=group["params"].dtype))
+    rows = {TRAJECTORY: _append(group["step"], np.asarray(steps, dtype=np.int64))}
+    if commit_rows:
+        commit(f, rows)
+    return rows
 
 
 def write_static(f: h5py.File, probe: str, fields: dict):
@@ -183,15 +289,26 @@ def write_static(f: h5py.File, probe: str, fields: dict):
         group[name][...] = np.asarray(array, dtype=group[name].dtype)
 
 
-def append_trajectory(f: h5py.File, steps, flat: np.ndarray):
-    """Append parameter snapshots: ``flat`` is [n, D] for the n ``steps``."""
-    group = f[TRAJECTORY]
-    _append(group["params"], np.asarray(flat, dtype=group["params"].dtype))
-    _append(group["step"], np.asarray(steps, dtype=np.int64))
+def commit(f: h5py.File, rows: dict) -> None:
+    """Make ``rows`` (``{table: row count}``) of growing tables visible to readers.
+
+    A reader reads no more rows of a table than committed, so rows written but not yet
+    committed (a write that failed half-way, a full disk) are never read. The writer commits
+    only after the rows themselves are flushed, and flushes again after committing.
+    """
+    if COMMITTED not in f:
+        return
+    ds = f[COMMITTED]
+    tables = json.loads(_text(ds.attrs["tables"]))
+    counts = ds[:]
+    for table, n in rows.items():
+        counts[tables.index(table)] = n
+    ds[:] = counts
 
 
-def mark_closed(f: h5py.File):
-    f[CLOSED][0] = 1
+def mark_closed(f: h5py.File, status: int = CLOSED_CLEANLY):
+    """Set ``/closed``: 1 after a clean close, 2 when a write failure stopped the recording."""
+    f[CLOSED][0] = status
 
 
 def write_landscape(path, name: str, arrays: dict, attrs: dict):
@@ -200,22 +317,37 @@ def write_landscape(path, name: str, arrays: dict, attrs: dict):
     ``arrays`` use Li et al.'s names (``xcoordinates``, ``ycoordinates``, ``train_loss``
     [ny, nx], ``train_acc``) plus any others (``path``, ``explained_variance``…); ``attrs``
     (kind, seed, normalisation, ignore, step, …) are stored JSON-encoded where not scalars.
+    The file is validated first and its write lock held meanwhile.
     """
     if not isinstance(name, str) or not name or "/" in name:
         raise ValueError(f"Invalid landscape name: {name!r} (a non-empty name without '/')")
-    with h5py.File(os.fspath(path), "a", libver="latest") as f:
-        _check_root(os.fspath(path), f)
-        parent = f.require_group(LANDSCAPE)
-        if name in parent:
-            del parent[name]
-        group = parent.create_group(name)
-        for key, values in arrays.items():
-            if values is not None:
-                group.create_dataset(key, data=np.asarray(values), **_COMPRESSION)
-        for key, value in attrs.items():
-            if value is None:  # absent rather than a "null" string
-                continue
-            group.attrs[key] = value if isinstance(value, (int, float, str, bool, np.number)) else json.dumps(value, default=str)
+    path = os.fspath(path)
+    with WriteLock(path):
+        handle, _ = open_validated(path)
+        handle.close()
+        with h5py.File(path, "a", libver="latest") as f:
+            _check_root(path, f)
+            parent = f.require_group(LANDSCAPE)
+            if name in parent:
+                del parent[name]
+            group = parent.create_group(name)
+            for key, values in arrays.items():
+                if values is not None:
+                    values = np.asarray(values)
+                    if values.ndim and values.size:  # chunked: compressed, under a checksum
+                        group.create_dataset(key, data=values, chunks=True, **_COMPRESSION)
+                    else:
+                        group.create_dataset(key, data=values)
+            for key, value in attrs.items():
+                if value is None:  # absent rather than a "null" string
+                    continue
+                _set_attr(f[LANDSCAPE][name], key, value if isinstance(value, (int, float, str, bool, np.number)) else json.dumps(value, default=str))
+            if CHECKSUMS in f.attrs:  # the objects that changed: the root, /landscape and the new slice
+                stored = json.loads(_text(f.attrs[CHECKSUMS]))
+                stored = {k: v for k, v in stored.items() if not k.startswith(f"/{LANDSCAPE}/{name}/") and k != f"/{LANDSCAPE}/{name}"}
+                changed = ["/", f"/{LANDSCAPE}", f"/{LANDSCAPE}/{name}", *(f"/{LANDSCAPE}/{name}/{k}" for k in group)]
+                stored.update(_checksums(f, changed))
+                _set_attr(f, CHECKSUMS, json.dumps(stored))
 
 
 def landscape_names(f: h5py.File) -> list[str]:
@@ -232,7 +364,9 @@ def decode_attrs(attrs) -> dict:
     """HDF5 attributes as Python values: bytes decoded, JSON-encoded values parsed."""
     out = {}
     for key, value in attrs.items():
-        value = value.decode() if isinstance(value, bytes) else value
+        if key == CHECKSUMS:
+            continue
+        value = _text(value) if isinstance(value, (bytes, np.bytes_)) else value
         if isinstance(value, str) and value[:1] in '[{"-0123456789':
             try:
                 value = json.loads(value)
@@ -244,75 +378,696 @@ def decode_attrs(attrs) -> dict:
 
 def decode(values) -> list[str]:
     """Stored strings (bytes or str) as a list of str."""
-    return [v.decode() if isinstance(v, bytes) else str(v) for v in np.asarray(values).tolist()]
+    return [_text(v) if isinstance(v, bytes) else str(v) for v in np.asarray(values).tolist()]
 
 
-def open_validated(path: str, *, swmr: bool = True) -> h5py.File:
-    """Open a run file read-only after checking that it is a whole dyntrace file we can read.
+def _text(value) -> str:
+    return value.decode("utf-8") if isinstance(value, (bytes, np.bytes_)) else str(value)
 
-    A plain open runs first: HDF5 then checks the end of file, so a truncated file fails at
-    once, whereas a SWMR open skips that check and may retry damaged metadata for a long
-    time. Only a file that passes is reopened in SWMR mode (a consistent prefix of a file
-    still being written).
+
+# =============================================================================================
+# Checksums of structure and attributes
+# =============================================================================================
+
+
+def _object_paths(f: h5py.File) -> list[str]:
+    paths = ["/"]
+    f.visit(lambda name: paths.append(f"/{name}"))
+    return paths
+
+
+def _checksums(f: h5py.File, paths) -> dict:
+    return {path: _crc(f[path], root=path == "/") for path in paths}
+
+
+def _crc(obj, *, root: bool = False, attrs: dict | None = None) -> str:
+    """CRC-32 of what an object is: group members or dataset type, rank, fixed shape, chunking
+    and checksum filter; and every attribute, name and value. Growing lengths are left out."""
+    if attrs is None:
+        attrs = {key: _read_attr(obj, key) for key in obj.attrs}
+    if isinstance(obj, h5py.Group):
+        what = ["group", sorted(obj.keys())]
+    else:
+        growing = obj.ndim > 0 and obj.maxshape[0] is None
+        shape = list(obj.shape[1:]) if growing else list(obj.shape)
+        what = ["dataset", _kind(obj.dtype), obj.ndim, growing, shape, list(obj.chunks or ()), bool(obj.fletcher32)]
+    for key in sorted(attrs):
+        if root and key == CHECKSUMS:
+            continue
+        what.append([key, _canonical(attrs[key])])
+    return f"{zlib.crc32(json.dumps(what, separators=(',', ':')).encode()):08x}"
+
+
+def _kind(dtype) -> str:
+    info = h5py.check_string_dtype(dtype)
+    if info is not None:
+        return f"str{info.length or ''}"
+    return f"{dtype.kind}{dtype.itemsize}"
+
+
+def _canonical(value):
+    array = np.asarray(value)
+    if array.dtype.kind in "SUO":
+        items = [v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else str(v) for v in array.reshape(-1).tolist()]
+        return ["s", list(array.shape), items]
+    return [_kind(array.dtype), list(array.shape), array.astype(array.dtype.newbyteorder("<")).tobytes().hex()]
+
+
+# =============================================================================================
+# Reading: validation of the structure, then the rows of a snapshot
+# =============================================================================================
+
+
+@contextmanager
+def reading(path: str, what: str):
+    """Turn whatever h5py, numpy or json raise while reading ``what`` into one RunFileError."""
+    try:
+        yield
+    except DyntraceError:
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError, MemoryError, OverflowError,
+            UnicodeError) as exc:
+        raise RunFileError(f"{path}: damaged file: {what}: {_first_line(exc)}") from None
+
+
+@dataclass
+class Field:
+    """One dataset of a probe: per-record ([R, T, *shape]) or static ([T, *shape])."""
+
+    static: bool
+    ndim: int
+    shape: tuple  # per-record: the row shape (T, *shape); static: the whole shape
+
+
+@dataclass
+class Probe:
+    names: list[str]
+    fields: dict[str, Field]
+    labels: dict[str, list[str]]
+    attrs: dict
+
+
+@dataclass
+class Layout:
+    """What a validated file holds (fixed for the life of the file: SWMR cannot add objects)."""
+
+    path: str
+    meta: dict
+    probes: dict[str, Probe]
+    trajectory: dict | None  # names, sizes, dim
+    landscapes: list[str]
+    tables: list[str] | None  # committed tables; None for files written before /committed
+    open_for_write: bool  # the superblock says a writer has it open (or was killed)
+    checksummed: bool
+    file_size: int
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Rows:
+    """The rows of one snapshot, checked: what a reader may use."""
+
+    closed: int
+    probe_steps: dict[str, np.ndarray]
+    scalar_names: list[str]
+    scalar_step: np.ndarray
+    scalar_key: np.ndarray
+    scalar_value: np.ndarray
+    trajectory_steps: np.ndarray | None
+    notes: list[str]
+
+
+def open_validated(path) -> tuple[h5py.File, Layout]:
+    """Open a run file read-only after checking everything the reader will touch.
+
+    In order: the path (exists, a file, readable), the HDF5 signature, the superblock's
+    checksum and end-of-file address against the file's size, then, in a plain (non-SWMR)
+    open, the whole structure: root attributes, every group, dataset header, attribute and
+    declared size the reader uses, and the stored checksums. A file no writer has open is
+    then read through that plain handle; one a writer has open (or a killed writer left open)
+    is reopened in SWMR mode with bounded metadata read attempts. Every failure is one
+    :class:`RunFileError` naming the file.
     """
     path = os.fspath(path)
+    size = _check_path(path)
+    try:
+        block = hdf5.superblock(path)
+    except hdf5.SuperblockError as exc:
+        raise RunFileError(f"{path}: damaged HDF5 file ({exc})") from None
+    except OSError as exc:
+        raise RunFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if block is not None and size < block.eof:
+        raise RunFileError(f"{path}: truncated file ({size} of {block.eof} bytes)")
+    live = block is not None and block.open_for_write
+    # A writer that is still running may be rewriting a block while we read it: a plain read
+    # then fails, a moment later it succeeds. A killed writer's or a damaged file fails again.
+    attempts = 3 if live else 1
+    for attempt in range(attempts):
+        f = _plain(path, block)
+        try:
+            layout = _validate(path, f, size, live)
+        except RunFileError:
+            f.close()
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05)
+            continue
+        except BaseException:
+            f.close()
+            raise
+        if not live:
+            return f, layout  # nobody writes it: read it through the validated plain handle
+        f.close()
+        break
+    try:
+        f = hdf5.open_swmr(path)
+    except OSError as exc:
+        raise RunFileError(f"{path}: cannot be read ({_first_line(exc)})") from None
+    return f, layout
+
+
+def _check_path(path: str) -> int:
     if not os.path.exists(path):
         raise RunFileError(f"{path}: no such file")
     if os.path.isdir(path):
         raise RunFileError(f"{path}: is a directory, not a run file")
-    if not h5py.is_hdf5(path):
-        raise RunFileError(f"{path}: not an HDF5 file")
     try:
-        with h5py.File(path, "r") as f:
-            _check_root(path, f)
-    except RunFileError:
-        raise
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+        size = os.path.getsize(path)
     except OSError as exc:
-        if "already open for write" not in str(exc):
-            raise RunFileError(f"{path}: damaged or truncated HDF5 file ({_first_line(exc)})") from None
-        # A killed SWMR writer leaves its open-for-write flag, which SWMR readers ignore; but a
-        # SWMR open skips the end-of-file check, so make that check here first.
-        _check_not_truncated(path)
-        swmr = True
+        raise RunFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if size == 0:
+        raise RunFileError(f"{path}: not an HDF5 file (empty)")
+    if head != hdf5.SIGNATURE:  # HDF5 also looks at 512, 1024, … (a user block)
+        try:
+            ok = h5py.is_hdf5(path)
+        except Exception:  # noqa: BLE001  (whatever it raises, the answer is "no")
+            ok = False
+        if not ok:
+            raise RunFileError(f"{path}: not an HDF5 file")
+    return size
+
+
+def _plain(path: str, block) -> h5py.File:
     try:
-        f = h5py.File(path, "r", swmr=swmr, libver="latest") if swmr else h5py.File(path, "r")
-        _check_root(path, f)
-    except RunFileError:
-        raise
+        return hdf5.open_plain(path, block)
     except OSError as exc:
-        raise RunFileError(f"{path}: cannot be read ({_first_line(exc)})") from None
-    return f
+        text = str(exc)
+        if "unable to lock file" in text:
+            raise RunFileError(f"{path}: another process is modifying it (its HDF5 file lock is held)") from None
+        if "truncated file" in text:
+            raise RunFileError(f"{path}: truncated file ({_first_line(exc)})") from None
+        raise RunFileError(f"{path}: damaged or truncated HDF5 file ({_first_line(exc)})") from None
+    except Exception as exc:  # noqa: BLE001  (the superblock view: anything it raises is damage)
+        raise RunFileError(f"{path}: damaged HDF5 file ({_first_line(exc)})") from None
 
 
-def _check_not_truncated(path: str):
-    """Compare the end-of-file address stored in the superblock (version 2/3) with the size."""
-    with open(path, "rb") as fh:
-        head = fh.read(64)
-    signature = b"\x89HDF\r\n\x1a\n"
-    if not head.startswith(signature) or len(head) < 12 or head[8] not in (2, 3):
-        raise RunFileError(f"{path}: damaged HDF5 file (unexpected superblock)")
-    offset_size = head[9]
-    start = 12 + 2 * offset_size  # signature, version, sizes, flags, base and extension addresses
-    stored_eof = int.from_bytes(head[start : start + offset_size], "little")
-    actual = os.path.getsize(path)
-    if actual < stored_eof:
-        raise RunFileError(f"{path}: truncated file ({actual} of {stored_eof} bytes)")
+def _validate(path: str, f: h5py.File, size: int, live: bool) -> Layout:
+    with reading(path, "root attributes"):
+        meta, stored = _root_meta(path, f, size)
+    checks = _Walk(path, f, size, stored)
+    checks.group("/", required=(CLOSED, SCALARS, PROBES), optional=(COMMITTED, TRAJECTORY, LANDSCAPE))
+
+    closed = checks.dataset(f"/{CLOSED}", kinds="iu", ndim=1)
+    if closed.shape != (1,):
+        raise RunFileError(f"{path}: /{CLOSED} has shape {closed.shape} (expected (1,))")
+    tables = None
+    if COMMITTED in f:
+        committed = checks.dataset(f"/{COMMITTED}", kinds="iu", ndim=1)
+        with reading(path, f"/{COMMITTED} tables"):
+            tables = json.loads(_text(_read_attr(committed, "tables", size)))
+        if not (isinstance(tables, list) and all(isinstance(t, str) for t in tables) and len(tables) == committed.shape[0]):
+            raise RunFileError(f"{path}: /{COMMITTED} has tables {tables!r} for {committed.shape[0]} counts")
+
+    checks.group(f"/{SCALARS}", required=("names", "step", "key", "value"))
+    checks.dataset(f"/{SCALARS}/names", kinds="S", ndim=1, growing=True)
+    checks.dataset(f"/{SCALARS}/step", kinds="iu", ndim=1, growing=True)
+    checks.dataset(f"/{SCALARS}/key", kinds="iu", ndim=1, growing=True)
+    checks.dataset(f"/{SCALARS}/value", kinds="fiu", ndim=1, growing=True)
+
+    probes = {}
+    for name in checks.group(f"/{PROBES}"):
+        probes[name] = checks.probe(name)
+
+    trajectory = None
+    if TRAJECTORY in f:
+        trajectory = checks.trajectory()
+
+    landscapes = []
+    if LANDSCAPE in f:
+        for name in checks.group(f"/{LANDSCAPE}"):
+            checks.landscape(name)
+            landscapes.append(name)
+
+    if tables is not None:
+        expected = [SCALARS, SCALAR_NAMES_TABLE, *(f"{PROBES}/{p}" for p in probes), *([TRAJECTORY] if trajectory else [])]
+        if sorted(tables) != sorted(expected):
+            raise RunFileError(f"{path}: /{COMMITTED} counts {', '.join(tables)}; the file holds {', '.join(expected)}")
+    if stored is not None:
+        missing = sorted(set(stored) - checks.seen)
+        if missing:
+            raise RunFileError(f"{path}: damaged file: {missing[0]} is missing (the stored checksums list it)")
+    return Layout(path=path, meta=meta, probes=probes, trajectory=trajectory, landscapes=landscapes, tables=tables,
+                  open_for_write=live, checksummed=stored is not None, file_size=size)
 
 
-def _first_line(exc) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+# Root attributes the reader interprets, by type (others are read, not interpreted).
+_JSON_ATTRS = {"config": dict, "optimizer": dict, "probes": list, "distributed": dict}
+_TEXT_ATTRS = ("created", "model", "model_class", "schedule", "device", "platform",
+               "dyntrace_version", "torch_version", "python_version", "numpy_version")
 
 
-def _check_root(path: str, f: h5py.File):
-    fmt = f.attrs.get("format")
-    if isinstance(fmt, bytes):
-        fmt = fmt.decode()
-    if fmt != FORMAT_NAME:
+def _root_meta(path: str, f: h5py.File, size: int) -> tuple[dict, dict | None]:
+    raw = {key: _read_attr(f, key, size) for key in f.attrs}
+    fmt = raw.get("format")
+    if not isinstance(fmt, (str, bytes, np.bytes_)) or _text(fmt) != FORMAT_NAME:
         raise RunFileError(f"{path}: an HDF5 file, but not a dyntrace run (no format={FORMAT_NAME!r} attribute)")
-    version = int(f.attrs.get("schema_version", -1))
+    version = raw.get("schema_version")
+    if isinstance(version, np.ndarray) and version.shape == ():
+        version = version[()]
+    if isinstance(version, (bool, np.bool_)) or not isinstance(version, (int, np.integer)):
+        raise RunFileError(f"{path}: invalid schema version {_show(version)} (expected an integer)")
+    version = int(version)
     if version > SCHEMA_VERSION:
         raise SchemaVersionError(
             f"{path}: schema version {version} is newer than this dyntrace reads ({SCHEMA_VERSION}); upgrade dyntrace"
         )
     if version < 1:
         raise RunFileError(f"{path}: invalid schema version {version}")
+    stored = None
+    if CHECKSUMS in raw:
+        try:
+            stored = json.loads(_text(raw[CHECKSUMS]))
+        except (ValueError, TypeError):
+            stored = None
+        if not isinstance(stored, dict) or not all(isinstance(v, str) for v in stored.values()):
+            raise RunFileError(f"{path}: damaged file: the {CHECKSUMS} attribute is not a table of checksums")
+    meta = decode_attrs(raw)
+    for key, kind in _JSON_ATTRS.items():
+        if key in raw:
+            try:
+                value = json.loads(_text(raw[key]))
+            except (ValueError, TypeError):
+                raise RunFileError(f"{path}: the {key} attribute is not valid JSON") from None
+            if not isinstance(value, kind):
+                raise RunFileError(f"{path}: the {key} attribute is {type(value).__name__} (expected a JSON {kind.__name__})")
+            meta[key] = value
+    for key in _TEXT_ATTRS:
+        if key in raw and not isinstance(raw[key], (str, bytes, np.bytes_)):
+            raise RunFileError(f"{path}: the {key} attribute is {_show(raw[key])} (expected text)")
+    if "n_parameters" in meta and (isinstance(meta["n_parameters"], bool) or not isinstance(meta["n_parameters"], int)):
+        raise RunFileError(f"{path}: the n_parameters attribute is {_show(meta['n_parameters'])} (expected an integer)")
+    return meta, stored
+
+
+def _read_attr(obj, key: str, size: int | None = None):
+    """One attribute, its declared size checked before it is read (a damaged header may
+    declare terabytes)."""
+    if size is not None:
+        attr = h5py.h5a.open(obj.id, key.encode())
+        count = int(np.prod(attr.shape, dtype=np.float64)) if attr.shape else 1
+        nbytes = count * attr.dtype.itemsize
+        if nbytes > min(_MAX_ATTR_BYTES, size + 4096):
+            raise RunFileError(f"attribute {key!r} declares {nbytes} bytes in a file of {size}")
+    value = obj.attrs[key]
+    if isinstance(value, np.ndarray) and value.shape == () and value.dtype.kind not in "O":
+        value = value[()]
+    return value
+
+
+_RECORD_FIELDS_INT = {"count", "zero", "nonfinite", "hist_count", "saturated", "dead", "dead_persistent", "hist"}
+
+
+class _Walk:
+    """The structural checks, one object at a time; ``seen`` collects the paths checked."""
+
+    def __init__(self, path: str, f: h5py.File, size: int, stored: dict | None):
+        self.path, self.f, self.size, self.stored = path, f, size, stored
+        self.seen: set[str] = set()
+        self.attrs: dict[str, dict] = {}  # path -> its attributes, read once
+
+    def _get(self, where: str, kind):
+        parent, _, name = where.rpartition("/")
+        with reading(self.path, where):
+            if where != "/":
+                link = self.f[parent or "/"].get(name, getlink=True)
+                if link is None:
+                    raise RunFileError(f"{self.path}: no {where} (not a complete run file)")
+                if not isinstance(link, h5py.HardLink):
+                    raise RunFileError(f"{self.path}: damaged file: {where} is a {type(link).__name__}, not an object")
+            obj = self.f[where]
+            if not isinstance(obj, kind):
+                expected = "group" if kind is h5py.Group else "dataset"
+                raise RunFileError(f"{self.path}: damaged file: {where} is not a {expected}")
+            attrs = self.attrs[where] = {key: _read_attr(obj, key, self.size) for key in obj.attrs}
+            if self.stored is not None:
+                if where not in self.stored:
+                    raise RunFileError(f"{self.path}: damaged file: {where} is not in the stored checksums")
+                if _crc(obj, root=where == "/", attrs=attrs) != self.stored[where]:
+                    raise RunFileError(f"{self.path}: damaged file: the structure or attributes of {where} "
+                                       "do not match their stored checksum")
+        self.seen.add(where)
+        return obj
+
+    def group(self, where: str, required=(), optional=None) -> list[str]:
+        """Check a group and its links; ``optional`` None allows any other members."""
+        group = self._get(where, h5py.Group)
+        with reading(self.path, where):
+            members = list(group.keys())
+        for name in required:
+            if name not in members:
+                raise RunFileError(f"{self.path}: no {where.rstrip('/')}/{name} (not a complete run file)")
+        if optional is not None:
+            for name in members:
+                if name not in required and name not in optional and self.stored is not None:
+                    raise RunFileError(f"{self.path}: damaged file: unexpected {where.rstrip('/')}/{name}")
+        return members
+
+    def dataset(self, where: str, *, kinds: str, ndim: int | None = None, growing: bool | None = None, min_ndim=None):
+        ds = self.f[where] if where in self.seen else self._get(where, h5py.Dataset)
+        with reading(self.path, where):
+            dtype, shape, maxshape = ds.dtype, ds.shape, ds.maxshape
+            if h5py.check_string_dtype(dtype) is not None:
+                kind = "S"
+            else:
+                kind = dtype.kind
+            if dtype.names is not None or kind not in kinds:
+                raise RunFileError(f"{self.path}: {where} has type {dtype} (expected {_KIND_NAMES.get(kinds, kinds)})")
+            if shape is None or (ndim is not None and len(shape) != ndim) or (min_ndim is not None and len(shape) < min_ndim):
+                raise RunFileError(f"{self.path}: {where} has shape {shape} (expected {ndim or min_ndim} dimensions)")
+            is_growing = bool(shape) and maxshape is not None and maxshape[0] is None
+            if growing is not None and growing != is_growing:
+                raise RunFileError(f"{self.path}: {where} is {'' if is_growing else 'not '}growable (the format says otherwise)")
+            if not is_growing:  # read whole: its declared size must fit in the file
+                nbytes = float(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+                if nbytes > _MAX_RATIO * self.size + _SLACK_BYTES:
+                    raise RunFileError(f"{self.path}: damaged file: {where} declares {shape} ({nbytes:.3g} bytes) "
+                                       f"in a file of {self.size} bytes")
+        return ds
+
+    def strings(self, where: str, count: int | None = None) -> list[str]:
+        ds = self.dataset(where, kinds="S", ndim=1, growing=False)
+        with reading(self.path, where):
+            values = decode(ds[()])
+        if count is not None and len(values) != count:
+            raise RunFileError(f"{self.path}: {where} has {len(values)} entries for {count} tensors")
+        return values
+
+    def probe(self, name: str) -> Probe:
+        where = f"/{PROBES}/{name}"
+        members = self.group(where, required=("names", "step"))
+        with reading(self.path, f"{where} attributes"):
+            attrs = decode_attrs(self.attrs[where])
+        if attrs.get("hist_scale", "value") not in ("value", "log10_abs"):
+            raise RunFileError(f"{self.path}: {where} has hist_scale {attrs['hist_scale']!r} (value or log10_abs)")
+        if attrs.get("nonfinite_scope", "sample") not in ("sample", "tensor"):
+            raise RunFileError(f"{self.path}: {where} has nonfinite_scope {attrs['nonfinite_scope']!r} (sample or tensor)")
+        names = self.strings(f"{where}/names")
+        if not names:
+            raise RunFileError(f"{self.path}: {where}/names is empty")
+        if len(set(names)) != len(names):
+            raise RunFileError(f"{self.path}: {where}/names repeats a name")
+        self.dataset(f"{where}/step", kinds="iu", ndim=1, growing=True)
+        fields, labels = {}, {}
+        for member in members:
+            if member in ("names", "step"):
+                continue
+            path = f"{where}/{member}"
+            ds = self._get(path, h5py.Dataset)
+            with reading(self.path, path):
+                is_string = h5py.check_string_dtype(ds.dtype) is not None
+                static = self.attrs[path].get("static", False)
+                if not isinstance(static, (bool, np.bool_)):
+                    raise RunFileError(f"{self.path}: {path} has static = {_show(static)} (true or false)")
+            if is_string:
+                labels[member] = self.strings(path, len(names))
+                continue
+            kinds = "iu" if member in _RECORD_FIELDS_INT else "fiu"
+            if static:
+                ds = self.dataset(path, kinds=kinds, min_ndim=1, growing=False)
+                if ds.shape[0] != len(names):
+                    raise RunFileError(f"{self.path}: {path} has {ds.shape[0]} rows for {len(names)} tensors")
+                fields[member] = Field(static=True, ndim=ds.ndim, shape=tuple(ds.shape))
+            else:
+                ds = self.dataset(path, kinds=kinds, min_ndim=2, growing=True)
+                if ds.shape[1] != len(names):
+                    raise RunFileError(f"{self.path}: {path} has {ds.shape[1]} columns for {len(names)} tensors")
+                fields[member] = Field(static=False, ndim=ds.ndim, shape=tuple(ds.shape[1:]))
+        if "hist" in fields and "edges" in fields:
+            bins, edges = fields["hist"].shape[-1], fields["edges"].shape[-1]
+            if fields["hist"].ndim != 3 or fields["edges"].ndim != 2 or bins != edges + 1:
+                raise RunFileError(f"{self.path}: {where}: hist has {bins} bins and edges {edges} edges "
+                                   "(expected one more bin than edges: the under- and overflow)")
+        return Probe(names=names, fields=fields, labels=labels, attrs=attrs)
+
+    def trajectory(self) -> dict:
+        where = f"/{TRAJECTORY}"
+        self.group(where, required=("names", "sizes", "step", "params"), optional=())
+        names = self.strings(f"{where}/names")
+        sizes_ds = self.dataset(f"{where}/sizes", kinds="iu", ndim=1, growing=False)
+        with reading(self.path, f"{where}/sizes"):
+            sizes = sizes_ds[()].astype(np.int64)
+        if len(sizes) != len(names) or (sizes < 0).any():
+            raise RunFileError(f"{self.path}: {where}/sizes does not describe the {len(names)} parameters")
+        self.dataset(f"{where}/step", kinds="iu", ndim=1, growing=True)
+        params = self.dataset(f"{where}/params", kinds="f", ndim=2, growing=True)
+        if params.shape[1] != int(sizes.sum()):
+            raise RunFileError(f"{self.path}: {where}/params holds {params.shape[1]} values a row; sizes add up to {int(sizes.sum())}")
+        return {"names": names, "sizes": sizes, "dim": int(params.shape[1])}
+
+    def landscape(self, name: str) -> None:
+        where = f"/{LANDSCAPE}/{name}"
+        members = self.group(where, required=("xcoordinates", "train_loss"))
+        for member in members:
+            self.dataset(f"{where}/{member}", kinds="fiub", growing=False)
+        x = self.f[f"{where}/xcoordinates"]
+        loss = self.f[f"{where}/train_loss"]
+        expected = (len(x),) if x.ndim == 1 else None
+        if "ycoordinates" in members:
+            y = self.f[f"{where}/ycoordinates"]
+            expected = (len(y), len(x)) if x.ndim == 1 and y.ndim == 1 else None
+        if expected is None or loss.shape != expected:
+            raise RunFileError(f"{self.path}: {where}/train_loss has shape {loss.shape} for its coordinates")
+        if "train_acc" in members and self.f[f"{where}/train_acc"].shape != loss.shape:
+            raise RunFileError(f"{self.path}: {where}/train_acc has shape {self.f[f'{where}/train_acc'].shape}, "
+                               f"train_loss {loss.shape}")
+        path = [m for m in ("proj_xcoord", "proj_ycoord", "proj_steps") if m in members]
+        if path and (len(path) < 2 or len({self.f[f"{where}/{m}"].shape for m in path}) != 1
+                     or self.f[f"{where}/{path[0]}"].ndim != 1):
+            raise RunFileError(f"{self.path}: {where}: the projected path's columns do not agree")
+        if "explained_variance" in members and self.f[f"{where}/explained_variance"].shape != (2,):
+            raise RunFileError(f"{self.path}: {where}/explained_variance has shape "
+                               f"{self.f[f'{where}/explained_variance'].shape} (expected (2,))")
+
+
+_KIND_NAMES = {"iu": "integers", "fiu": "numbers", "f": "floats", "S": "strings", "fiub": "numbers"}
+
+
+def _show(value) -> str:
+    text = repr(value.tolist() if isinstance(value, np.ndarray) else value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def read_rows(f: h5py.File, layout: Layout) -> Rows:
+    """Read and check the rows of a snapshot: committed counts against stored rows, record
+    steps strictly increasing, scalar steps never decreasing, scalar keys naming a stored
+    name, declared sizes within what the file can hold.
+
+    A file with committed counts that breaks a rule is damaged (RunFileError). A file written
+    before committed counts existed may end in rows a killed or failing writer left half
+    written: it is read up to the first bad row, and a note says so.
+    """
+    path = layout.path
+    notes: list[str] = []
+    size = max(layout.file_size, _file_size(path))
+
+    def refreshed(where):
+        ds = f[where]
+        ds.refresh()
+        return ds
+
+    with reading(path, f"/{CLOSED}"):
+        closed = refreshed(f"/{CLOSED}")[()]
+    closed = int(closed[0])
+    if closed not in (CLOSED_OPEN, CLOSED_CLEANLY, CLOSED_STOPPED):
+        raise RunFileError(f"{path}: /{CLOSED} is {closed} (expected 0, 1 or 2)")
+    committed = None
+    if layout.tables is not None:
+        with reading(path, f"/{COMMITTED}"):
+            counts = refreshed(f"/{COMMITTED}")[()]
+        if (counts < 0).any():
+            raise RunFileError(f"{path}: damaged file: /{COMMITTED} holds a negative count")
+        committed = dict(zip(layout.tables, (int(c) for c in counts)))
+
+    def table_rows(table: str, columns: dict) -> int:
+        """Rows of a table (committed, or, for older files, its ``step`` column) after checking
+        every column holds them and that their declared size fits in the file."""
+        lengths = {}
+        for name, where in columns.items():
+            with reading(path, where):
+                ds = refreshed(where)
+                lengths[name] = (ds.shape[0], int(np.prod(ds.shape[1:], dtype=np.int64)) * ds.dtype.itemsize)
+        rows = committed[table] if committed is not None else lengths["step"][0]
+        for name, (length, row_bytes) in lengths.items():
+            if length < rows:
+                raise RunFileError(f"{path}: /{table}: {name} has {length} rows, {'committed' if committed else 'step'} {rows}")
+            if rows * row_bytes > _MAX_RATIO * size + _SLACK_BYTES:
+                raise RunFileError(f"{path}: damaged file: /{table}/{name} declares {rows} rows of {row_bytes} bytes "
+                                   f"in a file of {size} bytes")
+        return rows
+
+    probe_steps = {}
+    for probe, spec in layout.probes.items():
+        table = f"{PROBES}/{probe}"
+        columns = {"step": f"/{table}/step", **{k: f"/{table}/{k}" for k, v in spec.fields.items() if not v.static}}
+        rows = table_rows(table, columns)
+        with reading(path, f"/{table}/step"):
+            steps = f[f"/{table}/step"][:rows].astype(np.int64)
+        bad = _first_bad(steps, strict=True, low=1)
+        if bad is not None:
+            steps = _cut(path, notes, committed, f"/{table}/step", steps, bad, "record steps must increase from 1")
+        probe_steps[probe] = steps
+
+    with reading(path, f"/{SCALARS}/names"):
+        names_ds = refreshed(f"/{SCALARS}/names")
+        n_names = committed[SCALAR_NAMES_TABLE] if committed is not None else names_ds.shape[0]
+        if n_names > names_ds.shape[0]:
+            raise RunFileError(f"{path}: /{SCALARS}/names has {names_ds.shape[0]} rows, committed {n_names}")
+        if n_names * names_ds.dtype.itemsize > _MAX_RATIO * size + _SLACK_BYTES:
+            raise RunFileError(f"{path}: damaged file: /{SCALARS}/names declares {n_names} names")
+        scalar_names = decode(names_ds[:n_names])
+    if "" in scalar_names or len(set(scalar_names)) != len(scalar_names):
+        raise RunFileError(f"{path}: /{SCALARS}/names holds an empty or repeated name")
+    rows = table_rows(SCALARS, {c: f"/{SCALARS}/{c}" for c in ("step", "key", "value")})
+    if committed is None:  # older files: the three columns were appended one after the other
+        with reading(path, f"/{SCALARS}"):
+            rows = min(rows, *(f[f"/{SCALARS}/{c}"].shape[0] for c in ("key", "value")))
+    with reading(path, f"/{SCALARS}"):
+        step = f[f"/{SCALARS}/step"][:rows].astype(np.int64)
+        key = f[f"/{SCALARS}/key"][:rows].astype(np.int64)
+        value = f[f"/{SCALARS}/value"][:rows].astype(np.float64)
+    bad = _first_bad(step, strict=False, low=0)
+    outside = np.flatnonzero((key < 0) | (key >= len(scalar_names)))
+    if outside.size and (bad is None or outside[0] < bad):
+        if committed is not None:
+            raise RunFileError(f"{path}: damaged file: /{SCALARS}/key {int(key[outside[0]])} at row {int(outside[0])} "
+                               f"names no scalar ({len(scalar_names)} names)")
+        bad = int(outside[0])
+    if bad is not None:
+        step = _cut(path, notes, committed, f"/{SCALARS}", step, bad, "scalar steps must not decrease, keys must name a scalar")
+        key, value = key[: len(step)], value[: len(step)]
+
+    trajectory_steps = None
+    if layout.trajectory is not None:
+        rows = table_rows(TRAJECTORY, {"step": f"/{TRAJECTORY}/step", "params": f"/{TRAJECTORY}/params"})
+        with reading(path, f"/{TRAJECTORY}/step"):
+            trajectory_steps = f[f"/{TRAJECTORY}/step"][:rows].astype(np.int64)
+        bad = _first_bad(trajectory_steps, strict=True, low=0)
+        if bad is not None:
+            trajectory_steps = _cut(path, notes, committed, f"/{TRAJECTORY}/step", trajectory_steps, bad,
+                                    "trajectory steps must increase from 0")
+    if closed == CLOSED_STOPPED:
+        notes.append("the recording stopped early: a write failed (a full disk?); the file holds what was written before")
+    return Rows(closed=closed, probe_steps=probe_steps, scalar_names=scalar_names, scalar_step=step, scalar_key=key,
+                scalar_value=value, trajectory_steps=trajectory_steps, notes=notes)
+
+
+def verify(f: h5py.File, layout: Layout, rows: Rows) -> None:
+    """Check every stored chunk a reader may use (the committed rows of every table, every
+    static field and landscape) against its Fletcher-32 checksum, so that a damaged chunk
+    anywhere is a RunFileError now, not an error in one figure or in none.
+
+    The checksums are computed on the stored (compressed) bytes, read straight from the file:
+    no decompression, about 1.5 s a GB. Datasets without the checksum filter (files written
+    before it) are read through h5py instead (zlib checks what it decompresses).
+    """
+    path = layout.path
+    targets = []  # (dataset path, rows to check or None for all)
+    for probe, spec in layout.probes.items():
+        n = len(rows.probe_steps[probe])
+        targets += [(f"/{PROBES}/{probe}/{name}", None if info.static else n) for name, info in spec.fields.items()]
+    if layout.trajectory is not None:
+        targets.append((f"/{TRAJECTORY}/params", len(rows.trajectory_steps)))
+    for name in layout.landscapes:
+        with reading(path, f"/{LANDSCAPE}/{name}"):
+            targets += [(f"/{LANDSCAPE}/{name}/{member}", None) for member in f[f"/{LANDSCAPE}/{name}"]]
+    with open(path, "rb", buffering=0) as raw:
+        for where, stop in targets:
+            with reading(path, where):
+                ds = f[where]
+                if layout.open_for_write:
+                    ds.refresh()
+                if not _verify_chunks(raw, ds, stop):
+                    _read_through(ds, stop)
+
+
+def _verify_chunks(raw, ds, stop) -> bool:
+    """Fletcher-32 of every stored chunk holding rows below ``stop``; False where it cannot
+    (no checksum filter, no ``chunk_iter``): then the caller reads the rows instead."""
+    if not ds.chunks or not ds.fletcher32 or not hasattr(ds.id, "chunk_iter"):
+        return False
+    chunks = []
+    ds.id.chunk_iter(chunks.append)
+    for info in chunks:
+        if stop is not None and info.chunk_offset and info.chunk_offset[0] >= stop:
+            continue
+        if info.filter_mask:  # a filter was skipped for this chunk: read it the long way
+            return False
+        data = os.pread(raw.fileno(), info.size, info.byte_offset)
+        if len(data) != info.size or info.size < 4:
+            raise RunFileError(f"chunk at byte {info.byte_offset} cut short ({len(data)} of {info.size} bytes)")
+        stored = int.from_bytes(data[-4:], "little")
+        if hdf5.fletcher32(memoryview(data)[:-4]) not in (stored, int.from_bytes(data[-4:], "big")):
+            raise RunFileError(f"the chunk at byte {info.byte_offset} fails its checksum")
+    return True
+
+
+def _read_through(ds, stop) -> None:
+    if ds.ndim == 0 or not ds.chunks:
+        ds[()]
+        return
+    n = ds.shape[0] if stop is None else min(stop, ds.shape[0])
+    row_bytes = max(1, int(np.prod(ds.shape[1:], dtype=np.int64)) * ds.dtype.itemsize)
+    block = max(ds.chunks[0], (_VERIFY_BLOCK_BYTES // row_bytes) // ds.chunks[0] * ds.chunks[0])
+    for start in range(0, n, block):
+        ds[start : min(n, start + block)]
+
+
+_VERIFY_BLOCK_BYTES = 32 << 20
+
+
+def _first_bad(steps: np.ndarray, *, strict: bool, low: int) -> int | None:
+    """Index of the first step below ``low`` or not after the one before it (None if none)."""
+    if steps.size == 0:
+        return None
+    ok = steps >= low
+    ok[1:] &= (np.diff(steps) > 0) if strict else (np.diff(steps) >= 0)
+    bad = np.flatnonzero(~ok)
+    return int(bad[0]) if bad.size else None
+
+
+def _cut(path, notes, committed, where, steps, bad, rule):
+    if committed is not None:
+        raise RunFileError(f"{path}: damaged file: {where}: row {bad} is step {int(steps[bad])} ({rule})")
+    notes.append(f"{where}: read up to row {bad} of {len(steps)}; the rest was left half-written ({rule})")
+    return steps[:bad]
+
+
+def _file_size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def _first_line(exc) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _check_root(path: str, f: h5py.File):
+    """The root attributes of a file opened for appending (write_landscape)."""
+    with reading(path, "root attributes"):
+        _root_meta(path, f, max(1, _file_size(path)))
+

@@ -1,14 +1,19 @@
 """Reading a run file: ``dyntrace.open_run(path)`` → :class:`Run`.
 
 Read-only, torch-free, and safe while the run is still being written: a Run is a snapshot
-of the complete records present when it was opened (SWMR), so every read agrees with every
+of the committed records present when it was opened (SWMR), so every read agrees with every
 other; :meth:`Run.refresh` moves the snapshot forward. Raw additive summaries are turned
 into means, stds and fractions here.
+
+A damaged or inconsistent file is an error (:class:`dyntrace.errors.RunFileError`, one line
+naming the file and what is wrong), never a hang and never a figure of wrong numbers: the
+file is validated before it is read (:func:`dyntrace.io.format.open_validated`), each
+snapshot's rows are checked (:func:`dyntrace.io.format.read_rows`), and every later read
+turns what h5py or numpy raise into that error.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 
@@ -54,32 +59,28 @@ def open_run(path) -> "Run":
 
 
 class Run:
-    """A read-only view of one run file. Use as a context manager or call :meth:`close`."""
+    """A read-only view of one run file. Use as a context manager or call :meth:`close`.
+
+    Opening validates the file (:func:`dyntrace.io.format.open_validated`); every later read
+    that fails (a damaged chunk, say) raises :class:`dyntrace.errors.RunFileError` naming the
+    file and what could not be read.
+    """
 
     def __init__(self, path):
         self.path = os.fspath(path)
-        self._file = fmt.open_validated(self.path)
-        self.refresh()
+        self._file, self._layout = fmt.open_validated(self.path)
+        try:
+            self.refresh()
+        except BaseException:
+            self._file.close()
+            raise
 
     def refresh(self) -> "Run":
         """See what a writer appended since the file was opened (or last refreshed)."""
         # Arrays read in this snapshot (never dataset handles: a second handle on a dataset
         # that refresh() touches breaks SWMR reads).
         self._cache: dict = {}
-        self._records = {}
-        if fmt.PROBES in self._file:
-            for probe, group in self._file[fmt.PROBES].items():
-                group["step"].refresh()
-                self._records[probe] = group["step"].shape[0]
-        lengths = []
-        for name in ("step", "key", "value"):
-            ds = self._file[fmt.SCALARS][name]
-            ds.refresh()
-            lengths.append(ds.shape[0])
-        self._scalar_rows = min(lengths)
-        names = self._file[fmt.SCALARS]["names"]
-        names.refresh()
-        self._scalar_names = fmt.decode(names[:])
+        self._rows = fmt.read_rows(self._file, self._layout)
         return self
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -101,43 +102,53 @@ class Run:
     @property
     def meta(self) -> dict:
         """Root attributes, JSON fields decoded."""
-        return fmt.decode_attrs(self._file.attrs)
+        return dict(self._layout.meta)
 
     @property
     def config(self) -> dict:
-        return json.loads(self._file.attrs.get("config", "{}"))
+        return dict(self._layout.meta.get("config") or {})
 
     @property
     def closed_cleanly(self) -> bool:
-        """False while the run is being written, or if the writing process died."""
-        ds = self._ds(fmt.CLOSED)
-        return bool(ds[0])
+        """False while the run is being written, if the writing process died, or if a write
+        failure (a full disk) stopped the recording early."""
+        return self._rows.closed == fmt.CLOSED_CLEANLY
+
+    @property
+    def status(self) -> str:
+        """"closed", "open or interrupted" (being written, or its process died) or
+        "stopped early" (a write failed; the file holds what was written before)."""
+        return {fmt.CLOSED_CLEANLY: "closed", fmt.CLOSED_STOPPED: "stopped early"}.get(self._rows.closed, "open or interrupted")
+
+    @property
+    def notes(self) -> list[str]:
+        """What the reader noticed and worked around (e.g. a half-written last row of an old file)."""
+        return [*self._layout.notes, *self._rows.notes]
 
     # -- scalars ---------------------------------------------------------------------------
 
     @property
     def scalar_names(self) -> list[str]:
-        return list(self._scalar_names)
+        return list(self._rows.scalar_names)
 
     def scalar(self, name: str):
         """(steps, values) of a logged scalar, in step order: every step it was logged."""
-        names = self.scalar_names
+        names = self._rows.scalar_names
         if name not in names:
             raise MissingDataError(
                 f"{self.path}: no scalar {name!r} (has: {', '.join(names) or 'none'}); "
                 "scalars are logged with rec.log(...) or by the 'scalars' probe"
             )
-        key = names.index(name)
-        all_steps, keys, all_values = (self._cached(fmt.SCALARS, n, rows=self._scalar_rows) for n in ("step", "key", "value"))
-        mask = keys == key
-        steps, values = all_steps[mask], all_values[mask]
+        rows = self._rows
+        mask = rows.scalar_key == names.index(name)
+        steps, values = rows.scalar_step[mask], rows.scalar_value[mask]
         order = np.argsort(steps, kind="stable")
         return steps[order], values[order]
 
     @property
     def n_steps(self) -> int:
         """The last step anything was logged or recorded at."""
-        last = int(self._cached(fmt.SCALARS, "step", rows=self._scalar_rows).max()) if self._scalar_rows else 0
+        last = int(self._rows.scalar_step.max()) if self._rows.scalar_step.size else 0
         rec = self.record_steps
         return max(last, int(rec[-1]) if rec.size else 0)
 
@@ -145,10 +156,10 @@ class Run:
 
     @property
     def probes(self) -> list[str]:
-        return list(self._file[fmt.PROBES]) if fmt.PROBES in self._file else []
+        return list(self._layout.probes)
 
     def names(self, probe: str) -> list[str]:
-        return fmt.decode(self._group(probe)["names"][:])
+        return list(self._probe(probe).names)
 
     @property
     def layers(self) -> list[str]:
@@ -163,15 +174,15 @@ class Run:
 
     def kinds(self, probe: str) -> dict[str, str]:
         """Module kind of each tensor of ``probe`` ('relu', 'sigmoid', …), where recorded."""
-        group = self._group(probe)
-        if "kind" not in group:
+        spec = self._probe(probe)
+        if "kind" not in spec.labels:
             return {}
-        return dict(zip(self.names(probe), fmt.decode(group["kind"][:])))
+        return dict(zip(spec.names, spec.labels["kind"]))
 
     def steps(self, probe: str) -> np.ndarray:
         """Record steps of one probe (complete records only)."""
-        self._group(probe)
-        return self._cached(fmt.PROBES, probe, "step", rows=self._records.get(probe, 0))
+        self._probe(probe)
+        return self._rows.probe_steps[probe]
 
     @property
     def record_steps(self) -> np.ndarray:
@@ -180,8 +191,8 @@ class Run:
         return np.unique(np.concatenate(steps)) if steps else np.zeros(0, dtype=np.int64)
 
     def fields(self, probe: str) -> list[str]:
-        group = self._group(probe)
-        return [k for k in group if k not in ("names", "step", "kind")]
+        spec = self._probe(probe)
+        return sorted([*spec.fields, *(k for k in spec.labels if k != "kind")])
 
     def field(self, probe: str, field: str, name: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(steps, raw values) of one stored field: [R, T, ...], or one tensor's column [R, ...].
@@ -189,19 +200,48 @@ class Run:
         Per-record fields of one value per tensor are read once per snapshot and sliced in
         memory (every chunk holds all columns); histograms are read per column.
         """
-        group = self._group(probe)
-        if field not in group:
+        spec = self._probe(probe)
+        if field not in spec.fields:
             raise MissingDataError(f"{self.path}: probe {probe!r} has no field {field!r} (has: {', '.join(self.fields(probe))})")
         steps = self.steps(probe)
         column = self._column(probe, name) if name is not None else slice(None)
-        ds = group[field]
-        static, ndim = bool(ds.attrs.get("static", False)), ds.ndim
-        del ds  # no second handle may be open while _cached refreshes the dataset (SWMR)
-        if static:
+        info = spec.fields[field]
+        if info.static:
             return steps, self._cached(fmt.PROBES, probe, field)[column]
-        if ndim <= 2:
+        if info.ndim <= 2:
             return steps, self._cached(fmt.PROBES, probe, field, rows=len(steps))[:, column]
-        return steps, self._ds(fmt.PROBES, probe, field)[: len(steps), column]
+        where = f"{fmt.PROBES}/{probe}/{field}"
+        with fmt.reading(self.path, f"/{where}"):
+            return steps, self._ds(where)[: len(steps), column]
+
+    def verify(self) -> "Run":
+        """Read every value of this snapshot once: a damaged chunk anywhere in the file raises
+        :class:`dyntrace.errors.RunFileError` now (the commands call it before they report)."""
+        fmt.verify(self._file, self._layout, self._rows)
+        return self
+
+    def rows(self, probe: str, field: str, start: int, stop: int, columns=None) -> np.ndarray:
+        """Rows ``[start, stop)`` of a per-record field, for some columns (in the order given)
+        or all: one read straight from the file, not cached (for blocks of a long run's
+        histograms, too big to read whole and too slow to read a column at a time)."""
+        spec = self._probe(probe)
+        if field not in spec.fields or spec.fields[field].static:
+            raise MissingDataError(f"{self.path}: probe {probe!r} has no per-record field {field!r}")
+        stop = min(stop, len(self.steps(probe)))  # committed rows only
+        where = f"{fmt.PROBES}/{probe}/{field}"
+        with fmt.reading(self.path, f"/{where}"):
+            ds = self._ds(where)
+            if columns is None:
+                return ds[start:stop]
+            columns = np.asarray(columns, dtype=np.int64)
+            picked = sorted(set(columns.tolist()))  # h5py reads increasing columns
+            if len(picked) < ds.shape[1]:
+                return ds[start:stop, picked][:, np.searchsorted(picked, columns)]
+            return ds[start:stop][:, columns]
+
+    def probe_attrs(self, probe: str) -> dict:
+        """The attributes of a probe's group (``hist_scale``, ``nonfinite_scope``, ``options`` …)."""
+        return dict(self._probe(probe).attrs)
 
     def stat(self, probe: str, name: str | None, stat: str):
         """(steps, values) of a derived statistic of one tensor, or of every tensor at once.
@@ -243,7 +283,7 @@ class Run:
             return steps, dead / _positive(units)
         # frac_nonfinite: counted in the histogram sample, or exactly over the whole tensor
         nonfinite = raw("nonfinite")
-        if self._group(probe).attrs.get("nonfinite_scope", "sample") == "tensor":
+        if self._probe(probe).attrs.get("nonfinite_scope", "sample") == "tensor":
             return steps, nonfinite / _positive(count + nonfinite)
         return steps, nonfinite / _positive(raw("hist_count"))
 
@@ -252,8 +292,8 @@ class Run:
         steps, counts = self.field(probe, "hist", name)
         _, edges = self.field(probe, "edges", name)
         _, sampled = self.field(probe, "hist_count", name)
-        zeros = self.field(probe, "zero", name)[1] if "zero" in self._group(probe) else np.zeros(len(steps))
-        scale = self._group(probe).attrs.get("hist_scale", "value")
+        zeros = self.field(probe, "zero", name)[1] if "zero" in self._probe(probe).fields else np.zeros(len(steps))
+        scale = self._probe(probe).attrs.get("hist_scale", "value")
         return Histogram(
             steps=steps,
             edges=np.asarray(edges, dtype=np.float64),
@@ -269,19 +309,18 @@ class Run:
 
     def trajectory(self):
         """(steps [T], parameter names, flat parameters [T, D]) kept with ``Recorder(trajectory=n)``."""
-        if fmt.TRAJECTORY not in self._file:
+        if self._layout.trajectory is None:
             raise MissingDataError(f"{self.path}: no parameter trajectory; record with Recorder(..., trajectory=N)")
-        steps = self._ds(fmt.TRAJECTORY, "step")[:]
-        params = self._ds(fmt.TRAJECTORY, "params")
-        n = min(len(steps), params.shape[0])
-        names = fmt.decode(self._file[fmt.TRAJECTORY]["names"][:])
-        return steps[:n], names, params[:n].astype(np.float32)
+        steps = self._rows.trajectory_steps
+        with fmt.reading(self.path, f"/{fmt.TRAJECTORY}/params"):
+            params = self._ds(f"{fmt.TRAJECTORY}/params")[: len(steps)].astype(np.float32)
+        return steps, list(self._layout.trajectory["names"]), params
 
     # -- landscapes ------------------------------------------------------------------------
 
     @property
     def landscape_names(self) -> list[str]:
-        return fmt.landscape_names(self._file)
+        return list(self._layout.landscapes)
 
     def landscape(self, name: str):
         """A stored landscape as a :class:`~dyntrace.landscape.results.PlaneResult` (2-D) or
@@ -293,9 +332,10 @@ class Run:
                 f"{self.path}: no landscape {name!r} (has: {', '.join(self.landscape_names) or 'none'}); "
                 "compute one with `dyntrace landscape` or `dyntrace train --landscape`"
             )
-        arrays, attrs = fmt.read_landscape(self._file, name)
-        cls = PlaneResult if "ycoordinates" in arrays else LineResult
-        return cls.from_arrays(arrays, attrs)
+        with fmt.reading(self.path, f"/{fmt.LANDSCAPE}/{name}"):
+            arrays, attrs = fmt.read_landscape(self._file, name)
+            cls = PlaneResult if "ycoordinates" in arrays else LineResult
+            return cls.from_arrays(arrays, attrs)
 
     # -- summary ---------------------------------------------------------------------------
 
@@ -309,47 +349,51 @@ class Run:
             "versions": {k: meta.get(k) for k in ("dyntrace_version", "torch_version", "python_version")},
             "created": meta.get("created"),
             "closed_cleanly": self.closed_cleanly,
+            "status": self.status,
             "steps": self.n_steps,
             "records": int(len(self.record_steps)),
             "schedule": meta.get("schedule"),
             "model": meta.get("model_class"),
             "n_parameters": meta.get("n_parameters"),
-            "optimizer": (meta.get("optimizer") or {}).get("class") if isinstance(meta.get("optimizer"), dict) else None,
+            "optimizer": meta["optimizer"].get("class") if isinstance(meta.get("optimizer"), dict) else None,
             "scalars": self.scalar_names,
             "probes": {p: {"records": int(len(self.steps(p))), "tensors": len(self.names(p)), "fields": self.fields(p)} for p in self.probes},
             "layers": self.layers,
             "params": self.params,
             "landscapes": self.landscape_names,
             "config": self.config,
+            "notes": self.notes,
         }
 
     # -- internals -------------------------------------------------------------------------
 
-    def _group(self, probe: str):
-        if fmt.PROBES not in self._file or probe not in self._file[fmt.PROBES]:
+    def _probe(self, probe: str) -> "fmt.Probe":
+        if probe not in self._layout.probes:
             raise MissingDataError(
                 f"{self.path}: no {probe!r} probe data (has: {', '.join(self.probes) or 'none'}); "
                 f"record it with Recorder(..., probes=[..., {probe!r}])"
             )
-        return self._file[fmt.PROBES][probe]
+        return self._layout.probes[probe]
 
     def _column(self, probe: str, name: str) -> int:
-        names = self.names(probe)
+        names = self._probe(probe).names
         if name not in names:
             raise MissingDataError(f"{self.path}: {probe} has no tensor {name!r} (has: {', '.join(names)})")
         return names.index(name)
 
-    def _ds(self, *path):
-        ds = self._file["/".join(path)]
-        ds.refresh()
+    def _ds(self, where: str):
+        ds = self._file[where]
+        if self._layout.open_for_write:  # SWMR: see what the writer flushed since the last refresh
+            ds.refresh()
         return ds
 
     def _cached(self, *path, rows: int | None = None) -> np.ndarray:
         """A whole dataset (its first ``rows`` rows), read once per snapshot."""
         key = "/".join(path)
         if key not in self._cache:
-            ds = self._ds(*path)
-            self._cache[key] = ds[:rows] if rows is not None else ds[()]
+            with fmt.reading(self.path, f"/{key}"):
+                ds = self._ds(key)
+                self._cache[key] = ds[:rows] if rows is not None else ds[()]
         return self._cache[key]
 
 

@@ -95,13 +95,7 @@ def hist_rows(run, probe: str, field: str, start: int, stop: int, columns: list[
     of which suits a histogram field of a long run (GBs, or one full decompression per
     column); so this reads a block through the reader's dataset handle.
     """
-    ds = run._group(probe)[field]  # the reader's handle; refreshed by run.steps() just before
-    order = np.argsort(columns)
-    sorted_cols = list(np.asarray(columns)[order])
-    block = ds[start:stop, sorted_cols] if len(sorted_cols) < ds.shape[1] else ds[start:stop]
-    out = np.empty_like(block)
-    out[:, order] = block
-    return out
+    return run.rows(probe, field, start, stop, columns)
 
 
 def hist_windows(run, probe: str, names: list[str], *, max_windows: int = 400) -> HistWindows:
@@ -113,15 +107,12 @@ def hist_windows(run, probe: str, names: list[str], *, max_windows: int = 400) -
     cols = _columns(run, probe, names)
     steps = run.steps(probe)
     _, all_edges = run.field(probe, "edges")
-    group = run._group(probe)
-    for field in ("hist", "hist_count"):
-        group[field].refresh()
-    n = min(len(steps), group["hist"].shape[0], group["hist_count"].shape[0])
+    n = len(steps)  # the reader's committed records: every field holds them
     if n == 0:
         raise missing(run, f"{probe!r} records yet", f"the {probe!r} probe writes one row per record step")
     steps = steps[:n]
     size = max(1, math.ceil(n / max_windows))
-    bins = group["hist"].shape[2]
+    bins = len(all_edges[0]) + 1 if len(all_edges) else 0  # the under- and overflow besides the bins
     rows_per_block = max(size, (_BLOCK_BYTES // max(1, len(cols) * bins * 8)) // size * size)
     counts, sampled = [], []
     for first in range(0, n, rows_per_block):
@@ -134,7 +125,7 @@ def hist_windows(run, probe: str, names: list[str], *, max_windows: int = 400) -
     start = steps[::size]
     spacing = steps[-1] - steps[-2] if n > 1 else 1
     stop = np.append(start[1:], steps[-1] + spacing)
-    scale = group.attrs.get("hist_scale", "value")
+    scale = run.probe_attrs(probe).get("hist_scale", "value")
     return HistWindows(
         names=list(names),
         start=start,
