@@ -58,7 +58,10 @@ class Recorder:
         trajectory: keep the flat parameter vector every this many steps (and at the start
             and end) for the trajectory plane of :mod:`dyntrace.landscape`; None to skip.
         trajectory_dtype: "float32" or "float16".
-        flush_every: seconds between file flushes (a killed run keeps what was flushed).
+        flush_every: seconds from ``log()`` (or a record step) to the file: a killed run keeps
+            everything logged more than ``flush_every`` plus the time of one write before the
+            kill, provided ``log()`` or a record step came after it (values wait for one of
+            them to leave the recorder, so that device tensors are never synced one by one).
         distributed: what to record when a ``torch.distributed`` process group is
             initialised (ignored otherwise): "reduce" (default) combines the activation
             summaries of every rank's shard (gradients and weights, identical on every rank

@@ -176,7 +176,9 @@ def create(path: str, meta: dict, layouts: dict, *, trajectory: dict | None = No
     is nothing to record for them.
     """
     try:
-        f = h5py.File(path, "w", libver="latest")
+        # no chunk cache: a write goes to the file in its own call (a failure is an exception there,
+        # not in a handle's __dealloc__ later); the writer appends a batch per dataset anyway
+        f = h5py.File(path, "w", libver="latest", rdcc_nbytes=0)
     except OSError as exc:
         if "unable to lock file" in str(exc):
             raise RunFileBusyError(f"{path}: another process has it open (its HDF5 file lock is held); "
@@ -400,22 +402,52 @@ def _checksums(f: h5py.File, paths) -> dict:
     return {path: _crc(f[path], root=path == "/") for path in paths}
 
 
-def _crc(obj, *, root: bool = False, attrs: dict | None = None) -> str:
+@dataclass(frozen=True)
+class _Header:
+    """What a dataset header says, read once: type, extent, growability, chunking, checksum filter."""
+
+    dtype: np.dtype
+    shape: tuple | None
+    maxshape: tuple | None
+    chunks: tuple | None
+    fletcher32: bool
+
+    @property
+    def growing(self) -> bool:
+        return bool(self.shape) and self.maxshape is not None and self.maxshape[0] is None
+
+    @classmethod
+    def of(cls, ds) -> "_Header":
+        space = ds.id.get_space()
+        shape = space.shape
+        maxshape = space.get_simple_extent_dims(True) if shape is not None else None
+        if maxshape is not None:
+            maxshape = tuple(None if m == h5py.h5s.UNLIMITED else m for m in maxshape)
+        dcpl = ds.id.get_create_plist()
+        chunks = dcpl.get_chunk() if dcpl.get_layout() == h5py.h5d.CHUNKED else None
+        filters = {dcpl.get_filter(i)[0] for i in range(dcpl.get_nfilters())}
+        return cls(ds.id.dtype, shape, maxshape, chunks, h5py.h5z.FILTER_FLETCHER32 in filters)
+
+
+def _crc(obj, *, root: bool = False, attrs: dict | None = None, header: _Header | None = None,
+         members: list | None = None) -> str:
     """CRC-32 of what an object is: group members or dataset type, rank, fixed shape, chunking
     and checksum filter; and every attribute, name and value. Growing lengths are left out."""
     if attrs is None:
-        attrs = {key: _read_attr(obj, key) for key in obj.attrs}
+        attrs = _read_attrs(obj)
     if isinstance(obj, h5py.Group):
-        what = ["group", sorted(obj.keys())]
+        head = f"group|{'|'.join(sorted(obj.keys() if members is None else members))}"
     else:
-        growing = obj.ndim > 0 and obj.maxshape[0] is None
-        shape = list(obj.shape[1:]) if growing else list(obj.shape)
-        what = ["dataset", _kind(obj.dtype), obj.ndim, growing, shape, list(obj.chunks or ()), bool(obj.fletcher32)]
+        h = header or _Header.of(obj)
+        ndim = len(h.shape) if h.shape is not None else -1
+        shape = (h.shape[1:] if h.growing else h.shape) or ()
+        head = f"dataset|{_kind(h.dtype)}|{ndim}|{h.growing}|{list(shape)}|{list(h.chunks or ())}|{h.fletcher32}"
+    crc = zlib.crc32(head.encode())
     for key in sorted(attrs):
         if root and key == CHECKSUMS:
             continue
-        what.append([key, _canonical(attrs[key])])
-    return f"{zlib.crc32(json.dumps(what, separators=(',', ':')).encode()):08x}"
+        crc = zlib.crc32(_canonical(key, attrs[key]), crc)
+    return f"{crc:08x}"
 
 
 def _kind(dtype) -> str:
@@ -425,12 +457,16 @@ def _kind(dtype) -> str:
     return f"{dtype.kind}{dtype.itemsize}"
 
 
-def _canonical(value):
+def _canonical(key: str, value) -> bytes:
+    """An attribute as bytes that do not depend on how h5py or numpy present it."""
+    if isinstance(value, (bytes, np.bytes_, str)):  # fixed or variable length: the text
+        return f"|{key}|s|{_text(value)}".encode("utf-8", "surrogateescape")
     array = np.asarray(value)
     if array.dtype.kind in "SUO":
         items = [v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else str(v) for v in array.reshape(-1).tolist()]
-        return ["s", list(array.shape), items]
-    return [_kind(array.dtype), list(array.shape), array.astype(array.dtype.newbyteorder("<")).tobytes().hex()]
+        return f"|{key}|S|{list(array.shape)}|{items}".encode("utf-8", "surrogateescape")
+    head = f"|{key}|{_kind(array.dtype)}|{list(array.shape)}|".encode()
+    return head + array.astype(array.dtype.newbyteorder("<")).tobytes()
 
 
 # =============================================================================================
@@ -585,9 +621,11 @@ def _plain(path: str, block) -> h5py.File:
 
 def _validate(path: str, f: h5py.File, size: int, live: bool) -> Layout:
     with reading(path, "root attributes"):
-        meta, stored = _root_meta(path, f, size)
+        raw, stored = _root_identity(path, f, size)
     checks = _Walk(path, f, size, stored)
     checks.group("/", required=(CLOSED, SCALARS, PROBES), optional=(COMMITTED, TRAJECTORY, LANDSCAPE))
+    with reading(path, "root attributes"):
+        meta = _root_meta(path, raw)  # after the root's checksum: damage is reported as damage
 
     closed = checks.dataset(f"/{CLOSED}", kinds="iu", ndim=1)
     if closed.shape != (1,):
@@ -638,8 +676,10 @@ _TEXT_ATTRS = ("created", "model", "model_class", "schedule", "device", "platfor
                "dyntrace_version", "torch_version", "python_version", "numpy_version")
 
 
-def _root_meta(path: str, f: h5py.File, size: int) -> tuple[dict, dict | None]:
-    raw = {key: _read_attr(f, key, size) for key in f.attrs}
+def _root_identity(path: str, f: h5py.File, size: int) -> tuple[dict, dict | None]:
+    """The root attributes, checked for what makes the file a run this reader reads: the
+    format name, the schema version, the stored checksums (if any)."""
+    raw = _read_attrs(f, size)
     fmt = raw.get("format")
     if not isinstance(fmt, (str, bytes, np.bytes_)) or _text(fmt) != FORMAT_NAME:
         raise RunFileError(f"{path}: an HDF5 file, but not a dyntrace run (no format={FORMAT_NAME!r} attribute)")
@@ -663,6 +703,11 @@ def _root_meta(path: str, f: h5py.File, size: int) -> tuple[dict, dict | None]:
             stored = None
         if not isinstance(stored, dict) or not all(isinstance(v, str) for v in stored.values()):
             raise RunFileError(f"{path}: damaged file: the {CHECKSUMS} attribute is not a table of checksums")
+    return raw, stored
+
+
+def _root_meta(path: str, raw: dict) -> dict:
+    """The root attributes as the run's metadata, each one the reader interprets of its type."""
     meta = decode_attrs(raw)
     for key, kind in _JSON_ATTRS.items():
         if key in raw:
@@ -678,19 +723,40 @@ def _root_meta(path: str, f: h5py.File, size: int) -> tuple[dict, dict | None]:
             raise RunFileError(f"{path}: the {key} attribute is {_show(raw[key])} (expected text)")
     if "n_parameters" in meta and (isinstance(meta["n_parameters"], bool) or not isinstance(meta["n_parameters"], int)):
         raise RunFileError(f"{path}: the n_parameters attribute is {_show(meta['n_parameters'])} (expected an integer)")
-    return meta, stored
+    return meta
 
 
 def _read_attr(obj, key: str, size: int | None = None):
     """One attribute, its declared size checked before it is read (a damaged header may
     declare terabytes)."""
+    return _attr_value(obj, key, h5py.h5a.open(obj.id, key.encode()), size)
+
+
+def _read_attrs(obj, size: int | None = None) -> dict:
+    """Every attribute of ``obj`` (opened by index: one open each), sizes checked first."""
+    out = {}
+    for i in range(h5py.h5a.get_num_attrs(obj.id)):
+        attr = h5py.h5a.open(obj.id, index=i)
+        key = attr.name.decode("utf-8", "surrogateescape")
+        out[key] = _attr_value(obj, key, attr, size)
+    return out
+
+
+def _attr_value(obj, key, attr, size):
+    """Numbers and fixed-length strings straight from the open attribute; anything else
+    (variable-length strings of older files, compound types) through h5py."""
+    shape, dtype = attr.shape, attr.dtype
     if size is not None:
-        attr = h5py.h5a.open(obj.id, key.encode())
-        count = int(np.prod(attr.shape, dtype=np.float64)) if attr.shape else 1
-        nbytes = count * attr.dtype.itemsize
+        count = int(np.prod(shape, dtype=np.float64)) if shape else 1
+        nbytes = count * dtype.itemsize
         if nbytes > min(_MAX_ATTR_BYTES, size + 4096):
             raise RunFileError(f"attribute {key!r} declares {nbytes} bytes in a file of {size}")
-    value = obj.attrs[key]
+    if shape is not None and dtype.kind in "iufbS" and dtype.names is None and dtype.subdtype is None:
+        value = np.empty(shape, dtype=dtype)
+        if value.size:
+            attr.read(value)
+    else:
+        value = obj.attrs[key]
     if isinstance(value, np.ndarray) and value.shape == () and value.dtype.kind not in "O":
         value = value[()]
     return value
@@ -705,36 +771,48 @@ class _Walk:
     def __init__(self, path: str, f: h5py.File, size: int, stored: dict | None):
         self.path, self.f, self.size, self.stored = path, f, size, stored
         self.seen: set[str] = set()
+        self.objects: dict[str, object] = {"/": f}  # path -> its h5py object, opened once
         self.attrs: dict[str, dict] = {}  # path -> its attributes, read once
+        self.headers: dict[str, _Header] = {}
+        self.members: dict[str, list[str]] = {}
 
     def _get(self, where: str, kind):
+        if where in self.seen:
+            return self.objects[where]
         parent, _, name = where.rpartition("/")
         with reading(self.path, where):
             if where != "/":
-                link = self.f[parent or "/"].get(name, getlink=True)
+                group = self.objects.get(parent or "/")
+                if group is None:
+                    group = self.f[parent or "/"]
+                link = group.get(name, getlink=True)
                 if link is None:
                     raise RunFileError(f"{self.path}: no {where} (not a complete run file)")
                 if not isinstance(link, h5py.HardLink):
                     raise RunFileError(f"{self.path}: damaged file: {where} is a {type(link).__name__}, not an object")
-            obj = self.f[where]
+                obj = group[name]
+            else:
+                obj = self.f
             if not isinstance(obj, kind):
                 expected = "group" if kind is h5py.Group else "dataset"
                 raise RunFileError(f"{self.path}: damaged file: {where} is not a {expected}")
-            attrs = self.attrs[where] = {key: _read_attr(obj, key, self.size) for key in obj.attrs}
+            attrs = self.attrs[where] = _read_attrs(obj, self.size)
+            header = self.headers[where] = _Header.of(obj) if kind is h5py.Dataset else None
+            members = self.members[where] = list(obj.keys()) if kind is h5py.Group else None
             if self.stored is not None:
                 if where not in self.stored:
                     raise RunFileError(f"{self.path}: damaged file: {where} is not in the stored checksums")
-                if _crc(obj, root=where == "/", attrs=attrs) != self.stored[where]:
+                if _crc(obj, root=where == "/", attrs=attrs, header=header, members=members) != self.stored[where]:
                     raise RunFileError(f"{self.path}: damaged file: the structure or attributes of {where} "
                                        "do not match their stored checksum")
         self.seen.add(where)
+        self.objects[where] = obj
         return obj
 
     def group(self, where: str, required=(), optional=None) -> list[str]:
         """Check a group and its links; ``optional`` None allows any other members."""
-        group = self._get(where, h5py.Group)
-        with reading(self.path, where):
-            members = list(group.keys())
+        self._get(where, h5py.Group)
+        members = self.members[where]
         for name in required:
             if name not in members:
                 raise RunFileError(f"{self.path}: no {where.rstrip('/')}/{name} (not a complete run file)")
@@ -745,25 +823,21 @@ class _Walk:
         return members
 
     def dataset(self, where: str, *, kinds: str, ndim: int | None = None, growing: bool | None = None, min_ndim=None):
-        ds = self.f[where] if where in self.seen else self._get(where, h5py.Dataset)
-        with reading(self.path, where):
-            dtype, shape, maxshape = ds.dtype, ds.shape, ds.maxshape
-            if h5py.check_string_dtype(dtype) is not None:
-                kind = "S"
-            else:
-                kind = dtype.kind
-            if dtype.names is not None or kind not in kinds:
-                raise RunFileError(f"{self.path}: {where} has type {dtype} (expected {_KIND_NAMES.get(kinds, kinds)})")
-            if shape is None or (ndim is not None and len(shape) != ndim) or (min_ndim is not None and len(shape) < min_ndim):
-                raise RunFileError(f"{self.path}: {where} has shape {shape} (expected {ndim or min_ndim} dimensions)")
-            is_growing = bool(shape) and maxshape is not None and maxshape[0] is None
-            if growing is not None and growing != is_growing:
-                raise RunFileError(f"{self.path}: {where} is {'' if is_growing else 'not '}growable (the format says otherwise)")
-            if not is_growing:  # read whole: its declared size must fit in the file
-                nbytes = float(np.prod(shape, dtype=np.float64)) * dtype.itemsize
-                if nbytes > _MAX_RATIO * self.size + _SLACK_BYTES:
-                    raise RunFileError(f"{self.path}: damaged file: {where} declares {shape} ({nbytes:.3g} bytes) "
-                                       f"in a file of {self.size} bytes")
+        ds = self._get(where, h5py.Dataset)
+        h = self.headers[where]
+        dtype, shape = h.dtype, h.shape
+        kind = "S" if h5py.check_string_dtype(dtype) is not None else dtype.kind
+        if dtype.names is not None or kind not in kinds:
+            raise RunFileError(f"{self.path}: {where} has type {dtype} (expected {_KIND_NAMES.get(kinds, kinds)})")
+        if shape is None or (ndim is not None and len(shape) != ndim) or (min_ndim is not None and len(shape) < min_ndim):
+            raise RunFileError(f"{self.path}: {where} has shape {shape} (expected {ndim or min_ndim} dimensions)")
+        if growing is not None and growing != h.growing:
+            raise RunFileError(f"{self.path}: {where} is {'' if h.growing else 'not '}growable (the format says otherwise)")
+        if not h.growing:  # read whole: its declared size must fit in the file
+            nbytes = float(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+            if nbytes > _MAX_RATIO * self.size + _SLACK_BYTES:
+                raise RunFileError(f"{self.path}: damaged file: {where} declares {shape} ({nbytes:.3g} bytes) "
+                                   f"in a file of {self.size} bytes")
         return ds
 
     def strings(self, where: str, count: int | None = None) -> list[str]:
@@ -805,15 +879,17 @@ class _Walk:
                 continue
             kinds = "iu" if member in _RECORD_FIELDS_INT else "fiu"
             if static:
-                ds = self.dataset(path, kinds=kinds, min_ndim=1, growing=False)
-                if ds.shape[0] != len(names):
-                    raise RunFileError(f"{self.path}: {path} has {ds.shape[0]} rows for {len(names)} tensors")
-                fields[member] = Field(static=True, ndim=ds.ndim, shape=tuple(ds.shape))
+                self.dataset(path, kinds=kinds, min_ndim=1, growing=False)
+                shape = self.headers[path].shape
+                if shape[0] != len(names):
+                    raise RunFileError(f"{self.path}: {path} has {shape[0]} rows for {len(names)} tensors")
+                fields[member] = Field(static=True, ndim=len(shape), shape=tuple(shape))
             else:
-                ds = self.dataset(path, kinds=kinds, min_ndim=2, growing=True)
-                if ds.shape[1] != len(names):
-                    raise RunFileError(f"{self.path}: {path} has {ds.shape[1]} columns for {len(names)} tensors")
-                fields[member] = Field(static=False, ndim=ds.ndim, shape=tuple(ds.shape[1:]))
+                self.dataset(path, kinds=kinds, min_ndim=2, growing=True)
+                shape = self.headers[path].shape
+                if shape[1] != len(names):
+                    raise RunFileError(f"{self.path}: {path} has {shape[1]} columns for {len(names)} tensors")
+                fields[member] = Field(static=False, ndim=len(shape), shape=tuple(shape[1:]))
         if "hist" in fields and "edges" in fields:
             bins, edges = fields["hist"].shape[-1], fields["edges"].shape[-1]
             if fields["hist"].ndim != 3 or fields["edges"].ndim != 2 or bins != edges + 1:
@@ -831,34 +907,32 @@ class _Walk:
         if len(sizes) != len(names) or (sizes < 0).any():
             raise RunFileError(f"{self.path}: {where}/sizes does not describe the {len(names)} parameters")
         self.dataset(f"{where}/step", kinds="iu", ndim=1, growing=True)
-        params = self.dataset(f"{where}/params", kinds="f", ndim=2, growing=True)
-        if params.shape[1] != int(sizes.sum()):
-            raise RunFileError(f"{self.path}: {where}/params holds {params.shape[1]} values a row; sizes add up to {int(sizes.sum())}")
-        return {"names": names, "sizes": sizes, "dim": int(params.shape[1])}
+        self.dataset(f"{where}/params", kinds="f", ndim=2, growing=True)
+        dim = self.headers[f"{where}/params"].shape[1]
+        if dim != int(sizes.sum()):
+            raise RunFileError(f"{self.path}: {where}/params holds {dim} values a row; sizes add up to {int(sizes.sum())}")
+        return {"names": names, "sizes": sizes, "dim": int(dim)}
 
     def landscape(self, name: str) -> None:
         where = f"/{LANDSCAPE}/{name}"
         members = self.group(where, required=("xcoordinates", "train_loss"))
         for member in members:
             self.dataset(f"{where}/{member}", kinds="fiub", growing=False)
-        x = self.f[f"{where}/xcoordinates"]
-        loss = self.f[f"{where}/train_loss"]
-        expected = (len(x),) if x.ndim == 1 else None
+        shape = {member: self.headers[f"{where}/{member}"].shape for member in members}
+        x, loss = shape["xcoordinates"], shape["train_loss"]
+        expected = x if len(x) == 1 else None
         if "ycoordinates" in members:
-            y = self.f[f"{where}/ycoordinates"]
-            expected = (len(y), len(x)) if x.ndim == 1 and y.ndim == 1 else None
-        if expected is None or loss.shape != expected:
-            raise RunFileError(f"{self.path}: {where}/train_loss has shape {loss.shape} for its coordinates")
-        if "train_acc" in members and self.f[f"{where}/train_acc"].shape != loss.shape:
-            raise RunFileError(f"{self.path}: {where}/train_acc has shape {self.f[f'{where}/train_acc'].shape}, "
-                               f"train_loss {loss.shape}")
+            y = shape["ycoordinates"]
+            expected = (y[0], x[0]) if len(x) == 1 and len(y) == 1 else None
+        if expected is None or loss != expected:
+            raise RunFileError(f"{self.path}: {where}/train_loss has shape {loss} for its coordinates")
+        if "train_acc" in members and shape["train_acc"] != loss:
+            raise RunFileError(f"{self.path}: {where}/train_acc has shape {shape['train_acc']}, train_loss {loss}")
         path = [m for m in ("proj_xcoord", "proj_ycoord", "proj_steps") if m in members]
-        if path and (len(path) < 2 or len({self.f[f"{where}/{m}"].shape for m in path}) != 1
-                     or self.f[f"{where}/{path[0]}"].ndim != 1):
+        if path and (len(path) < 2 or len({shape[m] for m in path}) != 1 or len(shape[path[0]]) != 1):
             raise RunFileError(f"{self.path}: {where}: the projected path's columns do not agree")
-        if "explained_variance" in members and self.f[f"{where}/explained_variance"].shape != (2,):
-            raise RunFileError(f"{self.path}: {where}/explained_variance has shape "
-                               f"{self.f[f'{where}/explained_variance'].shape} (expected (2,))")
+        if "explained_variance" in members and shape["explained_variance"] != (2,):
+            raise RunFileError(f"{self.path}: {where}/explained_variance has shape {shape['explained_variance']} (expected (2,))")
 
 
 _KIND_NAMES = {"iu": "integers", "fiu": "numbers", "f": "floats", "S": "strings", "fiub": "numbers"}
@@ -947,7 +1021,9 @@ def read_rows(f: h5py.File, layout: Layout) -> Rows:
         step = f[f"/{SCALARS}/step"][:rows].astype(np.int64)
         key = f[f"/{SCALARS}/key"][:rows].astype(np.int64)
         value = f[f"/{SCALARS}/value"][:rows].astype(np.float64)
-    bad = _first_bad(step, strict=False, low=0)
+    # (no order among scalar steps: values logged with reduce= under torch.distributed are
+    # written at the next record step, after later steps' values)
+    bad = _first_bad(step, strict=None, low=0)
     outside = np.flatnonzero((key < 0) | (key >= len(scalar_names)))
     if outside.size and (bad is None or outside[0] < bad):
         if committed is not None:
@@ -955,7 +1031,7 @@ def read_rows(f: h5py.File, layout: Layout) -> Rows:
                                f"names no scalar ({len(scalar_names)} names)")
         bad = int(outside[0])
     if bad is not None:
-        step = _cut(path, notes, committed, f"/{SCALARS}", step, bad, "scalar steps must not decrease, keys must name a scalar")
+        step = _cut(path, notes, committed, f"/{SCALARS}", step, bad, "scalar steps are not negative, keys name a scalar")
         key, value = key[: len(step)], value[: len(step)]
 
     trajectory_steps = None
@@ -1037,12 +1113,14 @@ def _read_through(ds, stop) -> None:
 _VERIFY_BLOCK_BYTES = 32 << 20
 
 
-def _first_bad(steps: np.ndarray, *, strict: bool, low: int) -> int | None:
-    """Index of the first step below ``low`` or not after the one before it (None if none)."""
+def _first_bad(steps: np.ndarray, *, strict: bool | None, low: int) -> int | None:
+    """Index of the first step below ``low`` or, unless ``strict`` is None, not after (strict)
+    or before (not strict) the one before it; None if there is none."""
     if steps.size == 0:
         return None
     ok = steps >= low
-    ok[1:] &= (np.diff(steps) > 0) if strict else (np.diff(steps) >= 0)
+    if strict is not None:
+        ok[1:] &= (np.diff(steps) > 0) if strict else (np.diff(steps) >= 0)
     bad = np.flatnonzero(~ok)
     return int(bad[0]) if bad.size else None
 
@@ -1069,5 +1147,6 @@ def _first_line(exc) -> str:
 def _check_root(path: str, f: h5py.File):
     """The root attributes of a file opened for appending (write_landscape)."""
     with reading(path, "root attributes"):
-        _root_meta(path, f, max(1, _file_size(path)))
+        raw, _ = _root_identity(path, f, max(1, _file_size(path)))
+        _root_meta(path, raw)
 

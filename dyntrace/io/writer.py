@@ -152,9 +152,9 @@ class RunWriter:
             self._stop(f"{type(exc).__name__}: {exc}")
             return
         if not self._space.reserve(need + _CLOSE_RESERVE):
+            why = self._space.error
             self._space.reserve(_CLOSE_RESERVE)
-            self._stop(f"no space left on the device for the next {need / 1e6:.2f} MB "
-                       f"({self._space.free_bytes() / 1e6:.2f} MB free)")
+            self._stop(f"no room for the next {need / 1e6:.2f} MB ({why})")
             return
         try:
             with _quiet_h5py_teardown():
@@ -296,6 +296,7 @@ class _Space:
     def __init__(self, path: str, f):
         self._path, self._file = path, f
         self._fd = None
+        self.error = ""  # why the last reservation failed
         if hasattr(os, "posix_fallocate"):
             try:
                 self._fd = os.open(path, os.O_WRONLY)
@@ -313,10 +314,13 @@ class _Space:
                 return True
             except OSError as exc:
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                    self.error = os.strerror(exc.errno)
                     return False
                 os.close(self._fd)  # a file system without fallocate: ask for free space instead
                 self._fd = None
-        return self.free_bytes() >= nbytes
+        free = self.free_bytes()
+        self.error = f"{free / 1e6:.2f} MB free on the device"
+        return free >= nbytes
 
     def free_bytes(self) -> int:
         try:
@@ -361,6 +365,8 @@ def _quiet_h5py_teardown():
 
 
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.errno:  # h5py's message carries HDF5's whole error stack
+        return f"{os.strerror(exc.errno)} (errno {exc.errno})"
     text = str(exc).strip().splitlines()
     first = text[0] if text else type(exc).__name__
     if isinstance(exc, DyntraceError):

@@ -69,7 +69,8 @@ _RECORD = textwrap.dedent(
                           nn.Linear(8, 2))
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
-    rec = dyntrace.Recorder(model, opt, path, every=3, probes="all", trajectory=5, flush_every=0.05,
+    # the closed run has every probe; the killed one the default set (fewer objects, faster reads)
+    rec = dyntrace.Recorder(model, opt, path, every=3, probes=None if kill else "all", trajectory=5, flush_every=0.05,
                             config={"fuzz": "base"})
     for step in range(1, 31):
         opt.zero_grad()
@@ -91,20 +92,20 @@ _RECORD = textwrap.dedent(
 
 
 def make_bases(folder: str) -> dict[str, str]:
-    """Record the two runs the variants are made from: ``closed`` (closed cleanly, with two
-    landscapes) and ``killed`` (its writer was killed after committing 30 steps)."""
+    """Record the two runs the variants are made from: ``closed`` (every probe, closed cleanly,
+    two landscapes) and ``killed`` (the default probes; its writer was killed after committing
+    30 steps)."""
     os.makedirs(folder, exist_ok=True)
-    env = {**os.environ, "PYTHONPATH": _ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    bases = {}
-    for name in ("closed", "killed"):
-        path = os.path.join(folder, f"{name}.h5")
-        proc = subprocess.run([sys.executable, "-c", _RECORD, path, "kill" if name == "killed" else "close"],
-                              env=env, capture_output=True, text=True, timeout=300)
-        if name == "closed" and proc.returncode != 0:
-            raise RuntimeError(f"recording the base run failed:\n{proc.stderr}")
-        if name == "killed" and proc.returncode != -signal.SIGKILL:
-            raise RuntimeError(f"the killed base run ended with {proc.returncode}:\n{proc.stderr}")
-        bases[name] = path
+    env = {**os.environ, "PYTHONPATH": _ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
+    bases = {name: os.path.join(folder, f"{name}.h5") for name in ("closed", "killed")}
+    procs = {name: subprocess.Popen([sys.executable, "-c", _RECORD, path, "kill" if name == "killed" else "close"],
+                                    env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for name, path in bases.items()}
+    for name, proc in procs.items():
+        _, err = proc.communicate(timeout=300)
+        expected = -signal.SIGKILL if name == "killed" else 0
+        if proc.returncode != expected:
+            raise RuntimeError(f"recording the {name} base run ended with {proc.returncode}:\n{err}")
     return bases
 
 
@@ -189,6 +190,7 @@ class Variant:
     path: str
     what: str
     valid: bool | None = None  # decided by construction (structural) or by the oracle (bytes)
+    oracle_cpu: float = 0.0
 
 
 def _raw_ranges(path: str) -> list[tuple[int, int]]:
@@ -375,17 +377,20 @@ def _reshape(rng, data, ranges, base, path):
             _replace(f, name, new, maxshape=(None, *new.shape[1:]) if name in growing else None, chunks=True)
             return f"/{name} {old.shape} -> {new.shape}"
         if choice == 3:  # rows taken off a column (fewer than the step column or the committed count)
-            name = rng.choice([n for n in growing if f[n].shape[0] > 1 and not n.endswith("/step") and n != "scalars/names"])
+            # (in a file without /committed, the scalar log is as long as its shortest column: a
+            # shorter key or value column is a valid shorter log there, so not this edit)
+            name = rng.choice([n for n in growing if f[n].shape[0] > 1 and not n.endswith("/step") and n != "scalars/names"
+                               and not (legacy and n.startswith("scalars/"))])
             ds = f[name]
             ds.resize(ds.shape[0] // 2, axis=0)
             return f"/{name} cut to {ds.shape[0]} rows"
-        if choice == 4:  # steps out of order
-            name = rng.choice([n for n in growing if n.endswith("step") and f[n].shape[0] > 2])
+        if choice == 4:  # record steps out of order (scalar steps need no order: a negative one)
+            name = rng.choice([n for n in growing if n.endswith("/step") and f[n].shape[0] > 2])
             values = f[name][()]
             i = rng.randrange(1, len(values))
-            values[i] = values[i - 1] - rng.randint(1, 3)
+            values[i] = values[i - 1] - rng.randint(1, 3) if name != "scalars/step" else -rng.randint(1, 5)
             f[name][...] = values
-            return f"/{name}[{i}] set before the step before it"
+            return f"/{name}[{i}] = {values[i]} (after {values[i - 1]})"
         if choice == 5:  # a scalar key naming no scalar
             values = f["scalars/key"][()]
             i = rng.randrange(len(values))
@@ -404,7 +409,7 @@ def _reshape(rng, data, ranges, base, path):
             _replace(f, "closed", value)
             return f"/closed = {value!r}"
         # rows added at the end of the step column only (phantom records)
-        name = rng.choice([n for n in growing if n.endswith("/step")])
+        name = rng.choice([n for n in growing if n.endswith("/step") and not (legacy and n == "scalars/step")])
         ds = f[name]
         extra = rng.randint(1, 40)
         ds.resize(ds.shape[0] + extra, axis=0)
@@ -445,9 +450,10 @@ def _attrs(rng, data, ranges, base, path):
             return f"root attribute {key} = {value!r}"
         if choice < 0.8:
             probe = rng.choice([p for p in ("gradients", "activations", "weights") if p in f["probes"]])
-            key, value = rng.choice([("hist_scale", "bogus"), ("hist_scale", 5), ("nonfinite_scope", "x"),
-                                     ("hist_scale", "log10_abs" if probe == "activations" else "value")])
-            if legacy and (key, value) in (("hist_scale", "log10_abs"), ("hist_scale", "value")):
+            scale = f["probes"][probe].attrs.get("hist_scale", "value")
+            other = "value" if (scale.decode() if isinstance(scale, bytes) else str(scale)) == "log10_abs" else "log10_abs"
+            key, value = rng.choice([("hist_scale", "bogus"), ("hist_scale", 5), ("nonfinite_scope", "x"), ("hist_scale", other)])
+            if legacy and value == other:
                 value = "bogus"  # a valid but different value is only detectable through the checksums
             f["probes"][probe].attrs[key] = value
             return f"/probes/{probe} attribute {key} = {value!r}"
@@ -562,20 +568,23 @@ def _worker_main() -> None:  # pragma: no cover  (runs in the worker process)
         request = json.loads(line)
         answer = {"id": request["id"], "results": {}}
         if request.get("oracle"):
+            started = time.process_time()
             base_digest = reference.get(request["base"])
             if base_digest is None:
                 base_digest = reference[request["base"]] = content(request["base"])
             answer["valid"] = content(request["path"]) == base_digest
+            answer["oracle_cpu"] = round(time.process_time() - started, 3)
         folder = tempfile.mkdtemp(prefix="fuzz-out-")
         try:
             for command in request["commands"]:
                 args = {
                     "info": ["info", request["path"]],
                     "info_json": ["info", "--json", request["path"]],
-                    "plot": ["plot", request["path"], "-o", os.path.join(folder, "plot"), "--dpi", "30"],
+                    "plot": ["plot", request["path"], "-o", os.path.join(folder, "plot"), "--dpi", "30",
+                             *(_LIGHT_PLOT if request.get("light_valid_plots") and answer.get("valid") else ())],
                     "compare": ["compare", request["path"], request["base"], "-o", os.path.join(folder, "compare"), "--dpi", "30"],
                 }[command]
-                started = time.monotonic()
+                started, cpu = time.monotonic(), time.process_time()
                 result = CliRunner().invoke(main, args)
                 text = result.output + (result.stderr if _has_stderr(result) else "")
                 unexpected = result.exception is not None and not isinstance(result.exception, SystemExit)
@@ -585,12 +594,19 @@ def _worker_main() -> None:  # pragma: no cover  (runs in the worker process)
                     "note": _noted(command, result.stdout if command == "info_json" else text, request["path"]),
                     "last": text.strip().splitlines()[-1][:300] if text.strip() else "",
                     "seconds": round(time.monotonic() - started, 3),
+                    "cpu": round(time.process_time() - cpu, 3),
                     "error": repr(result.exception)[:300] if unexpected else "",
                 }
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         out.write(json.dumps(answer) + "\n")
         out.flush()
+
+
+# A variant the oracle found byte for byte equal to its base in everything stored draws the
+# base's figures: in the suite it draws three that read every kind of data (scalars, histogram
+# blocks, landscapes) instead of all of them.
+_LIGHT_PLOT = ("--only", "loss,activation_heatmaps,landscapes")
 
 
 def _noted(command: str, text: str, path: str) -> bool:
@@ -656,9 +672,10 @@ class _Worker:
 
 
 def run(variants: list[Variant], *, bases: dict, workers: int = 2, deadline: float = 60.0,
-        commands_for=lambda variant: COMMANDS, progress=None) -> list[Outcome]:
+        commands_for=lambda variant: COMMANDS, light_valid_plots: bool = False, progress=None) -> list[Outcome]:
     """Every variant through its commands in ``workers`` processes; a variant that takes more
-    than ``deadline`` seconds is a hang (its worker is killed and replaced)."""
+    than ``deadline`` seconds is a hang (its worker is killed and replaced). With
+    ``light_valid_plots``, a variant found valid by the oracle draws three figures, not all."""
     todo = list(enumerate(variants))
     outcomes: list[Outcome | None] = [None] * len(variants)
     pool = [_Worker() for _ in range(max(1, min(workers, len(variants))))]
@@ -670,7 +687,8 @@ def run(variants: list[Variant], *, bases: dict, workers: int = 2, deadline: flo
         if todo:
             index, variant = todo.pop(0)
             worker.send(index, {"id": variant.id, "path": variant.path, "base": bases[variant.base],
-                                "commands": list(commands_for(variant)), "oracle": variant.valid is None})
+                                "commands": list(commands_for(variant)), "oracle": variant.valid is None,
+                                "light_valid_plots": light_valid_plots})
 
     for worker in pool:
         feed(worker)
@@ -688,6 +706,7 @@ def run(variants: list[Variant], *, bases: dict, workers: int = 2, deadline: flo
                     answer = json.loads(line)
                     if "valid" in answer:
                         variant.valid = answer["valid"]
+                        variant.oracle_cpu = answer.get("oracle_cpu", 0.0)
                     outcomes[worker.job] = Outcome(variant, answer["results"])
                 done += 1
                 if progress:
