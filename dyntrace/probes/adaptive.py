@@ -130,8 +130,7 @@ class AdaptiveProbe(ParameterTensorProbe, Probe):
         self._inner = None
         self._groups: dict[int, dict] = {}
         self._acc: torch.Tensor | None = None
-        self._steps_host: list[float] = []
-        self._steps_device: dict[int, torch.Tensor] = {}
+        self._steps: list = []  # per parameter: the state's step (a tensor or a number), or NaN
         self._beta2: list[float] = []
 
     # -- layout ----------------------------------------------------------------------------
@@ -202,14 +201,14 @@ class AdaptiveProbe(ParameterTensorProbe, Probe):
         return kind, state, group
 
     def _read_accumulators(self, ctx):
-        bins_device = self._packed.device if self._packed is not None else torch.device("cpu")
-        rows, steps_host, steps_device, beta2 = [], [], {}, []
+        bins_device = self._packed.device if self._packed is not None else ctx.device
+        rows, steps, beta2 = [], [], []
         nan = float("nan")
         for i, param in enumerate(ctx.params):
             found = self._state(param)
             if found is None:
                 rows.append(_empty_accumulator(bins_device))
-                steps_host.append(nan)
+                steps.append(nan)
                 beta2.append(nan)
                 continue
             kind, state, group = found
@@ -217,15 +216,10 @@ class AdaptiveProbe(ParameterTensorProbe, Probe):
             lo, hi = torch.aminmax(acc.reshape(-1))
             # summed in the state's precision (a float64 reduction of float32 costs ~10x on a CPU)
             rows.append(torch.stack([acc.sum().double(), lo.double(), hi.double()]).to(bins_device))
-            step = state.get("step", nan)
-            if isinstance(step, torch.Tensor) and step.device.type != "cpu":
-                steps_device[i] = step  # capturable/fused: stays on the device, sent with the summaries
-                steps_host.append(nan)
-            else:
-                steps_host.append(float(step))  # a CPU scalar: no device sync
+            steps.append(state.get("step", nan))  # read with the record's transfer, never here
             beta2.append(float(group["betas"][1]) if kind == "adam" else nan)
         self._acc = torch.stack(rows)
-        self._steps_host, self._steps_device, self._beta2 = steps_host, steps_device, beta2
+        self._steps, self._beta2 = steps, beta2
 
     def tensor_of(self, param):
         found = self._state(param)
@@ -237,17 +231,17 @@ class AdaptiveProbe(ParameterTensorProbe, Probe):
         if kind == "adam":
             v = state["max_exp_avg_sq"] if group.get("amsgrad") and "max_exp_avg_sq" in state else state["exp_avg_sq"]
             beta2 = group["betas"][1]
-            if isinstance(step, torch.Tensor) and step.device.type != "cpu":
-                scale = (1 - beta2**step).sqrt()  # stays on the device
+            if isinstance(step, torch.Tensor):  # on the device (capturable, fused) or a CPU scalar:
+                scale = (1 - beta2 ** step.double()).sqrt()  # used as it is, no sync
             else:
                 scale = math.sqrt(1 - beta2 ** float(step))
             # as torch's Adam: denom = √v / √(1 − β₂ᵗ) + ε; per-record allocation: ψ
             return v.detach().sqrt().div_(scale).add_(eps).reciprocal_()
-        lr = _host_number(group["lr"])
+        lr = group["lr"]  # a number, or a tensor (capturable optimizers): used as it is
         if kind == "adagrad":
             decay = group.get("lr_decay", 0.0)
             if decay:
-                t = step if isinstance(step, torch.Tensor) and step.device.type != "cpu" else float(step)
+                t = step.double() if isinstance(step, torch.Tensor) else step
                 lr = lr / (1 + (t - 1) * decay)
             return state["sum"].detach().sqrt().add_(eps).reciprocal_().mul_(lr)
         v = state["square_avg"].detach()
@@ -261,22 +255,13 @@ class AdaptiveProbe(ParameterTensorProbe, Probe):
             return fields
         acc, self._acc = self._acc, None
         fields.update(acc_sum=acc[:, 0], acc_min=acc[:, 1], acc_max=acc[:, 2])
-        if self._steps_device:  # rare: a step tensor on the device joins the one transfer
-            device = acc.device
-            fields["state_step"] = torch.stack(
-                [
-                    self._steps_device[i].to(device, torch.float64)
-                    if i in self._steps_device
-                    else torch.full((), value, dtype=torch.float64, device=device)
-                    for i, value in enumerate(self._steps_host)
-                ]
-            )
+        fields["state_step"] = _steps_tensor(self._steps, acc.device)
         return fields
 
     def check(self, ctx, host):
         """Exact moments where ψ is not finite (the base class), then ρ_t, r_t on the host."""
         host = super().check(ctx, host)
-        steps = np.asarray(host["state_step"], dtype=np.float64) if "state_step" in host else np.asarray(self._steps_host, dtype=np.float64)
+        steps = np.asarray(host["state_step"], dtype=np.float64)
         beta2 = np.asarray(self._beta2, dtype=np.float64)
         adam = np.array([kind == "adam" for kind in self._kinds]) & np.isfinite(beta2) & (steps >= 1)
         rho = np.where(adam, radam_rho(np.where(adam, steps, 1.0), np.where(adam, beta2, 0.5)), np.nan)
@@ -301,6 +286,21 @@ def _empty_accumulator(device) -> torch.Tensor:
     return out
 
 
-def _host_number(value) -> float:
-    """A learning rate as a float (torch allows a 0-d CPU tensor: no device sync)."""
-    return float(value)
+def _steps_tensor(steps: list, device) -> torch.Tensor:
+    """The state's step of every parameter as one float64 vector, for the record's transfer.
+
+    Torch keeps ``step`` as a CPU scalar tensor (a number in old optimizers), or on the
+    device for capturable/fused optimizers. The vector stays on the CPU when every step is
+    there — the transfer then reads it without touching the GPU — and goes to ``device``
+    only when some step already lives on it.
+    """
+    on_device = any(isinstance(s, torch.Tensor) and s.device.type != "cpu" for s in steps)
+    where = device if on_device else torch.device("cpu")
+    return torch.stack(
+        [
+            s.detach().to(where, torch.float64).reshape(())
+            if isinstance(s, torch.Tensor)
+            else torch.full((), float(s), dtype=torch.float64, device=where)
+            for s in steps
+        ]
+    )

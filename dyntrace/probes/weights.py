@@ -8,13 +8,11 @@ past it land in the overflow bins.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from dyntrace.probes._params import ParameterTensorProbe
 from dyntrace.probes.base import Probe
-from dyntrace.summaries import DEFAULT_HIST_SAMPLE
+from dyntrace.summaries import DEFAULT_HIST_SAMPLE, nice_ceiling
 
 __all__ = ["WeightsProbe"]
 
@@ -31,7 +29,7 @@ class WeightsProbe(ParameterTensorProbe, Probe):
         if bins < 2:
             raise ValueError(f"Invalid bins: {bins} (expected >= 2)")
         self.bins = bins
-        self._limit: float | None = None
+        self._limit: torch.Tensor | None = None
 
     def setup(self, ctx):
         return self.layout(ctx)
@@ -47,22 +45,12 @@ class WeightsProbe(ParameterTensorProbe, Probe):
 
     def before_step(self, ctx):
         if self._limit is None:
-            # Once per run: one host sync fixes the histogram range for good.
+            # Once per run, decided on the device (no sync): 1.5 × the largest |w| then.
             with torch.no_grad():
-                largest = max((float(p.detach().abs().max()) for p in ctx.params if p.numel()), default=1.0)
-            self._limit = _nice_ceiling(1.5 * largest)
+                tops = [p.detach().abs().amax().double() for p in ctx.params if p.numel()]
+                largest = torch.stack([t.to(ctx.device) for t in tops]).amax() if tops else torch.ones((), device=ctx.device)
+            self._limit = nice_ceiling(1.5 * largest)
         self._summarise(ctx)
 
     def options(self):
         return {**super().options(), "bins": self.bins}
-
-
-def _nice_ceiling(value: float) -> float:
-    """The smallest of 1, 2, 2.5, 5 × 10^k at or above ``value`` (a readable axis limit)."""
-    if not math.isfinite(value) or value <= 0:
-        return 1.0
-    power = 10 ** math.floor(math.log10(value))
-    for mantissa in (1, 2, 2.5, 5, 10):
-        if mantissa * power >= value:
-            return mantissa * power
-    return 10 * power
