@@ -148,7 +148,10 @@ class Run:
         return list(self._file[fmt.PROBES]) if fmt.PROBES in self._file else []
 
     def names(self, probe: str) -> list[str]:
-        return fmt.decode(self._group(probe)["names"][:])
+        """The tensors (columns) of ``probe``: module or parameter names. For activations, a
+        functional call site reads ``<module path>/<function>#<call>``, an RNN's final hidden
+        state ``<path>/h_n``; columns reserved for call sites and not taken are left out."""
+        return list(self._columns(probe)[0])
 
     @property
     def layers(self) -> list[str]:
@@ -163,10 +166,19 @@ class Run:
 
     def kinds(self, probe: str) -> dict[str, str]:
         """Module kind of each tensor of ``probe`` ('relu', 'sigmoid', …), where recorded."""
+        names, kinds = self._columns(probe)
+        return dict(zip(names, kinds)) if kinds is not None else {}
+
+    def unit_axes(self, probe: str) -> dict[str, int]:
+        """The unit axis of each tensor of ``probe`` where recorded (activations), counted from
+        the end: −1 is the last dim (features of (N, C) or (N, T, C)), −3 the channels of
+        (N, C, H, W), −2 those of (N, C, L)."""
         group = self._group(probe)
-        if "kind" not in group:
+        if "unit_axis" not in group:
             return {}
-        return dict(zip(self.names(probe), fmt.decode(group["kind"][:])))
+        names = self.names(probe)
+        axes = self._cached(fmt.PROBES, probe, "unit_axis")[: len(names)]
+        return {n: int(a) for n, a in zip(names, axes) if a < 0}
 
     def steps(self, probe: str) -> np.ndarray:
         """Record steps of one probe (complete records only)."""
@@ -193,7 +205,7 @@ class Run:
         if field not in group:
             raise MissingDataError(f"{self.path}: probe {probe!r} has no field {field!r} (has: {', '.join(self.fields(probe))})")
         steps = self.steps(probe)
-        column = self._column(probe, name) if name is not None else slice(None)
+        column = self._column(probe, name) if name is not None else slice(0, len(self._columns(probe)[0]))
         ds = group[field]
         static, ndim = bool(ds.attrs.get("static", False)), ds.ndim
         del ds  # no second handle may be open while _cached refreshes the dataset (SWMR)
@@ -332,6 +344,36 @@ class Run:
                 f"record it with Recorder(..., probes=[..., {probe!r}])"
             )
         return self._file[fmt.PROBES][probe]
+
+    def _columns(self, probe: str) -> tuple[list[str], list[str] | None]:
+        """(names, kinds) of the columns shown, read once per snapshot. Activations reserve
+        ``functional_slots`` columns at the end for call sites found while recording; a taken
+        one has a finite static ``site`` (host, function, call) naming it, taken in order, so
+        the columns shown are always the first ones."""
+        key = ("columns", probe)
+        if key not in self._cache:
+            group = self._group(probe)
+            names = fmt.decode(group["names"][:])
+            kinds = fmt.decode(group["kind"][:]) if "kind" in group else None
+            slots = int(group.attrs.get("functional_slots", 0))
+            if slots and "site" in group:
+                attrs = fmt.decode_attrs(group.attrs)
+                hosts, functions = attrs.get("functional_hosts", []), attrs.get("functional_kinds", [])
+                site = self._cached(fmt.PROBES, probe, "site")
+                shown = len(names) - slots
+                for j in range(shown, len(names)):
+                    if not np.isfinite(site[j]).all():
+                        break
+                    host, function, call = (int(v) for v in site[j])
+                    path, kind = hosts[host], functions[function]
+                    names[j] = f"{path}/{kind}#{call}" if path else f"{kind}#{call}"
+                    if kinds is not None:
+                        kinds[j] = kind
+                    shown = j + 1
+                names = names[:shown]
+                kinds = kinds[:shown] if kinds is not None else None
+            self._cache[key] = (names, kinds)
+        return self._cache[key]
 
     def _column(self, probe: str, name: str) -> int:
         names = self.names(probe)

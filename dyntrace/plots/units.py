@@ -12,7 +12,7 @@ __all__ = ["plot_saturation", "plot_dead_units", "BOUNDED_KINDS"]
 #: Module kinds whose outputs the activations probe counts as saturated near their bounds
 #: (the keys of dyntrace.probes.activations.BOUNDS, repeated here because that module
 #: imports torch; a test keeps the two equal).
-BOUNDED_KINDS = ("sigmoid", "hardsigmoid", "softmax", "tanh", "softsign", "hardtanh")
+BOUNDED_KINDS = ("sigmoid", "hardsigmoid", "softmax", "tanh", "softsign", "hardtanh", "lstm", "gru", "rnn")
 
 
 def _fraction_lines(run, ax, owns, stat, keep, *, ylabel, title, max_points):
