@@ -16,7 +16,7 @@ import numpy as np
 from dyntrace.analysis import fraction, merge_windows
 from dyntrace.errors import MissingDataError
 
-__all__ = ["layer_stat", "pick_evenly", "HistWindows", "hist_windows", "hist_rows", "missing", "scalar_or_none"]
+__all__ = ["layer_stat", "forward_order", "pick_evenly", "HistWindows", "hist_windows", "hist_rows", "missing", "scalar_or_none"]
 
 # A block of histogram rows read at a time: bounded memory whatever the run's length.
 _BLOCK_BYTES = 64 << 20
@@ -35,7 +35,8 @@ def scalar_or_none(run, name: str):
 
 
 def layer_stat(run, probe: str, stat: str):
-    """(steps (R,), names (T,), values (R, T)) of one derived statistic for every tensor.
+    """(steps (R,), names (T,), values (R, T)) of one derived statistic for every tensor, the
+    tensors in forward order (:func:`forward_order`).
 
     The arithmetic is the reader's (:meth:`dyntrace.io.reader.Run.stat` with ``name=None``);
     this only refuses a file without records yet, rather than drawing empty axes.
@@ -43,7 +44,24 @@ def layer_stat(run, probe: str, stat: str):
     steps, values = run.stat(probe, None, stat)
     if len(steps) == 0:
         raise missing(run, f"{probe!r} records yet", f"the {probe!r} probe writes one row per record step")
-    return steps, run.names(probe), values
+    names = run.names(probe)
+    order = _forward_index(run, probe, len(names))
+    return steps, [names[i] for i in order], values[:, order]
+
+
+def _forward_index(run, probe: str, n: int) -> list[int]:
+    if "order" not in run.fields(probe):
+        return list(range(n))
+    first_seen = np.asarray(run.field(probe, "order")[1], dtype=np.float64)[:n]
+    return [int(i) for i in np.argsort(np.where(np.isfinite(first_seen), first_seen, np.inf), kind="stable")]
+
+
+def forward_order(run, probe: str) -> list[str]:
+    """The tensors of ``probe`` in the order the forward pass computes them: activations store
+    when each column's output was first seen (a functional call site, whose column comes after
+    every module's, takes its place among them); other probes keep the file's order."""
+    names = run.names(probe)
+    return [names[i] for i in _forward_index(run, probe, len(names))]
 
 
 def pick_evenly(n: int, max_n: int) -> list[int]:
