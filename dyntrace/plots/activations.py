@@ -8,7 +8,16 @@ import numpy as np
 from dyntrace.analysis import decimate, fraction
 from dyntrace.plots._data import forward_order, hist_rows, layer_stat, missing
 from dyntrace.plots._heatmap import hist_heatmaps, select
-from dyntrace.plots._layout import layer_key, layer_labels, log_if_wide, panel_title, panels, single, step_label, title_chars
+from dyntrace.plots._layout import (
+    layer_key,
+    layer_labels,
+    log_if_wide,
+    panel_title,
+    panels,
+    single,
+    step_label,
+    title_chars,
+)
 from dyntrace.plots.theme import layer_color, layer_colors
 
 __all__ = ["plot_activation_heatmaps", "plot_activation_histograms", "plot_activation_std"]

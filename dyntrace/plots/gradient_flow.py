@@ -9,7 +9,14 @@ from matplotlib.colors import Normalize
 
 from dyntrace.analysis import Thresholds, decimate, gradient_flow, gradient_flow_ratio
 from dyntrace.plots._data import missing, pick_evenly
-from dyntrace.plots._layout import log_if_wide, panels, root_figure, short_names, single, step_label
+from dyntrace.plots._layout import (
+    log_if_wide,
+    panels,
+    root_figure,
+    short_names,
+    single,
+    step_label,
+)
 from dyntrace.plots.theme import NEUTRAL, PALETTE, TIME_CMAP
 
 __all__ = ["plot_gradient_flow", "plot_gradient_norm_by_depth", "plot_gradient_ratio"]

@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import threading
 from collections import defaultdict
 
 import numpy as np
@@ -79,7 +80,7 @@ from dyntrace.summaries import (
     tensor_fields,
 )
 
-__all__ = ["ActivationsProbe", "BOUNDS", "NON_NEGATIVE", "FUNCTIONS", "module_kind", "is_activation"]
+__all__ = ["ActivationsProbe", "BOUNDS", "NON_NEGATIVE", "FUNCTIONS", "FUNCTION_KINDS", "module_kind", "is_activation"]
 
 BOUNDS = {
     "sigmoid": (0.0, 1.0),
@@ -215,7 +216,7 @@ def _default_selection(named: list) -> list:
 def _feature_side(module: nn.Module) -> str | None:
     """'channels' for a convolution or a channel norm, 'features' for a layer whose outputs
     are features in the last dim, else None."""
-    if isinstance(module, nn.modules.conv._ConvNd) or isinstance(module, (nn.modules.batchnorm._NormBase, nn.GroupNorm)):
+    if isinstance(module, (nn.modules.conv._ConvNd, nn.modules.batchnorm._NormBase, nn.GroupNorm)):
         return "channels"
     if isinstance(module, (nn.Linear, nn.Embedding, nn.LayerNorm, nn.RNNBase, nn.MultiheadAttention)):
         return "features"
@@ -402,9 +403,8 @@ class ActivationsProbe(Probe):
         self._slots = 0
         self._first_slot = 0
         self._sites: dict = {}  # (host, kind, call) -> column
-        self._stack: list[_Frame] = []
+        self._thread = threading.local()  # per thread: the forward in progress (.stack, .mode_on)
         self._mode: _FunctionalMode | None = None
-        self._mode_on = False
         self._busy = False
         self._ctx = None
         self._seen = 0  # columns seen so far (their forward order)
@@ -486,7 +486,7 @@ class ActivationsProbe(Probe):
 
     def attach(self, ctx):
         self._ctx = ctx
-        self._stack = []
+        self._thread = threading.local()
         handles = []
         for module, column, h_n in self._hooked:
             handles.append(module.register_forward_hook(self._hook(column, h_n, ctx)))
@@ -499,31 +499,42 @@ class ActivationsProbe(Probe):
             handles.append(_Handle(self._reset_mode))
         return handles
 
+    def _forward(self):
+        """This thread's forward in progress: a stack of module frames, and whether the mode is
+        pushed (a mode stack is per thread; DataParallel runs replicas in threads)."""
+        state = self._thread
+        if not hasattr(state, "stack"):
+            state.stack, state.mode_on = [], False
+        return state
+
     def _enter(self, module, host):
         recorded = id(module) in self._recorded_modules
 
         def pre_hook(mod, inputs):
-            outer = self._stack[-1] if self._stack else None
-            self._stack.append(_Frame(host, recorded or (outer is not None and outer.recorded)))
-            if len(self._stack) == 1 and not self._mode_on:
+            state = self._forward()
+            outer = state.stack[-1] if state.stack else None
+            state.stack.append(_Frame(host, recorded or (outer is not None and outer.recorded)))
+            if len(state.stack) == 1 and not state.mode_on:
                 self._mode.__enter__()  # pushed for this forward pass, popped at its end (_leave)
-                self._mode_on = True
+                state.mode_on = True
 
         return pre_hook
 
     def _leave(self, module, inputs, output):
-        if self._stack:
-            self._stack.pop()
-        if not self._stack and self._mode_on:
-            self._mode_on = False
+        state = self._forward()
+        if state.stack:
+            state.stack.pop()
+        if not state.stack and state.mode_on:
+            state.mode_on = False
             self._mode.__exit__(None, None, None)
 
     def _reset_mode(self):
         """Disarm: nothing should be in flight (the recorder disarms between forward passes)."""
-        if self._mode_on:
-            self._mode_on = False
+        state = self._forward()
+        if state.mode_on:
+            state.mode_on = False
             self._mode.__exit__(None, None, None)
-        self._stack = []
+        state.stack = []
         self._mode = None
 
     def _hook(self, column: int, h_n: int | None, ctx):
@@ -547,7 +558,8 @@ class ActivationsProbe(Probe):
 
     def _call_site(self, kind: str, args, kwargs, result):
         """An activation function returned ``result`` inside a forward pass (the mode's handler)."""
-        frame = self._stack[-1] if self._stack else None
+        stack = self._forward().stack
+        frame = stack[-1] if stack else None
         if frame is None or frame.recorded or frame.host is None or not torch.is_grad_enabled():
             return
         if self._kinds is not None and kind not in self._kinds:
@@ -564,7 +576,7 @@ class ActivationsProbe(Probe):
             dim = None
             if kind == "softmax":
                 dim = args[1] if len(args) > 1 else kwargs.get("dim")
-            self._observe(column, result[0] if isinstance(result, tuple) else result, dim=dim)
+            self._observe(column, result, dim=dim)
         except Exception as exc:  # the recorder never kills training
             self._ctx.warn_once((self.name, column), f"activations: {self._state[column].name} not recorded ({exc})")
 

@@ -52,7 +52,7 @@ def _record_bert(path, layers):
     g = torch.Generator().manual_seed(0)
     x, y = torch.randint(0, 64, (16, 8), generator=g), torch.randint(0, 3, (16,), generator=g)
     with dyntrace.Recorder(model, opt, path, every=2) as rec:
-        for step in range(8):
+        for _ in range(8):
             i = torch.randint(0, 16, (4,), generator=g)
             opt.zero_grad()
             out = model(x[i], labels=y[i])
@@ -165,9 +165,8 @@ def test_heatmap_panels_are_titled_path_and_kind_in_forward_order(berts):
 
 def test_a_layer_never_seen_is_drawn_as_an_empty_panel_not_a_crash(tmp_path):
     torch = pytest.importorskip("torch")
-    from torch import nn
-
     from click.testing import CliRunner
+    from torch import nn
 
     from dyntrace.cli import main
 

@@ -357,8 +357,8 @@ def test_a_layer_without_a_forward_pass_on_a_record_step_is_named_in_a_warning(t
                 opt.step()
                 rec.log()
     messages = [str(w.message) for w in caught if "dyntrace" in str(w.message)]
-    assert messages == ["dyntrace: activations: b ran no forward pass with gradients on record step 2 while other layers did; "
-                        "its statistics there are empty (NaN)"]
+    assert messages == [("dyntrace: activations: b ran no forward pass with gradients on record step 2 while other layers did; "
+                         "its statistics there are empty (NaN)")]
     with dyntrace.open_run(tmp_path / "branch.h5") as run:
         assert np.isnan(run.stat("activations", "b", "mean")[1]).tolist() == [False, True, True]
 
