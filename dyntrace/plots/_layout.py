@@ -271,7 +271,8 @@ def unit_word(axis) -> str:
 
 
 def layer_labels(run, probe: str, names: list[str], *, max_chars: int = 30, units: bool = False) -> list[str]:
-    """"path (kind)" for tensors of ``probe``, the paths shortened together with every other
+    """"path (kind)" for tensors of ``probe`` ("path" alone for a call site, ``attn/softmax#0``,
+    which names its function), the paths shortened together with every other
     tensor of the probe (:func:`short_names`), so a label reads the same in every figure;
     with ``units``, also the number of units and what they are: "mlp.act (gelu, 128 features)"."""
     order = run.names(probe)
@@ -283,7 +284,7 @@ def layer_labels(run, probe: str, names: list[str], *, max_chars: int = 30, unit
         axes = run.unit_axes(probe)
     labels = []
     for n in names:
-        extra = [kinds[n]] if n in kinds else []
+        extra = [kinds[n]] if n in kinds and f"{kinds[n]}#" not in n else []  # a call site names its function
         if counts.get(n):
             extra.append(f"{int(counts[n])} {unit_word(axes.get(n))}")
         labels.append(short.get(n, n) + (f" ({', '.join(extra)})" if extra else ""))

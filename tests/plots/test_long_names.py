@@ -158,7 +158,7 @@ def test_heatmap_panels_are_titled_path_and_kind_in_forward_order(berts):
     titles = [ax.get_title().replace("\n", " ") for ax in fig.axes if ax.get_label() != "<colorbar>"]
     # forward order: the embeddings' LayerNorm, then layer 0's softmax (a functional call site,
     # stored after every module column) before layer 0's LayerNorms and GELU
-    assert titles[:5] == ["embeddings.LayerNorm (layernorm)", "…layer.0…self/softmax#0 (softmax)",
+    assert titles[:5] == ["embeddings.LayerNorm (layernorm)", "…layer.0…self/softmax#0",
                           "encoder.layer.0.attention …LayerNorm (layernorm)", "…layer.0…intermediate_act_fn (gelu)",
                           "encoder.layer.0.output. LayerNorm (layernorm)"]
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import dyntrace
+from dyntrace.analysis import Thresholds, diagnose
 from dyntrace.probes.activations import ActivationsProbe, _FunctionalMode
 from tests.sync_guard import NoSync
 
@@ -118,6 +119,9 @@ def test_gpt2_records_every_gelu_the_attention_softmax_and_layernorms(tmp_path):
             assert_stats(run, name, probs, bounds=(0.0, 1.0), units=SEQ, axis=-1)
             assert 0.0 <= run.stat("activations", name, "min")[1][0] and run.stat("activations", name, "max")[1][0] <= 1.0
             assert 0.0 < run.stat("activations", name, "frac_saturated")[1][0] < 1.0  # causal zeros, lone ones
+        # attention weights near 0 are no fault: no diagnosis, even with a low threshold
+        found = diagnose(run, thresholds=Thresholds(saturated_fraction=0.1, dead_fraction=0.01))
+        assert [d.subject for d in found if d.kind in ("saturation", "dead_units")] == []
 
 
 def test_bert_records_every_gelu_the_attention_softmax_layernorms_and_the_pooler(tmp_path):
