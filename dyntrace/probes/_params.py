@@ -34,6 +34,7 @@ class ParameterTensorProbe:
             names=ctx.param_names,
             fields=tensor_fields(bins, unit=self.unit, hist_description=self.hist_description)
             + [FieldSpec("edges", "float64", (bins + 1,), static=True, unit=self.unit)],
+            labels={"role": ctx.param_roles()},
             attrs={"nonfinite_scope": "tensor", "hist_sample": self.hist_sample, "hist_scale": "log10_abs" if self.magnitude else "value"},
         )
 
