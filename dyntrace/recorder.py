@@ -277,7 +277,8 @@ class Recorder:
     def _before_step(self, optimizer, args, kwargs):
         if not self._armed:
             return None
-        closure = kwargs.get("closure", args[0] if args else None)
+        # args are (optimizer, *step's args): torch passes the bound method's self along
+        closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
         if not callable(closure):
             self._read_gradients()
             return None
@@ -292,7 +293,7 @@ class Recorder:
 
         if "closure" in kwargs:
             return args, {**kwargs, "closure": closure_then_read}
-        return (closure_then_read, *args[1:]), kwargs
+        return (args[0], closure_then_read, *args[2:]), kwargs
 
     def _after_step(self, optimizer, args, kwargs):
         self.step += 1

@@ -327,6 +327,7 @@ class Run:
             "created": meta.get("created"),
             "closed_cleanly": self.closed_cleanly,
             "steps": self.n_steps,
+            "skipped_steps": int(len(self.scalar("skipped")[0])) if "skipped" in self._scalar_names else 0,
             "records": int(len(self.record_steps)),
             "schedule": meta.get("schedule"),
             "model": meta.get("model_class"),
