@@ -20,13 +20,10 @@ combined across ranks with a constant number of collectives (see :mod:`dyntrace.
 from __future__ import annotations
 
 import json
-import math
 import os
-import platform
 import sys
 import weakref
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 import numpy as np
 import torch
@@ -37,6 +34,7 @@ from dyntrace.io.format import SCALAR_NAME_BYTES
 from dyntrace.io.writer import RunWriter
 from dyntrace.probes import make_probes
 from dyntrace.probes.base import RecordContext
+from dyntrace.run_meta import describe_run
 from dyntrace.scalar_log import ScalarLog
 from dyntrace.schedules import as_schedule
 from dyntrace.summaries import to_host
@@ -164,7 +162,11 @@ class Recorder:
             if not os.path.isdir(parent):
                 raise DyntraceError(f"cannot write {self.path}: folder {parent} does not exist")
             try:
-                self._writer = RunWriter(self.path, self._meta(model, optimizer, config), layouts, trajectory=traj_spec, flush_every=flush_every)
+                meta = describe_run(
+                    self._ctx.module, self._ctx.params, optimizer, config=config, schedule=self.schedule,
+                    probes=self._probes, device=self._ctx.device, distributed=self._dist.meta(model),
+                )
+                self._writer = RunWriter(self.path, meta, layouts, trajectory=traj_spec, flush_every=flush_every)
             except OSError as exc:
                 raise DyntraceError(f"cannot write {self.path}: {exc}") from None
         else:  # another rank: no file, no HDF5 work
@@ -550,41 +552,3 @@ class Recorder:
             flat = torch.cat([p.detach().reshape(-1).float() for p in self._ctx.params])
         # A whole-model host copy, only every `trajectory` steps: the price of the PCA plane.
         self._writer.add_trajectory(self.step, flat.cpu().numpy())
-
-    def _meta(self, model, optimizer, config) -> dict:
-        module = self._ctx.module  # described as named in the file: inside a DDP wrapper
-        groups = [
-            {**{k: v for k, v in g.items() if k != "params"}, "n_params": len(g["params"])}
-            for g in optimizer.param_groups
-        ]
-        return {
-            "dyntrace_version": _dyntrace_version(),
-            "torch_version": torch.__version__,
-            "python_version": sys.version.split()[0],
-            "numpy_version": np.__version__,
-            "platform": platform.platform(),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "config": json.dumps(config if config is not None else {}, default=str),
-            "model": str(module),
-            "model_class": type(module).__name__,
-            "n_parameters": int(sum(p.numel() for p in self._ctx.params)),
-            "device": str(next(model.parameters()).device) if any(True for _ in model.parameters()) else "cpu",
-            "optimizer": json.dumps({"class": type(optimizer).__name__, "param_groups": groups}, default=_jsonable),
-            "schedule": repr(self.schedule),
-            "probes": json.dumps([{"name": p.name, "options": p.options()} for p in self._probes], default=str),
-            **({"distributed": json.dumps(self._dist.meta(model))} if self._dist.meta(model) is not None else {}),
-        }
-
-
-def _jsonable(value):
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        return float(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return str(value)
-
-
-def _dyntrace_version() -> str:
-    from dyntrace import __version__
-
-    return __version__
