@@ -100,10 +100,43 @@ class RecordContext:
     def params(self) -> list[torch.nn.Parameter]:
         return [p for _, p in self.named_params]
 
+    def param_roles(self) -> list[str]:
+        """What each parameter is to this run, in ``named_params`` order (decided at setup):
+
+        - "trainable": requires grad and is stepped by the recorded optimizer;
+        - "frozen": ``requires_grad=False`` (a frozen backbone);
+        - "not_stepped": requires grad but is in none of the optimizer's parameter groups
+          (stepped by another optimizer, as a GAN's discriminator, or by nothing);
+        - "sparse": owned by a module with ``sparse=True`` (``nn.Embedding``): sparse gradients.
+
+        Only "trainable" parameters take part in gradient-flow figures and diagnoses by default.
+        """
+        optimizer = self.optimizer
+        for _ in range(8):  # wrappers (Lookahead) hold the optimizer whose groups they share
+            inner = getattr(optimizer, "optimizer", None)
+            if not isinstance(inner, torch.optim.Optimizer):
+                break
+            optimizer = inner
+        stepped = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        stepped |= {id(p) for group in self.optimizer.param_groups for p in group["params"]}
+        sparse = {id(p) for m in self.module.modules() if getattr(m, "sparse", False) is True for p in m.parameters(recurse=False)}
+        roles = []
+        for p in self.params:
+            if not p.requires_grad:
+                roles.append("frozen")
+            elif id(p) not in stepped:
+                roles.append("not_stepped")
+            elif id(p) in sparse:
+                roles.append("sparse")
+            else:
+                roles.append("trainable")
+        return roles
+
     def take_snapshot(self) -> None:
         """Copy every parameter on its device (one pass; only on record steps that need it)."""
-        with torch.no_grad():
-            self._snapshot = [p.detach().clone() for p in self.params]  # per-record allocation
+        with torch.no_grad():  # one fused copy of every parameter: a per-record allocation
+            params = [p.detach() for p in self.params]
+            self._snapshot = list(torch._foreach_mul(params, 1)) if params else []
 
     @property
     def snapshot(self) -> list[torch.Tensor] | None:
