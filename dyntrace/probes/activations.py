@@ -65,6 +65,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 from torch.overrides import TorchFunctionMode
 
+from dyntrace.checks import check_int, check_number
 from dyntrace.probes.base import Probe
 from dyntrace.summaries import (
     DEFAULT_HIST_SAMPLE,
@@ -363,13 +364,11 @@ class ActivationsProbe(Probe):
         dead_patience: int = 3,
         hist_sample: int = DEFAULT_HIST_SAMPLE,
     ):
-        for option, value, low in (("bins", bins, 2), ("dead_patience", dead_patience, 1), ("hist_sample", hist_sample, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"Invalid {option}: {value!r} (expected an int >= {low})")
-        if not isinstance(saturation_eps, (int, float)) or not 0 < saturation_eps < 0.5:
-            raise ValueError(f"Invalid saturation_eps: {saturation_eps!r} (expected 0 < eps < 0.5)")
-        if functional_slots is not None and (isinstance(functional_slots, bool) or not isinstance(functional_slots, int) or functional_slots < 0):
-            raise ValueError(f"Invalid functional_slots: {functional_slots!r} (expected an int >= 0 or None)")
+        bins = check_int("bins", bins, low=2)
+        dead_patience = check_int("dead_patience", dead_patience, low=1)
+        hist_sample = check_int("hist_sample", hist_sample, low=1)
+        functional_slots = check_int("functional_slots", functional_slots, low=0, optional=True)
+        saturation_eps = check_number("saturation_eps", saturation_eps, low=0, strict_low=True, high=0.49)
         if isinstance(functional, bool):
             kinds = None if functional else frozenset()
         elif isinstance(functional, str):
