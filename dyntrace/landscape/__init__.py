@@ -20,6 +20,7 @@ __all__ = [
     "flatten_params",
     "unflatten",
     "parameter_names",
+    "for_run",
     "PlaneResult",
     "LineResult",
 ]
@@ -33,6 +34,7 @@ _LAZY = {
     "flatten_params": "dyntrace.landscape.params",
     "unflatten": "dyntrace.landscape.params",
     "parameter_names": "dyntrace.landscape.params",
+    "for_run": "dyntrace.landscape.own_run",  # not a module named for_run: importing it would shadow the function
     "PlaneResult": "dyntrace.landscape.results",
     "LineResult": "dyntrace.landscape.results",
 }
