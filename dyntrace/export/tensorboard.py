@@ -7,7 +7,8 @@ TensorFlow is needed, and read back by TensorBoard's own loader (``EventAccumula
 - every logged scalar (``loss``, ``lr/0``, ``val_loss``, ``grad_norm``, …) as a scalar of the
   same tag, at every step it was logged (``simple_value``, float32);
 - every histogram a probe recorded (activations, gradients, weights, step sizes, …) as a
-  histogram tagged ``<probe>/<tensor>`` at each record step. Buckets are the probe's own bins:
+  histogram tagged ``<probe>/<tensor>`` at each record step. Buckets are the probe's own bins
+  (those of the record, for a probe whose range follows the data):
   bucket ``k`` holds the values in ``[edges[k], edges[k+1])`` with upper limit ``edges[k+1]``;
   values below the first edge make one bucket ending at ``edges[0]`` and values above the last
   one bucket ending one bin width further (only when there are any). Magnitude histograms
@@ -126,7 +127,7 @@ def histogram_proto(hist, r: int, summary_pb2=None):
     """The ``HistogramProto`` of record ``r`` of a :class:`dyntrace.io.reader.Histogram` (see the module docstring)."""
     if summary_pb2 is None:
         summary_pb2 = _tensorboard()[2]
-    edges = hist.edges
+    edges = hist.edges if hist.edges.ndim == 1 else hist.edges[r]  # fixed bins, or a range that follows the data
     width = float(edges[-1] - edges[-2]) if len(edges) > 1 else 1.0
     counts = hist.counts[r].astype(np.float64)
     below = float(hist.underflow[r]) + (float(hist.zeros[r]) if hist.scale == "log10_abs" else 0.0)

@@ -128,8 +128,8 @@ def build_report(paths, *, labels=None, dpi: int = 100) -> str:
         "<body>",
         "<header>",
         f"<h1>{html.escape(title)}</h1>",
-        f'<p class="muted">{len(runs)} run{"s" if len(runs) > 1 else ""}, written {created} by dyntrace {__version__}. '
-        "Figures are drawn from the recorded files; this page needs no other file.</p>",
+        (f'<p class="muted">{len(runs)} run{"s" if len(runs) > 1 else ""}, written {created} by dyntrace {__version__}. '
+         "Figures are drawn from the recorded files; this page needs no other file.</p>"),
         f"<nav><ul>{''.join(nav)}</ul></nav>",
         "</header>",
         "<main>",
@@ -155,7 +155,7 @@ def _run_section(index: int, run, label: str, dpi: int) -> str:
         why = spec.missing(run)
         if why is None:
             try:
-                png = _png(lambda: spec.function(run), dpi)
+                png = _png(spec.function, (run,), {}, dpi)
             except MissingDataError as exc:
                 why = str(exc).removeprefix(f"{run.path}: ")
             else:
@@ -256,7 +256,7 @@ def _compare_section(runs, labels, dpi: int) -> str:
     figures, skipped = [], []
     for name, function in COMPARISONS.items():
         try:
-            png = _png(lambda: function(runs, labels=labels), dpi)
+            png = _png(function, (runs,), {"labels": labels}, dpi)
         except MissingDataError as exc:
             skipped.append((name, str(exc)))
             continue
@@ -271,12 +271,12 @@ def _compare_section(runs, labels, dpi: int) -> str:
 
 # -- drawing -----------------------------------------------------------------------------------
 
-def _png(draw, dpi: int) -> bytes:
-    """A figure drawn in the theme, as PNG bytes (no file, no pyplot state)."""
+def _png(draw, args: tuple, kwargs: dict, dpi: int) -> bytes:
+    """``draw(*args, **kwargs)`` drawn in the theme, as PNG bytes (no file, no pyplot state)."""
     from dyntrace.plots import theme
 
     with theme():
-        fig = draw()
+        fig = draw(*args, **kwargs)
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
     return buffer.getvalue()

@@ -18,8 +18,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 L = pytest.importorskip("lightning.pytorch", reason="lightning is in the test extras")
 
-import dyntrace  # noqa: E402
-from dyntrace.integrations.lightning import DyntraceCallback  # noqa: E402
+import dyntrace
+from dyntrace.integrations.lightning import DyntraceCallback
 
 logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
 

@@ -17,8 +17,8 @@ import torch
 transformers = pytest.importorskip("transformers", reason="transformers is in the test extras")
 pytest.importorskip("accelerate", reason="transformers.Trainer needs accelerate (in the test extras)")
 
-import dyntrace  # noqa: E402
-from dyntrace.integrations.transformers import DyntraceCallback  # noqa: E402
+import dyntrace
+from dyntrace.integrations.transformers import DyntraceCallback
 
 transformers.utils.logging.set_verbosity_error()
 

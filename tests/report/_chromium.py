@@ -102,7 +102,7 @@ class _Pipe:
     def close(self):
         try:
             self.send("Browser.close", timeout=5)
-        except Exception:
+        except (OSError, RuntimeError, TimeoutError):  # already gone: the process is reaped below
             pass
         try:
             self.process.wait(timeout=10)

@@ -27,7 +27,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 class Page(HTMLParser):
     """Every element's id, every URL-valued attribute, and each figure's inline images."""
 
-    URL_ATTRIBUTES = {"src", "href", "srcset", "action", "formaction", "poster", "data", "xlink:href", "background", "cite"}
+    URL_ATTRIBUTES = frozenset({"src", "href", "srcset", "action", "formaction", "poster", "data", "xlink:href", "background", "cite"})
 
     def __init__(self, text):
         super().__init__()
@@ -74,7 +74,7 @@ def test_the_page_references_nothing_outside_itself(report):
         if value.startswith("#"):
             assert value[1:] in page.ids, f"link to a missing anchor {value}"
     assert not {"script", "link", "iframe", "object", "embed"} & set(page.tags)
-    styles = " ".join(re.findall(r"<style>(.*?)</style>", text, flags=re.S))
+    styles = " ".join(re.findall(r"<style>(.*?)</style>", text, flags=re.DOTALL))
     assert "@import" not in styles and "url(" not in styles
 
 
@@ -96,7 +96,7 @@ def test_every_figure_each_run_supports_and_every_diagnosis(report):
             assert base64.b64decode(src.split(",", 1)[1])[:8] == PNG
         assert diagnoses, "each test run has a diagnosis to show"
         for k, d in enumerate(diagnoses, 1):
-            item = re.search(rf'<li id="run-{i}-diag-{k}"[^>]*>(.*?)</li>', text, flags=re.S).group(1)
+            item = re.search(rf'<li id="run-{i}-diag-{k}"[^>]*>(.*?)</li>', text, flags=re.DOTALL).group(1)
             assert html.escape(d.message) in item
             steps = f"step {d.start}" if d.start == d.end else f"steps {d.start}–{d.end}"
             target = re.search(r'href="#(run-\d+-fig-\w+)"', item).group(1)
