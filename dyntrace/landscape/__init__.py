@@ -1,7 +1,8 @@
 """Loss-landscape slices: 1-D lines, 2-D random planes and the trajectory's PCA plane.
 
 Computing (needs torch): ``plane``, ``slice_1d``, ``line``, ``trajectory_plane``,
-``random_directions``, ``flatten_params``, ``unflatten``. Results (numpy only, usable on the
+``random_directions``, ``flatten_params``, ``unflatten``; ``for_run`` stores the slices of a
+run recorded in one's own loop in its file. Results (numpy only, usable on the
 reading side): ``PlaneResult``, ``LineResult``. Names resolve lazily, so that
 ``dyntrace.landscape.results`` can be imported without importing torch.
 

@@ -84,20 +84,21 @@ def _accuracy(prediction):
     return {"accuracy": float((np.argmax(prediction.predictions, -1) == prediction.label_ids).mean())}
 
 
-def _train(path, folder, *, fail_at=None, every=2):
+def _train(path, folder, *, fail_at=None, every=2, logging_steps=50, **trainer_options):
     args = transformers.TrainingArguments(
         output_dir=str(folder), per_device_train_batch_size=8, per_device_eval_batch_size=16, max_steps=6,
-        eval_strategy="steps", eval_steps=3, logging_steps=50, save_strategy="no", report_to=[], use_cpu=True,
+        eval_strategy="steps", eval_steps=3, logging_steps=logging_steps, save_strategy="no", report_to=[], use_cpu=True,
         learning_rate=1e-3, max_grad_norm=0.0,  # no clipping: the optimizer steps on the gradients themselves
         disable_tqdm=True, seed=0, dataloader_num_workers=0,
     )
     truth = ByHand(fail_at)
     recording = DyntraceCallback(path, every=every)
     trainer = transformers.Trainer(model=_model(), args=args, train_dataset=Tokens(32, 1), eval_dataset=Tokens(16, 2),
-                                   compute_metrics=_accuracy, callbacks=[recording, truth])
+                                   compute_metrics=_accuracy, callbacks=[recording, truth], **trainer_options)
     with warnings.catch_warnings(), recording:
         warnings.simplefilter("ignore")
         trainer.train()
+    truth.logged = trainer.state.log_history
     return truth
 
 
@@ -159,3 +160,18 @@ def test_a_clear_error_without_transformers():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.startswith("MissingDependencyError") and "pip install 'dyntrace[transformers]'" in out
+
+
+def test_a_loss_computed_outside_the_model_is_the_trainers_logged_loss(tmp_path):
+    """With compute_loss_func the model returns no loss: the callback logs the Trainer's own, at its logging steps."""
+
+    def cross_entropy(outputs, labels, num_items_in_batch=None):
+        return torch.nn.functional.cross_entropy(outputs.logits, labels)
+
+    truth = _train(tmp_path / "outside.h5", tmp_path, logging_steps=2, compute_loss_func=cross_entropy)
+    logged = {entry["step"]: entry["loss"] for entry in truth.logged if "loss" in entry}
+    assert sorted(logged) == [2, 4, 6]
+    with dyntrace.open_run(tmp_path / "outside.h5") as run:
+        steps, loss = run.scalar("loss")
+        assert steps.tolist() == [2, 4, 6]
+        np.testing.assert_allclose(loss, [logged[s] for s in steps], rtol=1e-6)
