@@ -5,8 +5,9 @@ An MLP 64 → 100 → 10 (ReLU, He init) on digits, SGD lr 0.1 on minibatches of
 times from the same start: no penalty, L2 ½λΣW² with λ = 0.01, L1 λΣ|W| with λ = 0.002. The two λ
 are matched so that both runs end with weights of the same size (root mean square ≈ 0.11) and
 the same validation accuracy; what differs is the shape. The weights probe records the histogram
-of every weight matrix with 400 bins over ±2 (0.01 a bin), so "near zero" is |w| < 0.01; the
-trajectory keeps the weights for the unit images.
+of every weight matrix with 1000 bins over each record's range [−h, h] (h = 1 here: 0.002 a bin),
+and "near zero" is |w| < 0.01, five bins either side of 0; the trajectory keeps the weights for
+the unit images.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ CAPTION = """
 The first layer's 6400 weights of an MLP 64 → 100 → 10 on digits after 800 SGD steps without a
 penalty, with L2 (½λΣw², λ = 0.01) and with L1 (λΣ|w|, λ = 0.002); the two λ are chosen so that
 both end with weights of the same typical size (root mean square ≈ 0.11) and the same validation
-accuracy. Left: the share of weights per value bin (log scale). L2 narrows the bell but keeps its
+accuracy. Left: the density of the weights by value (bins 0.02 wide; log scale). L2 narrows the bell but keeps its
 shape — a penalty pulling each weight back in proportion to its size rarely takes it all the way
 to 0. L1 pulls every weight with the same force, so every weight whose gradient cannot hold
 against it is pushed to 0 and stays there (SGD steps it back and forth across 0 by lr·λ = 0.0002):
@@ -39,7 +40,8 @@ LR = 0.1
 BATCH = 64
 STEPS = 800
 EVERY = 50
-BINS = 400  # weights histogram: 400 bins over ±2 → 0.01 a bin
+BINS = 1000  # weights histogram: 1000 bins over [−h, h] (h: 0.5 … 5) → ±0.01 falls on bin edges
+DELTA = 0.01  # "near zero": |w| < 0.01
 SEED = 0
 PENALTIES = {"none": ("none", 0.0), "l2": ("l2", 0.01), "l1": ("l1", 0.002)}
 LABELS = {"none": "no penalty", "l2": "L2, λ = 0.01", "l1": "L1, λ = 0.002"}
@@ -110,8 +112,8 @@ def claim_l1_sparse(run, others=None):
     a run without the penalty); ``others``: shares of other runs to show beside it."""
     from dyntrace.plots.weight_distribution import near_zero_fraction
 
-    _, fraction, delta = near_zero_fraction(run, PARAM)
-    share = float(fraction[-1])
+    _, fraction = near_zero_fraction(run, PARAM, DELTA)
+    share, delta = float(fraction[-1]), DELTA
     return claim(f"L1 sets most first-layer weights to zero: at least 40 % within ±{delta:g} at the last record",
                  {**(others or {}), _name(run): share},
                  share >= 0.4, f"a bell of the same size: {gaussian_share(_rms(run), delta):.3f}", kind="phenomenon")
@@ -131,7 +133,6 @@ def figure(runs):
 
     from dyntrace.plots.unit_weights import plot_unit_weights
     from dyntrace.plots.weight_distribution import (
-        near_zero_fraction,
         plot_near_zero,
         plot_weight_distribution,
     )
@@ -141,16 +142,15 @@ def figure(runs):
     left, middle, right = fig.subfigures(1, 3, width_ratios=(1.1, 1, 1.1))
     ax = left.subplots()
     plot_weight_distribution([runs[k] for k in keys], param=PARAM, labels=[LABELS[k] for k in keys],
-                             colors=[COLORS[k] for k in keys], ax=ax, xlim=0.8)
+                             colors=[COLORS[k] for k in keys], ax=ax, xlim=0.8, width=2 * DELTA)
     ax.get_legend().remove()
     ax.set_title("First-layer weights after training", fontsize="medium")
     ax = middle.subplots()
-    plot_near_zero([runs[k] for k in keys], param=PARAM, labels=[LABELS[k] for k in keys],
+    plot_near_zero([runs[k] for k in keys], param=PARAM, delta=DELTA, labels=[LABELS[k] for k in keys],
                    colors=[COLORS[k] for k in keys], ax=ax)
     ax.get_legend().remove()
     for k in keys:
-        _, _, delta = near_zero_fraction(runs[k], PARAM)
-        ax.axhline(gaussian_share(_rms(runs[k]), delta), color=COLORS[k], ls="--", lw=1)
+        ax.axhline(gaussian_share(_rms(runs[k]), DELTA), color=COLORS[k], ls="--", lw=1)
     ax.set_title("Share of weights near 0 (dashed: a bell curve\nof the same size at the end)", fontsize="medium")
     top, bottom = right.subfigures(2, 1)
     for sub, key in ((top, "l2"), (bottom, "l1")):
@@ -166,8 +166,8 @@ def claims(runs):
     from dyntrace.plots.unit_weights import trajectory_parameter
     from dyntrace.plots.weight_distribution import near_zero_fraction
 
-    near = {k: near_zero_fraction(runs[k], PARAM) for k in PENALTIES}
-    delta = near["l1"][2]
+    near = {k: near_zero_fraction(runs[k], PARAM, DELTA) for k in PENALTIES}
+    delta = DELTA
     share = {k: float(v[1][-1]) for k, v in near.items()}
     rms = {k: _rms(runs[k]) for k in PENALTIES}
     bell = {k: gaussian_share(rms[k], delta) for k in PENALTIES}
@@ -190,7 +190,7 @@ def claims(runs):
     # the same weights (a record reads the weights its step's forward pass used)
     snapshot, weights = trajectory_parameter(runs["l1"], PARAM, index=1)
     exact = float(np.mean(np.abs(weights) < delta))
-    steps, fraction, _ = near["l1"]
+    steps, fraction = near["l1"]
     binned = float(fraction[np.flatnonzero(steps == snapshot + 1)[0]])
     out.append(claim(f"the probe's histogram counts the near-zero weights exactly (L1, step {snapshot + 1}, against "
                      "the saved weights)", {"histogram": binned, "saved weights": exact}, abs(binned - exact) < 1e-12,

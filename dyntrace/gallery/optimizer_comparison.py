@@ -61,7 +61,7 @@ LABELS = {
 COLORS = {"sgd": "sgd", "momentum": "momentum", "adagrad": "adagrad", "adam": "adam", "sgd_effective": "sgd"}
 BOOK_AT_1900 = {"sgd": 0.150, "momentum": 0.050, "adagrad": 0.016, "adam": 0.032}  # REFERENCES §1
 EARLY = 100  # "AdaGrad ahead at the start": the smoothed loss at this iteration
-QUICK_STEPS = 300
+QUICK_STEPS = 200
 
 
 def runs(quick: bool) -> dict:

@@ -236,3 +236,13 @@ def test_plot_curves_draws_each_run_in_its_colour(record):
     lines = {line.get_gid(): line for line in ax.get_lines()}
     assert lines["a"].get_color() == "#123456" and lines["b"].get_color() == "#abcdef"
     np.testing.assert_allclose(lines["a"].get_ydata(), run.scalar("loss")[1])
+
+
+def test_merged_bins_sum_their_counts():
+    from dyntrace.plots.weight_distribution import merged
+
+    edges, counts = np.linspace(0, 1, 11), np.arange(1, 11)
+    coarse_edges, coarse = merged(edges, counts, 0.25)  # 2 bins of 0.1 fit in 0.25; 3 does not divide 10
+    np.testing.assert_allclose(coarse_edges, np.linspace(0, 1, 6))
+    np.testing.assert_array_equal(coarse, [3, 7, 11, 15, 19])
+    np.testing.assert_array_equal(merged(edges, counts, None)[1], counts)
