@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from dyntrace import distributed as _distributed
+from dyntrace.checks import check_choice, check_int, check_number
 from dyntrace.errors import DyntraceError
 from dyntrace.io.format import SCALAR_NAME_BYTES
 from dyntrace.io.writer import RunWriter
@@ -120,10 +121,9 @@ class Recorder:
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
-        if trajectory is not None and (not isinstance(trajectory, int) or trajectory < 1):
-            raise ValueError(f"Invalid trajectory stride: {trajectory!r} (expected an int >= 1 or None)")
-        if trajectory_dtype not in ("float32", "float16"):
-            raise ValueError(f"Invalid trajectory_dtype: {trajectory_dtype!r} (float32 or float16)")
+        check_int("trajectory", trajectory, low=1, optional=True)
+        check_choice("trajectory_dtype", trajectory_dtype, ("float32", "float16"))
+        check_number("flush_every", flush_every, low=0)
         self.path = os.fspath(path)
         self.schedule = as_schedule(every)
         self.step = 0  # completed iterations: optimizer steps, and steps skipped (see log)

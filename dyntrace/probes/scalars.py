@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from dyntrace.checks import check_bool
 from dyntrace.probes.base import Probe
 
 __all__ = ["ScalarsProbe"]
@@ -46,9 +47,7 @@ class ScalarsProbe(Probe):
     needs_snapshot = True
 
     def __init__(self, *, distance_from_init: bool = False):
-        if not isinstance(distance_from_init, bool):
-            raise TypeError(f"Invalid distance_from_init: {distance_from_init!r} (expected True or False)")
-        self.distance_from_init = distance_from_init
+        self.distance_from_init = check_bool("distance_from_init", distance_from_init)
         self._initial: list[torch.Tensor] | None = None
 
     def before_step(self, ctx):
