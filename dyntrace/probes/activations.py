@@ -293,7 +293,8 @@ class _FunctionalMode(TorchFunctionMode):
     """Hands the outputs of :data:`FUNCTIONS` to the probe; every other call passes through.
 
     While this handler runs, torch pops the mode, so the probe's own torch calls in
-    :meth:`ActivationsProbe._call_site` are not intercepted again.
+    :meth:`ActivationsProbe._call_site` (and the module hooks' summaries handed over by
+    :meth:`ActivationsProbe._outside_mode`) are not intercepted again.
     """
 
     def __init__(self, probe: "ActivationsProbe"):
@@ -302,6 +303,10 @@ class _FunctionalMode(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        work = getattr(self.probe._thread, "outside", None)
+        if work is not None and func is torch.empty:  # a module hook's summaries: see _outside_mode
+            self.probe._thread.outside = None
+            work()
         result = func(*args, **kwargs)
         try:
             kind = FUNCTIONS.get(func)
@@ -537,23 +542,44 @@ class ActivationsProbe(Probe):
         self._mode = None
 
     def _hook(self, column: int, h_n: int | None, ctx):
+        def observe(module, output):
+            if h_n is None:
+                self._observe(column, output, dim=getattr(module, "dim", None))
+            else:  # (output, h_n) or (output, (h_n, c_n)); PackedSequence outputs hold .data
+                out, hidden = output
+                self._observe(column, out.data if isinstance(out, PackedSequence) else out)
+                self._observe(h_n, hidden[0] if isinstance(hidden, tuple) else hidden)
+
         def hook(module, inputs, output):
             if not torch.is_grad_enabled():
                 return
-            self._busy = True  # the mode (if on) lets this hook's own torch calls through
             try:
-                if h_n is None:
-                    self._observe(column, output, dim=getattr(module, "dim", None))
-                else:  # (output, h_n) or (output, (h_n, c_n)); PackedSequence outputs hold .data
-                    out, hidden = output
-                    self._observe(column, out.data if isinstance(out, PackedSequence) else out)
-                    self._observe(h_n, hidden[0] if isinstance(hidden, tuple) else hidden)
+                self._outside_mode(lambda: observe(module, output))
             except Exception as exc:  # the recorder never kills training
                 ctx.warn_once((self.name, column), f"activations: {self._state[column].name} not recorded ({exc})")
-            finally:
-                self._busy = False
 
         return hook
+
+    def _outside_mode(self, work):
+        """Run ``work`` (a module hook's summaries) so that the function mode does not see its
+        torch calls: it would pay the mode's dispatch on each of them (three quarters of the
+        mode's calls on a GPT-2). Torch runs a mode's handler with the mode popped, so ``work``
+        runs inside the handler, reached by a call the mode intercepts: ``torch.empty(0)`` on
+        the CPU, which costs nothing on a device."""
+        state = self._forward()
+        if not state.mode_on:
+            return work()
+        state.outside = work
+        try:
+            torch.empty(0, device="cpu")  # the mode's handler runs work (see _FunctionalMode)
+        finally:
+            if getattr(state, "outside", None) is not None:  # another mode kept the call from ours
+                state.outside = None
+                self._busy = True  # the mode lets these calls through untouched
+                try:
+                    work()
+                finally:
+                    self._busy = False
 
     def _call_site(self, kind: str, args, kwargs, result):
         """An activation function returned ``result`` inside a forward pass (the mode's handler)."""
