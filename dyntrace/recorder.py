@@ -417,6 +417,9 @@ class Recorder:
                 statics = self._guard(probe, "static")
                 if statics:
                     batch.statics[probe.name] = statics
+                elif statics is not None:  # nothing static: its records need not wait
+                    self._statics_written.add(probe.name)
+                    probe.statics_changed = False
         for name, value in ctx.scalars.items():
             self._scalars.add(step, name, value)
         ctx.scalars = {}

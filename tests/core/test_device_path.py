@@ -156,3 +156,26 @@ def test_a_failed_transfer_fails_alone_and_the_next_record_is_a_fresh_attempt(tm
         assert run.steps("gradients").tolist() == [3, 4, 5]
         assert run.steps("activations").tolist() == [3, 4, 5]
         assert np.isfinite(run.hist("activations", "2").edges).all()  # statics written by the first good record
+
+
+class _NoStatics(dyntrace.probes.Probe):
+    """A probe with columns but no static field: its records must not wait for statics."""
+
+    name = "no_statics"
+
+    def setup(self, ctx):
+        return ProbeLayout(names=["n"], fields=[FieldSpec("x")])
+
+    def collect(self, ctx):
+        return {"x": torch.full((1,), float(ctx.step), dtype=torch.float64, device=ctx.device)}
+
+
+def test_a_probe_without_static_fields_records_every_step(tmp_path):
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with dyntrace.Recorder(model, opt, tmp_path / "ns.h5", every=1, probes=[_NoStatics()]) as rec:
+        for x, y in _batches(3):
+            rec.log(loss=_step(model, opt, x, y))
+    with dyntrace.open_run(tmp_path / "ns.h5") as run:
+        assert run.steps("no_statics").tolist() == [1, 2, 3]
+        assert run.field("no_statics", "x")[1][:, 0].tolist() == [1.0, 2.0, 3.0]
