@@ -24,6 +24,7 @@ from dyntrace.plots.compare import (
 )
 from dyntrace.plots.activations import plot_activation_heatmaps, plot_activation_histograms, plot_activation_std
 from dyntrace.plots.adaptive import plot_adaptive_lr, plot_psi_variance, plot_rectification
+from dyntrace.plots.curvature import plot_batch_noise_scale, plot_hessian_trace, plot_sharpness
 from dyntrace.plots.dashboard import plot_dashboard
 from dyntrace.plots.gradient_flow import plot_gradient_flow, plot_gradient_norm_by_depth, plot_gradient_ratio
 from dyntrace.plots.landscape import LANDSCAPE_SOURCE, plot_landscapes
@@ -62,6 +63,9 @@ __all__ = [
     "plot_rectification",
     "plot_psi_variance",
     "plot_landscapes",
+    "plot_sharpness",
+    "plot_hessian_trace",
+    "plot_batch_noise_scale",
     "plot_compare_loss",
     "plot_compare_activation_std",
     "plot_compare_gradient_norms",
@@ -116,6 +120,9 @@ _SPECS = [
     FigureSpec("rectification", plot_rectification, probes=("adaptive",), description="RAdam's ρ_t and r_t against their formulas"),
     FigureSpec("psi_variance", plot_psi_variance, probes=("adaptive",), description="measured Var[ψ] against the analytic curve"),
     FigureSpec("landscapes", plot_landscapes, landscapes=True, description="stored loss landscapes: planes as contours (with the trajectory), lines"),
+    FigureSpec("sharpness", plot_sharpness, scalars=("curvature/sharpness", "curvature/precond_sharpness"), description="top Hessian eigenvalue (Adam: of P⁻¹H) against the stability threshold"),
+    FigureSpec("hessian_trace", plot_hessian_trace, scalars=("curvature/trace",), description="Hessian trace (Hutchinson) over training"),
+    FigureSpec("batch_noise_scale", plot_batch_noise_scale, description="gradient noise scale B_simple against the batch size in use"),
 ]
 
 #: Figure name → FigureSpec, in the order ``dyntrace plot`` writes them.
