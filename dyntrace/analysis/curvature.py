@@ -36,6 +36,11 @@ TRACE, TRACE_SE = "curvature/trace", "curvature/trace_se"
 COST, SECONDS = "curvature/cost", "curvature/seconds"
 
 
+def _where(run) -> str:
+    """The run's file, for messages (any object with the reader's interface will do)."""
+    return str(getattr(run, "path", "run"))
+
+
 def sgd_threshold(lr, momentum=0.0, dampening=0.0, nesterov=False):
     """The largest curvature torch's SGD is stable on: 2/η, (2 + 2β)/((1 − d)η) with momentum β
     and dampening d, (2 + 2β)/((1 + 2β)(1 − d)η) with Nesterov momentum.
@@ -129,7 +134,7 @@ def sharpness_of(run, *, preconditioned: bool | None = None):
     value, limit = (PRECOND, PRECOND_THRESHOLD) if preconditioned else (SHARPNESS, THRESHOLD)
     if value not in names:
         raise MissingDataError(
-            f"{run.path}: no scalar {value!r} (recorded by the 'curvature' probe: "
+            f"{_where(run)}: no scalar {value!r} (recorded by the 'curvature' probe: "
             "Recorder(..., probes=[..., CurvatureProbe(loss_fn=...)])"
         )
     steps, values = run.scalar(value)
@@ -205,7 +210,7 @@ def noise_scale_records(run) -> NoiseScaleRecord:
             "curvature", b_train,
         )
     raise MissingDataError(
-        f"{run.path}: no gradient norms at two batch sizes (recorded by the 'noise_scale' probe under "
+        f"{_where(run)}: no gradient norms at two batch sizes (recorded by the 'noise_scale' probe under "
         "gradient accumulation or data parallelism, or by the 'curvature' probe on a batch of another size)"
     )
 
@@ -222,7 +227,7 @@ def noise_scale_of_run(run, *, beta: float = 0.9):
     rec = noise_scale_records(run)
     keep = np.isfinite(rec.sq_small) & np.isfinite(rec.sq_big) & (rec.b_big > rec.b_small) & (rec.b_small > 0)
     if not keep.any():
-        raise MissingDataError(f"{run.path}: no record with two different batch sizes for the gradient noise scale")
+        raise MissingDataError(f"{_where(run)}: no record with two different batch sizes for the gradient noise scale")
     scale: NoiseScale = gradient_noise_scale(
         rec.sq_small[keep], rec.sq_big[keep], rec.b_small[keep], rec.b_big[keep], beta=beta
     )

@@ -337,8 +337,8 @@ def _edge_of_stability(run, th):
     limit = "(2+2β₁)/((1−β₁)η)" if kind == "preconditioned" else "its stability threshold (2/η for gradient descent)"
     return [Diagnosis(
         "edge_of_stability", "info", eos.reached, int(steps[-1]),
-        f"at the edge of stability from step {eos.reached}: {what} hovers at {eos.hover:.2f} × {limit} "
-        f"(it started at {eos.initial:.2f} ×); the loss may fall non-monotonically",
+        f"at the edge of stability from step {eos.reached}: {what} hovers at {eos.hover:.2f} × {limit}, "
+        f"up from {eos.initial:.2f} × at the start; the loss may fall non-monotonically",
         eos.hover, "curvature/precond_sharpness" if kind == "preconditioned" else "curvature/sharpness")]
 
 
