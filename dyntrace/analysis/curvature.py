@@ -79,7 +79,7 @@ class EdgeOfStability:
     ``ratio`` = sharpness / threshold per measurement (N,); ``reached``: the first step at
     which the ratio reaches ``reach`` (None if never); ``hover``: the median ratio from there
     on (NaN if never reached); ``hover_spread``: the interquartile range of the ratio there;
-    ``initial``: the median ratio of the first tenth of the measurements.
+    ``initial``: the ratio at the first measurement.
     """
 
     steps: np.ndarray
@@ -106,8 +106,7 @@ def edge_of_stability(steps, sharpness, threshold, *, reach: float = 0.9, settle
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = s / t
     finite = np.isfinite(ratio)
-    first = ratio[finite][: max(1, finite.sum() // 10)]
-    initial = float(np.median(first)) if first.size else float("nan")
+    initial = float(ratio[finite][0]) if finite.any() else float("nan")
     above = np.flatnonzero(finite & (ratio >= reach))
     if above.size == 0:
         return EdgeOfStability(steps, ratio, None, float("nan"), float("nan"), initial)

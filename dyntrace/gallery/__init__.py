@@ -31,6 +31,7 @@ ENTRIES = [
     "hyperparameter_search",
     "feature_scaling",
     "activation_functions",
+    "edge_of_stability",
 ]
 
 
