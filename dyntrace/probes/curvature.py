@@ -614,11 +614,13 @@ class _PlainStepTimer:
     """Times whole training steps that record nothing, from their first forward to the end of
     their ``optimizer.step()``; keeps the last 32.
 
-    Armed on a record step, it waits (a forward pre-hook on the root module) for the next
-    forward pass with gradients of a step that is not armed for recording, then times until that
-    step's optimizer post-hook. Optimizer hooks cannot be added or removed while torch runs the
-    optimizer's hooks, so each handle is removed from a point outside that loop (the next forward
-    pass, or the next record step's pre-hook).
+    Armed on a record step (on each until it has 5 samples, then on every 10th), it waits with a
+    forward pre-hook on the root module for the next forward pass with gradients: if that step
+    is not armed for recording, it times it until its optimizer post-hook; if it is, it gives
+    up. Optimizer hooks cannot be added or removed while torch runs the optimizer's hooks, so
+    the post-hook is removed from outside that loop (the next forward pass, or the next
+    measurement). A hook therefore outlives the record step by one step at most (after the
+    recorder closes: until the model's next forward pass and optimizer step).
     """
 
     def __init__(self):
@@ -630,19 +632,25 @@ class _PlainStepTimer:
         self._clock = None
         self._ctx = None
         self._marks: list = []  # (began, ended) marks not resolved yet (CUDA)
+        self._records = 0
 
     def arm(self, ctx):
         """From a probe's ``after_step`` (inside the optimizer's post-hooks: module hooks only)."""
+        self._records += 1
         if self._forward is not None or self._post is not None:
             return
+        if len(self.samples) >= 5 and self._records % 10:
+            return  # enough samples: keep them fresh at every 10th record step
         self._ctx = ctx
         self._forward = ctx.module.register_forward_pre_hook(self._on_forward)
 
     def _on_forward(self, module, args):
-        if not torch.is_grad_enabled() or self._ctx.recording:
-            return  # a validation pass, or a record step: not plain
+        if not torch.is_grad_enabled():
+            return  # a validation pass: wait for the next training step
         self._forward.remove()  # module hooks are called from a copy: safe to remove here
         self._forward = None
+        if self._ctx.recording:
+            return  # a record step: not plain
         params = self._ctx.params
         self._clock = _Clock(params[0].device if params else "cpu")
         self._start = self._clock.mark()

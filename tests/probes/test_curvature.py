@@ -245,3 +245,20 @@ def test_needs_a_loss_and_is_left_out_of_all():
     for bad in (dict(every=0), dict(batch="random"), dict(iters=0), dict(tol=-1), dict(trace_samples=-1), dict(batch_size=0)):
         with pytest.raises(ValueError, match="Invalid"):
             CurvatureProbe(loss_fn=lambda m: m, **bad)
+
+
+def test_the_step_timer_leaves_no_hook_behind(tmp_path):
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(16, 4, generator=gen), torch.randn(16, 1, generator=gen)
+    model = nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    loss_fn = lambda m: nn.functional.mse_loss(m(x), y)  # noqa: E731
+    record(model, opt, tmp_path / "t.h5", CurvatureProbe(loss_fn=loss_fn), steps=5, every=2, loss_fn=loss_fn)
+    # the last step (5) recorded: the timer waits for the next forward pass, then one step
+    for _ in range(2):
+        opt.zero_grad()
+        loss_fn(model).backward()
+        opt.step()
+    loss_fn(model)
+    assert not model._forward_pre_hooks and not model._forward_hooks
+    assert not opt._optimizer_step_pre_hooks and not opt._optimizer_step_post_hooks
