@@ -298,8 +298,9 @@ class Sync:
             if not torch.is_grad_enabled() or state.edges is not None:
                 return
             ok = isinstance(output, torch.Tensor) and output.is_floating_point() and output.numel() > 0
-            local = output.detach().abs().amax().double() if ok else torch.tensor(float("-inf"), dtype=torch.float64)
-            largest = local.reshape(1).to(self._device(local))
+            device = self._device(output if ok else None)
+            local = output.detach().abs().amax().double() if ok else torch.full((), float("-inf"), dtype=torch.float64, device=device)
+            largest = local.reshape(1).to(device)
             # Once per unbounded layer per run: the largest |x| over every rank's shard.
             dist.all_reduce(largest, op=dist.ReduceOp.MAX, group=self.group)
             state.edges = probe._edges_for(kind, largest)  # the probe's rule, on the global max
@@ -353,8 +354,9 @@ class Sync:
         if fields is not None:
             self._pack_probes(packer, fields, device)
         scalar_slots = self._pack_scalars(packer, device)
-        packer.add("check", "step", torch.tensor(float(step), dtype=torch.float64), "max")
-        packer.add("check", "-step", torch.tensor(float(step), dtype=torch.float64), "min")
+        # filled on the device (no copy from the host)
+        packer.add("check", "step", torch.full((), float(step), dtype=torch.float64, device=device), "max")
+        packer.add("check", "-step", torch.full((), float(step), dtype=torch.float64, device=device), "min")
         if fields is not None and self._fingerprint is not None:
             packer.add("check", "fp_max", self._fingerprint, "max")
             packer.add("check", "fp_min", self._fingerprint, "min")
@@ -439,8 +441,8 @@ class Sync:
                 # a probe switched off on this rank still sends (empty) masks of the same sizes
                 masks = self._masks.get(probe.name) or [(None, s.units) for s in probe._state]
                 for index, (mask, units) in enumerate(masks):
-                    seen = torch.ones(()) if mask is not None else torch.zeros(())
-                    values = mask.double() if mask is not None else torch.zeros(int(units), dtype=torch.float64)
+                    seen = torch.full((), 1.0 if mask is not None else 0.0, dtype=torch.float64, device=device)
+                    values = mask.double() if mask is not None else torch.zeros(int(units), dtype=torch.float64, device=device)
                     packer.add(probe.name, ("seen", index), seen, "max")
                     packer.add(probe.name, ("active", index), values, "max")
         self._masks = {}
@@ -470,7 +472,9 @@ class Sync:
         if not pending:
             return []
         values = [v for _, _, v, _ in pending]
-        packed = torch.tensor([0.0 if isinstance(v, torch.Tensor) else float(v) for v in values], dtype=torch.float64).to(device)
+        numbers = torch.tensor([0.0 if isinstance(v, torch.Tensor) else float(v) for v in values], dtype=torch.float64, device="cpu")
+        # numbers logged on the host: one small copy that waits for no kernel (non_blocking)
+        packed = numbers.to(device, non_blocking=True)
         tensors = [i for i, v in enumerate(values) if isinstance(v, torch.Tensor)]
         if tensors:  # logged tensors stay on their device until here: no sync per log call
             packed[tensors] = torch.stack([values[i].to(device=device, dtype=torch.float64) for i in tensors])

@@ -38,7 +38,7 @@ from dyntrace.analysis.radam import (
     simulate_psi_variance,
 )
 from dyntrace.analysis.smoothing import Bands, decimate, decimate_bands, ewma, kaiser_smooth, moving_average
-from dyntrace.analysis.summaries import fraction, hist_mean, hist_quantiles, merge_windows, moments
+from dyntrace.analysis.summaries import fraction, hist_mean, hist_quantiles, merge_windows, moments, rebin
 
 __all__ = [
     # smoothing
@@ -55,7 +55,7 @@ __all__ = [
     "rho_inf", "rho_t", "rectification", "is_rectified", "psi_variance_exact", "psi_variance_approx",
     "simulate_psi_variance", "PsiVariance",
     # summaries
-    "moments", "fraction", "hist_quantiles", "hist_mean", "merge_windows",
+    "moments", "fraction", "hist_quantiles", "hist_mean", "merge_windows", "rebin",
     # diagnoses
     "diagnose", "Diagnosis", "Thresholds", "KINDS", "gradient_flow", "gradient_flow_ratio",
 ]
