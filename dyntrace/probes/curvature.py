@@ -83,6 +83,9 @@ class CurvatureProbe(Probe):
             the trace).
         preconditioned: also measure λ_max(P⁻¹H) for Adam-family and RMSprop optimizers
             (default True).
+        early_stop: stop a power iteration at ``tol`` with a host check per product (default:
+            on CPU tensors only, where it costs no device sync; elsewhere ``iters`` products
+            run with a device-side convergence mask).
         batch_size: examples in the measurement batch (default: dim 0 of the first tensor the
             model receives), recorded for the gradient noise scale.
         seed: seed of the probe's own generator (start vectors and Rademacher vectors).
@@ -101,6 +104,7 @@ class CurvatureProbe(Probe):
         tol: float = 1e-3,
         trace_samples: int = 10,
         preconditioned: bool = True,
+        early_stop: bool | None = None,
         batch_size: int | None = None,
         seed: int = 0,
     ):
@@ -128,6 +132,7 @@ class CurvatureProbe(Probe):
         self.tol = float(tol)
         self.trace_samples = trace_samples
         self.preconditioned = preconditioned
+        self.early_stop = early_stop
         self.batch_size = batch_size
         self.seed = seed
         self._records = 0  # record steps seen
@@ -220,6 +225,7 @@ class CurvatureProbe(Probe):
             "tol": self.tol,
             "trace_samples": self.trace_samples,
             "preconditioned": self.preconditioned,
+            "early_stop": self.early_stop,
             "batch_size": self.batch_size,
             "seed": self.seed,
         }
@@ -234,7 +240,8 @@ class CurvatureProbe(Probe):
 
     def _products(self, ctx, params) -> dict[str, torch.Tensor]:
         device = params[0].device
-        sync_free = device.type != "cpu"  # on the CPU an early stop costs no device sync
+        early = device.type == "cpu" if self.early_stop is None else self.early_stop
+        sync_free = not early  # on the CPU an early stop costs no device sync
         out: dict[str, torch.Tensor] = {}
         loss, batch = self._loss(ctx.module)
         with torch.enable_grad():
@@ -491,9 +498,9 @@ def _preconditioner(ctx, params):
                 v = state["max_exp_avg_sq"] if group.get("amsgrad") and "max_exp_avg_sq" in state else state["exp_avg_sq"]
                 beta1, beta2 = group["betas"]
                 t = state["step"]
-                t = t.to(v.device, torch.float64) if isinstance(t, torch.Tensor) else torch.tensor(float(t), dtype=torch.float64)
-                bias1 = (1 - beta1 ** t).to(v.device, v.dtype)
-                bias2 = (1 - beta2 ** t).to(v.device, v.dtype)
+                # a CPU scalar tensor (or one on the device, capturable/fused) is used as it is: no sync
+                t = t.double() if isinstance(t, torch.Tensor) else float(t)
+                bias1, bias2 = 1 - beta1**t, 1 - beta2**t
                 denom = (v / bias2).sqrt().add_(eps).mul_(bias1)
             else:  # rmsprop
                 if "square_avg" not in state:

@@ -28,6 +28,7 @@ the noise scale from a run without loss scaling.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from dyntrace.probes.base import Probe
@@ -63,7 +64,7 @@ class NoiseScaleProbe(Probe):
         self._fields: dict[str, torch.Tensor] = {}
 
     def setup(self, ctx):
-        """One column ("model") of five summed fields."""
+        """One column ("model") of five summed fields, and the world size (static)."""
         ddp = torch.nn.parallel.DistributedDataParallel
         self._ddp = isinstance(ctx.model, ddp) and torch.distributed.is_initialized()
         self._world = torch.distributed.get_world_size(ctx.model.process_group) if self._ddp else 1
@@ -75,6 +76,7 @@ class NoiseScaleProbe(Probe):
                 FieldSpec("b_small", unit="examples", description="examples in the first micro-batch, summed over ranks"),
                 FieldSpec("b_big", unit="examples", description="examples in the step's batch (b_small · k · world size), summed over ranks"),
                 FieldSpec("ranks", description="ranks that contributed (divide the other fields by it)"),
+                FieldSpec("world_size", "int64", static=True, description="data-parallel ranks of the run (1: one process)"),
             ],
             attrs={"estimator": "McCandlish et al. 2018, appendix A: E|G_B|^2 = |G|^2 + tr(Sigma)/B"},
         )
@@ -133,6 +135,10 @@ class NoiseScaleProbe(Probe):
         fields, self._fields = self._fields, {}
         self._first, self._last = {}, {}
         return fields
+
+    def static(self, ctx):
+        """The world size: {"world_size": [1]} (a host array)."""
+        return {"world_size": np.array([self._world], dtype=np.int64)}
 
     def options(self):
         return {"batch_size": self.batch_size}

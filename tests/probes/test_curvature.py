@@ -262,3 +262,45 @@ def test_the_step_timer_leaves_no_hook_behind(tmp_path):
     loss_fn(model)
     assert not model._forward_pre_hooks and not model._forward_hooks
     assert not opt._optimizer_step_pre_hooks and not opt._optimizer_step_post_hooks
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_the_gpu_path_makes_no_sync_and_no_stray_tensor(tmp_path, optimizer, open_runs):
+    """On a CPU machine: meta as the default device (a factory call without ``device=`` breaks)
+    and the NoSync guard (no .item(), bool(t), float(t), … in dyntrace's code), with the
+    power iteration's early stop off as on a GPU; the noise_scale probe under accumulation too."""
+    from dyntrace.probes import NoiseScaleProbe
+    from tests.sync_guard import NoSync
+
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(32, 5, generator=gen), torch.randn(32, 1, generator=gen)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 8), nn.BatchNorm1d(8), nn.Tanh(), nn.Linear(8, 1))
+    opt = torch.optim.Adam(model.parameters(), lr=0.01) if optimizer == "adam" else torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+    def step():
+        opt.zero_grad()
+        for half in (slice(0, 16), slice(16, 32)):  # two micro-batches
+            (nn.functional.mse_loss(model(x[half]), y[half]) / 2).backward()
+        opt.step()
+
+    step()  # optimizer state before the guards go up
+    probe = CurvatureProbe(loss_fn=lambda m: nn.functional.mse_loss(m(x), y), early_stop=False, iters=5, trace_samples=3)
+    transfers = []
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="dyntrace")
+        torch.set_default_device("meta")
+        try:
+            with dyntrace.Recorder(model, opt, tmp_path / "g.h5", every=2, probes=["gradients", NoiseScaleProbe(), probe], flush_every=3600):
+                for _ in range(4):
+                    with NoSync() as guard:
+                        step()
+                    transfers.append(guard.transfers)
+        finally:
+            torch.set_default_device(None)
+    assert transfers == [1, 0, 1, 0]  # the record steps' one transfer each, the cost scalars with it
+    run = open_runs(tmp_path / "g.h5")
+    assert np.all(run.scalar("curvature/iters")[1] <= 5)  # products before convergence (the rest masked)
+    assert np.isfinite(run.scalar("curvature/sharpness")[1]).all() and np.isfinite(run.scalar("curvature/trace")[1]).all()
+    assert ("curvature/precond_sharpness" in run.scalar_names) == (optimizer == "adam")
+    assert run.steps("noise_scale").tolist() == [1, 3]
