@@ -121,7 +121,7 @@ def figure(runs):
         plot_sharpness(run, ax=raw, preconditioned=False, label=_label(run), color=color)
     pre.set_title("Adam: preconditioned sharpness λ_max(P⁻¹H); dashed: 38/η")
     pre.set_ylim(0, 1.35 * max(38 / run.config["lr"] for run in adam))
-    raw.set_title("Adam: plain sharpness λ_max(H) keeps rising")
+    raw.set_title("Adam: the plain sharpness λ_max(H) rises while λ_max(P⁻¹H) is held")
     raw.set_ylabel("sharpness λ_max(H)")
     return fig
 
