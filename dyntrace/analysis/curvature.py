@@ -214,12 +214,14 @@ def noise_scale_records(run) -> NoiseScaleRecord:
     )
 
 
-def noise_scale_of_run(run, *, beta: float = 0.9):
+def noise_scale_of_run(run, *, beta: float = 0.98):
     """(steps, NoiseScale, batch size in use) of a run: B_simple = tr Σ / |G|², EMA-smoothed.
 
     The per-record unbiased estimates of McCandlish et al. (2018, appendix A) from
     :func:`noise_scale_records`, averaged with a bias-corrected EMA of factor ``beta`` (over
-    records, not steps) before dividing (:func:`~dyntrace.analysis.gradient_noise_scale`).
+    records, not steps; default 0.98, about the last 50) before dividing
+    (:func:`~dyntrace.analysis.gradient_noise_scale`). B_simple is NaN where the averaged |G|²
+    estimate is ≤ 0: the gradient is lost in the noise, B_simple beyond what the records resolve.
     The batch size in use is the batch the optimizer stepped on (:class:`NoiseScaleRecord`).
     Records where the two batch sizes coincide are dropped.
     """

@@ -95,7 +95,9 @@ class FigureSpec:
         if lacking:
             return f"no {', '.join(repr(p) for p in lacking)} probe data (record with Recorder(..., probes=[..., {lacking[0]!r}]))"
         if self.scalars and not set(self.scalars) & set(run.scalar_names):
-            return f"no scalar {' or '.join(repr(s) for s in self.scalars)} (logged with rec.log(...) or by the 'scalars' probe)"
+            prefix = self.scalars[0].split("/", 1)[0] if "/" in self.scalars[0] else None  # "curvature/trace"
+            source = f"recorded by the {prefix!r} probe" if prefix else "logged with rec.log(...) or by the 'scalars' probe"
+            return f"no scalar {' or '.join(repr(s) for s in self.scalars)} ({source})"
         if self.landscapes and not run.landscape_names:
             return LANDSCAPE_SOURCE
         return None

@@ -75,7 +75,7 @@ def plot_hessian_trace(run, /, *, ax=None, color=None):
     return fig
 
 
-def plot_batch_noise_scale(run, /, *, ax=None, beta: float = 0.9):
+def plot_batch_noise_scale(run, /, *, ax=None, beta: float = 0.98):
     """The gradient noise scale B_simple = tr Σ / |G|² (McCandlish et al. 2018) over training
     against the batch size in use: well below B_simple a step is dominated by gradient noise
     (a larger batch would cut the number of steps almost in proportion); well above it, extra
@@ -85,7 +85,9 @@ def plot_batch_noise_scale(run, /, *, ax=None, beta: float = 0.9):
     Args:
         run: a run with gradient norms at two batch sizes.
         ax: the Axes to draw on (default: a new figure).
-        beta: EMA factor over records of the two unbiased estimates before dividing (default 0.9).
+        beta: EMA factor over records of the two unbiased estimates before dividing (default
+            0.98). Gaps in the curve: the averaged |G|² estimate is ≤ 0 there (the gradient is
+            lost in the noise; B_simple is beyond what the records resolve).
     """
     steps, scale, batch = noise_scale_of_run(run, beta=beta)
     with single(ax) as (fig, ax, owns):
