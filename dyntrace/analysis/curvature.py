@@ -180,7 +180,11 @@ def noise_scale_records(run) -> NoiseScaleRecord:
     1. the ``noise_scale`` probe: one micro-batch's gradient against the whole accumulated
        (and data-parallel reduced) batch;
     2. the ``curvature`` probe: the training step's gradient (``curvature/train_grad_sq``)
-       against the measurement batch's (``curvature/grad_sq``), the smaller batch first.
+       against the measurement batch's (``curvature/grad_sq``), the smaller batch first, at the
+       same weights. The measurement batch is the same at every record, so its error does not
+       average out over records as a fresh batch's would: it serves best when it is much
+       larger than the training batch (or the whole training set, whose gradient is G itself
+       up to tr Σ / N).
     Raises MissingDataError if neither is there.
     """
     if "noise_scale" in run.probes and run.steps("noise_scale").size:

@@ -57,6 +57,7 @@ class NoiseScaleProbe(Probe):
         self.batch_size = batch_size
         self._world = 1
         self._ddp = False
+        self._active = False
         self._first: dict[int, torch.Tensor] = {}
         self._last: dict[int, torch.Tensor] = {}
         self._count: dict[int, int] = {}
@@ -64,10 +65,17 @@ class NoiseScaleProbe(Probe):
         self._fields: dict[str, torch.Tensor] = {}
 
     def setup(self, ctx):
-        """One column ("model") of five summed fields, and the world size (static)."""
+        """One column ("model") of five summed fields, and the world size (static); None (nothing
+        recorded) under torch.distributed without a DistributedDataParallel model."""
         ddp = torch.nn.parallel.DistributedDataParallel
-        self._ddp = isinstance(ctx.model, ddp) and torch.distributed.is_initialized()
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        self._ddp = distributed and isinstance(ctx.model, ddp)
+        if distributed and not self._ddp:
+            # FSDP or hand-made reductions: what .grad holds (a shard? this rank's own?) is unknown
+            ctx.warn_once(self.name, "noise_scale: under torch.distributed only a DistributedDataParallel model is supported; not recorded")
+            return None
         self._world = torch.distributed.get_world_size(ctx.model.process_group) if self._ddp else 1
+        self._active = True
         return ProbeLayout(
             names=["model"],
             fields=[
@@ -83,6 +91,8 @@ class NoiseScaleProbe(Probe):
 
     def attach(self, ctx):
         """On record steps: a post-accumulate-grad hook per parameter and a root forward pre-hook."""
+        if not self._active:
+            return []
         self._first, self._last, self._count, self._micro, self._fields = {}, {}, {}, 0, {}
         handles = [ctx.module.register_forward_pre_hook(self._see_inputs, with_kwargs=True)]
         for i, p in enumerate(ctx.params):
