@@ -185,7 +185,8 @@ class CurvatureProbe(Probe):
         if self.batch == "record" and self._inputs is None:
             ctx.warn_once((self.name, "inputs"), "curvature: no forward pass with gradients seen on a record step; not measured")
             return
-        params = [p for p in ctx.params if p.requires_grad and not p.is_sparse]
+        # the parameters the recorded optimizer steps (not frozen ones, nor another optimizer's)
+        params = [p for p, role in zip(ctx.params, ctx.param_roles()) if role == "trainable"]
         if not params:
             return
         device = params[0].device

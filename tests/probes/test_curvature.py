@@ -304,3 +304,20 @@ def test_the_gpu_path_makes_no_sync_and_no_stray_tensor(tmp_path, optimizer, ope
     assert np.isfinite(run.scalar("curvature/sharpness")[1]).all() and np.isfinite(run.scalar("curvature/trace")[1]).all()
     assert ("curvature/precond_sharpness" in run.scalar_names) == (optimizer == "adam")
     assert run.steps("noise_scale").tolist() == [1, 3]
+
+
+def test_only_the_parameters_the_optimizer_steps_are_measured(tmp_path, open_runs):
+    # f(a, b) = 3a² + 50b² with b frozen: the Hessian over the trained parameter is 6, not 100
+    class Two(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Parameter(torch.ones(1, dtype=torch.float64))
+            self.b = nn.Parameter(torch.ones(1, dtype=torch.float64))
+
+        def forward(self):
+            return 3 * self.a.pow(2).sum() + 50 * self.b.pow(2).sum()
+
+    model = Two()
+    opt = torch.optim.SGD([model.a], lr=0.01)  # b is stepped by nothing
+    record(model, opt, tmp_path / "two.h5", CurvatureProbe(loss_fn=lambda m: m(), tol=1e-10), loss_fn=lambda m: m())
+    assert scalar(open_runs(tmp_path / "two.h5"), "sharpness")[0] == pytest.approx(6.0)
