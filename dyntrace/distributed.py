@@ -48,6 +48,15 @@ rank 0's values are logged and other ranks drop theirs at once.
 
 Requirements (as for DDP itself): every rank runs the same schedule, the same modules in
 the same order, and steps its optimizer in lockstep.
+
+The recorder talks to one object with the same small interface in every mode — a single
+process included (:class:`Local`, which communicates nothing): ``setup``, ``meta``,
+``attach``, ``before_step``, ``before_collect``, ``combine``, ``after_transfer``,
+``add_scalar``/``pending``/``drop_pending`` and ``rank_groups``. The order rule lives in
+:meth:`Sync.combine`: every collective of a run is issued from ``combine`` (and the first
+record's range agreement in ``attach``'s hooks), which every rank reaches at the same points
+of the same training loop — a record step's ``optimizer.step()``, a full scalar buffer, and
+``close`` — so collectives match across ranks by construction; no other method communicates.
 """
 
 from __future__ import annotations
@@ -62,7 +71,7 @@ import torch.distributed as dist
 
 from dyntrace.probes.activations import BOUNDS, ActivationsProbe, module_kind
 
-__all__ = ["MODES", "SCALAR_REDUCES", "active", "is_sharded", "rank_group", "Sync", "NullWriter"]
+__all__ = ["MODES", "SCALAR_REDUCES", "active", "coordinator", "is_sharded", "rank_group", "Local", "Sync", "NullWriter"]
 
 MODES = ("reduce", "rank0", "per_rank")
 SCALAR_REDUCES = ("mean", "sum", "min", "max")
@@ -96,6 +105,52 @@ def active(mode=None, process_group=None) -> "Sync | None":
     if not (dist.is_available() and dist.is_initialized()):
         return None
     return Sync(mode or "reduce", process_group)
+
+
+def coordinator(mode=None, process_group=None) -> "Local | Sync":
+    """The recorder's distributed side: a :class:`Sync` under an initialised process group,
+    else a :class:`Local` (one process: everything is local, nothing is communicated)."""
+    return active(mode, process_group) or Local()
+
+
+class Local:
+    """A single process: the interface of :class:`Sync`, doing nothing but pass data through."""
+
+    mode = None
+    rank, world_size = 0, 1
+    writes = True
+    communicates = False
+    pending = 0
+
+    def setup(self, probes: list, layouts: dict, param_names: list[str]) -> tuple[list, dict]:
+        return probes, layouts
+
+    def meta(self, model) -> dict | None:
+        return None
+
+    def rank_groups(self, probes) -> list:
+        return []
+
+    def attach(self, probes) -> list:
+        return []
+
+    def before_step(self, ctx) -> None:
+        pass
+
+    def before_collect(self, probes) -> None:
+        pass
+
+    def add_scalar(self, step, name, value, reduce) -> None:  # never called: nothing to reduce
+        raise RuntimeError("a single process has nothing to reduce")
+
+    def combine(self, step: int, fields: dict | None):
+        return fields or {}, [], {}
+
+    def after_transfer(self, step: int, checks: dict) -> list:
+        return []
+
+    def drop_pending(self) -> int:
+        return 0
 
 
 class NullWriter:
@@ -342,14 +397,14 @@ class Sync:
     def combine(self, step: int, fields: dict | None):
         """The record step's collectives. Every rank calls it at the same point.
 
-        ``fields`` maps "probe/field" to device tensors (None: scalars only, at a flush).
-        Returns None on ranks that do not write; on rank 0, (fields, scalars, checks):
-        the sharded probes' fields replaced by their reduction (plus per-rank groups),
+        ``fields`` maps a probe's group to its fields (device tensors) (None: scalars only,
+        at a flush). Returns None on ranks that do not write; on rank 0, (fields, scalars,
+        checks): the sharded probes' fields replaced by their reduction (plus per-rank groups),
         scalar events (step, name, 0-d tensor) and device tensors to check after the
         transfer (:meth:`after_transfer`). All of them are still on the device: the
         recorder's single host transfer moves them with everything else.
         """
-        device = self._device(next(iter(fields.values()), None) if fields else None)
+        device = self._device(next((t for group in (fields or {}).values() for t in group.values()), None))
         packer = _Packer(device)
         if fields is not None:
             self._pack_probes(packer, fields, device)
@@ -383,11 +438,13 @@ class Sync:
         if not self.writes:
             return None
 
-        out_fields = dict(fields or {})
-        out_fields.update(self._unpack_probes(packer, sums, maxes, None, device))
+        out_fields = {group: dict(values) for group, values in (fields or {}).items()}
+        for key, value in self._unpack_probes(packer, sums, maxes, None, device).items():
+            out_fields.setdefault(key[0], {})[key[1]] = value
         scalars = self._unpack_scalars(packer, sums, maxes, scalar_slots, None)
         for r, (rank_sums, rank_maxes) in enumerate(per_rank):
-            out_fields.update(self._unpack_probes(packer, rank_sums, rank_maxes, r, device))
+            for key, value in self._unpack_probes(packer, rank_sums, rank_maxes, r, device).items():
+                out_fields.setdefault(key[0], {})[key[1]] = value
             scalars += self._unpack_scalars(packer, rank_sums, rank_maxes, scalar_slots, r)
         checks = {slot.field: packer.read(sums, maxes, slot) for slot in packer.slots if slot.key == "check"}
         return out_fields, scalars, checks
@@ -430,8 +487,7 @@ class Sync:
     def _pack_probes(self, packer: _Packer, fields: dict, device) -> None:
         for probe, specs, tensors in self._sharded:
             for spec in specs:
-                key = f"{probe.name}/{spec.name}"
-                value = fields.get(key)
+                value = fields.get(probe.name, {}).get(spec.name)
                 shape = None if value is None else tuple(value.shape)
                 if value is None:  # this rank's probe failed or saw nothing: the rule's identity
                     value = _identity(spec, tensors, device)
@@ -456,15 +512,15 @@ class Sync:
             if isinstance(slot.field, tuple):
                 masks.setdefault(slot.key, {}).setdefault(slot.field[1], {})[slot.field[0]] = packer.read(sums, maxes, slot)
             else:
-                out[f"{group}/{slot.field}"] = packer.read(sums, maxes, slot)
+                out[(group, slot.field)] = packer.read(sums, maxes, slot)
         for name, layers in masks.items():
             probe = next(p for p, *_ in self._sharded if p.name == name)
             group = name if rank is None else rank_group(name, rank)
             tracker = self._dead.setdefault(group, _DeadTracker(probe.dead_patience, len(layers)))
             order = sorted(layers)
             dead, persistent = tracker.update([layers[i]["seen"] for i in order], [layers[i]["active"] for i in order], device)
-            out[f"{group}/dead"] = dead
-            out[f"{group}/dead_persistent"] = persistent
+            out[(group, "dead")] = dead
+            out[(group, "dead_persistent")] = persistent
         return out
 
     def _pack_scalars(self, packer: _Packer, device) -> list:

@@ -20,23 +20,22 @@ combined across ranks with a constant number of collectives (see :mod:`dyntrace.
 from __future__ import annotations
 
 import json
-import math
 import os
-import platform
 import sys
 import weakref
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 import numpy as np
 import torch
 
 from dyntrace import distributed as _distributed
+from dyntrace.checks import check_choice, check_int, check_number
 from dyntrace.errors import DyntraceError
 from dyntrace.io.format import SCALAR_NAME_BYTES
 from dyntrace.io.writer import RunWriter
 from dyntrace.probes import make_probes
 from dyntrace.probes.base import RecordContext
+from dyntrace.run_meta import describe_run
 from dyntrace.scalar_log import ScalarLog
 from dyntrace.schedules import as_schedule
 from dyntrace.summaries import to_host
@@ -122,10 +121,9 @@ class Recorder:
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
-        if trajectory is not None and (not isinstance(trajectory, int) or trajectory < 1):
-            raise ValueError(f"Invalid trajectory stride: {trajectory!r} (expected an int >= 1 or None)")
-        if trajectory_dtype not in ("float32", "float16"):
-            raise ValueError(f"Invalid trajectory_dtype: {trajectory_dtype!r} (float32 or float16)")
+        check_int("trajectory", trajectory, low=1, optional=True)
+        check_choice("trajectory_dtype", trajectory_dtype, ("float32", "float16"))
+        check_number("flush_every", flush_every, low=0)
         self.path = os.fspath(path)
         self.schedule = as_schedule(every)
         self.step = 0  # completed iterations: optimizer steps, and steps skipped (see log)
@@ -141,8 +139,8 @@ class Recorder:
         self._closed = False
         self._log_step = 0  # self.step at the last log() call
         self._log_grads = self._grad_fingerprint()
-        self._dist = _distributed.active(distributed, process_group)  # None: a single process
-        self._writes = self._dist is None or self._dist.writes
+        self._dist = _distributed.coordinator(distributed, process_group)  # Local in a single process
+        self._writes = self._dist.writes
 
         layouts = {}
         for probe in list(self._probes):
@@ -150,8 +148,7 @@ class Recorder:
             if layout is not None:
                 layout.attrs.setdefault("options", json.dumps(probe.options(), default=str))
                 layouts[probe.name] = layout
-        if self._dist is not None:
-            self._probes, layouts = self._dist.setup(self._probes, layouts, self._ctx.param_names)
+        self._probes, layouts = self._dist.setup(self._probes, layouts, self._ctx.param_names)
         self._layouts = set(layouts)
         traj_spec = None
         if trajectory is not None and self._writes:
@@ -165,7 +162,11 @@ class Recorder:
             if not os.path.isdir(parent):
                 raise DyntraceError(f"cannot write {self.path}: folder {parent} does not exist")
             try:
-                self._writer = RunWriter(self.path, self._meta(model, optimizer, config), layouts, trajectory=traj_spec, flush_every=flush_every)
+                meta = describe_run(
+                    self._ctx.module, self._ctx.params, optimizer, config=config, schedule=self.schedule,
+                    probes=self._probes, device=self._ctx.device, distributed=self._dist.meta(model),
+                )
+                self._writer = RunWriter(self.path, meta, layouts, trajectory=traj_spec, flush_every=flush_every)
             except OSError as exc:
                 raise DyntraceError(f"cannot write {self.path}: {exc}") from None
         else:  # another rank: no file, no HDF5 work
@@ -211,7 +212,7 @@ class Recorder:
             self._notice_skipped_step()
         except Exception as exc:  # the recorder never kills training
             self._ctx.warn_once("skip", f"checking for a skipped step at {self.step + 1} failed: {exc}")
-        dist_reduce = reduce is not None and self._dist is not None and self._dist.communicates
+        dist_reduce = reduce is not None and self._dist.communicates
         if not (self._writes or dist_reduce):
             return  # another rank: its values are not recorded
         for name, value in scalars.items():
@@ -252,8 +253,7 @@ class Recorder:
             handle.remove()
         self._disarm()
         try:
-            if self._dist is not None:
-                self._close_distributed(failed)
+            self._close_distributed(failed)
             self._flush_scalars()
             if self._trajectory is not None and self.step % self._trajectory and self._writes:
                 self._save_trajectory()
@@ -321,8 +321,7 @@ class Recorder:
         self._grads_read = True
         ctx = self._ctx
         try:
-            if self._dist is not None:
-                self._dist.before_step(ctx)
+            self._dist.before_step(ctx)
             if any(p.needs_snapshot for p in self._probes):
                 ctx.take_snapshot()
         except Exception as exc:  # e.g. no memory for the snapshot: the probes that need it fail later, guarded
@@ -333,7 +332,7 @@ class Recorder:
     def _arm_if_scheduled(self):
         # Under torch.distributed a failed writer keeps rank 0 in step with the others'
         # collectives (it then records nothing); a single process simply stops arming.
-        if self._closed or (self._writer.failed and self._dist is None):
+        if self._closed or (self._writer.failed and not self._dist.communicates):
             return
         try:
             armed = bool(self.schedule(self.step + 1))
@@ -346,8 +345,7 @@ class Recorder:
             self._grads_read = False
             for probe in list(self._probes):
                 self._probe_handles += self._guard(probe, "attach") or []
-            if self._dist is not None:
-                self._probe_handles += self._dist.attach(self._probes)
+            self._probe_handles += self._dist.attach(self._probes)
             self._force_eager()
         self._armed = armed
 
@@ -400,23 +398,17 @@ class Recorder:
     def _record(self):
         """The record step: collect on the device, combine across ranks, one transfer, write."""
         ctx, step = self._ctx, self.step
-        if self._dist is not None:
-            self._dist.before_collect(self._probes)
+        self._dist.before_collect(self._probes)
         batch = RecordBatch()
         for probe in list(self._probes):
             fields = self._guard(probe, "collect")
             if fields:
                 batch.fields[probe.name] = fields
-        if self._dist is not None and self._dist.communicates:
-            flat = {f"{group}/{name}": t for group, fields in batch.fields.items() for name, t in fields.items()}
-            combined = self._dist.combine(step, flat)  # the record step's collectives
+        if self._dist.communicates:
+            combined = self._dist.combine(step, batch.fields)  # the record step's collectives
             if combined is None:  # another rank: its part is done
                 return
-            flat, events, batch.checks = combined
-            batch.fields = {}
-            for key, tensor in flat.items():
-                group, name = key.split("/", 1)
-                batch.fields.setdefault(group, {})[name] = tensor
+            batch.fields, events, batch.checks = combined
             self._scalars.extend(events)
         elif not self._writes:  # "rank0" mode, another rank: nothing to do
             return
@@ -429,8 +421,7 @@ class Recorder:
             self._scalars.add(step, name, value)
         ctx.scalars = {}
         host = self._transfer(batch)
-        if self._dist is not None:
-            self._scalars.extend(self._dist.after_transfer(step, host.get(("checks",), {})))
+        self._scalars.extend(self._dist.after_transfer(step, host.get(("checks",), {})))
         for name in batch.statics:
             probe = self._probe_named(name)
             if probe is not None and ("static", name) in host:
@@ -482,7 +473,7 @@ class Recorder:
         stepped = self.step != self._log_step
         ran_backward = fingerprint != self._log_grads
         self._log_grads = fingerprint
-        if stepped or not ran_backward or self._dist is not None:
+        if stepped or not ran_backward or self._dist.communicates:  # (a local decision would desynchronise ranks)
             self._log_step = self.step
             return
         if not self._nonfinite_gradients():  # one sync, only in a suspect iteration
@@ -530,7 +521,9 @@ class Recorder:
             self._scalars.extend(combined[1])
 
     def _close_distributed(self, failed: bool):
-        if failed or not self._dist.communicates:
+        if not self._dist.communicates:
+            return
+        if failed:
             dropped = self._dist.drop_pending()
             if dropped and self._writes:
                 self._ctx.warn_once("dist-close", f"{dropped} scalar value(s) logged with reduce= not written: the run ended with an exception, so no collective was attempted")
@@ -559,41 +552,3 @@ class Recorder:
             flat = torch.cat([p.detach().reshape(-1).float() for p in self._ctx.params])
         # A whole-model host copy, only every `trajectory` steps: the price of the PCA plane.
         self._writer.add_trajectory(self.step, flat.cpu().numpy())
-
-    def _meta(self, model, optimizer, config) -> dict:
-        module = self._ctx.module  # described as named in the file: inside a DDP wrapper
-        groups = [
-            {**{k: v for k, v in g.items() if k != "params"}, "n_params": len(g["params"])}
-            for g in optimizer.param_groups
-        ]
-        return {
-            "dyntrace_version": _dyntrace_version(),
-            "torch_version": torch.__version__,
-            "python_version": sys.version.split()[0],
-            "numpy_version": np.__version__,
-            "platform": platform.platform(),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "config": json.dumps(config if config is not None else {}, default=str),
-            "model": str(module),
-            "model_class": type(module).__name__,
-            "n_parameters": int(sum(p.numel() for p in self._ctx.params)),
-            "device": str(next(model.parameters()).device) if any(True for _ in model.parameters()) else "cpu",
-            "optimizer": json.dumps({"class": type(optimizer).__name__, "param_groups": groups}, default=_jsonable),
-            "schedule": repr(self.schedule),
-            "probes": json.dumps([{"name": p.name, "options": p.options()} for p in self._probes], default=str),
-            **({"distributed": json.dumps(self._dist.meta(model))} if self._dist is not None else {}),
-        }
-
-
-def _jsonable(value):
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        return float(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return str(value)
-
-
-def _dyntrace_version() -> str:
-    from dyntrace import __version__
-
-    return __version__

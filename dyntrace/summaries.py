@@ -106,18 +106,18 @@ def packed_width(bins: int) -> int:
     return HIST + bins + 2
 
 
-def moments(flat: torch.Tensor, shift: torch.Tensor | None = None) -> torch.Tensor:
+def moments(flat: torch.Tensor) -> torch.Tensor:
     """[count, sum, sumsq, min, max] of a flat tensor as one float64 vector, on its device.
 
-    No host sync. The sums are accumulated in float32 around ``shift`` (a value near the
-    mean, e.g. a sample's mean): Σ(x−c) and Σ(x−c)², then Σx = Σ(x−c) + nc and
-    Σx² = Σ(x−c)² + 2cΣ(x−c) + nc² are rebuilt in float64. A float64 accumulation would cost a
-    float64 copy of the tensor on the CPU (ten times the price); an unshifted float32 Σx²
-    would lose the variance of tightly clustered values (Adam's ψ, saturated sigmoids).
+    No host sync; two passes over the data: ``aminmax`` and ``var_mean``. The mean and the
+    (population) variance are taken in one pass by torch's reduction (Welford on CUDA, a
+    float64 accumulator on the CPU), then Σx = n·mean and Σx² = n·(var + mean²) are rebuilt in
+    float64: the variance of tightly clustered values (Adam's ψ, saturated sigmoids) keeps its
+    digits, with no float64 copy of the tensor and no shifted temporary.
     """
     if flat.numel() == 0:
-        return empty_summary(0, flat.device)[:HIST - 3]
-    return _moments_of([flat], None if shift is None else shift.reshape(1))[0]
+        return empty_summary(0, flat.device)[: HIST - 3]
+    return _moments_of([flat])[0]
 
 
 def merge_packed(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
@@ -216,7 +216,7 @@ def empty_summary(bins: int, device, rows: int | None = None) -> torch.Tensor:
     return out
 
 
-def summarise_tensor(x: torch.Tensor, edges, *, cap: int, magnitude: bool, centred: bool = True) -> torch.Tensor:
+def summarise_tensor(x: torch.Tensor, edges, *, cap: int, magnitude: bool) -> torch.Tensor:
     """Exact moments of ``x`` and counts over a strided sample of it, packed in one vector.
 
     Layout (:data:`COLUMNS`): [count, sum, sumsq, min, max, zero, nonfinite, hist_count,
@@ -224,18 +224,16 @@ def summarise_tensor(x: torch.Tensor, edges, *, cap: int, magnitude: bool, centr
     of ``x`` when it has at most ``cap`` elements). With ``magnitude`` the histogram bins
     log10 |x| and leaves exact zeros out; otherwise it bins the values. Non-finite values are
     counted, never binned; if there are any, the moments are NaN/inf and a probe may
-    recompute them. ``centred`` accumulates the sums around the sample's mean (see
-    :func:`moments`): one more pass, needed where values cluster far from 0 (activations,
-    adaptive rates), not for gradients and weights, whose spread is large next to their mean.
+    recompute them. The moments are exact (see :func:`moments`).
     ``edges`` = (lo, hi, bins), lo and hi numbers or 0-d tensors on ``x``'s device.
     """
-    return summarise_tensors([x], edges, cap=cap, magnitude=magnitude, centred=centred, device=x.device)[0]
+    return summarise_tensors([x], edges, cap=cap, magnitude=magnitude, device=x.device)[0]
 
 
-def summarise_tensors(tensors, edges, *, cap: int, magnitude: bool, centred: bool = False, device=None) -> torch.Tensor:
+def summarise_tensors(tensors, edges, *, cap: int, magnitude: bool, device=None) -> torch.Tensor:
     """:func:`summarise_tensor` of many tensors at once: packed rows [T, 8 + bins + 2].
 
-    The moments are taken per tensor (three reductions each); everything counted over the
+    The moments are taken per tensor (two reductions each); everything counted over the
     samples — zeros, non-finite values, the histogram — is done once for all tensors: their
     samples are concatenated, each element's slot (tensor, bin) computed, and the counts
     accumulated with one ``scatter_add_`` into a preallocated buffer (no ``bincount``: its
@@ -254,7 +252,7 @@ def summarise_tensors(tensors, edges, *, cap: int, magnitude: bool, centred: boo
         return empty_summary(bins, where, rows=len(tensors))
     device = tensors[present[0]].device
     if any(tensors[i].device != device or not tensors[i].is_floating_point() for i in present):
-        return _one_by_one(tensors, edges, present, cap=cap, magnitude=magnitude, centred=centred, device=device)
+        return _one_by_one(tensors, edges, present, cap=cap, magnitude=magnitude, device=device)
     per_tensor = isinstance(lo, torch.Tensor) and lo.dim() == 1
     if per_tensor and len(present) < len(tensors):
         index = _constant(tuple(present), device, torch.long)
@@ -289,15 +287,8 @@ def summarise_tensors(tensors, edges, *, cap: int, magnitude: bool, centred: boo
         zeros = is_zero.sum(dtype=torch.float64).reshape(1)
     else:
         zeros = torch.zeros(t, dtype=torch.float32, device=device).scatter_add_(0, segment, is_zero.float()).double()
-    shifts = None
-    if centred:
-        clean = torch.where(finite, sample, torch.zeros((), dtype=sample.dtype, device=device))
-        if segment is None:
-            shifts = clean.double().sum().reshape(1) / sizes
-        else:
-            shifts = torch.zeros(t, dtype=torch.float64, device=device).index_add_(0, segment, clean.double()) / sizes
     packed = torch.cat(
-        [_moments_of(flats, shifts), zeros[:, None], counts[:, bins + 2 : bins + 3], sizes[:, None], counts[:, : bins + 2]],
+        [_moments_of(flats), zeros[:, None], counts[:, bins + 2 : bins + 3], sizes[:, None], counts[:, : bins + 2]],
         dim=1,
     )
     if len(present) == len(tensors):
@@ -307,7 +298,7 @@ def summarise_tensors(tensors, edges, *, cap: int, magnitude: bool, centred: boo
     return out
 
 
-def _one_by_one(tensors, edges, present, *, cap, magnitude, centred, device) -> torch.Tensor:
+def _one_by_one(tensors, edges, present, *, cap, magnitude, device) -> torch.Tensor:
     """Rare path: tensors on several devices or of integer type, each on its own device."""
     lo, hi, bins = edges
     per_tensor = isinstance(lo, torch.Tensor) and lo.dim() == 1
@@ -318,7 +309,7 @@ def _one_by_one(tensors, edges, present, *, cap, magnitude, centred, device) -> 
             continue
         x = tensor.detach() if tensor.is_floating_point() else tensor.detach().double()
         own = (lo[i].to(x.device), hi[i].to(x.device), bins) if per_tensor else edges
-        rows.append(summarise_tensors([x], own, cap=cap, magnitude=magnitude, centred=centred)[0].to(device))
+        rows.append(summarise_tensors([x], own, cap=cap, magnitude=magnitude)[0].to(device))
     return torch.stack(rows)
 
 
@@ -365,27 +356,21 @@ def _segments(sizes: tuple[int, ...], device):
     return _CONSTANTS[segment_key], _constant(sizes, device, torch.float64)
 
 
-def _moments_of(flats, shifts) -> torch.Tensor:
-    """[T, 5] moments (see :func:`moments`), gathered with one stack per statistic."""
-    if shifts is not None:
-        shifts = torch.nan_to_num(shifts, nan=0.0, posinf=0.0, neginf=0.0)
-    lows, highs, s1, s2 = [], [], [], []
-    for k, flat in enumerate(flats):
+def _moments_of(flats) -> torch.Tensor:
+    """[T, 5] moments (see :func:`moments`): per tensor ``aminmax`` and ``var_mean`` (two
+    passes), gathered with one stack."""
+    rows = []
+    for flat in flats:
         if flat.dtype not in (torch.float32, torch.float64):
             flat = flat.float()
         lo, hi = torch.aminmax(flat)
-        centred = flat if shifts is None else flat - shifts[k].to(flat.dtype)  # one pass: exact variances
-        lows.append(lo)
-        highs.append(hi)
-        s1.append(centred.sum())
-        s2.append(torch.dot(centred, centred))
-    device = flats[0].device
-    count = _constant(tuple(float(f.numel()) for f in flats), device, torch.float64)
-    s1, s2 = torch.stack(s1).double(), torch.stack(s2).double()
-    if shifts is not None:
-        c = shifts.double()
-        s1, s2 = s1 + count * c, s2 + 2 * c * s1 + count * c * c
-    return torch.stack([count, s1, s2, torch.stack(lows).double(), torch.stack(highs).double()], dim=1)
+        var, mean = torch.var_mean(flat, correction=0)
+        rows.append(torch.stack([lo, hi, mean, var]))
+    if len({r.dtype for r in rows}) > 1:
+        rows = [r.double() for r in rows]
+    lo, hi, mean, var = torch.stack(rows).double().unbind(1)
+    count = _constant(tuple(float(f.numel()) for f in flats), flats[0].device, torch.float64)
+    return torch.stack([count, mean * count, (var + mean * mean) * count, lo, hi], dim=1)
 
 
 def split_summary(packed: torch.Tensor) -> dict[str, torch.Tensor]:

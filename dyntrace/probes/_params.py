@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from dyntrace.checks import check_int
 from dyntrace.summaries import DEFAULT_HIST_SAMPLE, FieldSpec, ProbeLayout, edges_tensor, split_summary, summarise_tensors, tensor_fields
 
 __all__ = ["ParameterTensorProbe"]
@@ -18,14 +19,11 @@ class ParameterTensorProbe:
     """
 
     magnitude = True
-    centred = False  # sums around the sample mean: for values clustered far from 0
     unit = ""
     hist_description = ""
 
     def __init__(self, *, hist_sample: int = DEFAULT_HIST_SAMPLE):
-        if hist_sample < 1:
-            raise ValueError(f"Invalid hist_sample: {hist_sample} (expected >= 1)")
-        self.hist_sample = hist_sample
+        self.hist_sample = check_int("hist_sample", hist_sample, low=1)
         self._packed: torch.Tensor | None = None
 
     def layout(self, ctx) -> ProbeLayout:
@@ -58,7 +56,7 @@ class ParameterTensorProbe:
             tensors.append(tensor)
         self._packed = (
             summarise_tensors(
-                tensors, self.edges_spec(), cap=self.hist_sample, magnitude=self.magnitude, centred=self.centred, device=ctx.device
+                tensors, self.edges_spec(), cap=self.hist_sample, magnitude=self.magnitude, device=ctx.device
             )
             if tensors
             else None

@@ -38,6 +38,7 @@ import math
 import numpy as np
 import torch
 
+from dyntrace.checks import check_int, check_range
 from dyntrace.probes._params import ParameterTensorProbe
 from dyntrace.probes.base import Probe
 from dyntrace.summaries import DEFAULT_HIST_SAMPLE, FieldSpec, log10_magnitude_edges
@@ -124,15 +125,13 @@ class AdaptiveProbe(ParameterTensorProbe, Probe):
     """
 
     name = "adaptive"
-    centred = True  # ψ clusters tightly around its mean late in training: keep Var[ψ] exact
     unit = "log10 ψ"
     hist_description = "counts of log10 ψ, the per-coordinate adaptive learning rate"
 
     def __init__(self, *, decades=(-6.0, 10.0), per_decade: int = 5, hist_sample: int = DEFAULT_HIST_SAMPLE):
         super().__init__(hist_sample=hist_sample)
-        if len(decades) != 2 or not decades[0] < decades[1] or per_decade < 1:
-            raise ValueError(f"Invalid histogram range: decades={tuple(decades)}, per_decade={per_decade}")
-        self._edges = log10_magnitude_edges(decades[0], decades[1], per_decade)
+        lo, hi = check_range("decades", decades)
+        self._edges = log10_magnitude_edges(lo, hi, check_int("per_decade", per_decade, low=1))
         self._kinds: list[str] = []
         self._index: dict[int, int] = {}
         self._radam = False

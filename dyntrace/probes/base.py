@@ -134,8 +134,9 @@ class RecordContext:
 
     def take_snapshot(self) -> None:
         """Copy every parameter on its device (one pass; only on record steps that need it)."""
-        with torch.no_grad():
-            self._snapshot = [p.detach().clone() for p in self.params]  # per-record allocation
+        with torch.no_grad():  # one fused copy of every parameter: a per-record allocation
+            params = [p.detach() for p in self.params]
+            self._snapshot = list(torch._foreach_mul(params, 1)) if params else []
 
     @property
     def snapshot(self) -> list[torch.Tensor] | None:

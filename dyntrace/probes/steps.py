@@ -34,6 +34,7 @@ import math
 
 import torch
 
+from dyntrace.checks import check_int, check_range
 from dyntrace.probes._params import ParameterTensorProbe, _finite
 from dyntrace.probes.base import Probe
 from dyntrace.summaries import (
@@ -78,9 +79,8 @@ class StepsProbe(ParameterTensorProbe, Probe):
 
     def __init__(self, *, decades=(-10.1, 5.9), per_decade: int = 5, hist_sample: int = DEFAULT_HIST_SAMPLE):
         super().__init__(hist_sample=hist_sample)
-        if len(decades) != 2 or not decades[0] < decades[1] or per_decade < 1:
-            raise ValueError(f"Invalid histogram range: decades={tuple(decades)}, per_decade={per_decade}")
-        self._edges = log10_magnitude_edges(decades[0], decades[1], per_decade)
+        lo, hi = check_range("decades", decades)
+        self._edges = log10_magnitude_edges(lo, hi, check_int("per_decade", per_decade, low=1))
         self._grads: list | None = None
         self._extra: torch.Tensor | None = None
 

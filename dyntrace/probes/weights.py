@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from dyntrace.checks import check_int
 from dyntrace.probes._params import ParameterTensorProbe
 from dyntrace.probes.base import Probe
 from dyntrace.summaries import DEFAULT_HIST_SAMPLE, FieldSpec, nice_ceiling
@@ -37,9 +38,7 @@ class WeightsProbe(ParameterTensorProbe, Probe):
 
     def __init__(self, *, bins: int = 64, hist_sample: int = DEFAULT_HIST_SAMPLE):
         super().__init__(hist_sample=hist_sample)
-        if not isinstance(bins, int) or bins < 2:
-            raise ValueError(f"Invalid bins: {bins!r} (expected an int >= 2)")
-        self.bins = bins
+        self.bins = check_int("bins", bins, low=2)
         self._limit: torch.Tensor | None = None  # [T]: this record's h per parameter
 
     def setup(self, ctx):
