@@ -59,6 +59,7 @@ from collections import deque
 
 import torch
 
+from dyntrace.checks import check_bool, check_choice, check_int, check_number
 from dyntrace.probes.adaptive import inner_optimizer, optimizer_family
 from dyntrace.probes.base import Probe
 
@@ -113,18 +114,16 @@ class CurvatureProbe(Probe):
                 f"Invalid loss_fn: {loss_fn!r} (expected a callable; the curvature probe needs a loss: "
                 "CurvatureProbe(loss_fn=lambda model: ...))"
             )
-        if not callable(every) and (not isinstance(every, int) or isinstance(every, bool) or every < 1):
-            raise ValueError(f"Invalid every: {every!r} (expected an int >= 1 or a callable step -> bool)")
-        if batch not in BATCH_MODES:
-            raise ValueError(f"Invalid batch: {batch!r} (expected one of {', '.join(map(repr, BATCH_MODES))})")
-        if not isinstance(iters, int) or isinstance(iters, bool) or iters < 1:
-            raise ValueError(f"Invalid iters: {iters!r} (expected an int >= 1)")
-        if not isinstance(tol, (int, float)) or not tol >= 0:
-            raise ValueError(f"Invalid tol: {tol!r} (expected a number >= 0)")
-        if not isinstance(trace_samples, int) or isinstance(trace_samples, bool) or trace_samples < 0:
-            raise ValueError(f"Invalid trace_samples: {trace_samples!r} (expected an int >= 0)")
-        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-            raise ValueError(f"Invalid batch_size: {batch_size!r} (expected an int >= 1 or None)")
+        if not callable(every):
+            check_int("every", every, low=1)
+        check_choice("batch", batch, BATCH_MODES)
+        check_int("iters", iters, low=1)
+        check_number("tol", tol, low=0)
+        check_int("trace_samples", trace_samples, low=0)
+        check_bool("preconditioned", preconditioned)
+        if early_stop is not None:
+            check_bool("early_stop", early_stop)
+        check_int("batch_size", batch_size, low=1, optional=True)
         self.loss_fn = loss_fn
         self.every = every
         self.batch = batch

@@ -31,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from dyntrace.checks import check_int
 from dyntrace.probes.base import Probe
 from dyntrace.probes.curvature import _batch_dim, _dot
 from dyntrace.summaries import FieldSpec, ProbeLayout
@@ -52,8 +53,7 @@ class NoiseScaleProbe(Probe):
     sharded = True  # each rank's first micro-batch is its own: summed over the ranks
 
     def __init__(self, *, batch_size: int | None = None):
-        if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
-            raise ValueError(f"Invalid batch_size: {batch_size!r} (expected an int >= 1 or None)")
+        check_int("batch_size", batch_size, low=1, optional=True)
         self.batch_size = batch_size
         self._world = 1
         self._ddp = False
