@@ -89,7 +89,9 @@ def test_accuracy_and_norms_draw_the_logged_scalars(runs):
     np.testing.assert_allclose(line(fig, "accuracy:ewma").get_ydata(), ewma(acc, auto_beta(len(acc))))
     np.testing.assert_array_equal(line(fig, "val_accuracy:points").get_ydata(), run.scalar("val_accuracy")[1])
     fig = plot_norms(run)
-    for name in NORMS:
+    present = [name for name in NORMS if name in run.scalar_names]
+    assert present == ["grad_norm", "param_norm", "update_norm"]  # dist_init is opt-in
+    for name in present:
         np.testing.assert_array_equal(line(fig, name).get_xydata(), np.column_stack(run.scalar(name)))
     assert fig.axes[0].get_yscale() == "log"  # ‖θ‖ ~ 10, ‖Δθ‖ ~ 1e-2: decades apart
 
