@@ -24,7 +24,12 @@ from dyntrace.plots.compare import (
 )
 from dyntrace.plots.activations import plot_activation_heatmaps, plot_activation_histograms, plot_activation_std
 from dyntrace.plots.adaptive import plot_adaptive_lr, plot_psi_variance, plot_rectification
-from dyntrace.plots.curvature import plot_batch_noise_scale, plot_hessian_trace, plot_sharpness
+from dyntrace.plots.curvature import (
+    noise_scale_missing,
+    plot_batch_noise_scale,
+    plot_hessian_trace,
+    plot_sharpness,
+)
 from dyntrace.plots.dashboard import plot_dashboard
 from dyntrace.plots.gradient_flow import plot_gradient_flow, plot_gradient_norm_by_depth, plot_gradient_ratio
 from dyntrace.plots.landscape import LANDSCAPE_SOURCE, plot_landscapes
@@ -79,7 +84,8 @@ class FigureSpec:
 
     ``probes``: every one of these probes must have recorded; ``scalars``: at least one of
     these scalars must be logged (empty: none needed); ``landscapes``: the file must hold
-    stored landscapes.
+    stored landscapes; ``needs``: for data that has more than one source, a function
+    ``run -> str | None`` saying why the run cannot support the figure (None: it can).
     """
 
     name: str
@@ -88,6 +94,7 @@ class FigureSpec:
     scalars: tuple[str, ...] = ()
     landscapes: bool = False
     description: str = ""
+    needs: Callable | None = None
 
     def missing(self, run) -> str | None:
         """Why ``run`` cannot support this figure (one line), or None if it has the data."""
@@ -100,6 +107,8 @@ class FigureSpec:
             return f"no scalar {' or '.join(repr(s) for s in self.scalars)} ({source})"
         if self.landscapes and not run.landscape_names:
             return LANDSCAPE_SOURCE
+        if self.needs is not None:
+            return self.needs(run)
         return None
 
 
@@ -124,7 +133,7 @@ _SPECS = [
     FigureSpec("landscapes", plot_landscapes, landscapes=True, description="stored loss landscapes: planes as contours (with the trajectory), lines"),
     FigureSpec("sharpness", plot_sharpness, scalars=("curvature/sharpness", "curvature/precond_sharpness"), description="top Hessian eigenvalue (Adam: of P⁻¹H) against the stability threshold"),
     FigureSpec("hessian_trace", plot_hessian_trace, scalars=("curvature/trace",), description="Hessian trace (Hutchinson) over training"),
-    FigureSpec("batch_noise_scale", plot_batch_noise_scale, description="gradient noise scale B_simple against the batch size in use"),
+    FigureSpec("batch_noise_scale", plot_batch_noise_scale, needs=noise_scale_missing, description="gradient noise scale B_simple against the batch size in use"),
 ]
 
 #: Figure name → FigureSpec, in the order ``dyntrace plot`` writes them.

@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 
 from dyntrace.analysis.curvature import TRACE, TRACE_SE, noise_scale_of_run, sharpness_of
+from dyntrace.errors import MissingDataError
 from dyntrace.plots._data import missing
 from dyntrace.plots._layout import legend, single, step_label
 from dyntrace.plots.theme import NEUTRAL, series_color
 
-__all__ = ["plot_sharpness", "plot_hessian_trace", "plot_batch_noise_scale"]
+__all__ = ["plot_sharpness", "plot_hessian_trace", "plot_batch_noise_scale", "noise_scale_missing"]
 
 _THRESHOLD_LABEL = {
     "hessian": "threshold 2/η ((2+2β)/η with momentum)",
@@ -101,3 +102,13 @@ def plot_batch_noise_scale(run, /, *, ax=None, beta: float = 0.98):
         ax.set_title("Gradient noise scale against the batch size")
         legend(ax, owns=owns)
     return fig
+
+
+def noise_scale_missing(run) -> str | None:
+    """Why ``run`` has no gradient noise scale to draw (one line), or None: the data has two
+    sources (the ``noise_scale`` probe's records, the ``curvature`` probe's scalars)."""
+    try:
+        noise_scale_of_run(run)
+    except MissingDataError as exc:
+        return str(exc).removeprefix(f"{run.path}: ")
+    return None
