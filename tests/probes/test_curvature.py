@@ -13,7 +13,7 @@ from dyntrace.analysis import measurement_cost, sgd_threshold
 from dyntrace.probes import PROBES, CurvatureProbe, make_probes
 from dyntrace.probes.curvature import power_iteration
 
-HUTCHINSON_VECTORS = 100
+HUTCHINSON_VECTORS = 300
 
 
 def record(model, optimizer, path, probe, *, steps=1, every=1, loss_fn, others=("scalars",), seed=0):
@@ -57,9 +57,9 @@ def test_least_squares_top_eigenvalue_within_1_percent_and_trace_within_5_percen
     sharpness = scalar(run, "sharpness")
     assert sharpness[0] == pytest.approx(top, rel=0.01)
     assert sharpness[0] == pytest.approx(top, rel=1e-6)  # in fact: the power iteration converged
-    # Hutchinson with 100 Rademacher vectors: Var zᵀAz = 2(‖A‖²_F − Σ A_ii²)
+    # Hutchinson with 300 Rademacher vectors: Var zᵀAz = 2(‖A‖²_F − Σ A_ii²), SE ≈ 2 % here
     estimate, se = scalar(run, "trace"), scalar(run, "trace_se")
-    assert estimate[0] == pytest.approx(trace, rel=0.05)
+    np.testing.assert_allclose(estimate, trace, rtol=0.05)  # each of the three measurements
     h = hessian.numpy()
     analytic_se = math.sqrt(2 * ((h**2).sum() - (np.diag(h) ** 2).sum()) / HUTCHINSON_VECTORS)
     assert np.all(np.abs(estimate - trace) < 4 * analytic_se)
