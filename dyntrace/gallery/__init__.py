@@ -40,6 +40,7 @@ ENTRIES = [
     "augmentation",
     "softmax_cross_entropy",
     "dropout",
+    "edge_of_stability",
 ]
 
 
