@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 from dyntrace.analysis import decimate
+from dyntrace.kinds import BOUNDED_KINDS
 from dyntrace.plots._data import layer_stat, missing
 from dyntrace.plots._layout import layer_key, layer_labels, single, step_label
 from dyntrace.plots.theme import layer_colors
 
 __all__ = ["plot_saturation", "plot_dead_units", "BOUNDED_KINDS"]
-
-#: Module kinds whose outputs the activations probe counts as saturated near their bounds
-#: (the keys of dyntrace.probes.activations.BOUNDS, repeated here because that module
-#: imports torch; a test keeps the two equal).
-BOUNDED_KINDS = ("sigmoid", "hardsigmoid", "softmax", "tanh", "softsign", "hardtanh", "lstm", "gru", "rnn")
 
 
 def _fraction_lines(run, ax, owns, stat, keep, *, ylabel, title, max_points, units=False):

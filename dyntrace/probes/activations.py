@@ -66,6 +66,7 @@ from torch.nn.utils.rnn import PackedSequence
 from torch.overrides import TorchFunctionMode
 
 from dyntrace.checks import check_int, check_number
+from dyntrace.kinds import BOUNDS, NON_NEGATIVE
 from dyntrace.probes.base import Probe
 from dyntrace.summaries import (
     DEFAULT_HIST_SAMPLE,
@@ -83,18 +84,6 @@ from dyntrace.summaries import (
 
 __all__ = ["ActivationsProbe", "BOUNDS", "NON_NEGATIVE", "FUNCTIONS", "FUNCTION_KINDS", "module_kind", "is_activation"]
 
-BOUNDS = {
-    "sigmoid": (0.0, 1.0),
-    "hardsigmoid": (0.0, 1.0),
-    "softmax": (0.0, 1.0),
-    "tanh": (-1.0, 1.0),
-    "softsign": (-1.0, 1.0),
-    "hardtanh": (-1.0, 1.0),
-    "lstm": (-1.0, 1.0),  # h = o ⊙ tanh(c)
-    "gru": (-1.0, 1.0),  # a convex mix of tanh outputs (from h₀ = 0)
-    "rnn": (-1.0, 1.0),  # nonlinearity="tanh"
-}
-NON_NEGATIVE = {"relu", "relu6", "softplus", "binarystep", "threshold", "rnn_relu"}
 
 #: Kinds of normalisation whose units are channels (dim 1) and features (the last dim).
 _CHANNEL_NORMS = ("batchnorm", "instancenorm", "groupnorm", "localresponsenorm", "crossmaplrn", "syncbatchnorm")
