@@ -26,6 +26,7 @@ __all__ = [
     "layer_colors",
     "series_color",
     "method_color",
+    "method_colors",
 ]
 
 #: Distinct colours for up to eight series (seaborn "colorblind" without its grey).
@@ -62,7 +63,7 @@ METHOD_COLORS = {
     "sigmoid": "#0173b2",
     "tanh": "#029e73",
     "relu": "#d55e00",
-    "leakyrelu": "#e69f00",
+    "leakyrelu": "#882255",  # wine: apart from ReLU's vermillion when the two are compared
     "elu": "#a6761d",
     "gelu": "#7570b3",
     "silu": "#e7298a",
@@ -136,3 +137,18 @@ def method_color(name: str, fallback: int = 0):
     if key in METHOD_COLORS:
         return METHOD_COLORS[key]
     return WIDE_PALETTE[fallback % len(WIDE_PALETTE)]
+
+
+def method_colors(names) -> list:
+    """The fixed colours of several methods drawn together (:func:`method_color`), each
+    distinct: a name without a fixed colour, or whose colour another name of the list already
+    has, gets the first :data:`WIDE_PALETTE` colour not yet used."""
+    names = list(names)
+    fixed = [METHOD_COLORS.get("".join(ch for ch in str(n).lower() if ch not in " -_")) for n in names]
+    used, out = set(), []
+    for color in fixed:
+        if color is None or color in used:
+            color = next((c for c in WIDE_PALETTE if c not in used and c not in fixed), WIDE_PALETTE[len(out) % len(WIDE_PALETTE)])
+        used.add(color)
+        out.append(color)
+    return out
