@@ -8,7 +8,7 @@ diagnoses of a run.
 
 from dyntrace.analysis.diagnoses import KINDS, Diagnosis, Thresholds, diagnose, gradient_flow, gradient_flow_ratio
 from dyntrace.analysis.noise import MinibatchNoise, NoiseScale, gradient_noise_scale, minibatch_noise
-from dyntrace.analysis.plateaus import Plateau, find_plateaus
+from dyntrace.analysis.plateaus import Plateau, find_plateaus, first_escape
 from dyntrace.analysis.radam import (
     PsiVariance,
     is_rectified,
@@ -26,7 +26,7 @@ __all__ = [
     # smoothing
     "ewma", "moving_average", "kaiser_smooth", "decimate", "decimate_bands", "Bands",
     # plateaus
-    "find_plateaus", "Plateau",
+    "find_plateaus", "Plateau", "first_escape",
     # noise
     "minibatch_noise", "MinibatchNoise", "gradient_noise_scale", "NoiseScale",
     # radam

@@ -71,6 +71,7 @@ def draw_contour(ax, function, *, xlim=None, ylim=None, levels: int = 14, resolu
         ax.plot(*function.minimum, marker="+", ms=12, mew=2, color="k", ls="none", gid="minimum")
     ax.set_xlim(*xlim)
     ax.set_ylim(*ylim)
+    ax.set_aspect("equal")  # the geometry is the point: a circle stays a circle
     ax.set_xlabel("x")
     ax.set_ylabel("y")
 
