@@ -7,7 +7,7 @@ import numpy as np
 
 from dyntrace.plots._data import missing
 from dyntrace.plots._layout import panels, single
-from dyntrace.plots.theme import PALETTE
+from dyntrace.plots.theme import PALETTE, method_color
 
 __all__ = ["plot_best_trials", "plot_search_scatter", "final_metric", "rank_correlation"]
 
@@ -105,10 +105,11 @@ def plot_best_trials(runs, /, *, best: int = 20, metric: str = "accuracy", ax=No
             run = runs[i]
             _, val = run.scalar(f"val_{metric}")
             epochs = np.arange(1, len(val) + 1)
-            a.plot(epochs, val, color=PALETTE[0], lw=1.5, label="validation")
             if f"train_{metric}" in run.scalar_names:
                 _, train = run.scalar(f"train_{metric}")
-                a.plot(epochs[: len(train)], train[: len(epochs)], color=PALETTE[1], lw=1.1, ls="--", label="train")
+                a.plot(epochs[: len(train)], train[: len(epochs)], color=method_color("train"), lw=1.1, ls="--",
+                       label="training")
+            a.plot(epochs, val, color=method_color("validation"), lw=1.5, label="validation")
             values = ", ".join(f"{names.get(k, k)} {_short(_value(run, k))}" for k in keys)
             a.set_title(f"#{rank}: {values}", fontsize="small")
             a.tick_params(labelsize="small")
@@ -118,6 +119,7 @@ def plot_best_trials(runs, /, *, best: int = 20, metric: str = "accuracy", ax=No
                 a.set_ylabel(metric, fontsize="small")
             if metric == "accuracy":
                 a.set_ylim(0, 1)
+        axes[0].legend(loc="lower right", fontsize="x-small")
         if owns:
             fig.suptitle(f"Best {len(order)} trials by final validation {metric}")
     return fig

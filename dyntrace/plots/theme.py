@@ -70,6 +70,9 @@ METHOD_COLORS = {
     "swish": "#e7298a",
     "softsign": "#56b4e9",
     "linear": "#222222",
+    # data splits: training blue, validation orange, in every figure with both
+    "train": "#0173b2",
+    "validation": "#de8f05",
 }
 #: Grey for context series (the learning rate, plateau shading, reference lines).
 NEUTRAL = "#949494"
