@@ -70,6 +70,10 @@ METHOD_COLORS = {
     "swish": "#e7298a",
     "softsign": "#56b4e9",
     "linear": "#222222",
+    # regularisers (the overfitting figure)
+    "weightdecay": "#029e73",
+    "dropout": "#cc78bc",
+    "earlystopping": "#0173b2",
     # data splits: training blue, validation orange, in every figure with both
     "train": "#0173b2",
     "validation": "#de8f05",
