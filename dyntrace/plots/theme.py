@@ -70,6 +70,14 @@ METHOD_COLORS = {
     "swish": "#e7298a",
     "softsign": "#56b4e9",
     "linear": "#222222",
+    # learning-rate schedules
+    "constant": "#222222",
+    "step": "#0173b2",
+    "exponential": "#029e73",
+    "staircase": "#e69f00",
+    "inversetime": "#882255",
+    "k/√t": "#a6761d",
+    "warmup+cosine": "#d55e00",
     # regularisers (the overfitting figure)
     "weightdecay": "#029e73",
     "dropout": "#cc78bc",
