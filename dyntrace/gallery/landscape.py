@@ -161,21 +161,21 @@ def claims(runs):
     explained = float(np.sum(trajectory.explained_variance))
     out.append(claim("PC1 + PC2 explain ≥ 80 % of the trajectory's squared deviation from the final weights",
                      {"PC1": trajectory.explained_variance[0], "PC2": trajectory.explained_variance[1], "sum": explained},
-                     explained >= 0.8, "Li et al. 2018: typically 80–95 % for the first two PCs"))
+                     explained >= 0.8, "Li et al. 2018: typically 80–95 % for the first two PCs", kind="phenomenon"))
     line = run.landscape("line")
     final = float(line.loss[-1])
     lowest = float(np.nanmin(trajectory.loss))
     out.append(claim("the final weights are at the bottom of the trajectory plane: its lowest grid loss ≥ 0.9 × the final loss",
                      {"plane minimum": lowest, "final": final}, lowest >= 0.9 * final,
-                     "the path ends in the minimum of the drawn plane (within 10 %)"))
+                     "the path ends in the minimum of the drawn plane (within 10 %)", kind="phenomenon"))
     _, val = run.scalar("val_loss")
     ends = [float(line.loss[0]), final]
     recorded = [float(val[0]), float(val[-1])]
     close = all(abs(a - b) <= TOLERANCE * abs(b) for a, b in zip(ends, recorded))
     out.append(claim("line: loss at t = 0 and t = 1 equal the val_loss recorded before the first and after the last step",
                      {"t=0": ends[0], "recorded step 0": recorded[0], "t=1": ends[1], "recorded last": recorded[1]},
-                     close, f"equal within {TOLERANCE:g} (relative)"))
+                     close, f"equal within {TOLERANCE:g} (relative)", kind="check"))
     rises = np.diff(line.loss) > 1e-6 * abs(line.loss[0])
     out.append(claim("line: the loss falls monotonically from init to final (no barrier), fraction of rising segments",
-                     float(rises.mean()), not rises.any(), "Goodfellow et al. 2015: no barrier on the straight path"))
+                     float(rises.mean()), not rises.any(), "Goodfellow et al. 2015: no barrier on the straight path", kind="phenomenon"))
     return out
