@@ -19,6 +19,7 @@ from dyntrace.analysis.radam import (
     rho_t,
     simulate_psi_variance,
 )
+from dyntrace.analysis.stats import interval_means, roughness
 from dyntrace.analysis.smoothing import Bands, decimate, decimate_bands, ewma, kaiser_smooth, moving_average
 from dyntrace.analysis.summaries import fraction, hist_mean, hist_quantiles, merge_windows, moments
 
@@ -32,6 +33,8 @@ __all__ = [
     # radam
     "rho_inf", "rho_t", "rectification", "is_rectified", "psi_variance_exact", "psi_variance_approx",
     "simulate_psi_variance", "PsiVariance",
+    # stats
+    "interval_means", "roughness",
     # summaries
     "moments", "fraction", "hist_quantiles", "hist_mean", "merge_windows",
     # diagnoses

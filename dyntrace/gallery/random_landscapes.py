@@ -47,7 +47,7 @@ def _record(activation: str, config: dict):
         import dyntrace
         from dyntrace.catalog.models import mlp
         from dyntrace.io import format as fmt
-        from dyntrace.plots.output_landscape import roughness
+        from dyntrace.analysis import roughness
 
         c = config
         with torch.random.fork_rng(devices=[]):
@@ -99,7 +99,8 @@ def figure(runs):
 
 
 def claims(runs):
-    from dyntrace.plots.output_landscape import output_landscapes, roughness
+    from dyntrace.analysis import roughness
+    from dyntrace.plots.output_landscape import output_landscapes
 
     values = {ACTIVATIONS[name]: np.array([roughness(r.loss) for r in output_landscapes(runs[name]).values()]) for name in ACTIVATIONS}
     median = {label: float(np.median(v)) for label, v in values.items()}

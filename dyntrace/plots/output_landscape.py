@@ -11,26 +11,12 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.lines import Line2D
 
+from dyntrace.analysis.stats import roughness
 from dyntrace.errors import MissingDataError
 from dyntrace.plots._layout import legend, root_figure, single
 from dyntrace.plots.theme import HEAT_CMAP, NEUTRAL, series_color
 
-__all__ = ["plot_output_landscape", "plot_roughness", "roughness", "output_landscapes"]
-
-
-def roughness(grid) -> float:
-    """Mean |discrete Laplacian| of a 2-D grid divided by its range (max − min).
-
-    Laplacian: the 5-point stencil f(i±1, j) + f(i, j±1) − 4f(i, j) on interior points, in
-    grid units. 0 for a plane; larger for kinks and wiggles. A constant grid gives NaN.
-    Depends on the grid spacing (compare grids of one resolution only).
-    """
-    z = np.asarray(grid, dtype=np.float64)
-    if z.ndim != 2 or min(z.shape) < 3:
-        raise ValueError(f"grid must be 2-D with at least 3 × 3 points, got shape {z.shape}")
-    lap = z[2:, 1:-1] + z[:-2, 1:-1] + z[1:-1, 2:] + z[1:-1, :-2] - 4.0 * z[1:-1, 1:-1]
-    span = np.nanmax(z) - np.nanmin(z)
-    return float(np.nanmean(np.abs(lap)) / span) if span > 0 else float("nan")
+__all__ = ["plot_output_landscape", "plot_roughness", "output_landscapes"]
 
 
 def output_landscapes(run) -> dict:

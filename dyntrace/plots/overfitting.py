@@ -4,35 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from dyntrace.analysis.stats import interval_means
 from dyntrace.plots._data import missing
 from dyntrace.plots._layout import legend, single
 from dyntrace.plots.compare import run_labels
 from dyntrace.plots.theme import NEUTRAL, method_color, series_color
 
-__all__ = ["plot_train_val", "plot_val_losses", "interval_means", "epoch_curves"]
-
-
-def interval_means(steps, values, ends):
-    """Mean of ``values`` over each interval of steps (ends[i−1], ends[i]], (N,), (N,), (E,) → (E,).
-
-    The first interval starts after step −∞. Non-finite values are skipped; an interval with
-    no finite value gives NaN. Used for the training loss of each epoch from per-step losses,
-    ``ends`` being the steps at which the per-epoch validation values were logged.
-    """
-    steps = np.asarray(steps)
-    values = np.asarray(values, dtype=np.float64)
-    ends = np.asarray(ends)
-    if steps.shape != values.shape or values.ndim != 1:
-        raise ValueError(f"steps and values must be 1-D of the same shape, got {steps.shape} and {values.shape}")
-    if ends.ndim != 1 or np.any(np.diff(ends) < 0):
-        raise ValueError("ends must be a non-decreasing 1-D array of steps")
-    finite = np.isfinite(values)
-    which = np.searchsorted(ends, steps[finite], side="left")  # interval index of each step
-    keep = which < len(ends)
-    sums = np.bincount(which[keep], weights=values[finite][keep], minlength=len(ends))
-    counts = np.bincount(which[keep], minlength=len(ends))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+__all__ = ["plot_train_val", "plot_val_losses", "epoch_curves"]
 
 
 def epoch_curves(run, metric: str = "accuracy"):
