@@ -7,7 +7,7 @@ from dyntrace.io.reader import open_run
 
 
 @pytest.fixture
-def opened(opened):
+def opened(built_entry):
     """``opened(name) -> {label: Run}`` of the entry built in quick mode; closed after the test."""
     runs = []
 
