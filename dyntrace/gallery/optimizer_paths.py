@@ -74,7 +74,7 @@ def figure(runs):
 
     from dyntrace.plots.optimizer_paths import plot_optimizer_paths, plot_path_losses
 
-    fig = Figure(figsize=(17, 6.4), layout="constrained")
+    fig = Figure(figsize=(17, 5.4), layout="constrained")  # equal axes: the panels are twice as wide as high
     left, right = fig.subfigures(1, 2, width_ratios=(3.3, 1))
     plot_optimizer_paths(list(runs.values()), labels=[TITLES[k] for k in runs], ax=list(left.subplots(2, 4, sharex=True, sharey=True).ravel()))
     for i, a in enumerate(left.axes):
@@ -82,7 +82,8 @@ def figure(runs):
             a.set_ylabel("")
         if i < 4:
             a.set_xlabel("")
-    left.suptitle("Paths over the contour of f(x, y) = x²/20 + y² from (−7, 2), 30 updates (○ start, ■ end, + minimum)")
+    left.suptitle("Paths over the contour of f(x, y) = x²/20 + y² from (−7, 2), 30 updates (○ start, ■ end, + minimum)",
+                  fontweight="bold")
     ax = right.subplots()
     plot_path_losses(list(runs.values()), labels=[TITLES[k].split(" (")[0].split("(")[0] for k in runs], ax=ax)
     legend = ax.get_legend()
