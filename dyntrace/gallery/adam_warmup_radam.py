@@ -56,6 +56,7 @@ VARIANTS = {
 }
 LABELS = {"adam": "Adam (lr 0.03)", "adam_warmup": f"Adam + warm-up ({WARMUP} steps)", "radam": "RAdam (lr 0.03)"}
 RIDGE_STEPS = 20  # stacked gradient histograms of the first updates
+COLOR_NAMES = {"adam": "Adam", "adam_warmup": "Adam + warmup", "radam": "RAdam"}  # theme.METHOD_COLORS keys
 
 # The paper's setup for the variance of ψ: g ~ N(0, 1) i.i.d., β₂ = 0.999, Adam's defaults.
 IID_COORDINATES = 1 << 16
@@ -196,12 +197,13 @@ def _ridge_range(runs, keys, n_steps):
 
 def _zero_fraction(ax, runs, keys, n_steps):
     from dyntrace.plots._layout import legend
-    from dyntrace.plots.theme import series_color
+    from dyntrace.plots.theme import method_color
 
     for i, key in enumerate(keys):
         steps, _, _, zero = gradient_histograms(runs[key])
         keep = steps <= n_steps
-        ax.plot(steps[keep], 100 * zero[keep], color=series_color(i), lw=1.8, marker="o", ms=3, label=LABELS[key])
+        ax.plot(steps[keep], 100 * zero[keep], color=method_color(COLOR_NAMES[key]), lw=1.8, marker="o", ms=3,
+                label=LABELS[key])
     ax.set_ylim(0, 100)
     ax.set_xlabel("update t")
     ax.set_ylabel("weight gradients exactly 0 (%)")
@@ -211,14 +213,15 @@ def _zero_fraction(ax, runs, keys, n_steps):
 
 def _simulation(ax, iid_run):
     from dyntrace.plots._layout import legend
-    from dyntrace.plots.theme import series_color
+    from dyntrace.plots.theme import method_color
 
     sim = _simulated(int(iid_run.config["steps"]))
-    ax.plot(sim.t, sim.var_adam, color=series_color(0), lw=1.6, label=f"Var[ψ_t], Adam (simulated, {SIM_CHAINS} chains)")
-    ax.plot(sim.t, sim.var_rectified, color=series_color(2), lw=1.6, label="Var[r_t ψ_t], rectified (simulated)")
+    adam, radam = method_color("adam"), method_color("radam")
+    ax.plot(sim.t, sim.var_adam, color=adam, lw=1.6, label=f"Var[ψ_t], Adam (simulated, {SIM_CHAINS} chains)")
+    ax.plot(sim.t, sim.var_rectified, color=radam, lw=1.6, label="Var[r_t ψ_t], rectified as RAdam (simulated)")
     t, var, r = _recorded_psi(iid_run)
-    ax.plot(t, var, ls="none", marker="o", ms=4, mfc="none", mec=series_color(0), label="recorded Var[ψ_t] (65 536 coordinates)")
-    ax.plot(t, r**2 * var, ls="none", marker="s", ms=4, mfc="none", mec=series_color(2), label="recorded r_t² Var[ψ_t]")
+    ax.plot(t, var, ls="none", marker="o", ms=4, mfc="none", mec=adam, label="recorded Var[ψ_t] (65 536 coordinates)")
+    ax.plot(t, r**2 * var, ls="none", marker="s", ms=4, mfc="none", mec=radam, label="recorded r_t² Var[ψ_t]")
     ax.axvline(6, color="k", lw=0.8, ls=":")
     ax.text(6.3, 2e3, "ρ_t > 5 from t = 6", fontsize="small")
     ax.set_xscale("log")
@@ -258,7 +261,10 @@ def figure(runs):
     top, middle, bottom = fig.subfigures(3, 1, height_ratios=(1, 1.15, 1))
     a_zero, a_loss, a_rect = top.subplots(1, 3)
     _zero_fraction(a_zero, runs, keys, RIDGE_STEPS * 2)
-    plot_compare_loss([runs[k] for k in keys], labels=[LABELS[k] for k in keys], ax=a_loss, beta=0.9)
+    from dyntrace.plots.theme import method_color
+
+    plot_compare_loss([runs[k] for k in keys], labels=[LABELS[k] for k in keys], ax=a_loss, beta=0.9,
+                      colors=[method_color(COLOR_NAMES[k]) for k in keys])
     a_loss.set_title("Training loss (faint: per step; solid: EWMA β = 0.9)")
     plot_rectification(runs["radam"], ax=a_rect)
     a_rect.set_title("RAdam run: ρ_t and r_t as recorded")
@@ -268,7 +274,8 @@ def figure(runs):
         _ridges(ax, runs[key], f"{LABELS[key]}: updates 1–{RIDGE_STEPS}", RIDGE_STEPS, xlim)
     for ax in ridges[1:]:
         ax.set_ylabel("")
-    middle.suptitle("Stacked histograms of the weight gradients, one curve per update (dark: first)")
+    middle.suptitle("Stacked histograms of the weight gradients, one curve per update (dark: first)",
+                    fontweight="bold")
     b_var, b_sim = bottom.subplots(1, 2)
     plot_psi_variance(runs["iid"], ax=b_var, sigma=1.0)
     b_var.set_title("Var[ψ] across 65 536 coordinates (recorded) vs the formula at ρ_t (σ = 1)")

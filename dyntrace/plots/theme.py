@@ -51,7 +51,7 @@ METHOD_COLORS = {
     "adamw": "#e69f00",
     "radam": "#7570b3",
     "lookahead": "#e7298a",
-    "adam+warmup": "#cc3311",
+    "adam+warmup": "#56b4e9",  # sky blue: apart from Adam's vermillion, with which it is always drawn
     "lbfgs": "#117733",
     # normalisation
     "none": "#222222",
