@@ -121,6 +121,7 @@ def figure(runs):
     left, middle, right = fig.subplots(1, 3, width_ratios=(1.15, 1.1, 1))
     trajectory = run.landscape("trajectory")
     plot_landscape_contour(trajectory, ax=left, log_levels=True)
+    left.legend(loc="lower right", fontsize="small")  # away from the path's start (top right)
     total = 100 * float(np.sum(trajectory.explained_variance))
     left.set_title(f"Trajectory on its PCA plane (PC1 + PC2: {total:.1f} %)", fontsize="medium")
     plot_landscape_contour(run.landscape("plane"), ax=middle, log_levels=True)
@@ -131,7 +132,7 @@ def figure(runs):
     plot_landscape_line(line, ax=right)
     steps, val = run.scalar("val_loss")
     right.plot([0, 1], [val[0], val[-1]], "o", ms=11, mfc="none", mec="k", mew=1.5,
-               label=f"val_loss recorded at steps {steps[0]} and {steps[-1]}")
+               label=f"validation loss recorded at steps {steps[0]} and {steps[-1]}")
     right.set_yscale("log")
     handles = [h for a in right.get_shared_x_axes().get_siblings(right) for h in a.get_lines() if not h.get_label().startswith("_")]
     right.legend(handles, [h.get_label() for h in handles], loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=2,
@@ -139,7 +140,8 @@ def figure(runs):
     right.set_title("Line from the initial (t = 0) to the final (t = 1) weights", fontsize="medium")
     for ax in (left, middle):
         _short_colorbar_labels(ax)
-    fig.suptitle("Validation loss (cross-entropy on the 270 validation images) around a digits MLP trained with momentum SGD")
+    fig.suptitle("Validation loss (cross-entropy on the 270 validation images) around a digits MLP trained with momentum SGD",
+                 fontweight="bold")
     return fig
 
 
