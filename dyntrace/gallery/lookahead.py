@@ -116,11 +116,15 @@ def figure(runs):
     plot_slow_fast(runs["bowl"], ax=a_y, coordinate="y")
     a_loss, a_cos = bottom.subplots(1, 2)
     lr = NET.lr
+    from dyntrace.plots.theme import method_colors
+
     plot_compare_loss([runs["sgd"], runs["lookahead"]], labels=[f"SGD (lr {lr:g})", f"Lookahead(SGD lr {lr:g}, k {K}, α {ALPHA})"],
-                      ax=a_loss, beta=0.95)
-    a_loss.set_title("Digits MLP: training loss (faint: per step, solid: EWMA) and val_loss per epoch")
+                      ax=a_loss, beta=0.95, colors=method_colors(["SGD", "Lookahead"]))
+    a_loss.set_title("Digits MLP: training loss (faint: per step, solid: EWMA) and validation loss per epoch")
     plot_sync_geometry(runs["lookahead"], ax=a_cos, field="cos", first=60)
     a_cos.set_title("Lookahead(SGD) on the MLP: cos(Δθ, −g) per tensor, first 60 steps")
+    top.suptitle("The book's bowl: fast and slow weights", fontweight="bold")
+    bottom.suptitle("A digits MLP at a high learning rate", fontweight="bold")
     return fig
 
 
