@@ -21,7 +21,7 @@ from dyntrace.analysis.radam import (
 )
 from dyntrace.analysis.stats import interval_means, roughness
 from dyntrace.analysis.smoothing import Bands, decimate, decimate_bands, ewma, kaiser_smooth, moving_average
-from dyntrace.analysis.summaries import fraction, hist_mean, hist_quantiles, merge_windows, moments
+from dyntrace.analysis.summaries import fraction, hist_mean, hist_quantiles, merge_windows, moments, rebin
 
 __all__ = [
     # smoothing
@@ -36,7 +36,7 @@ __all__ = [
     # stats
     "interval_means", "roughness",
     # summaries
-    "moments", "fraction", "hist_quantiles", "hist_mean", "merge_windows",
+    "moments", "fraction", "hist_quantiles", "hist_mean", "merge_windows", "rebin",
     # diagnoses
     "diagnose", "Diagnosis", "Thresholds", "KINDS", "gradient_flow", "gradient_flow_ratio",
 ]

@@ -82,19 +82,31 @@ def diagnose(run, *, thresholds=None):
     return sorted(found, key=lambda d: (d.start, -SEVERITIES.index(d.severity), d.kind))
 
 
-def gradient_flow(run):
+def gradient_flow(run, *, include_all: bool = False):
     """Gradient norm per layer over the record steps → (steps (R,), layer names (L,), norms (R, L)).
 
     Parameters are grouped into layers by their module name (``fc1.weight`` and ``fc1.bias``
     → ``fc1``), in recording order (input side first); a layer's norm is √Σ‖g_p‖² over its
-    parameters (the norm of its whole gradient). NaN where a layer has no record at a step.
-    Raises MissingDataError without gradient records.
+    parameters (the norm of its whole gradient). NaN where a layer has no gradient at a step
+    (no record, or the parameter got no gradient: an unused branch is not a vanishing one).
+    Only parameters the recorded optimizer trains take part unless ``include_all``: frozen
+    parameters, sparse ones and those stepped by another optimizer have no gradient flow to
+    judge (:meth:`Run.roles`). Raises MissingDataError without gradient records.
     """
     layers = {}
+    roles = run.roles("gradients") if hasattr(run, "roles") else {}
     for name in run.names("gradients"):
-        layers.setdefault(name.rpartition(".")[0] or name, []).append(run.stat("gradients", name, "norm"))
+        if not include_all and roles.get(name, "trainable") != "trainable":
+            continue
+        steps, norm = run.stat("gradients", name, "norm")
+        try:
+            _, count = run.stat("gradients", name, "count")
+            norm = np.where(np.asarray(count) > 0, norm, np.nan)  # no gradient this record: unknown, not 0
+        except MissingDataError:
+            pass
+        layers.setdefault(name.rpartition(".")[0] or name, []).append((steps, norm))
     if not layers:
-        raise MissingDataError("the run has no gradient norms (recorded by the 'gradients' probe)")
+        raise MissingDataError("the run has no gradient norms of trained parameters (recorded by the 'gradients' probe)")
     steps = np.unique(np.concatenate([s for series in layers.values() for s, _ in series]))
     norms = np.full((steps.size, len(layers)), np.nan)
     for j, series in enumerate(layers.values()):
@@ -102,8 +114,10 @@ def gradient_flow(run):
         seen = np.zeros(steps.size, dtype=bool)
         for s, v in series:
             at = np.searchsorted(steps, s)
-            sq[at] += np.asarray(v, dtype=np.float64) ** 2
-            seen[at] = True
+            v = np.asarray(v, dtype=np.float64)
+            known = np.isfinite(v)
+            np.add.at(sq, at[known], v[known] ** 2)
+            seen[at[known]] = True
         norms[seen, j] = np.sqrt(sq[seen])
     return steps, list(layers), norms
 

@@ -29,6 +29,8 @@ STATS = (
 class Histogram:
     """Binned counts of one tensor over record steps. Unpacks as ``steps, edges, counts``.
 
+    ``edges`` are [B + 1], or [R, B + 1] for a probe whose range follows the data (the
+    weights: one range per record, see ``hist_lo``/``hist_hi``).
     ``counts`` [R, B] are the in-range bins; ``underflow``/``overflow`` [R] the values past
     the edges (zeros of a magnitude histogram are in neither; see ``zeros``); ``sampled``
     [R] how many elements were binned (all of them unless the tensor was larger than the
@@ -168,6 +170,17 @@ class Run:
             return {}
         return dict(zip(self.names(probe), fmt.decode(group["kind"][:])))
 
+    def roles(self, probe: str | None = None) -> dict[str, str]:
+        """Role of each parameter: "trainable", "frozen", "not_stepped" (not in the recorded
+        optimizer) or "sparse" (see :meth:`dyntrace.probes.RecordContext.param_roles`); read
+        from ``probe`` (default: the first parameter probe). Files without roles: all trainable."""
+        probes = [probe] if probe is not None else [p for p in ("gradients", "weights", "steps", "adaptive") if p in self.probes]
+        for name in probes:
+            group = self._group(name)
+            if "role" in group:
+                return dict(zip(self.names(name), fmt.decode(group["role"][:])))
+        return {name: "trainable" for name in self.params}
+
     def steps(self, probe: str) -> np.ndarray:
         """Record steps of one probe (complete records only)."""
         self._group(probe)
@@ -181,7 +194,7 @@ class Run:
 
     def fields(self, probe: str) -> list[str]:
         group = self._group(probe)
-        return [k for k in group if k not in ("names", "step", "kind")]
+        return [k for k in group if k not in ("names", "step", "kind", "role")]
 
     def field(self, probe: str, field: str, name: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(steps, raw values) of one stored field: [R, T, ...], or one tensor's column [R, ...].
@@ -251,6 +264,10 @@ class Run:
         """The histogram of one tensor over record steps (``steps, edges, counts = run.hist(...)``)."""
         steps, counts = self.field(probe, "hist", name)
         _, edges = self.field(probe, "edges", name)
+        if _attr(self._group(probe), "hist_range") == "per_record":  # edges are fractions of each record's range
+            lo = np.asarray(self.field(probe, "hist_lo", name)[1][: len(steps)], dtype=np.float64)
+            hi = np.asarray(self.field(probe, "hist_hi", name)[1][: len(steps)], dtype=np.float64)
+            edges = lo[:, None] + (hi - lo)[:, None] * np.asarray(edges, dtype=np.float64)[None, :]
         _, sampled = self.field(probe, "hist_count", name)
         zeros = self.field(probe, "zero", name)[1] if "zero" in self._group(probe) else np.zeros(len(steps))
         scale = self._group(probe).attrs.get("hist_scale", "value")
@@ -310,6 +327,7 @@ class Run:
             "created": meta.get("created"),
             "closed_cleanly": self.closed_cleanly,
             "steps": self.n_steps,
+            "skipped_steps": int(len(self.scalar("skipped")[0])) if "skipped" in self._scalar_names else 0,
             "records": int(len(self.record_steps)),
             "schedule": meta.get("schedule"),
             "model": meta.get("model_class"),
@@ -351,6 +369,11 @@ class Run:
             ds = self._ds(*path)
             self._cache[key] = ds[:rows] if rows is not None else ds[()]
         return self._cache[key]
+
+
+def _attr(group, key, default=None):
+    value = group.attrs.get(key, default)
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _positive(values):

@@ -379,12 +379,13 @@ def landscape_of_run(
             trajectory = None
         val_loss = run.scalar("val_loss") if "early_stop" in run.scalar_names and "val_loss" in run.scalar_names else None
     remake = "make the run with `dyntrace train ... --trajectory N` (or --landscape)"
+    own = "for a run of your own loop, call dyntrace.landscape.for_run(RUN, model, loss_fn, batch) in Python"
     if not stored:
-        raise MissingDataError(f"{path}: no training config in the file; `dyntrace landscape` rebuilds the model from it: {remake}")
+        raise MissingDataError(f"{path}: no training config, so not a run of `dyntrace train` (which `dyntrace landscape` rebuilds); {own}")
     try:
         config = TrainConfig.from_dict(stored)
     except ConfigError as exc:
-        raise MissingDataError(f"{path}: its config is not one of `dyntrace train` ({exc}); {remake}") from None
+        raise MissingDataError(f"{path}: not a run of `dyntrace train` ({exc}), which `dyntrace landscape` rebuilds; {own}") from None
     if not closed:
         raise RunFileError(f"{path}: the run is still being written or was interrupted; wait for it to finish")
     if trajectory is None:

@@ -16,19 +16,20 @@ enabled are measured (a ``no_grad`` validation pass in between is not).
 from __future__ import annotations
 
 import fnmatch
-import math
 
+import numpy as np
 import torch
 from torch import nn
 
 from dyntrace.probes.base import Probe
-from dyntrace.probes.weights import _nice_ceiling
 from dyntrace.summaries import (
     DEFAULT_HIST_SAMPLE,
     FieldSpec,
     ProbeLayout,
+    edges_tensor,
     empty_summary,
     merge_packed,
+    nice_ceiling,
     split_summary,
     strided_sample,
     summarise_tensor,
@@ -153,6 +154,7 @@ class ActivationsProbe(Probe):
         kind = module_kind(module)
         if state.edges is None:
             state.edges = self._edges_for(kind, x)
+            self.statics_changed = True  # a range decided after the statics were written
         packed = summarise_tensor(x, state.edges, cap=self.hist_sample, magnitude=False)
         saturated = self._saturated(kind, x)
         packed = torch.cat([packed, saturated.reshape(1)])
@@ -169,13 +171,14 @@ class ActivationsProbe(Probe):
             state.active = state.active | active if active is not None and state.active is not None else active
 
     def _edges_for(self, kind: str, x: torch.Tensor):
+        """(lo, hi, bins): a bounded activation's range, else 1.5 × the first record's largest
+        |x| rounded up to a readable number — decided on the device, without a host sync."""
         if kind in BOUNDS:
             lo, hi = BOUNDS[kind]
             return (lo, hi, self.bins)
-        # Once per module per run: one host sync sets the histogram range from the first record.
-        largest = float(x.abs().amax()) if x.numel() else 1.0
-        hi = _nice_ceiling(1.5 * largest) if math.isfinite(largest) and largest > 0 else 1.0
-        return (0.0, hi, self.bins) if kind in NON_NEGATIVE else (-hi, hi, self.bins)
+        largest = x.abs().amax().double() if x.numel() else torch.ones((), dtype=torch.float64, device=x.device)
+        hi = nice_ceiling(1.5 * largest)
+        return (torch.zeros_like(hi), hi, self.bins) if kind in NON_NEGATIVE else (-hi, hi, self.bins)
 
     def _saturated(self, kind: str, x: torch.Tensor) -> torch.Tensor:
         if kind not in BOUNDS:
@@ -189,7 +192,7 @@ class ActivationsProbe(Probe):
         if not self._layers:
             return {}
         rows, dead, persistent = [], [], []
-        device = next((s.packed.device for s in self._state if s.packed is not None), torch.device("cpu"))
+        device = next((s.packed.device for s in self._state if s.packed is not None), ctx.device)
         for state in self._state:
             if state.packed is None:
                 rows.append(torch.cat([empty_summary(self.bins, device), torch.zeros(1, dtype=torch.float64, device=device)]))
@@ -217,9 +220,16 @@ class ActivationsProbe(Probe):
     def static(self, ctx):
         if not self._layers:
             return {}
-        edges = [torch.linspace(*s.edges[:2], self.bins + 1, dtype=torch.float64) if s.edges else torch.full((self.bins + 1,), float("nan"), dtype=torch.float64) for s in self._state]
-        units = torch.tensor([float(s.units) for s in self._state], dtype=torch.float64)
-        return {"edges": torch.stack(edges) if edges else torch.zeros(0, self.bins + 1), "units": units}
+        device = ctx.device
+        edges = [
+            edges_tensor(lo.to(device) if isinstance(lo, torch.Tensor) else lo, hi.to(device) if isinstance(hi, torch.Tensor) else hi, bins, device)
+            if s.edges
+            else torch.full((self.bins + 1,), float("nan"), dtype=torch.float64, device=device)
+            for s in self._state
+            for lo, hi, bins in [s.edges or (0.0, 1.0, self.bins)]
+        ]
+        units = np.array([float(s.units) for s in self._state])  # shapes: known on the host
+        return {"edges": torch.stack(edges), "units": units}
 
     def options(self):
         modules = None if self.modules is None else [m if isinstance(m, str) else m.__name__ for m in self.modules]

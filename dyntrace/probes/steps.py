@@ -34,9 +34,24 @@ import math
 
 import torch
 
+from dyntrace.checks import check_int, check_range
 from dyntrace.probes._params import ParameterTensorProbe, _finite
 from dyntrace.probes.base import Probe
-from dyntrace.summaries import DEFAULT_HIST_SAMPLE, FieldSpec, empty_summary, log10_magnitude_edges, split_summary, strided_sample, summarise_tensor
+from dyntrace.summaries import (
+    COUNT,
+    DEFAULT_HIST_SAMPLE,
+    HIST_COUNT,
+    MAX,
+    MIN,
+    NONFINITE,
+    ZERO,
+    FieldSpec,
+    empty_summary,
+    log10_magnitude_edges,
+    split_summary,
+    strided_sample,
+    summarise_tensor,
+)
 
 __all__ = ["StepsProbe"]
 
@@ -64,9 +79,8 @@ class StepsProbe(ParameterTensorProbe, Probe):
 
     def __init__(self, *, decades=(-10.1, 5.9), per_decade: int = 5, hist_sample: int = DEFAULT_HIST_SAMPLE):
         super().__init__(hist_sample=hist_sample)
-        if len(decades) != 2 or not decades[0] < decades[1] or per_decade < 1:
-            raise ValueError(f"Invalid histogram range: decades={tuple(decades)}, per_decade={per_decade}")
-        self._edges = log10_magnitude_edges(decades[0], decades[1], per_decade)
+        lo, hi = check_range("decades", decades)
+        self._edges = log10_magnitude_edges(lo, hi, check_int("per_decade", per_decade, low=1))
         self._grads: list | None = None
         self._extra: torch.Tensor | None = None
 
@@ -127,7 +141,7 @@ class StepsProbe(ParameterTensorProbe, Probe):
             # row counts them as zeros for collect() to take out again, as for any g = 0.
             missing = float(param.numel()) if grad is None else 0.0
             row = empty_summary(self._edges[2], param.device)
-            row[0] = row[5] = missing
+            row[COUNT] = row[ZERO] = missing
             zero = torch.zeros((), dtype=torch.float64, device=param.device)
             extra = torch.stack([zero + missing, zero, zero + math.inf, _norm(delta), _norm(before), zero, zero])
             return row, extra
@@ -152,12 +166,12 @@ class StepsProbe(ParameterTensorProbe, Probe):
         packed, extra = self._packed, self._extra
         self._packed = self._extra = None
         n_zero = extra[:, 0]
-        packed[:, 0] -= n_zero  # count: coordinates with g ≠ 0
-        packed[:, 5] -= n_zero  # zero: g ≠ 0 but Δθ = 0
-        packed[:, 6] = 0.0  # non-finite η_eff were zeroed; check() counts them exactly
-        packed[:, 7] -= extra[:, 1]  # hist_count: the sample's g ≠ 0 coordinates
-        packed[:, 3] = extra[:, 2]  # min over g ≠ 0 (+inf if none)
-        packed[:, 4] = torch.where(packed[:, 0] > 0, packed[:, 4], -math.inf)
+        packed[:, COUNT] -= n_zero  # coordinates with g ≠ 0
+        packed[:, ZERO] -= n_zero  # g ≠ 0 but Δθ = 0
+        packed[:, NONFINITE] = 0.0  # non-finite η_eff were zeroed; check() counts them exactly
+        packed[:, HIST_COUNT] -= extra[:, 1]  # the sample's g ≠ 0 coordinates
+        packed[:, MIN] = extra[:, 2]  # min over g ≠ 0 (+inf if none)
+        packed[:, MAX] = torch.where(packed[:, COUNT] > 0, packed[:, MAX], -math.inf)
         fields = split_summary(packed)
         update, param, grad = extra[:, 3], extra[:, 4], extra[:, 5]
         fields.update(
