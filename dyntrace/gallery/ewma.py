@@ -47,8 +47,9 @@ def figure(runs):
     left, right = fig.subplots(1, 2, width_ratios=(2, 1))
     plot_ewma(runs["minibatch8"], betas=BETAS, ax=left)
     plot_ewma(runs["minibatch8"], betas=BETAS, first=60, ax=right)
-    right.set_title("the first 60 steps")
+    right.set_title("The first 60 steps")
     right.get_legend().remove()
+    fig.suptitle("Exponentially weighted moving averages of a minibatch loss (batch 8)", fontweight="bold")
     return fig
 
 

@@ -115,6 +115,8 @@ def figure(runs):
     middle.legend(fontsize="small")
     plot_column_shares(ordered, labels=[LABELS[k] for k in SCALINGS], ax=right)
     right.set_title("Share of the first layer's gradient per input column", fontsize="medium")
+    fig.suptitle("One input column 1000× larger than the rest: raw vs scaled inputs, same rule for the rate",
+                 fontweight="bold")
     return fig
 
 
