@@ -174,7 +174,7 @@ def claims(runs):
     ends = [float(line.loss[0]), final]
     recorded = [float(val[0]), float(val[-1])]
     close = all(abs(a - b) <= TOLERANCE * abs(b) for a, b in zip(ends, recorded))
-    out.append(claim("line: loss at t = 0 and t = 1 equal the val_loss recorded before the first and after the last step",
+    out.append(claim("line: loss at t = 0 and t = 1 equal the validation loss recorded before the first and after the last step",
                      {"t=0": ends[0], "recorded step 0": recorded[0], "t=1": ends[1], "recorded last": recorded[1]},
                      close, f"equal within {TOLERANCE:g} (relative)", kind="check"))
     rises = np.diff(line.loss) > 1e-6 * abs(line.loss[0])
