@@ -1,6 +1,6 @@
 """User-facing errors. The CLI turns each into one line on stderr and a non-zero exit."""
 
-__all__ = ["DyntraceError", "RunFileError", "SchemaVersionError", "MissingDataError", "UnknownNameError"]
+__all__ = ["DyntraceError", "RunFileError", "SchemaVersionError", "MissingDataError", "UnknownNameError", "ConfigError"]
 
 
 class DyntraceError(Exception):
@@ -24,3 +24,7 @@ class UnknownNameError(DyntraceError, KeyError):
 
     def __str__(self):  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class ConfigError(DyntraceError, ValueError):
+    """A hyperparameter or option outside its valid range; the message names it and its value."""

@@ -53,7 +53,7 @@ def command(run_file, plane, line, trajectory, resolution, span, seed, out_dir, 
     computed. Existing /landscape groups of the same name are replaced.
     """
     try:
-        from dyntrace.landscape.store import landscape_of_run
+        from dyntrace.remake import landscape_of_run
 
         asked = {"plane": plane, "line": line, "trajectory": trajectory}
         order = [name for name, wanted in asked.items() if wanted] or None
