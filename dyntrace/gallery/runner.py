@@ -1,7 +1,14 @@
-"""Build gallery entries: record their runs, draw their figures, check their claims, index them."""
+"""Build gallery entries: record their runs, draw their figures, check their claims, index them.
+
+The index is ``README.md`` in the output folder, written from ``index.json`` beside it: each
+entry's last result (title, caption, claims, timing). Building some entries (``--only``)
+replaces their sections and keeps the others', so the index always covers every entry built
+in that folder in one mode (quick or full; switching mode starts a new index).
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import traceback
@@ -11,9 +18,12 @@ from tqdm.auto import tqdm
 
 from dyntrace.gallery import entry as load_entry
 from dyntrace.gallery import names as entry_names
-from dyntrace.gallery.base import EntryResult
+from dyntrace.gallery.base import Claim, EntryResult
 
-__all__ = ["build", "build_entry", "write_index"]
+__all__ = ["build", "build_entry", "write_index", "INDEX_JSON"]
+
+#: The machine-readable index beside README.md: {"quick": bool, "entries": {name: result}}.
+INDEX_JSON = "index.json"
 
 
 def build_entry(name: str, out_dir: Path, *, quick: bool = False, dpi: int = 110) -> EntryResult:
@@ -82,8 +92,45 @@ def build(out_dir, names=None, *, quick: bool = False, progress: bool = True) ->
     for name in bar:
         bar.set_postfix_str(name)
         results.append(build_entry(name, out_dir, quick=quick))
-    write_index(out_dir, results, quick=quick)
+    kept = _read_index(out_dir, quick=quick)
+    kept.update({r.name: r for r in results})
+    valid = set(entry_names())
+    everything = [r for name, r in kept.items() if name in valid]
+    _write_json(out_dir, everything, quick=quick)
+    write_index(out_dir, everything, quick=quick)
     return results
+
+
+def _as_dict(r: EntryResult) -> dict:
+    return {"name": r.name, "title": r.title, "caption": r.caption,
+            "figure": os.path.basename(r.figure) if r.figure else None, "claims": [c.to_dict() for c in r.claims],
+            "runs": {k: os.path.basename(v) for k, v in r.runs.items()}, "seconds": r.seconds, "error": r.error}
+
+
+def _write_json(out_dir: Path, results: list[EntryResult], *, quick: bool):
+    data = {"quick": quick, "entries": {r.name: _as_dict(r) for r in results}}
+    (out_dir / INDEX_JSON).write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+
+
+def _read_index(out_dir: Path, *, quick: bool) -> dict:
+    """{name: EntryResult} from ``out_dir/index.json`` if it was written in the same mode."""
+    path = out_dir / INDEX_JSON
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict) or data.get("quick") != quick:
+        return {}
+    out = {}
+    for name, e in (data.get("entries") or {}).items():
+        try:
+            out[name] = EntryResult(name=e["name"], title=e["title"], caption=e["caption"],
+                                    figure=str(out_dir / e["figure"]) if e.get("figure") else None,
+                                    claims=[Claim(**c) for c in e["claims"]], runs=dict(e.get("runs") or {}),
+                                    seconds=float(e["seconds"]), error=e.get("error"))
+        except (KeyError, TypeError, ValueError):  # an older or damaged record: rebuilt next time
+            continue
+    return out
 
 
 def write_index(out_dir: Path, results: list[EntryResult], *, quick: bool):

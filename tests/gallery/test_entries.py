@@ -27,3 +27,19 @@ def test_entry_makes_a_phenomenon_claim(name, built_entry):
     kinds = [c.kind for c in result.claims]
     assert set(kinds) <= set(CLAIM_KINDS)
     assert "phenomenon" in kinds, f"{name}: every claim is a check; a figure must show a phenomenon"
+
+
+def test_building_some_entries_keeps_the_others_in_the_index(tmp_path):
+    from dyntrace.gallery.runner import INDEX_JSON, build
+
+    build(tmp_path, ["ewma"], quick=True, progress=False)
+    build(tmp_path, ["activation_functions"], quick=True, progress=False)
+    readme = (tmp_path / "README.md").read_text()
+    assert "ewma.png" in readme and "activation_functions.png" in readme
+    assert "| kind | claim | measured | reference | holds |" in readme
+    assert readme.index("## 6.") < readme.index("## 18.")  # the registry's order, not the build order
+    # a build in the other mode starts a new index
+    build(tmp_path, ["ewma"], quick=False, progress=False)
+    readme = (tmp_path / "README.md").read_text()
+    assert "ewma.png" in readme and "activation_functions.png" not in readme
+    assert (tmp_path / INDEX_JSON).exists()
