@@ -26,7 +26,7 @@ from dyntrace.analysis.noise import (
     minibatch_noise,
     noise_scale_estimate,
 )
-from dyntrace.analysis.plateaus import Plateau, find_plateaus
+from dyntrace.analysis.plateaus import Plateau, find_plateaus, first_escape
 from dyntrace.analysis.radam import (
     PsiVariance,
     is_rectified,
@@ -37,6 +37,7 @@ from dyntrace.analysis.radam import (
     rho_t,
     simulate_psi_variance,
 )
+from dyntrace.analysis.stats import interval_means, roughness
 from dyntrace.analysis.smoothing import Bands, decimate, decimate_bands, ewma, kaiser_smooth, moving_average
 from dyntrace.analysis.summaries import fraction, hist_mean, hist_quantiles, merge_windows, moments, rebin
 
@@ -44,7 +45,7 @@ __all__ = [
     # smoothing
     "ewma", "moving_average", "kaiser_smooth", "decimate", "decimate_bands", "Bands",
     # plateaus
-    "find_plateaus", "Plateau",
+    "find_plateaus", "Plateau", "first_escape",
     # noise
     "minibatch_noise", "MinibatchNoise", "gradient_noise_scale", "NoiseScale", "noise_scale_estimate",
     "NoiseScaleEstimate",
@@ -54,6 +55,8 @@ __all__ = [
     # radam
     "rho_inf", "rho_t", "rectification", "is_rectified", "psi_variance_exact", "psi_variance_approx",
     "simulate_psi_variance", "PsiVariance",
+    # stats
+    "interval_means", "roughness",
     # summaries
     "moments", "fraction", "hist_quantiles", "hist_mean", "merge_windows", "rebin",
     # diagnoses

@@ -6,7 +6,7 @@ import numpy as np
 
 from dyntrace.analysis.smoothing import _window_mean, kaiser_smooth
 
-__all__ = ["Plateau", "find_plateaus"]
+__all__ = ["Plateau", "find_plateaus", "first_escape"]
 
 # A change within this many standard deviations of the loss's own noise does not end a plateau,
 _NOISE_Z = 2.0
@@ -178,6 +178,26 @@ def _persistent_escape(s, stop, below, window):
         if run_end - begin >= window:
             return stop + int(begin)
     return None
+
+
+def first_escape(steps, loss, *, drop: float = 0.1):
+    """The first step at which the loss is ``drop`` (relative) below its first finite value,
+    (N,), (N,) → int or None: the end of the initial plateau, by the same rule as the escape of
+    :func:`dyntrace.analysis.find_plateaus` (level·(1 − drop)), but without needing a plateau
+    to be detected first (a run that never stalls escapes early). Non-finite losses are skipped.
+    """
+    steps = np.asarray(steps)
+    loss = np.asarray(loss, dtype=np.float64)
+    if steps.shape != loss.shape or loss.ndim != 1:
+        raise ValueError(f"steps and loss must be 1-D of the same shape, got {steps.shape} and {loss.shape}")
+    if not 0 < drop < 1:
+        raise ValueError(f"drop must be in (0, 1), got {drop!r}")
+    finite = np.flatnonzero(np.isfinite(loss))
+    if finite.size == 0:
+        return None
+    start = loss[finite[0]]
+    below = finite[loss[finite] <= start - drop * abs(start)]
+    return int(steps[below[0]]) if below.size else None
 
 
 def _odd(k):

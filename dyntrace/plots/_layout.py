@@ -24,10 +24,19 @@ from dyntrace.plots.theme import layer_colors, theme
 
 __all__ = [
     "single", "panels", "legend", "log_if_wide", "step_label", "root_figure", "layer_labels", "layer_key", "short_names",
-    "unit_word", "panel_title", "title_chars",
+    "unit_word", "panel_title", "title_chars", "plain_name",
 ]
 
 STEP_LABEL = "step (optimizer steps)"
+#: How the usual scalar names read in a figure (labels are for people, not for code).
+PLAIN_NAMES = {"loss": "training loss", "val_loss": "validation loss", "test_loss": "test loss",
+               "accuracy": "training accuracy", "train_accuracy": "training accuracy",
+               "val_accuracy": "validation accuracy", "test_accuracy": "test accuracy"}
+
+
+def plain_name(name: str) -> str:
+    """A scalar's name in plain words (``val_loss`` → "validation loss"); other names unchanged."""
+    return PLAIN_NAMES.get(name, name)
 
 
 def root_figure(ax: Axes):
