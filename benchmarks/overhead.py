@@ -1,25 +1,34 @@
 """Recorder overhead, measured side by side in one run (plain loop vs recorded loop).
 
-    python benchmarks/overhead.py [--quick] [--steps N]
+    python benchmarks/overhead.py [--quick] [--steps N] [--device cpu|cuda] [--models mlp,cnn,...]
 
-For an MLP 784-512-512-10 (batch 256) and a small CNN (1x16x16 inputs, batch 128) it prints the ratio of
-recorded to plain step time for non-record steps, record steps with the default probes and
-with every probe, and amortised at every=10; then host memory growth over a long recorded
-run and bytes per record. Plain and recorded steps run in alternating blocks on identical
-models so that machine load hits both alike; medians are reported.
+Models: an MLP 784-512-512-10 (batch 256), a small CNN (1x16x16 inputs, batch 128), a
+ResNet-18-sized CNN ("resnet18": torchvision's ResNet-18 layout, 11.2M parameters, 3x32x32
+inputs, batch 128 on a GPU, 16 on a CPU) and a small GPT-style transformer ("gpt": 6 blocks x
+512, 8 heads, sequence 256, batch 8; bf16 autocast on CUDA). On the CPU the default is mlp,cnn;
+on CUDA all four. For each it prints the ratio of recorded to plain step time for non-record
+steps, record steps with the default probes and with every probe, and amortised at every=10;
+on CUDA also the host-device synchronisations per plain, non-record and record step, counted
+with torch.cuda.set_sync_debug_mode("warn"). Then host memory growth over a long recorded run
+and bytes per record. Plain and recorded steps run in alternating blocks on identical models
+so that machine load hits both alike; medians are reported (CUDA steps end with a
+synchronize, outside the counted window).
 
 Budget (DESIGN.md): non-record <= 1.02x, record <= 1.3x (default probes), <= 1.6x (all
-probes), amortised <= 1.05x at every=10, flat memory.
+probes), amortised <= 1.05x at every=10 (<= 1.03x on a GPU), flat memory, one sync per
+record step on a GPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import os
 import statistics
 import tempfile
 import time
+import warnings
 
 import h5py
 import torch
@@ -41,9 +50,88 @@ def cnn():
     return model, (128, 1, 16, 16)
 
 
+class _Block(nn.Module):
+    """ResNet's basic block: two 3x3 convolutions with BatchNorm and a shortcut."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU()
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        return nn.functional.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+def resnet18(batch=128):
+    """ResNet-18's layout (torchvision has no build here): [2, 2, 2, 2] basic blocks, 64-512 channels."""
+    layers, cin = [nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU()], 64
+    for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+        layers += [_Block(cin, cout, stride), _Block(cout, cout, 1)]
+        cin = cout
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, 10)]
+    return nn.Sequential(*layers), (batch, 3, 32, 32)
+
+
+class _GPTBlock(nn.Module):
+    def __init__(self, width, heads):
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(width), nn.LayerNorm(width)
+        self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
+        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
+
+    def forward(self, x):
+        n = x.shape[1]
+        mask = torch.ones(n, n, dtype=torch.bool, device=x.device).triu(1)
+        h = self.ln1(x)
+        x = x + self.attn(h, h, h, attn_mask=mask, need_weights=False)[0]
+        return x + self.mlp(self.ln2(x))
+
+
+class GPT(nn.Module):
+    """A small GPT-style language model: token + position embeddings, pre-LN blocks, tied head."""
+
+    def __init__(self, vocab=1024, width=512, depth=6, heads=8, length=256):
+        super().__init__()
+        self.tokens, self.positions = nn.Embedding(vocab, width), nn.Embedding(length, width)
+        self.blocks = nn.Sequential(*[_GPTBlock(width, heads) for _ in range(depth)])
+        self.ln = nn.LayerNorm(width)
+
+    def forward(self, idx):
+        pos = torch.arange(idx.shape[1], device=idx.device)
+        x = self.blocks(self.tokens(idx) + self.positions(pos))
+        return self.ln(x) @ self.tokens.weight.T  # (batch, sequence, vocab)
+
+
+def gpt(batch=8):
+    return GPT(), ("tokens", batch, 256, 1024)
+
+
+MODELS = {"mlp": mlp, "cnn": cnn, "resnet18": resnet18, "gpt": gpt}
+DEVICE = torch.device("cpu")
+AUTOCAST = False  # bf16 autocast of the transformer on CUDA
+
+
+def batch_for(shape, device):
+    if shape[0] == "tokens":
+        _, batch, length, vocab = shape
+        idx = torch.randint(0, vocab, (batch, length + 1), device=device)
+        return idx[:, :-1], idx[:, 1:]
+    return torch.randn(*shape, device=device), torch.randint(0, 10, (shape[0],), device=device)
+
+
 def train_step(model, opt, x, y, rec=None):
     opt.zero_grad(set_to_none=True)
-    loss = nn.functional.cross_entropy(model(x), y)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if AUTOCAST and x.dtype == torch.long else contextlib.nullcontext()
+    with autocast:
+        out = model(x)
+        loss = nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]).float(), y.reshape(-1))
     loss.backward()
     opt.step()
     if rec is not None:
@@ -54,26 +142,53 @@ CLOCK = time.perf_counter  # --clock cpu: time.process_time (all threads of this
 
 
 def timed(fn) -> float:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
     start = CLOCK()
     fn()
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
     return CLOCK() - start
+
+
+def syncs(fn) -> int:
+    """Host-device synchronisations made by ``fn`` (CUDA only): warnings of the sync debug mode."""
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+    return sum("synchroniz" in str(w.message).lower() for w in caught)
 
 
 def compare(build, optimizer_cls, probes, *, blocks, block_steps, every=10):
     """Median plain step, median non-record and record step, and amortised ratio."""
     torch.manual_seed(0)
     model, shape = build()
+    model = model.to(DEVICE)
     plain_model = copy.deepcopy(model)
     opt = optimizer_cls(model.parameters(), lr=1e-3)
     plain_opt = optimizer_cls(plain_model.parameters(), lr=1e-3)
-    x, y = torch.randn(*shape), torch.randint(0, 10, (shape[0],))
+    x, y = batch_for(shape, DEVICE)
     for _ in range(5):
         train_step(plain_model, plain_opt, x, y)
     plain, non_record, record = [], [], []
     plain_total = recorded_total = 0.0
+    counts = {}
     with tempfile.TemporaryDirectory() as tmp, dyntrace.Recorder(model, opt, os.path.join(tmp, "run.h5"), every=every, probes=probes) as rec:
         for _ in range(3):
             train_step(model, opt, x, y, rec)  # warm-up: first record fixes histogram ranges
+        if DEVICE.type == "cuda":
+            counts["plain"] = syncs(lambda: train_step(plain_model, plain_opt, x, y))
+            while rec.schedule(rec.step + 1):
+                train_step(model, opt, x, y, rec)
+            counts["non_record"] = syncs(lambda: train_step(model, opt, x, y, rec))
+            while not rec.schedule(rec.step + 1):
+                train_step(model, opt, x, y, rec)
+            counts["record"] = syncs(lambda: train_step(model, opt, x, y, rec))
         for _ in range(blocks):
             times = [timed(lambda: train_step(plain_model, plain_opt, x, y)) for _ in range(block_steps)]
             plain += times
@@ -89,6 +204,7 @@ def compare(build, optimizer_cls, probes, *, blocks, block_steps, every=10):
         "non_record": statistics.median(non_record) / base,
         "record": statistics.median(record) / base,
         "amortised": recorded_total / plain_total,
+        "syncs": counts,
     }
 
 
@@ -126,9 +242,21 @@ def main():
     parser.add_argument("--ddp", action="store_true", help="measure under DDP on two CPU ranks instead (overhead_ddp.py)")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="cpu: process CPU time, writer thread included (robust on a shared machine)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--models", default=None, help=f"comma-separated, of {', '.join(MODELS)} (default: mlp,cnn on a CPU, all on CUDA)")
     args = parser.parse_args()
-    global CLOCK
+    global CLOCK, DEVICE, AUTOCAST
     CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
+    DEVICE = torch.device(args.device)
+    if DEVICE.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit("--device cuda: no CUDA device here")
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # as users train
+        AUTOCAST = True
+    names = (args.models or ("mlp,cnn" if DEVICE.type == "cpu" else ",".join(MODELS))).split(",")
+    unknown = [n for n in names if n not in MODELS]
+    if unknown:
+        raise SystemExit(f"unknown model {unknown[0]!r}; valid: {', '.join(MODELS)}")
     if args.ddp:
         import overhead_ddp
 
@@ -137,13 +265,20 @@ def main():
     blocks, block_steps = (3, 20) if args.quick else (12, 40)
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.clock} clock; medians over {blocks}x{block_steps} steps each\n")
-    print(f"{'model':<6} {'optimizer':<6} {'probes':<8} {'plain ms':>9} {'non-record':>11} {'record':>8} {'amortised@10':>13}")
-    for model_name, build in (("mlp", mlp), ("cnn", cnn)):
+    where = torch.cuda.get_device_name() if DEVICE.type == "cuda" else f"{torch.get_num_threads()} threads"
+    print(f"torch {torch.__version__}, {DEVICE} ({where}), {args.clock} clock; medians over {blocks}x{block_steps} steps each\n")
+    sync_head = f" {'syncs plain/non-rec/rec':>24}" if DEVICE.type == "cuda" else ""
+    print(f"{'model':<9} {'optimizer':<6} {'probes':<8} {'plain ms':>9} {'non-record':>11} {'record':>8} {'amortised@10':>13}{sync_head}")
+    for model_name in names:
+        build = MODELS[model_name]
+        if DEVICE.type == "cpu" and model_name in ("resnet18", "gpt"):
+            build = (lambda b: (lambda: b(16 if b is resnet18 else 2)))(build)  # CPU-sized batches
         for opt_name, opt_cls, probes in (("sgd", torch.optim.SGD, None), ("adam", torch.optim.Adam, "all")):
             r = compare(build, opt_cls, probes, blocks=blocks, block_steps=block_steps)
             label = "default" if probes is None else probes
-            print(f"{model_name:<6} {opt_name:<6} {label:<8} {r['plain_ms']:>9.2f} {r['non_record']:>10.3f}x {r['record']:>7.3f}x {r['amortised']:>12.3f}x")
+            sync = r["syncs"]
+            sync_cols = f" {sync['plain']:>10}/{sync['non_record']}/{sync['record']:<10}" if sync else ""
+            print(f"{model_name:<9} {opt_name:<6} {label:<8} {r['plain_ms']:>9.2f} {r['non_record']:>10.3f}x {r['record']:>7.3f}x {r['amortised']:>12.3f}x{sync_cols}")
     steps = 1000 if args.quick else args.steps
     marks, size, records, per_probe, scalars = memory_and_size(steps)
     print(f"\nmemory over {steps} recorded steps (every=10, all probes): RSS {marks[0]:.1f} MB at step {steps // 5}, {marks[1]:.1f} MB at the end ({marks[1] - marks[0]:+.1f} MB)")

@@ -27,6 +27,8 @@ COMMANDS = {
     "train": "dyntrace.commands.train",
     "landscape": "dyntrace.commands.landscape",
     "gallery": "dyntrace.commands.gallery",
+    "report": "dyntrace.commands.report",
+    "export": "dyntrace.commands.export",
 }
 
 

@@ -48,6 +48,15 @@ rank 0's values are logged and other ranks drop theirs at once.
 
 Requirements (as for DDP itself): every rank runs the same schedule, the same modules in
 the same order, and steps its optimizer in lockstep.
+
+The recorder talks to one object with the same small interface in every mode — a single
+process included (:class:`Local`, which communicates nothing): ``setup``, ``meta``,
+``attach``, ``before_step``, ``before_collect``, ``combine``, ``after_transfer``,
+``add_scalar``/``pending``/``drop_pending`` and ``rank_groups``. The order rule lives in
+:meth:`Sync.combine`: every collective of a run is issued from ``combine`` (and the first
+record's range agreement in ``attach``'s hooks), which every rank reaches at the same points
+of the same training loop — a record step's ``optimizer.step()``, a full scalar buffer, and
+``close`` — so collectives match across ranks by construction; no other method communicates.
 """
 
 from __future__ import annotations
@@ -62,7 +71,7 @@ import torch.distributed as dist
 
 from dyntrace.probes.activations import BOUNDS, ActivationsProbe, module_kind
 
-__all__ = ["MODES", "SCALAR_REDUCES", "active", "is_sharded", "rank_group", "Sync", "NullWriter"]
+__all__ = ["MODES", "SCALAR_REDUCES", "active", "coordinator", "is_sharded", "rank_group", "Local", "Sync", "NullWriter"]
 
 MODES = ("reduce", "rank0", "per_rank")
 SCALAR_REDUCES = ("mean", "sum", "min", "max")
@@ -96,6 +105,52 @@ def active(mode=None, process_group=None) -> "Sync | None":
     if not (dist.is_available() and dist.is_initialized()):
         return None
     return Sync(mode or "reduce", process_group)
+
+
+def coordinator(mode=None, process_group=None) -> "Local | Sync":
+    """The recorder's distributed side: a :class:`Sync` under an initialised process group,
+    else a :class:`Local` (one process: everything is local, nothing is communicated)."""
+    return active(mode, process_group) or Local()
+
+
+class Local:
+    """A single process: the interface of :class:`Sync`, doing nothing but pass data through."""
+
+    mode = None
+    rank, world_size = 0, 1
+    writes = True
+    communicates = False
+    pending = 0
+
+    def setup(self, probes: list, layouts: dict, param_names: list[str]) -> tuple[list, dict]:
+        return probes, layouts
+
+    def meta(self, model) -> dict | None:
+        return None
+
+    def rank_groups(self, probes) -> list:
+        return []
+
+    def attach(self, probes) -> list:
+        return []
+
+    def before_step(self, ctx) -> None:
+        pass
+
+    def before_collect(self, probes) -> None:
+        pass
+
+    def add_scalar(self, step, name, value, reduce) -> None:  # never called: nothing to reduce
+        raise RuntimeError("a single process has nothing to reduce")
+
+    def combine(self, step: int, fields: dict | None):
+        return fields or {}, [], {}
+
+    def after_transfer(self, step: int, checks: dict) -> list:
+        return []
+
+    def drop_pending(self) -> int:
+        return 0
 
 
 class NullWriter:
@@ -298,8 +353,9 @@ class Sync:
             if not torch.is_grad_enabled() or state.edges is not None:
                 return
             ok = isinstance(output, torch.Tensor) and output.is_floating_point() and output.numel() > 0
-            local = output.detach().abs().amax().double() if ok else torch.tensor(float("-inf"), dtype=torch.float64)
-            largest = local.reshape(1).to(self._device(local))
+            device = self._device(output if ok else None)
+            local = output.detach().abs().amax().double() if ok else torch.full((), float("-inf"), dtype=torch.float64, device=device)
+            largest = local.reshape(1).to(device)
             # Once per unbounded layer per run: the largest |x| over every rank's shard.
             dist.all_reduce(largest, op=dist.ReduceOp.MAX, group=self.group)
             state.edges = probe._edges_for(kind, largest)  # the probe's rule, on the global max
@@ -341,20 +397,21 @@ class Sync:
     def combine(self, step: int, fields: dict | None):
         """The record step's collectives. Every rank calls it at the same point.
 
-        ``fields`` maps "probe/field" to device tensors (None: scalars only, at a flush).
-        Returns None on ranks that do not write; on rank 0, (fields, scalars, checks):
-        the sharded probes' fields replaced by their reduction (plus per-rank groups),
+        ``fields`` maps a probe's group to its fields (device tensors) (None: scalars only,
+        at a flush). Returns None on ranks that do not write; on rank 0, (fields, scalars,
+        checks): the sharded probes' fields replaced by their reduction (plus per-rank groups),
         scalar events (step, name, 0-d tensor) and device tensors to check after the
         transfer (:meth:`after_transfer`). All of them are still on the device: the
         recorder's single host transfer moves them with everything else.
         """
-        device = self._device(next(iter(fields.values()), None) if fields else None)
+        device = self._device(next((t for group in (fields or {}).values() for t in group.values()), None))
         packer = _Packer(device)
         if fields is not None:
             self._pack_probes(packer, fields, device)
         scalar_slots = self._pack_scalars(packer, device)
-        packer.add("check", "step", torch.tensor(float(step), dtype=torch.float64), "max")
-        packer.add("check", "-step", torch.tensor(float(step), dtype=torch.float64), "min")
+        # filled on the device (no copy from the host)
+        packer.add("check", "step", torch.full((), float(step), dtype=torch.float64, device=device), "max")
+        packer.add("check", "-step", torch.full((), float(step), dtype=torch.float64, device=device), "min")
         if fields is not None and self._fingerprint is not None:
             packer.add("check", "fp_max", self._fingerprint, "max")
             packer.add("check", "fp_min", self._fingerprint, "min")
@@ -381,11 +438,13 @@ class Sync:
         if not self.writes:
             return None
 
-        out_fields = dict(fields or {})
-        out_fields.update(self._unpack_probes(packer, sums, maxes, None, device))
+        out_fields = {group: dict(values) for group, values in (fields or {}).items()}
+        for key, value in self._unpack_probes(packer, sums, maxes, None, device).items():
+            out_fields.setdefault(key[0], {})[key[1]] = value
         scalars = self._unpack_scalars(packer, sums, maxes, scalar_slots, None)
         for r, (rank_sums, rank_maxes) in enumerate(per_rank):
-            out_fields.update(self._unpack_probes(packer, rank_sums, rank_maxes, r, device))
+            for key, value in self._unpack_probes(packer, rank_sums, rank_maxes, r, device).items():
+                out_fields.setdefault(key[0], {})[key[1]] = value
             scalars += self._unpack_scalars(packer, rank_sums, rank_maxes, scalar_slots, r)
         checks = {slot.field: packer.read(sums, maxes, slot) for slot in packer.slots if slot.key == "check"}
         return out_fields, scalars, checks
@@ -428,8 +487,7 @@ class Sync:
     def _pack_probes(self, packer: _Packer, fields: dict, device) -> None:
         for probe, specs, tensors in self._sharded:
             for spec in specs:
-                key = f"{probe.name}/{spec.name}"
-                value = fields.get(key)
+                value = fields.get(probe.name, {}).get(spec.name)
                 shape = None if value is None else tuple(value.shape)
                 if value is None:  # this rank's probe failed or saw nothing: the rule's identity
                     value = _identity(spec, tensors, device)
@@ -439,8 +497,8 @@ class Sync:
                 # a probe switched off on this rank still sends (empty) masks of the same sizes
                 masks = self._masks.get(probe.name) or [(None, s.units) for s in probe._state]
                 for index, (mask, units) in enumerate(masks):
-                    seen = torch.ones(()) if mask is not None else torch.zeros(())
-                    values = mask.double() if mask is not None else torch.zeros(int(units), dtype=torch.float64)
+                    seen = torch.full((), 1.0 if mask is not None else 0.0, dtype=torch.float64, device=device)
+                    values = mask.double() if mask is not None else torch.zeros(int(units), dtype=torch.float64, device=device)
                     packer.add(probe.name, ("seen", index), seen, "max")
                     packer.add(probe.name, ("active", index), values, "max")
         self._masks = {}
@@ -454,15 +512,15 @@ class Sync:
             if isinstance(slot.field, tuple):
                 masks.setdefault(slot.key, {}).setdefault(slot.field[1], {})[slot.field[0]] = packer.read(sums, maxes, slot)
             else:
-                out[f"{group}/{slot.field}"] = packer.read(sums, maxes, slot)
+                out[(group, slot.field)] = packer.read(sums, maxes, slot)
         for name, layers in masks.items():
             probe = next(p for p, *_ in self._sharded if p.name == name)
             group = name if rank is None else rank_group(name, rank)
             tracker = self._dead.setdefault(group, _DeadTracker(probe.dead_patience, len(layers)))
             order = sorted(layers)
             dead, persistent = tracker.update([layers[i]["seen"] for i in order], [layers[i]["active"] for i in order], device)
-            out[f"{group}/dead"] = dead
-            out[f"{group}/dead_persistent"] = persistent
+            out[(group, "dead")] = dead
+            out[(group, "dead_persistent")] = persistent
         return out
 
     def _pack_scalars(self, packer: _Packer, device) -> list:
@@ -470,7 +528,9 @@ class Sync:
         if not pending:
             return []
         values = [v for _, _, v, _ in pending]
-        packed = torch.tensor([0.0 if isinstance(v, torch.Tensor) else float(v) for v in values], dtype=torch.float64).to(device)
+        numbers = torch.tensor([0.0 if isinstance(v, torch.Tensor) else float(v) for v in values], dtype=torch.float64, device="cpu")
+        # numbers logged on the host: one small copy that waits for no kernel (non_blocking)
+        packed = numbers.to(device, non_blocking=True)
         tensors = [i for i, v in enumerate(values) if isinstance(v, torch.Tensor)]
         if tensors:  # logged tensors stay on their device until here: no sync per log call
             packed[tensors] = torch.stack([values[i].to(device=device, dtype=torch.float64) for i in tensors])

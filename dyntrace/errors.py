@@ -2,6 +2,7 @@
 
 __all__ = [
     "DyntraceError", "RunFileError", "SchemaVersionError", "RunFileBusyError", "MissingDataError", "UnknownNameError",
+    "ConfigError",
 ]
 
 
@@ -30,3 +31,7 @@ class UnknownNameError(DyntraceError, KeyError):
 
     def __str__(self):  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class ConfigError(DyntraceError, ValueError):
+    """A hyperparameter or option outside its valid range; the message names it and its value."""

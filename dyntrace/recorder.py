@@ -6,9 +6,11 @@
             rec.log(loss=loss)
 
 Steps are counted by an optimizer step hook: step ``s`` is the iteration that ends with the
-s-th ``optimizer.step()``. When the schedule selects step ``s``, probes are armed right
-after step s − 1 (forward hooks attached), read gradients before step s, read the update
-after it, and their summaries go to the host in one transfer. Other steps run no hook at all.
+s-th ``optimizer.step()`` (or with a skipped step, see :meth:`Recorder.log`). When the
+schedule selects step ``s``, probes are armed right after step s − 1 (forward hooks
+attached), read gradients once they are final — before ``optimizer.step()``, or right after
+the closure of ``optimizer.step(closure)`` has run backward — read the update after the step,
+and their summaries go to the host in one transfer. Other steps run no hook at all.
 
 Under ``torch.distributed`` (an initialised process group) every rank makes a Recorder with
 the same arguments; rank 0 alone writes the file, and the summaries of each record step are
@@ -18,23 +20,23 @@ combined across ranks with a constant number of collectives (see :mod:`dyntrace.
 from __future__ import annotations
 
 import json
-import math
 import os
-import platform
 import sys
-import time
 import weakref
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from dyntrace import distributed as _distributed
+from dyntrace.checks import check_choice, check_int, check_number
 from dyntrace.errors import DyntraceError
 from dyntrace.io.format import SCALAR_NAME_BYTES
 from dyntrace.io.writer import RunWriter
 from dyntrace.probes import make_probes
 from dyntrace.probes.base import RecordContext
+from dyntrace.run_meta import describe_run
+from dyntrace.scalar_log import ScalarLog
 from dyntrace.schedules import as_schedule
 from dyntrace.summaries import to_host
 
@@ -43,25 +45,50 @@ __all__ = ["Recorder"]
 _SCALAR_TYPES = (int, float, bool, np.number)
 
 
+@dataclass
+class RecordBatch:
+    """What one record step sends to the host, by kind (all tensors still on the device).
+
+    ``fields`` maps a file group (a probe's name, or its per-rank copy) to its per-record
+    fields; ``statics`` maps a probe's name to its static fields (bin edges, unit counts),
+    present until written once; ``checks`` holds the distributed consistency checks. The
+    pending scalar log travels with them (see :meth:`ScalarLog.tensors`).
+    """
+
+    fields: dict[str, dict] = field(default_factory=dict)
+    statics: dict[str, dict] = field(default_factory=dict)
+    checks: dict = field(default_factory=dict)
+
+    def parts(self) -> dict:
+        """Owners and their tensors, for :func:`dyntrace.summaries.to_host`."""
+        parts = {("fields", group): fields for group, fields in self.fields.items()}
+        parts.update({("static", name): fields for name, fields in self.statics.items()})
+        if self.checks:
+            parts[("checks",)] = self.checks
+        return parts
+
+
 class Recorder:
     """Records a training run to an HDF5 file.
 
     Args:
-        model: the ``nn.Module`` being trained (a DDP wrapper is unwrapped for naming).
+        model: the ``nn.Module`` being trained (a DDP wrapper or a ``torch.compile``d module
+            is unwrapped for naming).
         optimizer: its ``torch.optim.Optimizer``; its step hooks count and time the steps.
         path: the run file to create (overwritten if it exists).
         every: record every n-th step (int), or a schedule ``step -> bool``
-            (see :mod:`dyntrace.schedules`).
+            (see :mod:`dyntrace.schedules`) (default: 10).
         probes: None (scalars, activations, gradients, weights), "all", or a list of probe
-            names and/or probe objects (see :mod:`dyntrace.probes`).
+            names and/or probe objects (see :mod:`dyntrace.probes`) (default: None).
         config: the run's configuration (JSON-able), stored so the run can be re-made.
         trajectory: keep the flat parameter vector every this many steps (and at the start
             and end) for the trajectory plane of :mod:`dyntrace.landscape`; None to skip.
-        trajectory_dtype: "float32" or "float16".
-        flush_every: seconds from ``log()`` (or a record step) to the file: a killed run keeps
-            everything logged more than ``flush_every`` plus the time of one write before the
-            kill, provided ``log()`` or a record step came after it (values wait for one of
-            them to leave the recorder, so that device tensors are never synced one by one).
+        trajectory_dtype: "float32" or "float16" (default: "float32").
+        flush_every: seconds from ``log()`` (or a record step) to the file (default: 2.0): a
+            killed run keeps everything logged more than ``flush_every`` plus the time of one
+            write before the kill, provided ``log()`` or a record step came after it. Logged
+            tensors wait on their device at most half this long (or until the next record
+            step); pending values are moved with one transfer then.
         distributed: what to record when a ``torch.distributed`` process group is
             initialised (ignored otherwise): "reduce" (default) combines the activation
             summaries of every rank's shard (gradients and weights, identical on every rank
@@ -69,6 +96,12 @@ class Recorder:
             collective; "per_rank" is "reduce" plus each rank's own activation summaries in
             groups ``activations@rank<r>``. Rank 0 alone creates and writes ``path``.
         process_group: the group to reduce over (default: the whole world).
+
+    On a GPU a record step makes one host–device synchronisation (the transfer of its
+    summaries); other steps make none, except the transfer of logged tensors every
+    ``flush_every / 2`` seconds. Compiled code (``torch.compile``) runs eagerly on record steps
+    (``torch.compiler.set_stance("force_eager")``), so hooks see inside it without a
+    recompilation.
     """
 
     def __init__(
@@ -90,30 +123,29 @@ class Recorder:
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
-        if trajectory is not None and (not isinstance(trajectory, int) or trajectory < 1):
-            raise ValueError(f"Invalid trajectory stride: {trajectory!r} (expected an int >= 1 or None)")
-        if trajectory_dtype not in ("float32", "float16"):
-            raise ValueError(f"Invalid trajectory_dtype: {trajectory_dtype!r} (float32 or float16)")
+        check_int("trajectory", trajectory, low=1, optional=True)
+        check_choice("trajectory_dtype", trajectory_dtype, ("float32", "float16"))
+        check_number("flush_every", flush_every, low=0)
         self.path = os.fspath(path)
         self.schedule = as_schedule(every)
-        self.step = 0  # completed optimizer steps
+        self.step = 0  # completed iterations: optimizer steps, and steps skipped (see log)
         self._ctx = RecordContext(model, optimizer)
         if trajectory is not None and not self._ctx.params:  # a model without parameters: scalars (and activations) only
             self._ctx.warn_once("trajectory", "the model has no parameters: no trajectory is kept")
             trajectory = None
         self._probes = make_probes(probes)
         self._armed = False
-        self._first_record = True
+        self._grads_read = False  # this record step's gradients were read (pre-hook or closure)
+        self._statics_written: set[str] = set()
         self._probe_handles: list = []
-        self._scalars: list[tuple[int, str, object]] = []
-        self._scalar_keys: dict[str, int] = {}
+        self._stance = None  # a torch.compiler.set_stance("force_eager") while armed
         self._last_lr: dict[int, float] = {}
-        self._last_flush = time.monotonic()
-        self._flush_every = flush_every
         self._trajectory = trajectory
         self._closed = False
-        self._dist = _distributed.active(distributed, process_group)  # None: a single process
-        self._writes = self._dist is None or self._dist.writes
+        self._log_step = 0  # self.step at the last log() call
+        self._log_grads = self._grad_fingerprint()
+        self._dist = _distributed.coordinator(distributed, process_group)  # Local in a single process
+        self._writes = self._dist.writes
 
         layouts = {}
         for probe in list(self._probes):
@@ -121,8 +153,7 @@ class Recorder:
             if layout is not None:
                 layout.attrs.setdefault("options", json.dumps(probe.options(), default=str))
                 layouts[probe.name] = layout
-        if self._dist is not None:
-            self._probes, layouts = self._dist.setup(self._probes, layouts, self._ctx.param_names)
+        self._probes, layouts = self._dist.setup(self._probes, layouts, self._ctx.param_names)
         self._layouts = set(layouts)
         traj_spec = None
         if trajectory is not None and self._writes:
@@ -136,11 +167,18 @@ class Recorder:
             if not os.path.isdir(parent):
                 raise DyntraceError(f"cannot write {self.path}: folder {parent} does not exist")
             try:
-                self._writer = RunWriter(self.path, self._meta(model, optimizer, config), layouts, trajectory=traj_spec, flush_every=flush_every)
+                meta = describe_run(
+                    self._ctx.module, self._ctx.params, optimizer, config=config, schedule=self.schedule,
+                    probes=self._probes, device=self._ctx.device, distributed=self._dist.meta(model),
+                )
+                self._writer = RunWriter(self.path, meta, layouts, trajectory=traj_spec, flush_every=flush_every)
             except OSError as exc:
                 raise DyntraceError(f"cannot write {self.path}: {exc}") from None
         else:  # another rank: no file, no HDF5 work
             self._writer = _distributed.NullWriter()
+        # handed to the writer at half the flush period: the writer has them in the file
+        # flush_every after log() (it writes each batch by then, see dyntrace.io.writer)
+        self._scalars = ScalarLog(self._writer, flush_every / 2)
         self._finalizer = weakref.finalize(self, self._writer.close)
 
         self._hooks = [
@@ -154,11 +192,18 @@ class Recorder:
     # -- the public surface ------------------------------------------------------------------
 
     def log(self, *, reduce: str | None = None, **scalars) -> None:
-        """Log scalars for the current step (the number of completed ``optimizer.step()``).
+        """Log scalars for the current step (the number of completed iterations).
 
-        Call it after ``optimizer.step()``. Values may be Python numbers or one-element
-        tensors; tensors are kept on their device and moved with the next record step's
-        transfer (or every few seconds), never synced one by one.
+        Call it once an iteration, after ``optimizer.step()``. Values may be Python numbers
+        or one-element tensors; tensors are kept on their device and moved with the next
+        record step's transfer (or every ``flush_every`` seconds), never synced one by one.
+
+        A skipped step: when ``log()`` finds that a backward pass ran since the previous
+        ``log()`` but no ``optimizer.step()`` did, and the gradients hold NaN or inf (as when
+        ``torch.amp.GradScaler`` skips a step), that iteration is counted as a step of its
+        own, marked by the scalar ``skipped`` = 1, and its values are logged there; if it was
+        a record step, its gradients (with their non-finite counts) and activations are
+        recorded. (Finding that out costs one sync, only in such an iteration.)
 
         ``reduce`` ("mean", "sum", "min" or "max") combines the value across the ranks of
         a ``torch.distributed`` run, e.g. ``rec.log(loss=loss, reduce="mean")`` for the
@@ -167,11 +212,15 @@ class Recorder:
         (or in "rank0" mode) rank 0's values are logged. In a single process it changes
         nothing. (``reduce`` is therefore not a scalar name.)
         """
+        _distributed.check_scalar_reduce(reduce)
         if self._closed:
             self._ctx.warn_once("log-closed", f"log() after the Recorder of {self.path} was closed: not recorded")
             return
-        _distributed.check_scalar_reduce(reduce)
-        dist_reduce = reduce is not None and self._dist is not None and self._dist.communicates
+        try:
+            self._notice_skipped_step()
+        except Exception as exc:  # the recorder never kills training
+            self._ctx.warn_once("skip", f"checking for a skipped step at {self.step + 1} failed: {exc}")
+        dist_reduce = reduce is not None and self._dist.communicates
         if not (self._writes or dist_reduce):
             return  # another rank: its values are not recorded
         for name, value in scalars.items():
@@ -189,17 +238,12 @@ class Recorder:
             if dist_reduce:
                 self._dist.add_scalar(self.step, name, value, reduce)
             else:
-                self._scalars.append((self.step, name, value))
+                self._scalars.add(self.step, name, value)
         if dist_reduce and self._dist.pending >= _distributed.MAX_PENDING:
             # every rank logs the same values, so every rank reaches this point together
             self._combine_scalars()
-        # handed over at half the flush period: the writer then has them on disk flush_every after log()
-        if len(self._scalars) >= 4096 or time.monotonic() - self._last_flush >= self._flush_every / 2:
-            try:
-                self._flush_scalars({})
-            except Exception as exc:  # the recorder never kills training
-                self._scalars = []
-                self._ctx.warn_once("flush", f"logging scalars at step {self.step} failed: {exc}")
+        if self._scalars.due():
+            self._flush_scalars()
 
     def close(self) -> None:
         """Remove every hook, write what is pending and close the file. Safe to call twice.
@@ -213,13 +257,12 @@ class Recorder:
         if self._closed:
             return
         self._closed = True
-        for handle in self._hooks + self._probe_handles:
+        for handle in self._hooks:
             handle.remove()
-        self._probe_handles = []
+        self._disarm()
         try:
-            if self._dist is not None:
-                self._close_distributed(failed)
-            self._flush_scalars({})
+            self._close_distributed(failed)
+            self._flush_scalars()
             if self._trajectory is not None and self.step % self._trajectory and self._writes:
                 self._save_trajectory()
         finally:
@@ -243,17 +286,24 @@ class Recorder:
 
     def _before_step(self, optimizer, args, kwargs):
         if not self._armed:
-            return
-        ctx = self._ctx
-        try:
-            if self._dist is not None:
-                self._dist.before_step(ctx)
-            if any(p.needs_snapshot for p in self._probes):
-                ctx.take_snapshot()
-        except Exception as exc:  # e.g. no memory for the snapshot: the probes that need it fail later, guarded
-            ctx.warn_once("before_step", f"preparing record step {self.step + 1} failed: {exc}")
-        for probe in list(self._probes):
-            self._guard(probe, "before_step")
+            return None
+        # args are (optimizer, *step's args): torch passes the bound method's self along
+        closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
+        if not callable(closure):
+            self._read_gradients()
+            return None
+        # optimizer.step(closure): the gradients exist only once the closure has run backward
+        # (LBFGS, every Lightning run). Read them right after its first call, before the
+        # optimizer changes any weight (LBFGS evaluates the closure again at moved weights).
+        def closure_then_read(*c_args, **c_kwargs):
+            result = closure(*c_args, **c_kwargs)
+            if not self._grads_read:
+                self._read_gradients()
+            return result
+
+        if "closure" in kwargs:
+            return args, {**kwargs, "closure": closure_then_read}
+        return (args[0], closure_then_read, *args[2:]), kwargs
 
     def _after_step(self, optimizer, args, kwargs):
         self.step += 1
@@ -261,6 +311,8 @@ class Recorder:
             if self._writes:
                 self._log_learning_rates(optimizer)
             if self._armed:
+                if not self._grads_read:  # a closure the optimizer never called
+                    self._read_gradients()
                 for probe in list(self._probes):
                     self._guard(probe, "after_step")
                 self._record()
@@ -274,10 +326,23 @@ class Recorder:
 
     # -- internals ---------------------------------------------------------------------------
 
+    def _read_gradients(self):
+        """Gradients are final: snapshot the weights, then let each probe read what it needs."""
+        self._grads_read = True
+        ctx = self._ctx
+        try:
+            self._dist.before_step(ctx)
+            if any(p.needs_snapshot for p in self._probes):
+                ctx.take_snapshot()
+        except Exception as exc:  # e.g. no memory for the snapshot: the probes that need it fail later, guarded
+            ctx.warn_once("before_step", f"preparing record step {self.step + 1} failed: {exc}")
+        for probe in list(self._probes):
+            self._guard(probe, "before_step")
+
     def _arm_if_scheduled(self):
         # Under torch.distributed a failed writer keeps rank 0 in step with the others'
         # collectives (it then records nothing); a single process simply stops arming.
-        if self._closed or (self._writer.failed and self._dist is None):
+        if self._closed or (self._writer.failed and not self._dist.communicates):
             return
         try:
             armed = bool(self.schedule(self.step + 1))
@@ -287,10 +352,11 @@ class Recorder:
         if armed:
             self._ctx.step = self.step + 1
             self._ctx.recording = True
+            self._grads_read = False
             for probe in list(self._probes):
                 self._probe_handles += self._guard(probe, "attach") or []
-            if self._dist is not None:
-                self._probe_handles += self._dist.attach(self._probes)
+            self._probe_handles += self._dist.attach(self._probes)
+            self._force_eager()
         self._armed = armed
 
     def _disarm(self):
@@ -300,76 +366,177 @@ class Recorder:
         self._armed = False
         self._ctx.recording = False
         self._ctx.release_snapshot()
+        if self._stance is not None:
+            stance, self._stance = self._stance, None
+            try:
+                stance.__exit__(None, None, None)
+            except Exception as exc:
+                self._ctx.warn_once("stance", f"restoring the torch.compile stance failed: {exc}")
+
+    def _force_eager(self):
+        """Run compiled code eagerly until the record step ends, so hooks see inside it.
+
+        Hooks registered after ``torch.compile`` traced a graph never run inside the graph;
+        the "force_eager" stance runs the original Python instead, without recompiling, and
+        the compiled code is used again from the next step. Only if torch.compile is in use
+        (``torch._dynamo`` imported) and the stance API exists (torch >= 2.6).
+        """
+        if "torch._dynamo" not in sys.modules or not hasattr(torch.compiler, "set_stance"):
+            return
+        try:
+            self._stance = torch.compiler.set_stance("force_eager")
+        except Exception as exc:
+            self._ctx.warn_once("stance", f"cannot run compiled code eagerly on record steps ({exc}); activations inside compiled graphs are not recorded")
 
     def _guard(self, probe, method: str, *args):
         """Call a probe method; on failure warn once, drop the probe, keep training."""
         try:
             return getattr(probe, method)(self._ctx, *args)
         except Exception as exc:
-            self._ctx.warn_once((probe.name, method), f"probe {probe.name!r} failed in {method} ({exc!r}); it is switched off")
-            if probe in self._probes:
-                self._probes.remove(probe)
+            self._switch_off(probe, f"failed in {method} ({exc!r})")
             return None
 
+    def _switch_off(self, probe, why: str):
+        self._ctx.warn_once((probe.name, "off"), f"probe {probe.name!r} {why}; it is switched off")
+        if probe in self._probes:
+            self._probes.remove(probe)
+
+    def _probe_named(self, group: str):
+        name = group.split("@", 1)[0]  # a per-rank copy "activations@rank1" is its probe's
+        return next((p for p in self._probes if p.name == name), None)
+
     def _record(self):
-        ctx = self._ctx
-        if self._dist is not None:
-            self._dist.before_collect(self._probes)
-        device_fields = {}
+        """The record step: collect on the device, combine across ranks, one transfer, write."""
+        ctx, step = self._ctx, self.step
+        self._dist.before_collect(self._probes)
+        batch = RecordBatch()
         for probe in list(self._probes):
-            for field, tensor in (self._guard(probe, "collect") or {}).items():
-                device_fields[f"{probe.name}/{field}"] = tensor
-        checks = {}
-        if self._dist is not None and self._dist.communicates:
-            combined = self._dist.combine(self.step, device_fields)  # the record step's collectives
+            fields = self._guard(probe, "collect")
+            if fields:
+                batch.fields[probe.name] = fields
+        if self._dist.communicates:
+            combined = self._dist.combine(step, batch.fields)  # the record step's collectives
             if combined is None:  # another rank: its part is done
-                self._first_record = False
                 return
-            device_fields, events, checks = combined
-            self._scalars += events
+            batch.fields, events, batch.checks = combined
+            self._scalars.extend(events)
         elif not self._writes:  # "rank0" mode, another rank: nothing to do
             return
-        statics = {}
-        if self._first_record:
-            for probe in list(self._probes):
-                for field, tensor in (self._guard(probe, "static") or {}).items():
-                    statics[f"{probe.name}/{field}"] = tensor
+        for probe in list(self._probes):
+            if probe.name in self._layouts and (probe.name not in self._statics_written or probe.statics_changed):
+                statics = self._guard(probe, "static")
+                if statics:
+                    batch.statics[probe.name] = statics
+                elif statics is not None:  # nothing static: its records need not wait
+                    self._statics_written.add(probe.name)
+                    probe.statics_changed = False
         for name, value in ctx.scalars.items():
-            self._scalars.append((self.step, name, value))
+            self._scalars.add(step, name, value)
         ctx.scalars = {}
-        host = self._flush_scalars(
-            {**device_fields, **{f"static:{k}": v for k, v in statics.items()}, **{f"check:{k}": v for k, v in checks.items()}}
-        )
-        if self._dist is not None:
-            self._scalars += self._dist.after_transfer(self.step, {k[6:]: v for k, v in host.items() if k.startswith("check:")})
-        # (group, probe): each probe's group, and under "per_rank" its per-rank groups; only
-        # groups that exist in the file (a probe without a layout, e.g. no activation module
-        # matched, writes nothing)
-        groups = [(p.name, p) for p in self._probes]
-        if self._dist is not None:
-            groups += self._dist.rank_groups(self._probes)
-        groups = [(group, probe) for group, probe in groups if group in self._layouts]
-        if self._first_record:
-            self._first_record = False
-            for group, probe in groups:
-                fields = {k.split("/", 1)[1]: v for k, v in host.items() if k.startswith(f"static:{probe.name}/")}
-                if fields:
-                    self._writer.add_static(group, fields)
-        for group, probe in groups:
-            fields = {k.split("/", 1)[1]: v for k, v in host.items() if k.startswith(f"{group}/")}
-            if fields:
-                fields = self._guard(probe, "check", fields)
-                if fields is not None:
-                    self._writer.add_record(group, self.step, fields)
+        host = self._transfer(batch)
+        self._scalars.extend(self._dist.after_transfer(step, host.get(("checks",), {})))
+        for name in batch.statics:
+            probe = self._probe_named(name)
+            if probe is not None and ("static", name) in host:
+                self._writer.add_static(name, host[("static", name)])
+                self._statics_written.add(name)
+                probe.statics_changed = False
+        for group in batch.fields:
+            probe = self._probe_named(group)
+            fields = host.get(("fields", group))
+            if probe is None or fields is None or group not in self._layouts:
+                continue  # no layout: e.g. no activation module matched, nothing to write
+            if probe.name not in self._statics_written:
+                continue  # its statics are not in the file yet: a record without edges is unreadable
+            fields = self._guard(probe, "check", fields)
+            if fields is not None:
+                self._writer.add_record(group, step, fields)
+
+    def _transfer(self, batch: RecordBatch) -> dict:
+        """The one device-to-host transfer of a record step (its pending scalars included)."""
+        parts = batch.parts()
+        parts.update(self._scalars.tensors())
+        try:
+            host, failed = to_host(parts)  # <- the record step's host-device synchronisation
+        except Exception as exc:  # not a probe's fault; this record is lost, later ones are not
+            self._scalars.drop()
+            raise RuntimeError(f"moving the summaries to the host failed: {exc}") from exc
+        for owner, exc in failed.items():
+            if owner[0] in ("fields", "static"):
+                probe = self._probe_named(owner[1])
+                if probe is not None:
+                    self._switch_off(probe, f"returned summaries that cannot be moved to the host ({exc!r})")
+            elif owner[0] == "checks":
+                self._ctx.warn_once("checks", f"the distributed checks of step {self.step} failed: {exc!r}")
+        self._scalars.write(host, {k: v for k, v in failed.items() if k[0] == "scalar"})
+        return host
+
+    def _flush_scalars(self):
+        """Move the pending logged tensors (only them) to the host and write them."""
+        try:
+            host, failed = to_host(self._scalars.tensors())
+            self._scalars.write(host, failed)
+        except Exception as exc:  # the recorder never kills training
+            dropped = self._scalars.drop()
+            self._ctx.warn_once("flush", f"logging scalars at step {self.step} failed ({dropped} values dropped): {exc}")
+
+    def _notice_skipped_step(self):
+        """Count an iteration that ran backward but no ``optimizer.step()`` (see :meth:`log`)."""
+        fingerprint = self._grad_fingerprint()
+        stepped = self.step != self._log_step
+        ran_backward = fingerprint != self._log_grads
+        self._log_grads = fingerprint
+        if stepped or not ran_backward or self._dist.communicates:  # (a local decision would desynchronise ranks)
+            self._log_step = self.step
+            return
+        if not self._nonfinite_gradients():  # one sync, only in a suspect iteration
+            return
+        self.step += 1
+        self._log_step = self.step
+        self._scalars.add(self.step, "skipped", 1.0)
+        if self._armed:
+            try:
+                if not self._grads_read:
+                    self._read_gradients()
+                self._record()
+            except Exception as exc:  # the recorder never kills training
+                self._ctx.warn_once("record", f"recording skipped step {self.step} failed: {exc}")
+            finally:
+                self._disarm()
+                self._arm_if_scheduled()
+        else:
+            self._arm_if_scheduled()
+
+    def _grad_fingerprint(self):
+        """Which gradient tensors exist and how often each was written: cheap (no sync), and
+        it changes whenever a backward pass reaches the first few trainable parameters."""
+        out = []
+        for p in self._ctx.params:
+            if p.requires_grad:
+                g = p.grad
+                out.append(None if g is None else (id(g), g._version))
+                if len(out) == 4:
+                    break
+        return tuple(out)
+
+    def _nonfinite_gradients(self) -> bool:
+        grads = [p.grad for p in self._ctx.params if p.grad is not None and not p.grad.is_sparse]
+        if not grads:
+            return False
+        with torch.no_grad():
+            finite = torch.stack([torch.isfinite(g).all() for g in grads]).all()
+        return not bool(finite)  # the sync, in a suspect iteration only
 
     def _combine_scalars(self):
         """A scalars-only collective (``reduce=`` values), when no record step comes soon enough."""
         combined = self._dist.combine(self.step, None)
         if combined is not None:
-            self._scalars += combined[1]
+            self._scalars.extend(combined[1])
 
     def _close_distributed(self, failed: bool):
-        if failed or not self._dist.communicates:
+        if not self._dist.communicates:
+            return
+        if failed:
             dropped = self._dist.drop_pending()
             if dropped and self._writes:
                 self._ctx.warn_once("dist-close", f"{dropped} scalar value(s) logged with reduce= not written: the run ended with an exception, so no collective was attempted")
@@ -379,79 +546,22 @@ class Recorder:
         except Exception as exc:  # a rank died meanwhile: keep what rank 0 holds
             self._ctx.warn_once("dist-close", f"the last collective at close failed ({exc}); scalars logged with reduce= since the last record step are lost")
 
-    def _flush_scalars(self, device_fields: dict) -> dict:
-        """Move pending scalar tensors (and ``device_fields``) to the host in one transfer."""
-        tensors = [(i, v) for i, (_, _, v) in enumerate(self._scalars) if isinstance(v, torch.Tensor)]
-        batch = dict(device_fields)
-        for i, value in tensors:
-            batch[f"scalar:{i}"] = value
-        host = to_host(batch) if batch else {}
-        if self._scalars:
-            new_names, steps, keys, values = [], [], [], []
-            for i, (step, name, value) in enumerate(self._scalars):
-                if name not in self._scalar_keys:
-                    self._scalar_keys[name] = len(self._scalar_keys)
-                    new_names.append(name)
-                steps.append(step)
-                keys.append(self._scalar_keys[name])
-                values.append(float(host[f"scalar:{i}"]) if f"scalar:{i}" in host else float(value))
-            self._writer.add_scalars(new_names, steps, keys, values)
-            self._scalars = []
-        self._last_flush = time.monotonic()
-        return {k: v for k, v in host.items() if not k.startswith("scalar:")}
-
     def _log_learning_rates(self, optimizer):
         for i, group in enumerate(optimizer.param_groups):
             lr = group.get("lr")
             if lr is None:
                 continue
-            if isinstance(lr, torch.Tensor) and lr.device.type != "cpu" and not self._armed:
-                continue  # a device lr (capturable optimizers) is read on record steps only: no sync per step
+            if isinstance(lr, torch.Tensor) and lr.device.type != "cpu":
+                if self._armed:  # a device lr (capturable optimizers): with the record's transfer
+                    self._scalars.add(self.step, f"lr/{i}", lr.detach().reshape(()))
+                continue
             lr = float(lr)
             if self._last_lr.get(i) != lr:
                 self._last_lr[i] = lr
-                self._scalars.append((self.step, f"lr/{i}", lr))
+                self._scalars.add(self.step, f"lr/{i}", lr)
 
     def _save_trajectory(self):
         with torch.no_grad():
             flat = torch.cat([p.detach().reshape(-1).float() for p in self._ctx.params])
         # A whole-model host copy, only every `trajectory` steps: the price of the PCA plane.
         self._writer.add_trajectory(self.step, flat.cpu().numpy())
-
-    def _meta(self, model, optimizer, config) -> dict:
-        module = self._ctx.module  # described as named in the file: inside a DDP wrapper
-        groups = [
-            {**{k: v for k, v in g.items() if k != "params"}, "n_params": len(g["params"])}
-            for g in optimizer.param_groups
-        ]
-        return {
-            "dyntrace_version": _dyntrace_version(),
-            "torch_version": torch.__version__,
-            "python_version": sys.version.split()[0],
-            "numpy_version": np.__version__,
-            "platform": platform.platform(),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "config": json.dumps(config if config is not None else {}, default=str),
-            "model": str(module),
-            "model_class": type(module).__name__,
-            "n_parameters": int(sum(p.numel() for p in self._ctx.params)),
-            "device": str(next(model.parameters()).device) if any(True for _ in model.parameters()) else "cpu",
-            "optimizer": json.dumps({"class": type(optimizer).__name__, "param_groups": groups}, default=_jsonable),
-            "schedule": repr(self.schedule),
-            "probes": json.dumps([{"name": p.name, "options": p.options()} for p in self._probes], default=str),
-            **({"distributed": json.dumps(self._dist.meta(model))} if self._dist is not None else {}),
-        }
-
-
-def _jsonable(value):
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        return float(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return str(value)
-
-
-def _dyntrace_version() -> str:
-    from dyntrace import __version__
-
-    return __version__

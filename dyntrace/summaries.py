@@ -19,6 +19,19 @@ __all__ = [
     "FieldSpec",
     "ProbeLayout",
     "MOMENT_FIELDS",
+    "COLUMNS",
+    "COUNT",
+    "SUM",
+    "SUMSQ",
+    "MIN",
+    "MAX",
+    "ZERO",
+    "NONFINITE",
+    "HIST_COUNT",
+    "HIST",
+    "packed_width",
+    "nice_ceiling",
+    "edges_tensor",
     "DEFAULT_HIST_SAMPLE",
     "moments",
     "merge_packed",
@@ -79,41 +92,40 @@ MOMENT_FIELDS = [
     FieldSpec("max", reduce="max", description="largest element"),
 ]
 
+# -- the packed layout: one float64 row per tensor --------------------------------------------
+#: Column names of a packed summary row, in order; the histogram (``bins + 2`` columns:
+#: underflow, the bins, overflow) follows from column :data:`HIST`. Use these names, never
+#: bare numbers, to read or patch a packed row.
+COLUMNS = ("count", "sum", "sumsq", "min", "max", "zero", "nonfinite", "hist_count")
+COUNT, SUM, SUMSQ, MIN, MAX, ZERO, NONFINITE, HIST_COUNT = range(len(COLUMNS))
+HIST = len(COLUMNS)
 
-def moments(flat: torch.Tensor, shift: torch.Tensor | None = None) -> torch.Tensor:
+
+def packed_width(bins: int) -> int:
+    """Columns of a packed row with a histogram of ``bins`` bins (plus under- and overflow)."""
+    return HIST + bins + 2
+
+
+def moments(flat: torch.Tensor) -> torch.Tensor:
     """[count, sum, sumsq, min, max] of a flat tensor as one float64 vector, on its device.
 
-    No host sync. The sums are accumulated in float32 around ``shift`` (a value near the
-    mean, e.g. a sample's mean): Σ(x−c) and Σ(x−c)², then Σx = Σ(x−c) + nc and
-    Σx² = Σ(x−c)² + 2cΣ(x−c) + nc² are rebuilt in float64. A float64 accumulation would cost a
-    float64 copy of the tensor on the CPU (ten times the price); an unshifted float32 Σx²
-    would lose the variance of tightly clustered values (Adam's ψ, saturated sigmoids).
+    No host sync; two passes over the data: ``aminmax`` and ``var_mean``. The mean and the
+    (population) variance are taken in one pass by torch's reduction (Welford on CUDA, a
+    float64 accumulator on the CPU), then Σx = n·mean and Σx² = n·(var + mean²) are rebuilt in
+    float64: the variance of tightly clustered values (Adam's ψ, saturated sigmoids) keeps its
+    digits, with no float64 copy of the tensor and no shifted temporary.
     """
     if flat.numel() == 0:
-        return empty_summary(0, flat.device)[: len(MOMENT_FIELDS)]
-    if flat.dtype not in (torch.float32, torch.float64):
-        flat = flat.float()
-    n = float(flat.numel())
-    lo, hi = torch.aminmax(flat)
-    if shift is None:
-        centred, c = flat, torch.zeros((), dtype=torch.float64, device=flat.device)
-    else:
-        c = torch.nan_to_num(shift.to(flat.dtype), nan=0.0, posinf=0.0, neginf=0.0)
-        centred = flat - c  # one pass; buys exact variances (per-record allocation)
-        c = c.double()
-    s1, s2 = centred.sum().double(), torch.dot(centred, centred).double()
-    total = s1 + n * c
-    total_sq = s2 + 2 * c * s1 + n * c * c
-    count = torch.full((), n, dtype=torch.float64, device=flat.device)  # a fill kernel, not a host copy
-    return torch.stack([count, total, total_sq, lo.double(), hi.double()])
+        return empty_summary(0, flat.device)[: HIST - 3]
+    return _moments_of([flat])[0]
 
 
 def merge_packed(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
     """Merge two packed summaries of the same tensor (layout of :func:`summarise_tensor`,
     optionally followed by more additive counts): min and max combine, the rest adds."""
     out = old + new
-    out[3] = torch.minimum(old[3], new[3])
-    out[4] = torch.maximum(old[4], new[4])
+    out[..., MIN] = torch.minimum(old[..., MIN], new[..., MIN])
+    out[..., MAX] = torch.maximum(old[..., MAX], new[..., MAX])
     return out
 
 
@@ -132,16 +144,21 @@ def strided_sample(flat: torch.Tensor, cap: int) -> torch.Tensor:
     return flat[::stride].contiguous()
 
 
-def histogram(values: torch.Tensor, edges: tuple[float, float, int]) -> torch.Tensor:
+def histogram(values: torch.Tensor, edges) -> torch.Tensor:
     """Counts of ``values`` in ``bins`` equal bins on [lo, hi], plus under- and overflow.
 
-    Returns float64 [bins + 2]: index 0 counts values below lo (−inf included), the last
-    index values above hi (+inf included); NaN is not counted. One clamp and one histc pass.
+    ``edges`` is (lo, hi, bins); lo and hi may be numbers or 0-d tensors on the values'
+    device (ranges decided on the device need no host sync). Returns float64 [bins + 2]:
+    index 0 counts values below lo (−inf included), the last index values above hi (+inf
+    included); NaN is not counted. Slot arithmetic and one ``scatter_add_`` into a
+    preallocated buffer: no ``bincount``, whose output size depends on the data (a CUDA sync).
     """
     lo, hi, bins = edges
-    width = (hi - lo) / bins
-    clamped = values.float().clamp(lo - width / 2, hi + width / 2)
-    return torch.histc(clamped, bins + 2, lo - width, hi + width).double()
+    values = values.reshape(-1)
+    slot = _slots(values.float(), lo, hi, bins)
+    counts = torch.zeros(bins + 3, dtype=torch.float32, device=values.device)  # per-record allocation
+    counts.scatter_add_(0, slot, _ones(values))
+    return counts[: bins + 2].double()
 
 
 def log10_magnitude_edges(lo: float, hi: float, per_decade: int) -> tuple[float, float, int]:
@@ -149,23 +166,27 @@ def log10_magnitude_edges(lo: float, hi: float, per_decade: int) -> tuple[float,
     return (float(lo), float(hi), int(round((hi - lo) * per_decade)))
 
 
-def to_host(tensors: dict[str, torch.Tensor]) -> dict:
-    """Move a flat dict of device tensors to the host in one transfer; returns numpy arrays.
+def nice_ceiling(value: torch.Tensor) -> torch.Tensor:
+    """The smallest of 1, 2, 2.5, 5 × 10^k at or above ``value``, element-wise, on its device.
 
-    This is the one device-to-host synchronisation of a record step: every summary is cast
-    to float64, concatenated into one buffer, copied once, and split again on the host.
+    A readable histogram limit decided without a host sync; 1 where ``value`` is not a
+    positive finite number. (float64: the mantissa test must not round 2.5 × 10^k up.)
     """
-    if not tensors:
-        return {}
-    keys = list(tensors)
-    parts = [tensors[k].detach().reshape(-1).to(torch.float64) for k in keys]
-    host = torch.cat(parts).cpu().numpy()  # <- the single device-host sync
-    out, offset = {}, 0
-    for key, part in zip(keys, parts):
-        size = part.numel()
-        out[key] = host[offset : offset + size].reshape(tuple(tensors[key].shape))
-        offset += size
-    return out
+    value = value.double()
+    value = torch.where(torch.isfinite(value) & (value > 0), value, torch.ones_like(value))
+    power = torch.pow(10.0, torch.floor(torch.log10(value)))
+    m = value / power * (1 - 1e-12)  # absorbs the rounding of log10 at exact powers
+    mantissa = torch.where(m <= 1, 1.0, torch.where(m <= 2, 2.0, torch.where(m <= 2.5, 2.5, torch.where(m <= 5, 5.0, 10.0))))
+    return mantissa * power
+
+
+def edges_tensor(lo, hi, bins: int, device) -> torch.Tensor:
+    """The ``bins + 1`` edges of equal bins on [lo, hi] as float64 on ``device`` (lo and hi
+    numbers, 0-d tensors or [T] tensors, giving [T, bins + 1])."""
+    steps = torch.arange(bins + 1, dtype=torch.float64, device=device) / bins
+    lo = lo.double().unsqueeze(-1) if isinstance(lo, torch.Tensor) else lo
+    hi = hi.double().unsqueeze(-1) if isinstance(hi, torch.Tensor) else hi
+    return lo + (hi - lo) * steps
 
 
 def tensor_fields(bins: int, *, unit: str = "", hist_description: str = "") -> list[FieldSpec]:
@@ -185,89 +206,131 @@ def tensor_fields(bins: int, *, unit: str = "", hist_description: str = "") -> l
     ]
 
 
-def empty_summary(bins: int, device) -> torch.Tensor:
-    """The identity of :func:`merge_packed` in the packed layout of :func:`summarise_tensor`."""
-    out = torch.zeros(8 + bins + 2, dtype=torch.float64, device=device)
-    out[3], out[4] = float("inf"), float("-inf")
+def empty_summary(bins: int, device, rows: int | None = None) -> torch.Tensor:
+    """The identity of :func:`merge_packed` in the packed layout: a row (or ``rows`` rows) of
+    zeros with min = +inf and max = −inf. Filled on ``device``: no copy from the host."""
+    shape = (packed_width(bins),) if rows is None else (rows, packed_width(bins))
+    out = torch.zeros(shape, dtype=torch.float64, device=device)
+    out[..., MIN] = float("inf")
+    out[..., MAX] = float("-inf")
     return out
 
 
-def summarise_tensor(x: torch.Tensor, edges: tuple[float, float, int], *, cap: int, magnitude: bool, centred: bool = True) -> torch.Tensor:
+def summarise_tensor(x: torch.Tensor, edges, *, cap: int, magnitude: bool) -> torch.Tensor:
     """Exact moments of ``x`` and counts over a strided sample of it, packed in one vector.
 
-    Layout: [count, sum, sumsq, min, max, zero, nonfinite, hist_count, hist(bins + 2)].
-    ``zero``, ``nonfinite`` and the histogram are counted in the sample (all of ``x`` when it
-    has at most ``cap`` elements). With ``magnitude`` the histogram bins log10 |x| and leaves
-    exact zeros out; otherwise it bins the values. Non-finite values are counted, never
-    binned; if there are any, the moments are NaN/inf and a probe may recompute them.
-    ``centred`` accumulates the sums around the sample's mean (see :func:`moments`): one more
-    pass, needed where values cluster far from 0 (activations, adaptive rates), not for
-    gradients and weights, whose spread is large next to their mean.
+    Layout (:data:`COLUMNS`): [count, sum, sumsq, min, max, zero, nonfinite, hist_count,
+    hist(bins + 2)]. ``zero``, ``nonfinite`` and the histogram are counted in the sample (all
+    of ``x`` when it has at most ``cap`` elements). With ``magnitude`` the histogram bins
+    log10 |x| and leaves exact zeros out; otherwise it bins the values. Non-finite values are
+    counted, never binned; if there are any, the moments are NaN/inf and a probe may
+    recompute them. The moments are exact (see :func:`moments`).
+    ``edges`` = (lo, hi, bins), lo and hi numbers or 0-d tensors on ``x``'s device.
     """
-    flat = x.detach().reshape(-1)
-    if flat.numel() == 0:
-        return empty_summary(edges[2], flat.device)
-    sample = strided_sample(flat, cap)
-    finite = torch.isfinite(sample)
-    zero = (sample == 0).sum()
-    values = torch.log10(sample.abs()) if magnitude else sample
-    hist = histogram(values.masked_fill(~finite, float("nan")), edges)  # histc skips NaN
-    if magnitude:
-        hist[0] -= zero  # log10(0) = -inf lands in the underflow bin
-    counts = torch.stack([zero, sample.numel() - finite.sum(), torch.full((), sample.numel(), device=flat.device)]).double()
-    shift = sample.float().mean() if centred else None
-    return torch.cat([moments(flat, shift), counts, hist])
+    return summarise_tensors([x], edges, cap=cap, magnitude=magnitude, device=x.device)[0]
 
 
-def summarise_tensors(tensors, edges: tuple[float, float, int], *, cap: int, magnitude: bool, centred: bool = False) -> torch.Tensor:
+def summarise_tensors(tensors, edges, *, cap: int, magnitude: bool, device=None) -> torch.Tensor:
     """:func:`summarise_tensor` of many tensors at once: packed rows [T, 8 + bins + 2].
 
-    The moments are taken per tensor (three reductions each); everything counted over the
+    The moments are taken per tensor (two reductions each); everything counted over the
     samples — zeros, non-finite values, the histogram — is done once for all tensors: their
-    samples are concatenated and binned by one ``bincount`` over (tensor, slot), so a model
-    with hundreds of small parameters pays a dozen operations, not a dozen per tensor.
-    ``None`` or empty tensors get an empty row. Tensors on several devices, or of a
-    non-floating type, are summarised one by one. (For a single tensor, as in a forward hook,
-    :func:`summarise_tensor` is faster: one ``histc`` beats the slot arithmetic; both agree,
-    which a test checks.)
+    samples are concatenated, each element's slot (tensor, bin) computed, and the counts
+    accumulated with one ``scatter_add_`` into a preallocated buffer (no ``bincount``: its
+    output size depends on the data, which costs a CUDA sync). ``edges`` = (lo, hi, bins)
+    with lo and hi numbers, 0-d tensors, or [T] tensors (one range per tensor), on the
+    tensors' device. ``None`` or empty tensors get an empty row. Tensors on several devices,
+    or of a non-floating type, are summarised one by one and gathered on the first one's
+    device. ``device`` places the rows when no tensor is present (default: the first tensor's).
     """
     lo, hi, bins = edges
     present = [i for i, t in enumerate(tensors) if t is not None and t.numel() > 0]
     if not present:
-        return torch.stack([empty_summary(bins, "cpu") for _ in tensors]) if tensors else torch.zeros(0, 8 + bins + 2, dtype=torch.float64)
+        where = device if device is not None else next((t.device for t in tensors if t is not None), None)
+        if where is None:
+            raise ValueError("summarise_tensors: no tensor to take a device from; pass device=")
+        return empty_summary(bins, where, rows=len(tensors))
     device = tensors[present[0]].device
     if any(tensors[i].device != device or not tensors[i].is_floating_point() for i in present):
-        rows = [summarise_tensor(t, edges, cap=cap, magnitude=magnitude, centred=centred) if i in present else empty_summary(bins, device) for i, t in enumerate(tensors)]
-        return torch.stack([r.to(device) for r in rows])
+        return _one_by_one(tensors, edges, present, cap=cap, magnitude=magnitude, device=device)
+    per_tensor = isinstance(lo, torch.Tensor) and lo.dim() == 1
+    if per_tensor and len(present) < len(tensors):
+        index = _constant(tuple(present), device, torch.long)
+        lo, hi = lo.index_select(0, index), hi.index_select(0, index)
     flats = [tensors[i].detach().reshape(-1) for i in present]
     samples = [strided_sample(f, cap) for f in flats]
-    segment, sizes = _segments(tuple(s.numel() for s in samples), device)
-    sample = torch.cat(samples).float()
     t = len(samples)
-    # slots per tensor: 0 underflow, 1…bins, bins + 1 overflow, bins + 2 non-finite, and for
-    # a magnitude histogram bins + 3 exact zeros (log10 0 = −inf would land in underflow)
+    if t == 1:
+        sample, segment = samples[0].float(), None
+        sizes = torch.full((1,), float(sample.numel()), dtype=torch.float64, device=device)
+    else:
+        segment, sizes = _segments(tuple(s.numel() for s in samples), device)
+        sample = torch.cat(samples).float()  # per-record allocation: the pooled samples
+    if per_tensor and segment is not None:
+        lo, hi = lo[segment], hi[segment]
+    # slots per tensor: 0 underflow, 1…bins, bins + 1 overflow, bins + 2 non-finite, bins + 3
+    # exact zeros of a magnitude histogram (log10 0 = −inf would land in underflow)
+    finite = torch.isfinite(sample)
+    is_zero = sample == 0
     values = torch.log10(sample.abs()) if magnitude else sample
-    slot = ((values - lo) * (bins / (hi - lo))).floor_().clamp_(-1, bins).add_(1)
-    slot = torch.where(torch.isfinite(sample), slot, bins + 2)
-    if magnitude:
-        slot = torch.where(sample == 0, bins + 3, slot)
+    slot = _slots(values, lo, hi, bins, finite=finite)
     slots = bins + 4
-    counts = torch.bincount(segment * slots + slot.long(), minlength=t * slots).reshape(t, slots).double()
+    if magnitude:
+        slot = torch.where(is_zero, bins + 3, slot)
+    if segment is not None:
+        slot = slot + segment * slots
+    counts = torch.zeros(t * slots, dtype=torch.float32, device=device)  # per-record allocation
+    counts = counts.scatter_add_(0, slot, _ones(sample)).reshape(t, slots).double()
     if magnitude:
         zeros = counts[:, bins + 3]
+    elif segment is None:
+        zeros = is_zero.sum(dtype=torch.float64).reshape(1)
     else:
-        zeros = torch.bincount(segment * 2 + (sample == 0).long(), minlength=2 * t).reshape(t, 2)[:, 1].double()
-    shifts = None
-    if centred:
-        finite_sum = torch.zeros(t, dtype=torch.float64, device=device).index_add_(0, segment, torch.nan_to_num(sample, 0.0, 0.0, 0.0).double())
-        shifts = (finite_sum / sizes).to(sample.dtype)
-    moments_ = _moments_of(flats, shifts)
-    packed = torch.cat([moments_, zeros[:, None], counts[:, bins + 2 : bins + 3], sizes[:, None], counts[:, : bins + 2]], dim=1)
+        zeros = torch.zeros(t, dtype=torch.float32, device=device).scatter_add_(0, segment, is_zero.float()).double()
+    packed = torch.cat(
+        [_moments_of(flats), zeros[:, None], counts[:, bins + 2 : bins + 3], sizes[:, None], counts[:, : bins + 2]],
+        dim=1,
+    )
     if len(present) == len(tensors):
         return packed
-    out = torch.stack([empty_summary(bins, device) for _ in tensors])
+    out = empty_summary(bins, device, rows=len(tensors))
     out[_constant(tuple(present), device, torch.long)] = packed
     return out
+
+
+def _one_by_one(tensors, edges, present, *, cap, magnitude, device) -> torch.Tensor:
+    """Rare path: tensors on several devices or of integer type, each on its own device."""
+    lo, hi, bins = edges
+    per_tensor = isinstance(lo, torch.Tensor) and lo.dim() == 1
+    rows = []
+    for i, tensor in enumerate(tensors):
+        if i not in present:
+            rows.append(empty_summary(bins, device))
+            continue
+        x = tensor.detach() if tensor.is_floating_point() else tensor.detach().double()
+        own = (lo[i].to(x.device), hi[i].to(x.device), bins) if per_tensor else edges
+        rows.append(summarise_tensors([x], own, cap=cap, magnitude=magnitude)[0].to(device))
+    return torch.stack(rows)
+
+
+def _slots(values, lo, hi, bins, *, finite=None) -> torch.Tensor:
+    """Bin index of every value: 0 underflow, 1…bins, bins + 1 overflow, bins + 2 NaN/inf (or
+    just NaN when ``finite`` is None: ±inf then go to under/overflow), as int64."""
+    scale = bins / (hi - lo)
+    slot = ((values - lo) * scale).floor_().clamp_(-1, bins).add_(1)
+    if finite is None:
+        nan = values != values
+        slot = torch.where(values == float("inf"), bins + 1, slot)
+        slot = torch.where(values == float("-inf"), 0, slot)
+        slot = torch.where(nan, bins + 2, slot)
+    else:
+        slot = torch.where(finite, slot, bins + 2)
+    return slot.long()
+
+
+def _ones(like: torch.Tensor) -> torch.Tensor:
+    """A float32 vector of ones the size of ``like``, without writing it (a stride-0 view)."""
+    return torch.ones((), dtype=torch.float32, device=like.device).expand(like.numel())
 
 
 _CONSTANTS: dict = {}
@@ -289,33 +352,100 @@ def _segments(sizes: tuple[int, ...], device):
     counts = _constant(sizes, device, torch.long)
     segment_key = (("segments",) + sizes, str(device), torch.long)
     if segment_key not in _CONSTANTS:
-        _CONSTANTS[segment_key] = torch.repeat_interleave(torch.arange(len(sizes), device=device), counts)
+        _CONSTANTS[segment_key] = torch.repeat_interleave(torch.arange(len(sizes), device=device), counts, output_size=sum(sizes))
     return _CONSTANTS[segment_key], _constant(sizes, device, torch.float64)
 
 
-def _moments_of(flats, shifts) -> torch.Tensor:
-    """[T, 5] moments (see :func:`moments`), gathered with one stack per statistic."""
-    lows, highs, s1, s2 = [], [], [], []
-    for k, flat in enumerate(flats):
+def _moments_of(flats) -> torch.Tensor:
+    """[T, 5] moments (see :func:`moments`): per tensor ``aminmax`` and ``var_mean`` (two
+    passes), gathered with one stack."""
+    rows = []
+    for flat in flats:
         if flat.dtype not in (torch.float32, torch.float64):
             flat = flat.float()
         lo, hi = torch.aminmax(flat)
-        centred = flat if shifts is None else flat - shifts[k].to(flat.dtype)  # one pass: exact variances
-        lows.append(lo)
-        highs.append(hi)
-        s1.append(centred.sum())
-        s2.append(torch.dot(centred, centred))
-    count = _constant(tuple(f.numel() for f in flats), flats[0].device, torch.float64)
-    s1, s2 = torch.stack(s1).double(), torch.stack(s2).double()
-    if shifts is not None:
-        c = shifts.double()
-        s1, s2 = s1 + count * c, s2 + 2 * c * s1 + count * c * c
-    return torch.stack([count, s1, s2, torch.stack(lows).double(), torch.stack(highs).double()], dim=1)
+        var, mean = torch.var_mean(flat, correction=0)
+        rows.append(torch.stack([lo, hi, mean, var]))
+    if len({r.dtype for r in rows}) > 1:
+        rows = [r.double() for r in rows]
+    lo, hi, mean, var = torch.stack(rows).double().unbind(1)
+    count = _constant(tuple(float(f.numel()) for f in flats), flats[0].device, torch.float64)
+    return torch.stack([count, mean * count, (var + mean * mean) * count, lo, hi], dim=1)
 
 
 def split_summary(packed: torch.Tensor) -> dict[str, torch.Tensor]:
     """Packed summaries [T, 8 + bins + 2] as per-field tensors [T] and [T, bins + 2]."""
-    names = ["count", "sum", "sumsq", "min", "max", "zero", "nonfinite", "hist_count"]
-    out = {name: packed[:, i] for i, name in enumerate(names)}
-    out["hist"] = packed[:, len(names) :]
+    out = {name: packed[:, i] for i, name in enumerate(COLUMNS)}
+    out["hist"] = packed[:, HIST:]
     return out
+
+
+# -- the one device-to-host transfer of a record step -------------------------------------------
+
+
+def to_host(parts: dict) -> tuple[dict, dict]:
+    """Move the tensors of a record step to the host: one copy per device (one on a GPU run).
+
+    ``parts`` maps an owner (a probe, a scalar, any hashable key) to a tensor or a dict of
+    tensors (numpy arrays and numbers pass through as they are). Every tensor is cast to
+    float64 on its device, the tensors of one device concatenated into one buffer, copied
+    once — the single device-host synchronisation of a record step — and split again.
+
+    Returns ``(host, failed)``: ``host`` has the same shape as ``parts`` with numpy arrays;
+    ``failed`` maps each owner whose tensors could not be moved (a tensor on a meta device, a
+    complex dtype, an exception) to the exception. Only then is each owner of the failing
+    device moved on its own to find the culprits, so one bad owner never costs the others.
+    """
+    leaves: dict = {}  # (owner, field or None) -> tensor
+    host: dict = {}
+    failed: dict = {}
+    for owner, value in parts.items():
+        items = value.items() if isinstance(value, dict) else [(None, value)]
+        try:
+            for field_name, tensor in items:
+                if isinstance(tensor, torch.Tensor):
+                    if tensor.is_complex() or tensor.is_sparse:
+                        raise TypeError(f"cannot record a {'complex' if tensor.is_complex() else 'sparse'} tensor ({field_name or owner})")
+                    leaves[(owner, field_name)] = tensor
+        except TypeError as exc:
+            failed[owner] = exc
+    by_device: dict = {}
+    for key, tensor in leaves.items():
+        if key[0] not in failed:
+            by_device.setdefault(tensor.device, []).append(key)
+    arrays = {}
+    for device, keys in by_device.items():
+        try:
+            arrays.update(_copy_to_host({k: leaves[k] for k in keys}))
+        except Exception:  # find the owners that fail, keep the others (rare: a bug in a probe)
+            for owner in dict.fromkeys(k[0] for k in keys):
+                try:
+                    arrays.update(_copy_to_host({k: leaves[k] for k in keys if k[0] == owner}))
+                except Exception as exc:
+                    failed[owner] = exc
+    for owner, value in parts.items():
+        if owner in failed:
+            continue
+        if isinstance(value, dict):
+            host[owner] = {f: arrays.get((owner, f), _as_array(v)) for f, v in value.items()}
+        else:
+            host[owner] = arrays.get((owner, None), _as_array(value))
+    return host, failed
+
+
+def _copy_to_host(tensors: dict) -> dict:
+    keys = list(tensors)
+    parts = [tensors[k].detach().reshape(-1).to(torch.float64) for k in keys]
+    flat = (torch.cat(parts) if len(parts) > 1 else parts[0]).cpu().numpy()  # <- the device-host sync
+    out, offset = {}, 0
+    for key, part in zip(keys, parts):
+        size = part.numel()
+        out[key] = flat[offset : offset + size].reshape(tuple(tensors[key].shape))
+        offset += size
+    return out
+
+
+def _as_array(value):
+    import numpy as np
+
+    return value if isinstance(value, np.ndarray) else np.asarray(value, dtype=np.float64)

@@ -1,15 +1,17 @@
 """Quickstart: a plain PyTorch loop on scikit-learn's digits, recorded with two added lines.
 
-    python examples/quickstart.py            # writes runs/quickstart.h5
+    python examples/quickstart.py            # writes runs/quickstart.h5 (a progress bar in a terminal)
     dyntrace plot runs/quickstart.h5         # writes runs/quickstart_plots/
 """
 
 import argparse
+import math
 import os
 
 import torch
 from sklearn.datasets import load_digits
 from torch import nn
+from tqdm import tqdm
 
 import dyntrace
 
@@ -35,6 +37,9 @@ optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
 loss_fn = nn.CrossEntropyLoss()
 
 os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+batches = math.ceil(len(x_train) / 64)
+# progress on stderr in a terminal, nothing when piped or logged (disable=None)
+progress = tqdm(total=args.epochs * batches, unit="step", desc="training", disable=None)
 with dyntrace.Recorder(model, optimizer, args.out, every=10) as rec:  # <- line 1
     for epoch in range(args.epochs):
         for batch in torch.randperm(len(x_train)).split(64):
@@ -43,8 +48,12 @@ with dyntrace.Recorder(model, optimizer, args.out, every=10) as rec:  # <- line 
             loss.backward()
             optimizer.step()
             rec.log(loss=loss)  # <- line 2
+            progress.update()
         with torch.no_grad():
             logits = model(x_val)
-            rec.log(val_loss=loss_fn(logits, y_val), val_accuracy=(logits.argmax(1) == y_val).float().mean())
+            accuracy = (logits.argmax(1) == y_val).float().mean()
+            rec.log(val_loss=loss_fn(logits, y_val), val_accuracy=accuracy)
+        progress.set_postfix(val_accuracy=f"{accuracy.item():.3f}", refresh=False)
+progress.close()
 
 print(f"wrote {args.out}: {rec.step} steps; now run: dyntrace plot {args.out}")

@@ -68,18 +68,25 @@ def test_an_unknown_figure_name_is_a_usage_error_listing_the_valid_ones(files, t
     assert "Traceback" not in result.output and not os.listdir(tmp_path)
 
 
-def test_figures_a_file_cannot_support_are_skipped_with_one_note_each(files, tmp_path):
+def test_figures_a_file_cannot_support_are_named_in_one_short_note(files, tmp_path):
     result = invoke("plot", files["scalars"], "-o", tmp_path)
     assert result.exit_code == 0, result.output
     written = [os.path.basename(p) for p in result.stdout.splitlines()]
     assert written == ["dashboard.png", "loss.png", "accuracy.png"]
-    notes = result.stderr.splitlines()
     skipped = [n for n in FIGURES if f"{n}.png" not in written]
-    assert [line.split(":")[0] for line in notes] == ["note"] * len(skipped)
-    for name, line in zip(skipped, notes):
+    assert result.stderr.splitlines() == [f"note: {len(skipped)} figures need data this run lacks ({', '.join(skipped)}); --only NAME says why"]
+
+
+def test_figures_asked_for_by_name_get_one_note_each_saying_why(files, tmp_path):
+    asked = ["loss", "norms", "activation_heatmaps", "step_sizes"]
+    result = invoke("plot", files["scalars"], "-o", tmp_path, "--only", ",".join(asked))
+    assert result.exit_code == 0, result.output
+    assert [os.path.basename(p) for p in result.stdout.splitlines()] == ["loss.png"]
+    notes = result.stderr.splitlines()
+    assert [line.split(":")[0] for line in notes] == ["note"] * 3
+    for name, line in zip(asked[1:], notes):
         assert line.startswith(f"note: skipped {name}: no ")
-    assert "'activations' probe" in notes[skipped.index("activation_heatmaps")]
-    assert "scalar" in notes[skipped.index("norms")]
+    assert "scalar" in notes[0] and "'activations' probe" in notes[1] and "'steps' probe" in notes[2]
 
 
 def test_a_file_with_nothing_to_draw_exits_nonzero(files, tmp_path):

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import median_filter
 
+from dyntrace.analysis.curvature import edge_of_stability, noise_scale_of_run, sharpness_of
 from dyntrace.analysis.plateaus import find_plateaus
 from dyntrace.analysis.smoothing import kaiser_smooth
 from dyntrace.errors import MissingDataError
@@ -25,6 +26,8 @@ KINDS = {
     "divergence": "final smoothed loss / its minimum, or the number of non-finite losses",
     "plateau": "the plateau's loss level",
     "overfitting": "relative rise of the validation loss above its minimum",
+    "edge_of_stability": "median sharpness / stability threshold once the threshold is reached",
+    "batch_size": "batch size in use / gradient noise scale B_simple (late median)",
 }
 
 SEVERITIES = ("info", "warning", "critical")
@@ -62,6 +65,10 @@ class Thresholds:
     divergence_factor: float = 10.0  # smoothed loss ends ≥ this × its minimum (and above its start)
     stuck_fraction: float = 0.9  # an unescaped final plateau at ≥ this × the initial loss is "stuck"
     overfit_rise: float = 0.1  # validation loss ends ≥ this fraction above its minimum
+    eos_reach: float = 0.9  # sharpness ≥ this × its stability threshold has reached it …
+    eos_band: tuple = (0.8, 1.3)  # … and hovers there if its median ratio stays in this band
+    eos_records: int = 3  # over at least this many measurements
+    noise_scale_factor: float = 10.0  # batch ≤ B_simple / this, or ≥ this × B_simple
 
 
 def diagnose(run, *, thresholds=None):
@@ -70,11 +77,15 @@ def diagnose(run, *, thresholds=None):
     Checks: vanishing and exploding gradients (per-layer gradient flow and the global
     ``grad_norm``), dead units (activations' ``frac_dead``), saturation (``frac_saturated``),
     loss spikes and divergence (``loss``), plateaus (``loss``, via ``find_plateaus``),
-    overfitting (``val_loss`` against ``loss``). A check whose data the run lacks is skipped.
+    overfitting (``val_loss`` against ``loss``), the edge of stability (``curvature/sharpness``
+    against its threshold), a batch size far from the gradient noise scale (the
+    ``noise_scale`` or ``curvature`` probe). A check whose data the run lacks is skipped.
     """
     th = Thresholds() if thresholds is None else thresholds
     found = []
-    for check in (_gradient_flow_checks, _grad_norm_growth, _unit_checks, _loss_checks, _plateaus, _overfitting):
+    checks = (_gradient_flow_checks, _grad_norm_growth, _unit_checks, _loss_checks, _plateaus, _overfitting,
+              _edge_of_stability, _batch_size)
+    for check in checks:
         try:
             found.extend(check(run, th))
         except MissingDataError:
@@ -82,19 +93,31 @@ def diagnose(run, *, thresholds=None):
     return sorted(found, key=lambda d: (d.start, -SEVERITIES.index(d.severity), d.kind))
 
 
-def gradient_flow(run):
+def gradient_flow(run, *, include_all: bool = False):
     """Gradient norm per layer over the record steps → (steps (R,), layer names (L,), norms (R, L)).
 
     Parameters are grouped into layers by their module name (``fc1.weight`` and ``fc1.bias``
     → ``fc1``), in recording order (input side first); a layer's norm is √Σ‖g_p‖² over its
-    parameters (the norm of its whole gradient). NaN where a layer has no record at a step.
-    Raises MissingDataError without gradient records.
+    parameters (the norm of its whole gradient). NaN where a layer has no gradient at a step
+    (no record, or the parameter got no gradient: an unused branch is not a vanishing one).
+    Only parameters the recorded optimizer trains take part unless ``include_all``: frozen
+    parameters, sparse ones and those stepped by another optimizer have no gradient flow to
+    judge (:meth:`Run.roles`). Raises MissingDataError without gradient records.
     """
     layers = {}
+    roles = run.roles("gradients") if hasattr(run, "roles") else {}
     for name in run.names("gradients"):
-        layers.setdefault(name.rpartition(".")[0] or name, []).append(run.stat("gradients", name, "norm"))
+        if not include_all and roles.get(name, "trainable") != "trainable":
+            continue
+        steps, norm = run.stat("gradients", name, "norm")
+        try:
+            _, count = run.stat("gradients", name, "count")
+            norm = np.where(np.asarray(count) > 0, norm, np.nan)  # no gradient this record: unknown, not 0
+        except MissingDataError:
+            pass
+        layers.setdefault(name.rpartition(".")[0] or name, []).append((steps, norm))
     if not layers:
-        raise MissingDataError("the run has no gradient norms (recorded by the 'gradients' probe)")
+        raise MissingDataError("the run has no gradient norms of trained parameters (recorded by the 'gradients' probe)")
     steps = np.unique(np.concatenate([s for series in layers.values() for s, _ in series]))
     norms = np.full((steps.size, len(layers)), np.nan)
     for j, series in enumerate(layers.values()):
@@ -102,8 +125,10 @@ def gradient_flow(run):
         seen = np.zeros(steps.size, dtype=bool)
         for s, v in series:
             at = np.searchsorted(steps, s)
-            sq[at] += np.asarray(v, dtype=np.float64) ** 2
-            seen[at] = True
+            v = np.asarray(v, dtype=np.float64)
+            known = np.isfinite(v)
+            np.add.at(sq, at[known], v[known] ** 2)
+            seen[at[known]] = True
         norms[seen, j] = np.sqrt(sq[seen])
     return steps, list(layers), norms
 
@@ -200,6 +225,10 @@ def _unit_checks(run, th):
     )
     out = []
     for layer in run.names("activations"):
+        if kinds.get(layer) == "softmax":
+            # probabilities near 0 are what a softmax over many items gives (attention over a
+            # sequence), and a position zero for every query is padding: neither is a fault
+            continue
         label = f"{layer} ({kinds[layer]})" if layer in kinds else layer
         for stats, limit, kind, what in checks:
             series = _first_stat(run, layer, stats)
@@ -309,4 +338,50 @@ def _overfitting(run, th):
             f"overfitting: the validation loss rises {rise:.0%} above its minimum at step {vsteps[low]}"
             f" while the training loss keeps falling ({at_low:.3g} → {at_end:.3g})",
             float(rise), "val_loss")]
+    return []
+
+
+def _edge_of_stability(run, th):
+    """Sharpness (Adam: preconditioned) that reached its stability threshold and stays near it."""
+    steps, values, threshold, kind = sharpness_of(run)
+    eos = edge_of_stability(steps, values, threshold, reach=th.eos_reach)
+    if eos.reached is None:
+        return []
+    after = int(np.sum(steps >= eos.reached))
+    lo, hi = th.eos_band
+    if after < th.eos_records or not lo <= eos.hover <= hi:
+        return []
+    what = "the preconditioned sharpness λ_max(P⁻¹H)" if kind == "preconditioned" else "the sharpness λ_max(H)"
+    limit = "(2+2β₁)/((1−β₁)η)" if kind == "preconditioned" else "its stability threshold (2/η for gradient descent)"
+    return [Diagnosis(
+        "edge_of_stability", "info", eos.reached, int(steps[-1]),
+        f"at the edge of stability from step {eos.reached}: {what} hovers at {eos.hover:.2f} × {limit}, "
+        f"up from {eos.initial:.2f} × at the start; the loss may fall non-monotonically",
+        eos.hover, "curvature/precond_sharpness" if kind == "preconditioned" else "curvature/sharpness")]
+
+
+def _batch_size(run, th):
+    """The batch size in use far below or far above the gradient noise scale (late median)."""
+    steps, scale, batch = noise_scale_of_run(run)
+    late = slice(len(steps) // 2, None)
+    b_simple = scale.b_simple[late]
+    ok = np.isfinite(b_simple) & (b_simple > 0)
+    if ok.sum() < 3:
+        return []
+    ratio = float(np.median(batch[late][ok] / b_simple[ok]))
+    noise = float(np.median(b_simple[ok]))
+    used = float(np.median(batch[late][ok]))
+    start, end = int(steps[late][ok][0]), int(steps[-1])
+    if ratio <= 1.0 / th.noise_scale_factor:
+        return [Diagnosis(
+            "batch_size", "info", start, end,
+            f"batch size far below the gradient noise scale: {used:.0f} examples against B_simple ≈ {noise:.3g}; "
+            "gradient noise dominates each step, a larger batch would cut the steps nearly in proportion",
+            ratio, "batch")]
+    if ratio >= th.noise_scale_factor:
+        return [Diagnosis(
+            "batch_size", "info", start, end,
+            f"batch size far above the gradient noise scale: {used:.0f} examples against B_simple ≈ {noise:.3g}; "
+            "each step is nearly noise-free, so extra examples buy little",
+            ratio, "batch")]
     return []

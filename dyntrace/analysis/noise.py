@@ -6,7 +6,10 @@ import numpy as np
 
 from dyntrace.analysis.smoothing import _window_mean, ewma
 
-__all__ = ["MinibatchNoise", "minibatch_noise", "NoiseScale", "gradient_noise_scale"]
+__all__ = [
+    "MinibatchNoise", "minibatch_noise", "NoiseScale", "gradient_noise_scale", "NoiseScaleEstimate",
+    "noise_scale_estimate",
+]
 
 
 @dataclass(frozen=True)
@@ -89,3 +92,49 @@ def gradient_noise_scale(sq_norm_small, sq_norm_big, b_small, b_big, *, beta=0.9
     with np.errstate(divide="ignore", invalid="ignore"):
         b_simple = np.where(grad_sq > 0, trace_sigma / grad_sq, np.nan)
     return NoiseScale(grad_sq=grad_sq, trace_sigma=trace_sigma, b_simple=b_simple)
+
+
+@dataclass(frozen=True)
+class NoiseScaleEstimate:
+    """One B_simple from N paired records, with its standard error.
+
+    ``b_simple`` = mean(tr Σ estimates) / mean(|G|² estimates); ``stderr`` its delta-method
+    standard error; ``grad_sq``, ``trace_sigma`` the two means; ``n`` the records used.
+    """
+
+    b_simple: float
+    stderr: float
+    grad_sq: float
+    trace_sigma: float
+    n: int
+
+
+def noise_scale_estimate(sq_norm_small, sq_norm_big, b_small, b_big) -> NoiseScaleEstimate:
+    """B_simple = tr Σ / |G|² over a window of records, with a standard error.
+
+    The unbiased per-record estimates of :func:`gradient_noise_scale` (McCandlish et al. 2018,
+    appendix A), S_i of tr Σ and G_i of |G|², are averaged plainly (no EMA) and divided:
+    B = S̄ / Ḡ. Its standard error by the delta method, treating records as independent:
+    SE² = (Var S − 2B Cov(S, G) + B² Var G) / (N Ḡ²). Records with a non-finite norm are skipped.
+    """
+    small = np.asarray(sq_norm_small, dtype=np.float64)
+    big = np.asarray(sq_norm_big, dtype=np.float64)
+    b_small = np.broadcast_to(np.asarray(b_small, dtype=np.float64), small.shape)
+    b_big = np.broadcast_to(np.asarray(b_big, dtype=np.float64), small.shape)
+    if small.shape != big.shape or small.ndim != 1:
+        raise ValueError(f"sq_norm_small and sq_norm_big must be 1-D of the same shape, got {small.shape} and {big.shape}")
+    if np.any(b_small <= 0) or np.any(b_big <= b_small):
+        raise ValueError("need 0 < b_small < b_big for every record")
+    keep = np.isfinite(small) & np.isfinite(big)
+    if keep.sum() < 2:
+        raise ValueError(f"need at least 2 finite records, got {int(keep.sum())}")
+    small, big, bs, bb = small[keep], big[keep], b_small[keep], b_big[keep]
+    g = (bb * big - bs * small) / (bb - bs)
+    s = (small - big) / (1.0 / bs - 1.0 / bb)
+    n = g.size
+    g_mean, s_mean = g.mean(), s.mean()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        b = s_mean / g_mean
+        cov = np.cov(np.stack([s, g]))  # [[Var S, Cov], [Cov, Var G]], ddof 1
+        var = (cov[0, 0] - 2 * b * cov[0, 1] + b * b * cov[1, 1]) / (n * g_mean**2)
+    return NoiseScaleEstimate(float(b), float(np.sqrt(max(var, 0.0))), float(g_mean), float(s_mean), int(n))

@@ -10,7 +10,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["moments", "fraction", "hist_quantiles", "hist_mean", "merge_windows"]
+__all__ = [
+    "moments", "fraction", "hist_quantiles", "hist_mean", "merge_windows", "rebin"]
 
 
 def moments(count, total, total_sq):
@@ -121,3 +122,25 @@ def merge_windows(steps, summary: Mapping[str, np.ndarray], size: int):
         rule = {"min": np.fmin, "max": np.fmax}.get(name, np.add)
         merged[name] = rule.reduceat(values, starts, axis=0)
     return steps[ends], merged
+
+
+def rebin(counts, edges, target):
+    """Histogram counts moved onto other bin edges, each bin's count spread evenly over it.
+
+    ``counts`` (..., B) with ``edges`` (..., B + 1) (one row of edges per row of counts, or
+    one shared row), ``target`` (C + 1,) increasing → (..., C). The cumulative count is
+    interpolated linearly at the target edges, so the total inside the common range is kept
+    exactly; counts outside ``target`` are dropped (choose it to cover every row's edges).
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    edges = np.broadcast_to(np.asarray(edges, dtype=np.float64), counts.shape[:-1] + (counts.shape[-1] + 1,))
+    target = np.asarray(target, dtype=np.float64)
+    flat_counts = counts.reshape(-1, counts.shape[-1])
+    flat_edges = edges.reshape(-1, edges.shape[-1])
+    out = np.zeros((flat_counts.shape[0], target.size - 1))
+    for i, (c, e) in enumerate(zip(flat_counts, flat_edges)):
+        if not np.all(np.isfinite(e)) or not np.any(c):
+            continue
+        cumulative = np.concatenate([[0.0], np.cumsum(np.nan_to_num(c))])
+        out[i] = np.diff(np.interp(target, e, cumulative, left=0.0, right=cumulative[-1]))
+    return out.reshape(counts.shape[:-1] + (target.size - 1,))

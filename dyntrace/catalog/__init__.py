@@ -17,7 +17,7 @@ import difflib
 import inspect
 from importlib import import_module
 
-from dyntrace.errors import DyntraceError, UnknownNameError
+from dyntrace.errors import ConfigError, UnknownNameError
 
 __all__ = ["ConfigError", "kinds", "names", "get", "summary", "lookup", "normalize"]
 
@@ -38,8 +38,6 @@ _KINDS = {
 }
 
 
-class ConfigError(DyntraceError, ValueError):
-    """A hyperparameter or option outside its valid range; the message names it and its value."""
 
 
 def normalize(name: str) -> str:

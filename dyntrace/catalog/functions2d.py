@@ -10,7 +10,7 @@ from typing import Callable
 import numpy as np
 
 
-__all__ = ["Function2D", "FUNCTIONS", "bowl", "rosenbrock", "saddle", "plateau"]
+__all__ = ["Function2D", "FUNCTIONS", "bowl", "rosenbrock", "saddle", "plateau", "double_well"]
 
 
 def _exp(v):
@@ -69,4 +69,10 @@ plateau = Function2D(
     note="a Gaussian well in a plateau: |∇f| ≈ 5e-3 at the start, so plain SGD barely moves "
          "while momentum and adaptive methods leave the plateau sooner")
 
-FUNCTIONS = {"bowl": bowl, "rosenbrock": rosenbrock, "saddle": saddle, "plateau": plateau}
+double_well = Function2D(
+    "double_well", "x² + (y² − 1)²/4", lambda x, y: x**2 + (y**2 - 1) ** 2 / 4,
+    start=(-2.0, 0.001), minimum=(0.0, 1.0), xlim=(-2.5, 2.5), ylim=(-1.6, 1.6),
+    note="two minima, (0, ±1), and a saddle between them at the origin (f = 1/4, curvature 2 along x, "
+         "−1 along y): from near y = 0 the way down to a minimum starts with a tiny gradient")
+
+FUNCTIONS = {"bowl": bowl, "rosenbrock": rosenbrock, "saddle": saddle, "plateau": plateau, "double_well": double_well}

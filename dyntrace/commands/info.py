@@ -41,7 +41,8 @@ def _format(info: dict) -> str:
         f"  created     {info['created']}  (dyntrace {info['versions']['dyntrace_version']}, "
         f"torch {info['versions']['torch_version']}, python {info['versions']['python_version']})",
         f"  model       {info['model']} with {info['n_parameters']} parameters; optimizer {info['optimizer']}",
-        f"  steps       {info['steps']}; {info['records']} record steps ({info['schedule']})",
+        f"  steps       {info['steps']}; {info['records']} record steps ({info['schedule']})"
+        + (f"; {info['skipped_steps']} skipped (no optimizer.step(): non-finite gradients)" if info.get("skipped_steps") else ""),
         f"  scalars     {', '.join(info['scalars']) or '-'}",
     ]
     for probe, p in info["probes"].items():

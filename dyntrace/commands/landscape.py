@@ -55,7 +55,7 @@ def command(run_file, plane, line, trajectory, resolution, span, seed, out_dir, 
     computed. Existing /landscape groups of the same name are replaced.
     """
     try:
-        from dyntrace.landscape.store import landscape_of_run
+        from dyntrace.remake import landscape_of_run
 
         _check_run_config(run_file)
         asked = {"plane": plane, "line": line, "trajectory": trajectory}

@@ -48,8 +48,9 @@ def out_folder(path: str) -> str:
 def command(run_file, out_dir, fmt, dpi, only):
     """Draw the dashboard and every figure RUN_FILE supports into a folder; print each path.
 
-    A figure the file has no data for is skipped with a note on stderr. Works on a file that
-    is still being written (it draws what has been flushed so far).
+    Figures the file has no data for are skipped, named in one note on stderr (with --only, one
+    note each says what is missing). Works on a file that is still being written (it draws what
+    has been flushed so far).
     """
     import matplotlib
 
@@ -65,7 +66,7 @@ def command(run_file, out_dir, fmt, dpi, only):
             stem = os.path.splitext(os.path.basename(run_file))[0]
             out_dir = os.path.join(os.path.dirname(os.path.abspath(run_file)), f"{stem}_plots")
         names = only or list(FIGURES)
-        written = 0
+        written, lacking = 0, []
         for name in names:
             spec = FIGURES[name]
             why = spec.missing(run)
@@ -81,6 +82,12 @@ def command(run_file, out_dir, fmt, dpi, only):
                     click.echo(path)
                     written += 1
                     continue
-            click.echo(f"note: skipped {name}: {why}", err=True)
+            if only:  # asked for by name: say why it is not drawn
+                click.echo(f"note: skipped {name}: {why}", err=True)
+            else:
+                lacking.append(name)
+        if lacking:  # one line, not one per figure: a default run lacks several probes' figures
+            click.echo(f"note: {len(lacking)} figure{'s' if len(lacking) > 1 else ''} need{'' if len(lacking) > 1 else 's'} "
+                       f"data this run lacks ({', '.join(lacking)}); --only NAME says why", err=True)
         if written == 0:
             raise DyntraceError(f"{run_file}: none of the figures ({', '.join(names)}) could be drawn from this file")

@@ -148,19 +148,58 @@ def _landscape(base, slices, resolution):
     return table or None
 
 
+# dyntrace's own one-liners for catalog entries that are torch classes (whose docstrings describe
+# torch's API, not the technique)
+_DESCRIPTIONS = {
+    ("activation", "sigmoid"): "Sigmoid σ(x) = 1/(1 + e^{−x}) ∈ (0, 1); saturates for |x| ≳ 5 (σ' ≤ 1/4).",
+    ("activation", "tanh"): "tanh(x) ∈ (−1, 1), zero-centred; saturates for |x| ≳ 3 (tanh' ≤ 1).",
+    ("activation", "relu"): "ReLU max(0, x); a unit whose input stays negative is dead (zero gradient).",
+    ("activation", "leaky_relu"): "Leaky ReLU: x if x > 0 else αx (α = 0.01): no dead units.",
+    ("activation", "elu"): "ELU: x if x > 0 else α(eˣ − 1) (α = 1): smooth, negative outputs down to −α.",
+    ("activation", "gelu"): "GELU x·Φ(x), Φ the standard normal CDF (Hendrycks & Gimpel, 2016).",
+    ("activation", "silu"): "SiLU / swish x·σ(x) (Ramachandran et al., 2017; β = 1).",
+    ("activation", "softsign"): "Softsign x/(1 + |x|) ∈ (−1, 1): like tanh with polynomial tails.",
+    ("dropout", "inverted"): "Inverted dropout (torch's): in training drop with probability p and scale the rest by 1/(1 − p); identity in evaluation.",
+}
+
+
+def _summary(kind: str, name: str) -> str:
+    entry = catalog.get(kind, name)
+    if (kind, name) in _DESCRIPTIONS and not getattr(entry, "description", None):
+        return _DESCRIPTIONS[kind, name]
+    return catalog.summary(kind, name).replace("``", "")  # reStructuredText literals read as plain words
+
+
+def _canonical(kind: str) -> dict[str, str]:
+    """alias → the name it stands for, among names of one kind that share an entry: the one
+    spelled like the entry's own name (silu for SiLU, nesterov for nesterov()), else the first."""
+    groups: dict[int, list[str]] = {}
+    for name in catalog.names(kind):
+        groups.setdefault(id(catalog.get(kind, name)), []).append(name)
+    aliases = {}
+    for names in groups.values():
+        if len(names) > 1:
+            own = catalog.normalize(getattr(catalog.get(kind, names[0]), "__name__", ""))
+            main = own if own in names else names[0]
+            aliases.update({name: main for name in names if name != main})
+    return aliases
+
+
 def _print_catalog(ctx, param, value):
     if not value or ctx.resilient_parsing:
         return
     for kind in catalog.kinds():
         click.echo(f"{kind}:")
+        aliases = _canonical(kind)
         for name in catalog.names(kind):
-            click.echo(f"  {name:<17} {catalog.summary(kind, name)}")
+            text = f"alias of {aliases[name]}" if name in aliases else _summary(kind, name)
+            click.echo(f"  {name:<17} {text}")
     ctx.exit()
 
 
 @click.command("train")
 @click.option("--list", "list_catalog", is_flag=True, expose_value=False, is_eager=True, callback=_print_catalog,
-              help="Print every catalog entry by kind and exit.")
+              help="Print every catalog entry by kind, with a one-line description (aliases marked), and exit.")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
               help="TOML or JSON file with TrainConfig keys; options given here override it.")
 @click.option("--dataset", callback=_name("dataset"), help="Data set (default digits).")

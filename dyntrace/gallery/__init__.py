@@ -31,6 +31,16 @@ ENTRIES = [
     "hyperparameter_search",
     "feature_scaling",
     "activation_functions",
+    "optimizer_comparison",
+    "init_training",
+    "learning_rates",
+    "saddle_points",
+    "l1_vs_l2",
+    "norms_batch_size",
+    "augmentation",
+    "softmax_cross_entropy",
+    "dropout",
+    "edge_of_stability",
 ]
 
 

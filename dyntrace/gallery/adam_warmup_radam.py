@@ -56,6 +56,7 @@ VARIANTS = {
 }
 LABELS = {"adam": "Adam (lr 0.03)", "adam_warmup": f"Adam + warm-up ({WARMUP} steps)", "radam": "RAdam (lr 0.03)"}
 RIDGE_STEPS = 20  # stacked gradient histograms of the first updates
+COLOR_NAMES = {"adam": "Adam", "adam_warmup": "Adam + warmup", "radam": "RAdam"}  # theme.METHOD_COLORS keys
 
 # The paper's setup for the variance of ψ: g ~ N(0, 1) i.i.d., β₂ = 0.999, Adam's defaults.
 IID_COORDINATES = 1 << 16
@@ -196,12 +197,13 @@ def _ridge_range(runs, keys, n_steps):
 
 def _zero_fraction(ax, runs, keys, n_steps):
     from dyntrace.plots._layout import legend
-    from dyntrace.plots.theme import series_color
+    from dyntrace.plots.theme import method_color
 
     for i, key in enumerate(keys):
         steps, _, _, zero = gradient_histograms(runs[key])
         keep = steps <= n_steps
-        ax.plot(steps[keep], 100 * zero[keep], color=series_color(i), lw=1.8, marker="o", ms=3, label=LABELS[key])
+        ax.plot(steps[keep], 100 * zero[keep], color=method_color(COLOR_NAMES[key]), lw=1.8, marker="o", ms=3,
+                label=LABELS[key])
     ax.set_ylim(0, 100)
     ax.set_xlabel("update t")
     ax.set_ylabel("weight gradients exactly 0 (%)")
@@ -211,14 +213,15 @@ def _zero_fraction(ax, runs, keys, n_steps):
 
 def _simulation(ax, iid_run):
     from dyntrace.plots._layout import legend
-    from dyntrace.plots.theme import series_color
+    from dyntrace.plots.theme import method_color
 
     sim = _simulated(int(iid_run.config["steps"]))
-    ax.plot(sim.t, sim.var_adam, color=series_color(0), lw=1.6, label=f"Var[ψ_t], Adam (simulated, {SIM_CHAINS} chains)")
-    ax.plot(sim.t, sim.var_rectified, color=series_color(2), lw=1.6, label="Var[r_t ψ_t], rectified (simulated)")
+    adam, radam = method_color("adam"), method_color("radam")
+    ax.plot(sim.t, sim.var_adam, color=adam, lw=1.6, label=f"Var[ψ_t], Adam (simulated, {SIM_CHAINS} chains)")
+    ax.plot(sim.t, sim.var_rectified, color=radam, lw=1.6, label="Var[r_t ψ_t], rectified as RAdam (simulated)")
     t, var, r = _recorded_psi(iid_run)
-    ax.plot(t, var, ls="none", marker="o", ms=4, mfc="none", mec=series_color(0), label="recorded Var[ψ_t] (65 536 coordinates)")
-    ax.plot(t, r**2 * var, ls="none", marker="s", ms=4, mfc="none", mec=series_color(2), label="recorded r_t² Var[ψ_t]")
+    ax.plot(t, var, ls="none", marker="o", ms=4, mfc="none", mec=adam, label="recorded Var[ψ_t] (65 536 coordinates)")
+    ax.plot(t, r**2 * var, ls="none", marker="s", ms=4, mfc="none", mec=radam, label="recorded r_t² Var[ψ_t]")
     ax.axvline(6, color="k", lw=0.8, ls=":")
     ax.text(6.3, 2e3, "ρ_t > 5 from t = 6", fontsize="small")
     ax.set_xscale("log")
@@ -258,7 +261,10 @@ def figure(runs):
     top, middle, bottom = fig.subfigures(3, 1, height_ratios=(1, 1.15, 1))
     a_zero, a_loss, a_rect = top.subplots(1, 3)
     _zero_fraction(a_zero, runs, keys, RIDGE_STEPS * 2)
-    plot_compare_loss([runs[k] for k in keys], labels=[LABELS[k] for k in keys], ax=a_loss, beta=0.9)
+    from dyntrace.plots.theme import method_color
+
+    plot_compare_loss([runs[k] for k in keys], labels=[LABELS[k] for k in keys], ax=a_loss, beta=0.9,
+                      colors=[method_color(COLOR_NAMES[k]) for k in keys])
     a_loss.set_title("Training loss (faint: per step; solid: EWMA β = 0.9)")
     plot_rectification(runs["radam"], ax=a_rect)
     a_rect.set_title("RAdam run: ρ_t and r_t as recorded")
@@ -268,7 +274,8 @@ def figure(runs):
         _ridges(ax, runs[key], f"{LABELS[key]}: updates 1–{RIDGE_STEPS}", RIDGE_STEPS, xlim)
     for ax in ridges[1:]:
         ax.set_ylabel("")
-    middle.suptitle("Stacked histograms of the weight gradients, one curve per update (dark: first)")
+    middle.suptitle("Stacked histograms of the weight gradients, one curve per update (dark: first)",
+                    fontweight="bold")
     b_var, b_sim = bottom.subplots(1, 2)
     plot_psi_variance(runs["iid"], ax=b_var, sigma=1.0)
     b_var.set_title("Var[ψ] across 65 536 coordinates (recorded) vs the formula at ρ_t (σ = 1)")
@@ -296,16 +303,16 @@ def claims(runs):
     rho = {t: float(_at(radam, "rho", name, t)) for t in (5, 6)}
     r = {t: float(_at(radam, "r", name, t)) for t in (6, 100)}
     out.append(claim("ρ_t recorded at steps 5 and 6 (β₂ = 0.999)", ", ".join(f"{v:.4f}" for v in rho.values()),
-                     abs(rho[5] - 4.996) < 5e-4 and abs(rho[6] - 5.994) < 5e-4, "ρ₅ = 4.996, ρ₆ = 5.994"))
+                     abs(rho[5] - 4.996) < 5e-4 and abs(rho[6] - 5.994) < 5e-4, "ρ₅ = 4.996, ρ₆ = 5.994", kind="check"))
     out.append(claim("r_t recorded at steps 6 and 100", ", ".join(f"{v:.4f}" for v in r.values()),
-                     abs(r[6] - 0.0258) < 2e-4 and abs(r[100] - 0.215) < 1e-3, "r₆ ≈ 0.0258, r₁₀₀ ≈ 0.215"))
+                     abs(r[6] - 0.0258) < 2e-4 and abs(r[100] - 0.215) < 1e-3, "r₆ ≈ 0.0258, r₁₀₀ ≈ 0.215", kind="check"))
     steps, rectified = radam.field("adaptive", "rectified", name)
     _, state_step = radam.field("adaptive", "state_step", name)
     first = int(state_step[rectified == 1].min())
     out.append(claim("RAdam's steps are rectified from step 6 on (torch: ρ_t > 5), not before",
                      f"first rectified step {first}; steps 1–5 rectified: {int(rectified[state_step <= 5].sum())}",
                      first == 6 and not rectified[state_step <= 5].any() and rectified[state_step >= 6].all(),
-                     "from step 6 (ρ₆ = 5.994 > 5)"))
+                     "from step 6 (ρ₆ = 5.994 > 5)", kind="check"))
 
     zero = {}
     for key in VARIANTS:
@@ -317,13 +324,13 @@ def claims(runs):
         {LABELS[k]: " / ".join(f"{v:.0%}" for v in z.values()) for k, z in zero.items()},
         zero["adam"][5] > 0.6 and zero["adam"][10] > 0.6
         and all(abs(zero[k][t] - zero[k][1]) < 0.1 for k in ("adam_warmup", "radam") for t in (5, 10)),
-        "paper (a Transformer): without warm-up the gradient magnitudes shift towards small values within ~10 updates"))
+        "paper (a Transformer): without warm-up the gradient magnitudes shift towards small values within ~10 updates", kind="phenomenon"))
     windows = [(a + 1, a + 20) for a in range(0, 100, 20)]
     loss = {k: [_mean_loss(runs[k], a, b) for a, b in windows] for k in VARIANTS}
     out.append(claim("mean training loss in the 20-step windows of steps 1–100: Adam without warm-up highest in each",
                      {LABELS[k]: " / ".join(f"{v:.2f}" for v in values) for k, values in loss.items()},
                      all(loss["adam"][i] > max(loss["adam_warmup"][i], loss["radam"][i]) for i in range(len(windows))),
-                     "Adam trails warm-up and RAdam early on"))
+                     "Adam trails warm-up and RAdam early on", kind="phenomenon"))
 
     iid = runs["iid"]
     t, var, rr = _recorded_psi(iid)
@@ -340,7 +347,7 @@ def claims(runs):
         and all(abs(measured[s] / exact[s] - 1) < 0.06 for s in measured if s <= 100),
         "exact at ρ = 5 / 10 / 100: 0.2520 / 0.0756 / 0.00519 (at ρ_t: " + ", ".join(f"{v:.3g}" for v in exact.values())
         + "); simulated 0.252 / 0.0756 / 5e-3 / 5.4e-4 (t = 5 / 10 / 100 / 1000; here: "
-        + ", ".join(f"{v:.3g}" for v in simulated.values()) + ")"))
+        + ", ".join(f"{v:.3g}" for v in simulated.values()) + ")", kind="check"))
     late = sim.var_rectified[49:] if sim.t.size >= 50 else sim.var_rectified[9:]
     rec_late = (rr**2 * var)[t >= (50 if t.max() >= 100 else 10)]
     out.append(claim(
@@ -350,5 +357,5 @@ def claims(runs):
          "rectified (recorded)": f"{np.nanmin(rec_late):.2e}–{np.nanmax(rec_late):.2e}"},
         abs(sim.var_adam[4] - 0.252) < 0.015 and abs(sim.var_adam[min(99, sim.t.size - 1)] - 5e-3) < 6e-4
         and np.all((late > 2.0e-4) & (late < 2.6e-4)) and np.all((rec_late > 1.9e-4) & (rec_late < 2.7e-4)),
-        "0.252 → 5e-3; rectified ≈ 2.3e-4 (nearly flat)"))
+        "0.252 → 5e-3; rectified ≈ 2.3e-4 (nearly flat)", kind="phenomenon"))
     return out

@@ -82,13 +82,13 @@ def claims(runs):
     out = []
     out.append(claim(f"with BatchNorm: scales that learn (final train accuracy ≥ {LEARNS}) out of {len(scales)}",
                      f"{int(np.sum(bn >= LEARNS))} of {len(scales)} (accuracy {bn.min():.2f}–{bn.max():.2f})",
-                     np.mean(bn >= LEARNS) >= 0.85, "almost every scale"))
+                     np.mean(bn >= LEARNS) >= 0.85, "almost every scale", kind="phenomenon"))
     learned = scales[plain >= LEARNS]
     out.append(claim(f"without: scales that learn (final train accuracy ≥ {LEARNS})",
                      ", ".join(f"{s:.2g}" for s in learned) or "none",
                      learned.size >= 1 and np.all((learned >= SWEET_SPOT[0]) & (learned <= SWEET_SPOT[1])) and learned.size <= 0.3 * len(scales),
-                     "only scales near 0.1–0.3"))
+                     "only scales near 0.1–0.3", kind="phenomenon"))
     outside = (scales < SWEET_SPOT[0]) | (scales > SWEET_SPOT[1])
     out.append(claim("outside 0.05–0.6: scales where BatchNorm ends ahead", f"{int(np.sum(bn[outside] > plain[outside]))} of {int(outside.sum())}",
-                     np.all(bn[outside] > plain[outside]), "all"))
+                     np.all(bn[outside] > plain[outside]), "all", kind="phenomenon"))
     return out

@@ -115,6 +115,8 @@ def figure(runs):
     middle.legend(fontsize="small")
     plot_column_shares(ordered, labels=[LABELS[k] for k in SCALINGS], ax=right)
     right.set_title("Share of the first layer's gradient per input column", fontsize="medium")
+    fig.suptitle("One input column 1000× larger than the rest: raw vs scaled inputs, same rule for the rate",
+                 fontweight="bold")
     return fig
 
 
@@ -130,12 +132,12 @@ def claims(runs):
     out = [claim("after the same number of steps, standardised and min–max inputs reach a loss ≥ 10× lower than raw "
                  "(mean of the last 10 % of steps)", {LABELS[k]: v for k, v in late.items()},
                  late["standardised"] * 10 <= late["raw"] and late["min_max"] * 10 <= late["raw"],
-                 "scaled features converge faster (seed 004)")]
+                 "scaled features converge faster (seed 004)", kind="phenomenon")]
     shares = {k: column_shares(runs[k])[1] for k in SCALINGS}
     out.append(claim("raw inputs: column 0 carries ≥ 99 % of the first layer's squared gradient norm (median over steps)",
                      float(shares["raw"][BIG_COLUMN]), shares["raw"][BIG_COLUMN] >= 0.99,
-                     "the large column dominates the gradient"))
+                     "the large column dominates the gradient", kind="phenomenon"))
     biggest = {LABELS[k]: float(shares[k].max()) for k in ("standardised", "min_max")}
     out.append(claim("scaled inputs: no column carries more than half of it",
-                     biggest, max(biggest.values()) <= 0.5, "comparable shares (even: 0.1 each)"))
+                     biggest, max(biggest.values()) <= 0.5, "comparable shares (even: 0.1 each)", kind="phenomenon"))
     return out

@@ -121,6 +121,7 @@ def figure(runs):
     left, middle, right = fig.subplots(1, 3, width_ratios=(1.15, 1.1, 1))
     trajectory = run.landscape("trajectory")
     plot_landscape_contour(trajectory, ax=left, log_levels=True)
+    left.legend(loc="lower right", fontsize="small")  # away from the path's start (top right)
     total = 100 * float(np.sum(trajectory.explained_variance))
     left.set_title(f"Trajectory on its PCA plane (PC1 + PC2: {total:.1f} %)", fontsize="medium")
     plot_landscape_contour(run.landscape("plane"), ax=middle, log_levels=True)
@@ -131,7 +132,7 @@ def figure(runs):
     plot_landscape_line(line, ax=right)
     steps, val = run.scalar("val_loss")
     right.plot([0, 1], [val[0], val[-1]], "o", ms=11, mfc="none", mec="k", mew=1.5,
-               label=f"val_loss recorded at steps {steps[0]} and {steps[-1]}")
+               label=f"validation loss recorded at steps {steps[0]} and {steps[-1]}")
     right.set_yscale("log")
     handles = [h for a in right.get_shared_x_axes().get_siblings(right) for h in a.get_lines() if not h.get_label().startswith("_")]
     right.legend(handles, [h.get_label() for h in handles], loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=2,
@@ -139,7 +140,8 @@ def figure(runs):
     right.set_title("Line from the initial (t = 0) to the final (t = 1) weights", fontsize="medium")
     for ax in (left, middle):
         _short_colorbar_labels(ax)
-    fig.suptitle("Validation loss (cross-entropy on the 270 validation images) around a digits MLP trained with momentum SGD")
+    fig.suptitle("Validation loss (cross-entropy on the 270 validation images) around a digits MLP trained with momentum SGD",
+                 fontweight="bold")
     return fig
 
 
@@ -161,21 +163,21 @@ def claims(runs):
     explained = float(np.sum(trajectory.explained_variance))
     out.append(claim("PC1 + PC2 explain ≥ 80 % of the trajectory's squared deviation from the final weights",
                      {"PC1": trajectory.explained_variance[0], "PC2": trajectory.explained_variance[1], "sum": explained},
-                     explained >= 0.8, "Li et al. 2018: typically 80–95 % for the first two PCs"))
+                     explained >= 0.8, "Li et al. 2018: typically 80–95 % for the first two PCs", kind="phenomenon"))
     line = run.landscape("line")
     final = float(line.loss[-1])
     lowest = float(np.nanmin(trajectory.loss))
     out.append(claim("the final weights are at the bottom of the trajectory plane: its lowest grid loss ≥ 0.9 × the final loss",
                      {"plane minimum": lowest, "final": final}, lowest >= 0.9 * final,
-                     "the path ends in the minimum of the drawn plane (within 10 %)"))
+                     "the path ends in the minimum of the drawn plane (within 10 %)", kind="phenomenon"))
     _, val = run.scalar("val_loss")
     ends = [float(line.loss[0]), final]
     recorded = [float(val[0]), float(val[-1])]
     close = all(abs(a - b) <= TOLERANCE * abs(b) for a, b in zip(ends, recorded))
-    out.append(claim("line: loss at t = 0 and t = 1 equal the val_loss recorded before the first and after the last step",
+    out.append(claim("line: loss at t = 0 and t = 1 equal the validation loss recorded before the first and after the last step",
                      {"t=0": ends[0], "recorded step 0": recorded[0], "t=1": ends[1], "recorded last": recorded[1]},
-                     close, f"equal within {TOLERANCE:g} (relative)"))
+                     close, f"equal within {TOLERANCE:g} (relative)", kind="check"))
     rises = np.diff(line.loss) > 1e-6 * abs(line.loss[0])
     out.append(claim("line: the loss falls monotonically from init to final (no barrier), fraction of rising segments",
-                     float(rises.mean()), not rises.any(), "Goodfellow et al. 2015: no barrier on the straight path"))
+                     float(rises.mean()), not rises.any(), "Goodfellow et al. 2015: no barrier on the straight path", kind="phenomenon"))
     return out

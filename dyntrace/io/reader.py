@@ -34,6 +34,8 @@ STATS = (
 class Histogram:
     """Binned counts of one tensor over record steps. Unpacks as ``steps, edges, counts``.
 
+    ``edges`` are [B + 1], or [R, B + 1] for a probe whose range follows the data (the
+    weights: one range per record, see ``hist_lo``/``hist_hi``).
     ``counts`` [R, B] are the in-range bins; ``underflow``/``overflow`` [R] the values past
     the edges (zeros of a magnitude histogram are in neither; see ``zeros``); ``sampled``
     [R] how many elements were binned (all of them unless the tensor was larger than the
@@ -159,7 +161,10 @@ class Run:
         return list(self._layout.probes)
 
     def names(self, probe: str) -> list[str]:
-        return list(self._probe(probe).names)
+        """The tensors (columns) of ``probe``: module or parameter names. For activations, a
+        functional call site reads ``<module path>/<function>#<call>``, an RNN's final hidden
+        state ``<path>/h_n``; columns reserved for call sites and not taken are left out."""
+        return list(self._columns(probe)[0])
 
     @property
     def layers(self) -> list[str]:
@@ -174,10 +179,29 @@ class Run:
 
     def kinds(self, probe: str) -> dict[str, str]:
         """Module kind of each tensor of ``probe`` ('relu', 'sigmoid', …), where recorded."""
-        spec = self._probe(probe)
-        if "kind" not in spec.labels:
+        names, kinds = self._columns(probe)
+        return dict(zip(names, kinds)) if kinds is not None else {}
+
+    def unit_axes(self, probe: str) -> dict[str, int]:
+        """The unit axis of each tensor of ``probe`` where recorded (activations), counted from
+        the end: −1 is the last dim (features of (N, C) or (N, T, C)), −3 the channels of
+        (N, C, H, W), −2 those of (N, C, L)."""
+        if "unit_axis" not in self._probe(probe).fields:
             return {}
-        return dict(zip(spec.names, spec.labels["kind"]))
+        names = self.names(probe)
+        axes = self._cached(fmt.PROBES, probe, "unit_axis")[: len(names)]
+        return {n: int(a) for n, a in zip(names, axes) if a < 0}
+
+    def roles(self, probe: str | None = None) -> dict[str, str]:
+        """Role of each parameter: "trainable", "frozen", "not_stepped" (not in the recorded
+        optimizer) or "sparse" (see :meth:`dyntrace.probes.RecordContext.param_roles`); read
+        from ``probe`` (default: the first parameter probe). Files without roles: all trainable."""
+        probes = [probe] if probe is not None else [p for p in ("gradients", "weights", "steps", "adaptive") if p in self.probes]
+        for name in probes:
+            spec = self._probe(name)
+            if "role" in spec.labels:
+                return dict(zip(self.names(name), spec.labels["role"]))
+        return {name: "trainable" for name in self.params}
 
     def steps(self, probe: str) -> np.ndarray:
         """Record steps of one probe (complete records only)."""
@@ -192,7 +216,7 @@ class Run:
 
     def fields(self, probe: str) -> list[str]:
         spec = self._probe(probe)
-        return sorted([*spec.fields, *(k for k in spec.labels if k != "kind")])
+        return sorted([*spec.fields, *(k for k in spec.labels if k not in ("kind", "role"))])
 
     def field(self, probe: str, field: str, name: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(steps, raw values) of one stored field: [R, T, ...], or one tensor's column [R, ...].
@@ -204,7 +228,7 @@ class Run:
         if field not in spec.fields:
             raise MissingDataError(f"{self.path}: probe {probe!r} has no field {field!r} (has: {', '.join(self.fields(probe))})")
         steps = self.steps(probe)
-        column = self._column(probe, name) if name is not None else slice(None)
+        column = self._column(probe, name) if name is not None else slice(0, len(self._columns(probe)[0]))
         info = spec.fields[field]
         if info.static:
             return steps, self._cached(fmt.PROBES, probe, field)[column]
@@ -291,6 +315,10 @@ class Run:
         """The histogram of one tensor over record steps (``steps, edges, counts = run.hist(...)``)."""
         steps, counts = self.field(probe, "hist", name)
         _, edges = self.field(probe, "edges", name)
+        if self._probe(probe).attrs.get("hist_range") == "per_record":  # edges are fractions of each record's range
+            lo = np.asarray(self.field(probe, "hist_lo", name)[1][: len(steps)], dtype=np.float64)
+            hi = np.asarray(self.field(probe, "hist_hi", name)[1][: len(steps)], dtype=np.float64)
+            edges = lo[:, None] + (hi - lo)[:, None] * np.asarray(edges, dtype=np.float64)[None, :]
         _, sampled = self.field(probe, "hist_count", name)
         zeros = self.field(probe, "zero", name)[1] if "zero" in self._probe(probe).fields else np.zeros(len(steps))
         scale = self._probe(probe).attrs.get("hist_scale", "value")
@@ -351,6 +379,7 @@ class Run:
             "closed_cleanly": self.closed_cleanly,
             "status": self.status,
             "steps": self.n_steps,
+            "skipped_steps": int(len(self.scalar("skipped")[0])) if "skipped" in self._rows.scalar_names else 0,
             "records": int(len(self.record_steps)),
             "schedule": meta.get("schedule"),
             "model": meta.get("model_class"),
@@ -375,8 +404,40 @@ class Run:
             )
         return self._layout.probes[probe]
 
+    def _columns(self, probe: str) -> tuple[list[str], list[str] | None]:
+        """(names, kinds) of the columns shown, read once per snapshot. Activations reserve
+        ``functional_slots`` columns at the end for call sites found while recording; a taken
+        one has a finite static ``site`` (host, function, call) naming it, taken in order, so
+        the columns shown are always the first ones."""
+        key = ("columns", probe)
+        if key not in self._cache:
+            spec = self._probe(probe)
+            names = list(spec.names)
+            kinds = list(spec.labels["kind"]) if "kind" in spec.labels else None
+            slots = spec.attrs.get("functional_slots", 0)
+            if slots and "site" in spec.fields:
+                hosts, functions = spec.attrs.get("functional_hosts", []), spec.attrs.get("functional_kinds", [])
+                site = self._cached(fmt.PROBES, probe, "site")
+                with fmt.reading(self.path, f"/{fmt.PROBES}/{probe}: functional call sites"):
+                    if not isinstance(slots, int) or not 0 <= slots <= len(names) or site.ndim != 2 or site.shape[1] != 3:
+                        raise ValueError(f"{slots!r} reserved columns, site {site.shape}")
+                    shown = len(names) - slots
+                    for j in range(shown, len(names)):
+                        if not np.isfinite(site[j]).all():
+                            break
+                        host, function, call = (int(v) for v in site[j])
+                        path, kind = hosts[host], functions[function]
+                        names[j] = f"{path}/{kind}#{call}" if path else f"{kind}#{call}"
+                        if kinds is not None:
+                            kinds[j] = kind
+                        shown = j + 1
+                names = names[:shown]
+                kinds = kinds[:shown] if kinds is not None else None
+            self._cache[key] = (names, kinds)
+        return self._cache[key]
+
     def _column(self, probe: str, name: str) -> int:
-        names = self._probe(probe).names
+        names = self.names(probe)
         if name not in names:
             raise MissingDataError(f"{self.path}: {probe} has no tensor {name!r} (has: {', '.join(names)})")
         return names.index(name)

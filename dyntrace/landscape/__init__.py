@@ -1,7 +1,8 @@
 """Loss-landscape slices: 1-D lines, 2-D random planes and the trajectory's PCA plane.
 
 Computing (needs torch): ``plane``, ``slice_1d``, ``line``, ``trajectory_plane``,
-``random_directions``, ``flatten_params``, ``unflatten``. Results (numpy only, usable on the
+``random_directions``, ``flatten_params``, ``unflatten``; ``for_run`` stores the slices of a
+run recorded in one's own loop in its file. Results (numpy only, usable on the
 reading side): ``PlaneResult``, ``LineResult``. Names resolve lazily, so that
 ``dyntrace.landscape.results`` can be imported without importing torch.
 
@@ -20,6 +21,7 @@ __all__ = [
     "flatten_params",
     "unflatten",
     "parameter_names",
+    "for_run",
     "PlaneResult",
     "LineResult",
 ]
@@ -33,6 +35,7 @@ _LAZY = {
     "flatten_params": "dyntrace.landscape.params",
     "unflatten": "dyntrace.landscape.params",
     "parameter_names": "dyntrace.landscape.params",
+    "for_run": "dyntrace.landscape.own_run",  # not a module named for_run: importing it would shadow the function
     "PlaneResult": "dyntrace.landscape.results",
     "LineResult": "dyntrace.landscape.results",
 }

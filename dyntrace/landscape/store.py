@@ -25,9 +25,10 @@ Options are a dict, one entry per slice to compute (``TrainConfig.landscape``)::
 Missing options take these defaults; ``resolution`` is one int (a square grid) or [nx, ny].
 A list of slice names (or "plane,line") asks for those slices with the defaults.
 
-:func:`landscape_of_run` does the same after the fact for a run made by ``dyntrace train``
-(used by ``dyntrace landscape``): model and data are rebuilt from the config stored in the
-file, the final and initial weights are the last and first records of its trajectory.
+The same slices of a finished run are computed after the fact by
+:func:`dyntrace.remake.landscape_of_run` (a run of ``dyntrace train``, rebuilt from its
+config) and :func:`dyntrace.landscape.for_run` (a run of one's own loop, with one's own
+model); this package knows neither the trainer nor the catalog.
 
 Reference: H. Li, Z. Xu, G. Taylor, C. Studer, T. Goldstein, "Visualizing the Loss Landscape
 of Neural Nets", NeurIPS 2018.
@@ -43,8 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dyntrace.catalog import ConfigError
-from dyntrace.errors import DyntraceError, MissingDataError, RunFileError
+from dyntrace.errors import ConfigError, DyntraceError, RunFileError
 from dyntrace.landscape.evaluate import METHODS
 from dyntrace.landscape.results import LineResult, PlaneResult
 
@@ -59,7 +59,6 @@ __all__ = [
     "compute",
     "attributes",
     "write",
-    "landscape_of_run",
 ]
 
 KINDS = ("plane", "line", "trajectory")
@@ -288,158 +287,3 @@ def write(path, results: dict, *, step: int, extra: dict | None = None) -> dict[
 
 
 # -- a run made by dyntrace train ------------------------------------------------------------
-
-def _final_weights(model: nn.Module, names: list[str], final: np.ndarray, path: str) -> None:
-    from dyntrace.landscape.params import unflatten
-
-    params = dict(model.named_parameters())
-    if list(params) != names:
-        raise DyntraceError(f"{path}: the trajectory's parameters ({len(names)}) do not match the model rebuilt from the config "
-                            f"({len(params)}); was the run made by another dyntrace version?")
-    try:
-        values = unflatten(model, final, names)
-    except ValueError as exc:
-        raise DyntraceError(f"{path}: the trajectory does not fit the model rebuilt from the config ({exc})") from None
-    with torch.no_grad():
-        for name, value in values.items():
-            params[name].copy_(value)
-
-
-def _recompute_running_stats(model: nn.Module, inputs: torch.Tensor, batch_size: int) -> bool:
-    """Running statistics of the normalisation layers, re-estimated at the current weights.
-
-    A run file holds the parameters but not the buffers, so BatchNorm's running mean and
-    variance are estimated again with one pass over ``inputs`` (the training set) in train
-    mode with a cumulative average (momentum None), as ``torch.optim.swa_utils.update_bn``
-    does; other modules (dropout) stay in eval mode. Returns whether there were any.
-    """
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats]
-    if not norms:
-        return False
-    model.eval()
-    momenta = {}
-    for m in norms:
-        momenta[m] = m.momentum
-        m.reset_running_stats()
-        m.momentum = None
-        m.train()
-    with torch.no_grad():
-        for first in range(0, len(inputs), batch_size):
-            model(inputs[first : first + batch_size])
-    for m in norms:
-        m.momentum = momenta[m]
-    model.eval()
-    return True
-
-
-def landscape_of_run(
-    path,
-    kinds: Sequence[str] | None = None,
-    *,
-    resolution: int | None = None,
-    span: float | None = None,
-    seed: int | None = None,
-) -> dict[str, PlaneResult | LineResult]:
-    """Compute and store slices for a run made by ``dyntrace train`` with a trajectory.
-
-    The model and data are rebuilt from the config stored in the file
-    (:meth:`dyntrace.trainer.TrainConfig.from_run`); the final weights are the trajectory's
-    last record and the initial weights its first. The options are those of the run's
-    ``landscape`` config where it had one, else the defaults, with ``resolution`` (every
-    slice: grid points per axis, points on the line), ``span`` and ``seed`` (the random
-    plane) on top. A model with BatchNorm gets its running statistics re-estimated on the
-    training set at the final weights (the file does not hold buffers); the attribute
-    ``buffers`` says so.
-
-    Args:
-        path: the run file; its ``/landscape/<name>`` groups are added or replaced.
-        kinds: slices among "plane", "line", "trajectory"; default all three.
-
-    Returns:
-        ``{name: result}``, as written.
-
-    Raises:
-        MissingDataError: the file has no train config or no trajectory (with what to do).
-        RunFileError: not a readable run file, or it is still being written.
-    """
-    from dyntrace.io.reader import open_run
-    from dyntrace.trainer import TrainConfig, build
-
-    path = os.fspath(path)
-    kinds = list(KINDS if not kinds else kinds)
-    bad = [k for k in kinds if k not in KINDS]
-    if bad:
-        raise ValueError(f"unknown slice {bad[0]!r}; valid: {', '.join(KINDS)}")
-    with open_run(path) as run:
-        stored = run.config
-        closed = run.closed_cleanly
-        try:
-            trajectory = run.trajectory()
-        except MissingDataError:
-            trajectory = None
-        val_loss = run.scalar("val_loss") if "early_stop" in run.scalar_names and "val_loss" in run.scalar_names else None
-    remake = "make the run with `dyntrace train ... --trajectory N` (or --landscape)"
-    if not stored:
-        raise MissingDataError(f"{path}: no training config in the file; `dyntrace landscape` rebuilds the model from it: {remake}")
-    try:
-        config = TrainConfig.from_dict(stored)
-    except ConfigError as exc:
-        raise MissingDataError(f"{path}: its config is not one of `dyntrace train` ({exc}); {remake}") from None
-    if not closed:
-        raise RunFileError(f"{path}: the run is still being written or was interrupted; wait for it to finish")
-    if trajectory is None:
-        raise MissingDataError(f"{path}: no parameter trajectory, so no initial and final weights; {remake}")
-    steps, names, flat = trajectory
-    if len(steps) < 2:
-        raise MissingDataError(f"{path}: the trajectory holds {len(steps)} record(s), 2 or more are needed; {remake}")
-    extra = {"start_step": int(steps[0]), "source": "trajectory"}
-    if val_loss is not None and config.early_stopping is not None:
-        best = _best_step(*val_loss, config.early_stopping_min_delta)
-        if best in steps:  # the weights early stopping put back: end the trajectory there
-            keep = steps <= best
-            steps, flat = steps[keep], flat[keep]
-            trajectory = (steps, names, flat)
-            extra["weights"] = f"best val_loss at step {best} (restored by early stopping)"
-        else:
-            extra["weights"] = (f"last trajectory record; early stopping restored the weights of step {best}, "
-                                "which the trajectory did not keep")
-
-    base = dict(config.landscape or {})
-    asked = {kind: dict(base.get(kind) or {}) for kind in kinds}
-    for kind, options in asked.items():
-        if resolution is not None:
-            options["steps" if kind == "line" else "resolution"] = resolution
-        if kind == "plane" and span is not None:
-            options["span"] = span
-        if kind == "plane" and seed is not None:
-            options["seed"] = seed
-    options = normalize_options({**asked, **{k: base[k] for k in _SHARED if k in base}})
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        job = build(config)
-        _final_weights(job.model, names, flat[-1], path)
-        buffers = "trained"
-        if _recompute_running_stats(job.model, job.data["train"][0], config.batch_size):
-            buffers = "running statistics re-estimated on the training set at the final weights"
-        initial = None
-        if "line" in options:
-            named = dict(zip(names, _split(flat[0], job.model, names)))
-            initial = [named[name] for name, _ in job.model.named_parameters()]
-        return job.landscape(options, initial=initial, trajectory=trajectory, step=int(steps[-1]),
-                             extra={"buffers": buffers, **extra}, path=path)
-
-
-def _best_step(steps: np.ndarray, values: np.ndarray, min_delta: float) -> int:
-    """The step of the evaluation ``EarlyStopping`` keeps as best (an improvement beats the best by > min_delta)."""
-    best, best_step = float("inf"), int(steps[0])
-    for step, value in zip(steps.tolist(), values.tolist()):
-        if value < best - min_delta:
-            best, best_step = value, step
-    return best_step
-
-
-def _split(flat: np.ndarray, model: nn.Module, names: list[str]) -> list[torch.Tensor]:
-    from dyntrace.landscape.params import unflatten
-
-    return list(unflatten(model, flat, names).values())

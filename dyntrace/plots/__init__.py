@@ -24,6 +24,12 @@ from dyntrace.plots.compare import (
 )
 from dyntrace.plots.activations import plot_activation_heatmaps, plot_activation_histograms, plot_activation_std
 from dyntrace.plots.adaptive import plot_adaptive_lr, plot_psi_variance, plot_rectification
+from dyntrace.plots.curvature import (
+    noise_scale_missing,
+    plot_batch_noise_scale,
+    plot_hessian_trace,
+    plot_sharpness,
+)
 from dyntrace.plots.dashboard import plot_dashboard
 from dyntrace.plots.gradient_flow import plot_gradient_flow, plot_gradient_norm_by_depth, plot_gradient_ratio
 from dyntrace.plots.landscape import LANDSCAPE_SOURCE, plot_landscapes
@@ -62,6 +68,9 @@ __all__ = [
     "plot_rectification",
     "plot_psi_variance",
     "plot_landscapes",
+    "plot_sharpness",
+    "plot_hessian_trace",
+    "plot_batch_noise_scale",
     "plot_compare_loss",
     "plot_compare_activation_std",
     "plot_compare_gradient_norms",
@@ -75,7 +84,8 @@ class FigureSpec:
 
     ``probes``: every one of these probes must have recorded; ``scalars``: at least one of
     these scalars must be logged (empty: none needed); ``landscapes``: the file must hold
-    stored landscapes.
+    stored landscapes; ``needs``: for data that has more than one source, a function
+    ``run -> str | None`` saying why the run cannot support the figure (None: it can).
     """
 
     name: str
@@ -84,6 +94,7 @@ class FigureSpec:
     scalars: tuple[str, ...] = ()
     landscapes: bool = False
     description: str = ""
+    needs: Callable | None = None
 
     def missing(self, run) -> str | None:
         """Why ``run`` cannot support this figure (one line), or None if it has the data."""
@@ -91,9 +102,13 @@ class FigureSpec:
         if lacking:
             return f"no {', '.join(repr(p) for p in lacking)} probe data (record with Recorder(..., probes=[..., {lacking[0]!r}]))"
         if self.scalars and not set(self.scalars) & set(run.scalar_names):
-            return f"no scalar {' or '.join(repr(s) for s in self.scalars)} (logged with rec.log(...) or by the 'scalars' probe)"
+            prefix = self.scalars[0].split("/", 1)[0] if "/" in self.scalars[0] else None  # "curvature/trace"
+            source = f"recorded by the {prefix!r} probe" if prefix else "logged with rec.log(...) or by the 'scalars' probe"
+            return f"no scalar {' or '.join(repr(s) for s in self.scalars)} ({source})"
         if self.landscapes and not run.landscape_names:
             return LANDSCAPE_SOURCE
+        if self.needs is not None:
+            return self.needs(run)
         return None
 
 
@@ -116,6 +131,9 @@ _SPECS = [
     FigureSpec("rectification", plot_rectification, probes=("adaptive",), description="RAdam's ρ_t and r_t against their formulas"),
     FigureSpec("psi_variance", plot_psi_variance, probes=("adaptive",), description="measured Var[ψ] against the analytic curve"),
     FigureSpec("landscapes", plot_landscapes, landscapes=True, description="stored loss landscapes: planes as contours (with the trajectory), lines"),
+    FigureSpec("sharpness", plot_sharpness, scalars=("curvature/sharpness", "curvature/precond_sharpness"), description="top Hessian eigenvalue (Adam: of P⁻¹H) against the stability threshold"),
+    FigureSpec("hessian_trace", plot_hessian_trace, scalars=("curvature/trace",), description="Hessian trace (Hutchinson) over training"),
+    FigureSpec("batch_noise_scale", plot_batch_noise_scale, needs=noise_scale_missing, description="gradient noise scale B_simple against the batch size in use"),
 ]
 
 #: Figure name → FigureSpec, in the order ``dyntrace plot`` writes them.

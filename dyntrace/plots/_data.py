@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dyntrace.analysis import fraction, merge_windows
+from dyntrace.analysis import fraction, merge_windows, rebin
 from dyntrace.errors import MissingDataError
 
-__all__ = ["layer_stat", "pick_evenly", "HistWindows", "hist_windows", "hist_rows", "missing", "scalar_or_none"]
+__all__ = ["layer_stat", "forward_order", "pick_evenly", "HistWindows", "hist_windows", "hist_rows", "missing", "scalar_or_none"]
 
 # A block of histogram rows read at a time: bounded memory whatever the run's length.
 _BLOCK_BYTES = 64 << 20
@@ -35,7 +35,8 @@ def scalar_or_none(run, name: str):
 
 
 def layer_stat(run, probe: str, stat: str):
-    """(steps (R,), names (T,), values (R, T)) of one derived statistic for every tensor.
+    """(steps (R,), names (T,), values (R, T)) of one derived statistic for every tensor, the
+    tensors in forward order (:func:`forward_order`).
 
     The arithmetic is the reader's (:meth:`dyntrace.io.reader.Run.stat` with ``name=None``);
     this only refuses a file without records yet, rather than drawing empty axes.
@@ -43,7 +44,24 @@ def layer_stat(run, probe: str, stat: str):
     steps, values = run.stat(probe, None, stat)
     if len(steps) == 0:
         raise missing(run, f"{probe!r} records yet", f"the {probe!r} probe writes one row per record step")
-    return steps, run.names(probe), values
+    names = run.names(probe)
+    order = _forward_index(run, probe, len(names))
+    return steps, [names[i] for i in order], values[:, order]
+
+
+def _forward_index(run, probe: str, n: int) -> list[int]:
+    if "order" not in run.fields(probe):
+        return list(range(n))
+    first_seen = np.asarray(run.field(probe, "order")[1], dtype=np.float64)[:n]
+    return [int(i) for i in np.argsort(np.where(np.isfinite(first_seen), first_seen, np.inf), kind="stable")]
+
+
+def forward_order(run, probe: str) -> list[str]:
+    """The tensors of ``probe`` in the order the forward pass computes them: activations store
+    when each column's output was first seen (a functional call site, whose column comes after
+    every module's, takes its place among them); other probes keep the file's order."""
+    names = run.names(probe)
+    return [names[i] for i in _forward_index(run, probe, len(names))]
 
 
 def pick_evenly(n: int, max_n: int) -> list[int]:
@@ -98,6 +116,27 @@ def hist_rows(run, probe: str, field: str, start: int, stop: int, columns: list[
     return run.rows(probe, field, start, stop, columns)
 
 
+def _record_ranges(run, probe, cols, n):
+    """(lo, hi), each (n, len(cols)), for a probe whose histogram range follows the data."""
+    if run.probe_attrs(probe).get("hist_range") != "per_record":
+        return None
+    lo = np.asarray(run.field(probe, "hist_lo")[1][:n], dtype=np.float64)[:, cols]
+    hi = np.asarray(run.field(probe, "hist_hi")[1][:n], dtype=np.float64)[:, cols]
+    return lo, hi
+
+
+def _common_grid(lo, hi, bins: int, max_factor: int = 4):
+    """Edges (len(cols), C + 1) covering every record's range of each column: C = ``bins``
+    times the ratio of the widest to the narrowest range (at most ``max_factor``), so the
+    narrow early records keep about their own resolution."""
+    width = np.where(np.isfinite(hi - lo) & (hi > lo), hi - lo, np.nan)
+    ratio = np.nanmax(width, axis=0) / np.nanmin(width, axis=0) if np.isfinite(width).any() else np.ones(lo.shape[1])
+    factor = int(min(max_factor, max(1, math.ceil(np.nanmax(np.where(np.isfinite(ratio), ratio, 1.0))))))
+    low = np.where(np.isfinite(lo).any(axis=0), np.nanmin(np.where(np.isfinite(lo), lo, np.nan), axis=0), -1.0)
+    high = np.where(np.isfinite(hi).any(axis=0), np.nanmax(np.where(np.isfinite(hi), hi, np.nan), axis=0), 1.0)
+    return np.linspace(low, high, bins * factor + 1, axis=1)
+
+
 def hist_windows(run, probe: str, names: list[str], *, max_windows: int = 400) -> HistWindows:
     """Histograms of ``names`` (of ``probe``) merged into at most ``max_windows`` time windows.
 
@@ -113,12 +152,20 @@ def hist_windows(run, probe: str, names: list[str], *, max_windows: int = 400) -
     steps = steps[:n]
     size = max(1, math.ceil(n / max_windows))
     bins = len(all_edges[0]) + 1 if len(all_edges) else 0  # the under- and overflow besides the bins
+    edges = np.asarray(all_edges, dtype=np.float64)[cols]
+    ranges = _record_ranges(run, probe, cols, n)
+    if ranges is not None:  # one range per record (weights): re-bin every record onto one grid
+        unit, (lo, hi) = edges, ranges
+        edges = _common_grid(lo, hi, bins - 2)
     rows_per_block = max(size, (_BLOCK_BYTES // max(1, len(cols) * bins * 8)) // size * size)
     counts, sampled = [], []
     for first in range(0, n, rows_per_block):
         last = min(first + rows_per_block, n)
         hist = hist_rows(run, probe, "hist", first, last, cols)[:, :, 1:-1]
         count = hist_rows(run, probe, "hist_count", first, last, cols)
+        if ranges is not None:
+            own = lo[first:last, :, None] + (hi - lo)[first:last, :, None] * unit[None]
+            hist = np.stack([rebin(hist[:, j], own[:, j], edges[j]) for j in range(len(cols))], axis=1)
         _, merged = merge_windows(steps[first:last], {"hist": hist, "hist_count": count}, size)
         counts.append(merged["hist"])
         sampled.append(merged["hist_count"])
@@ -130,7 +177,7 @@ def hist_windows(run, probe: str, names: list[str], *, max_windows: int = 400) -
         names=list(names),
         start=start,
         stop=stop,
-        edges=np.asarray(all_edges, dtype=np.float64)[cols],
+        edges=edges,
         counts=np.concatenate(counts),
         sampled=np.concatenate(sampled),
         records=size,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.colors import LogNorm
 
-from dyntrace.plots._data import hist_windows, pick_evenly
+from dyntrace.plots._data import forward_order, hist_windows, pick_evenly
 from dyntrace.plots._layout import panels
 from dyntrace.plots.theme import HEAT_CMAP
 
@@ -13,8 +13,9 @@ __all__ = ["hist_heatmaps", "select"]
 
 
 def select(run, probe: str, names, max_n: int) -> list[str]:
-    """The tensors to draw: ``names`` as given (names or indices), else ≤ ``max_n`` evenly spread."""
-    available = run.names(probe)
+    """The tensors to draw: ``names`` as given (names, or indices in forward order), else
+    ≤ ``max_n`` evenly spread in forward order (:func:`~dyntrace.plots._data.forward_order`)."""
+    available = forward_order(run, probe)
     if names is None:
         return [available[i] for i in pick_evenly(len(available), max_n)]
     if isinstance(names, (str, int)):
@@ -50,10 +51,15 @@ def hist_heatmaps(run, probe: str, names, *, ax, title: str, ylabel: str, max_wi
             edges = windows.edges[j][keep.start : keep.stop + 1]
             data = np.ma.masked_invalid(np.where(density[:, j, keep] > 0, density[:, j, keep], np.nan)).T
             y = 10.0**edges if log_scale else edges
-            mesh = a.pcolormesh(x, y, data, norm=norm, cmap=HEAT_CMAP, shading="flat", rasterized=True)
-            mesh.set_gid(name)
-            if log_scale:
-                a.set_yscale("log")
+            if np.isfinite(y).all() and np.isfinite(x).all():
+                drawn = a.pcolormesh(x, y, data, norm=norm, cmap=HEAT_CMAP, shading="flat", rasterized=True)
+                drawn.set_gid(name)
+                mesh = drawn
+                if log_scale:
+                    a.set_yscale("log")
+            else:  # no range: the tensor was never seen (no forward pass on any record step)
+                a.text(0.5, 0.5, "no values recorded", ha="center", va="center", fontsize="small", transform=a.transAxes)
+                a.set_yticks([])
             a.minorticks_off()  # invisible in this style, and hundreds of them a panel cost seconds
             a.grid(False)
             a.set_title(panel_titles[j] if panel_titles else name, fontsize="medium")

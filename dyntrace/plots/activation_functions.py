@@ -14,7 +14,7 @@ import numpy as np
 from dyntrace.errors import MissingDataError
 from dyntrace.plots._data import missing
 from dyntrace.plots._layout import legend, panels, single
-from dyntrace.plots.theme import NEUTRAL, PALETTE
+from dyntrace.plots.theme import NEUTRAL, PALETTE, method_color
 
 __all__ = ["plot_activation_functions", "plot_activation_derivatives", "sweep_curves"]
 
@@ -109,6 +109,9 @@ def plot_activation_functions(run, /, *, ax=None, names=None, titles=None, ncols
     return fig
 
 
+_DISPLAY = {"relu": "ReLU", "leaky_relu": "LeakyReLU", "gelu": "GELU", "elu": "ELU", "swish": "swish"}
+
+
 def plot_activation_derivatives(run, /, *, ax=None, names=("sigmoid", "tanh", "relu"), marks=(0.25, 1.0)):
     """The derivatives of some swept activations overlaid, with horizontal marks at ``marks``
     (sigmoid′ peaks at 1/4, tanh′ at 1: the factor each layer multiplies the backward signal by)."""
@@ -123,7 +126,8 @@ def plot_activation_derivatives(run, /, *, ax=None, names=("sigmoid", "tanh", "r
                         textcoords="offset points", va="center", fontsize="small", color=NEUTRAL)
         for i, name in enumerate(names):
             x, _, df = curves[name]
-            ax.plot(x, df, color=PALETTE[(i + 1) % len(PALETTE)], lw=1.8, label=f"{name}′, max {np.nanmax(df):.3g}")
+            shown = _DISPLAY.get(name, name)
+            ax.plot(x, df, color=method_color(shown, fallback=i), lw=1.8, label=f"{shown}′, max {np.nanmax(df):.3g}")
         ax.set_xlabel("x")
         ax.set_ylabel("f′(x)")
         ax.set_xlim(min(curves[n][0].min() for n in names), max(curves[n][0].max() for n in names))

@@ -6,31 +6,43 @@ from __future__ import annotations
 import numpy as np
 
 from dyntrace.analysis import decimate, fraction
-from dyntrace.plots._data import hist_rows, layer_stat, missing
+from dyntrace.plots._data import forward_order, hist_rows, layer_stat, missing
 from dyntrace.plots._heatmap import hist_heatmaps, select
-from dyntrace.plots._layout import layer_key, layer_labels, log_if_wide, panels, single, step_label
+from dyntrace.plots._layout import (
+    layer_key,
+    layer_labels,
+    log_if_wide,
+    panel_title,
+    panels,
+    single,
+    step_label,
+    title_chars,
+)
 from dyntrace.plots.theme import layer_color, layer_colors
 
 __all__ = ["plot_activation_heatmaps", "plot_activation_histograms", "plot_activation_std"]
 
 
-def _panel_titles(run, names):
-    order, kinds = run.names("activations"), run.kinds("activations")
-    return [f"layer {order.index(n) + 1}" + (f" ({kinds[n]})" if n in kinds else "") for n in names]
+def _panel_titles(run, names, panel_width: float):
+    """"path (kind)": the module path shortened (common prefix dropped, middle elided) to fit
+    over a panel; the kind on a second line when both do not fit on one."""
+    width = title_chars(panel_width)
+    return [panel_title(label, width) for label in layer_labels(run, "activations", names, max_chars=width)]
 
 
 def plot_activation_heatmaps(run, /, *, ax=None, layers=None, max_layers: int = 8, max_windows: int = 400):
     """Distribution of each layer's outputs over training: time × value heatmaps of the
     recorded histograms (fraction of the sampled values per bin, log colour scale).
 
-    ``layers``: names or indices (default: at most ``max_layers``, evenly spread, first and
-    last included). Long runs pool consecutive records into at most ``max_windows`` columns.
+    ``layers``: names or indices in forward order (default: at most ``max_layers``, evenly
+    spread, first and last included). Long runs pool consecutive records into at most
+    ``max_windows`` columns. Panels are titled "path (kind)", the path shortened.
     Raises MissingDataError without the 'activations' probe.
     """
     names = select(run, "activations", layers, max_layers)
     total = len(run.names("activations"))
     title = "Activation distributions over training" + (f" ({len(names)} of {total} layers)" if len(names) < total else "")
-    return hist_heatmaps(run, "activations", names, ax=ax, title=title, ylabel="output value", max_windows=max_windows, panel_titles=_panel_titles(run, names))
+    return hist_heatmaps(run, "activations", names, ax=ax, title=title, ylabel="output value", max_windows=max_windows, panel_titles=_panel_titles(run, names, 3.2))
 
 
 def _record_at(steps, step):
@@ -43,8 +55,8 @@ def _record_at(steps, step):
 
 
 def plot_activation_histograms(run, /, *, step=None, ax=None, layers=None, max_layers: int = 8):
-    """Histograms of each layer's outputs at one record step, one panel per layer ("layer k"),
-    as in the book's figures of activations by weight initialisation.
+    """Histograms of each layer's outputs at one record step, one panel per layer ("path
+    (kind)"), as in the book's figures of activations by weight initialisation.
 
     ``step``: the record step nearest it (default: the last record). Bars are the fraction
     of the sampled values per bin; values outside the binned range are not drawn.
@@ -52,6 +64,7 @@ def plot_activation_histograms(run, /, *, step=None, ax=None, layers=None, max_l
     """
     names = select(run, "activations", layers, max_layers)
     all_names = run.names("activations")
+    depth = forward_order(run, "activations")
     steps = run.steps("activations")
     if len(steps) == 0:
         raise missing(run, "'activations' records yet", "the 'activations' probe writes one row per record step")
@@ -61,13 +74,16 @@ def plot_activation_histograms(run, /, *, step=None, ax=None, layers=None, max_l
     sampled = hist_rows(run, "activations", "hist_count", i, i + 1, cols)[0]
     edges = np.asarray(run.field("activations", "edges")[1], dtype=np.float64)[cols]
     ncols = len(names) if len(names) <= 6 else 4
-    titles = _panel_titles(run, names)
+    titles = _panel_titles(run, names, 2.6)
     with panels(ax, len(names), ncols=ncols, panel_size=(2.6, 2.4)) as (fig, axes, owns):
         for j, (name, a) in enumerate(zip(names, axes)):
             frac = fraction(counts[j], sampled[j])
-            a.stairs(frac, edges[j], fill=True, color=layer_color(cols[j], len(all_names)), alpha=0.85, gid=name)
+            if np.isfinite(edges[j]).all():
+                a.stairs(frac, edges[j], fill=True, color=layer_color(depth.index(name), len(all_names)), alpha=0.85, gid=name)
+            else:  # never seen: no range to draw on
+                a.text(0.5, 0.5, "no values recorded", ha="center", va="center", fontsize="small", transform=a.transAxes)
             a.set_title(titles[j], fontsize="medium")
-            a.set_xlabel("output value" if name.isdigit() else f"output of {name}", fontsize="small")
+            a.set_xlabel("output value", fontsize="small")
             a.set_ylabel("fraction of values" if j % ncols == 0 or not owns else "", fontsize="small")
             a.tick_params(labelsize="small")
             a.set_ylim(bottom=0)

@@ -15,16 +15,19 @@ from dyntrace.plots.theme import NEUTRAL, series_color
 
 __all__ = ["plot_adaptive_lr", "plot_rectification", "plot_psi_variance", "adam_parameter"]
 
-_HOW = "record it with Recorder(..., probes=[..., 'adaptive']) and an Adam-family, AdaGrad or RMSprop optimizer"
+_HOW = "record it with Recorder(..., probes=[..., 'adaptive']) and an Adam-family, Adamax, Adafactor, AdaGrad or RMSprop optimizer"
+_READS = ("the 'adaptive' probe reads Adam's exp_avg_sq, Adamax's exp_inf, Adafactor's factored second moments, "
+          "AdaGrad's sum and RMSprop's square_avg")
 
 
-def _adaptive_names(run, kinds=("adam", "adagrad", "rmsprop")) -> list[str]:
+def _adaptive_names(run, kinds=("adam", "adagrad", "rmsprop", "adamax", "adafactor")) -> list[str]:
     """Tensors of the 'adaptive' probe with state of one of ``kinds``; MissingDataError if none."""
     if "adaptive" not in run.probes or len(run.steps("adaptive")) == 0:
         optimizer = run.meta.get("optimizer")
         name = optimizer.get("class") if isinstance(optimizer, dict) else None
-        why = f" ({name} keeps no adaptive state)" if "adaptive" in run.probes and name else ""
-        raise missing(run, f"'adaptive' probe records{why}", _HOW)
+        if "adaptive" in run.probes and name:  # recorded, but the optimizer has nothing to read
+            raise missing(run, f"'adaptive' probe records ({name} keeps no adaptive state)", _READS)
+        raise missing(run, "'adaptive' probe records", _HOW)
     kinds_of = run.kinds("adaptive")
     names = [n for n in run.names("adaptive") if kinds_of.get(n) in kinds]
     if not names:

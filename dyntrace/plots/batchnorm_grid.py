@@ -8,8 +8,8 @@ from collections import defaultdict
 import numpy as np
 
 from dyntrace.plots._data import missing
-from dyntrace.plots._layout import legend, panels, single
-from dyntrace.plots.theme import NEUTRAL, series_color
+from dyntrace.plots._layout import legend, panels, plain_name, single
+from dyntrace.plots.theme import NEUTRAL, method_color
 
 __all__ = ["plot_batchnorm_grid", "plot_batchnorm_by_scale", "runs_by_scale"]
 
@@ -50,7 +50,9 @@ def _curve(run, metric):
 
 
 def _style(k: int, norm: str):
-    return dict(color=series_color(k), ls="-" if norm != "none" else "--", lw=1.6)
+    """The normalisation's fixed colour (BatchNorm blue, none black; see theme.METHOD_COLORS)."""
+    color = method_color("none" if norm == "none" else _NAMES.get(norm, norm), fallback=k)
+    return dict(color=color, ls="-" if norm != "none" else "--", lw=1.6)
 
 
 def plot_batchnorm_grid(runs, /, *, ax=None, metric: str = "train_accuracy", ncols: int = 4, chance: float | None = 0.1):
@@ -81,10 +83,10 @@ def plot_batchnorm_grid(runs, /, *, ax=None, metric: str = "train_accuracy", nco
         for a in axes[-ncols:]:
             a.set_xlabel("epoch", fontsize="small")
         for a in axes[::ncols]:
-            a.set_ylabel(metric.replace("_", " "), fontsize="small")
+            a.set_ylabel(plain_name(metric), fontsize="small")
         if owns:
             legend(axes[0], owns=True, handles=list(handles.values()), labels=[_NAMES.get(n, n) for n in handles])
-            fig.suptitle(f"{metric.replace('_', ' ').capitalize()} by weight-init scale")
+            fig.suptitle(f"{plain_name(metric).capitalize()} by weight-init scale")
     return fig
 
 
@@ -101,7 +103,7 @@ def plot_batchnorm_by_scale(runs, /, *, ax=None, metric: str = "train_accuracy",
         ax.set_xscale("log")
         ax.set_ylim(-0.03, 1.03)
         ax.set_xlabel("weight-init std (log scale)")
-        ax.set_ylabel(metric.replace("_", " ").replace("accuracy", "acc."))
-        ax.set_title(f"Final {metric.replace('_', ' ')} by init scale")
+        ax.set_ylabel(plain_name(metric))
+        ax.set_title(f"Final {plain_name(metric)} by init scale")
         legend(ax, owns=owns)
     return fig

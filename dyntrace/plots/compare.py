@@ -59,10 +59,11 @@ def _title(ax, text, lacking):
     ax.set_title(text + (f"\n(no data in: {', '.join(lacking)})" if lacking else ""))
 
 
-def plot_compare_loss(runs, /, *, labels=None, ax=None, beta: float | None = None, max_points: int = 3000):
+def plot_compare_loss(runs, /, *, labels=None, colors=None, ax=None, beta: float | None = None, max_points: int = 3000):
     """Training loss of each run: per step (faint) and bias-corrected EWMA (solid), and
-    ``val_loss`` (dashed, markers) where logged. One colour per run; log y when it spans decades.
-    ``beta``: EWMA factor (default: about 1 % of the longest run)."""
+    ``val_loss`` (dashed, markers) where logged. One colour per run (``colors``, default the
+    palette in order); log y when it spans decades. ``beta``: EWMA factor (default: about 1 %
+    of the longest run)."""
 
     def read(run):
         if "loss" not in run.scalar_names:
@@ -75,7 +76,7 @@ def plot_compare_loss(runs, /, *, labels=None, ax=None, beta: float | None = Non
     with single(ax, figsize=(8, 4.6)) as (fig, ax, owns):
         smooth_all = []
         for i, label, ((steps, loss), val) in have:
-            color = series_color(i)
+            color = colors[i] if colors is not None else series_color(i)
             s, v = decimate(steps, loss, max_points)
             ax.plot(s, v, color=color, alpha=0.2, lw=0.7, gid=f"{label}:raw")
             smooth = ewma(loss, beta)
@@ -83,7 +84,7 @@ def plot_compare_loss(runs, /, *, labels=None, ax=None, beta: float | None = Non
             ax.plot(s, v, color=color, lw=2.0, label=label, gid=f"{label}:ewma")
             smooth_all.append(smooth)
             if val is not None:
-                ax.plot(val[0], val[1], color=color, ls="--", marker="o", ms=3, lw=1.2, label=f"{label} (val_loss)", gid=f"{label}:val")
+                ax.plot(val[0], val[1], color=color, ls="--", marker="o", ms=3, lw=1.2, label=f"{label} (validation loss)", gid=f"{label}:val")
         log_if_wide(ax, np.concatenate(smooth_all))
         ax.set_ylabel("loss")
         step_label(ax)

@@ -9,7 +9,14 @@ from matplotlib.colors import Normalize
 
 from dyntrace.analysis import Thresholds, decimate, gradient_flow, gradient_flow_ratio
 from dyntrace.plots._data import missing, pick_evenly
-from dyntrace.plots._layout import log_if_wide, panels, root_figure, single, step_label
+from dyntrace.plots._layout import (
+    log_if_wide,
+    panels,
+    root_figure,
+    short_names,
+    single,
+    step_label,
+)
 from dyntrace.plots.theme import NEUTRAL, PALETTE, TIME_CMAP
 
 __all__ = ["plot_gradient_flow", "plot_gradient_norm_by_depth", "plot_gradient_ratio"]
@@ -22,16 +29,20 @@ def _flow(run):
     return steps, names, norms
 
 
-def _draw_depth(ax, steps, names, norms, *, max_lines):
+def _draw_depth(ax, steps, names, norms, *, max_lines, tick_labels=None):
     fig = root_figure(ax)
     depth = np.arange(1, len(names) + 1)
     cmap = ScalarMappable(norm=Normalize(steps[0], max(steps[-1], steps[0] + 1)), cmap=TIME_CMAP)
     for r in pick_evenly(len(steps), max_lines):
         ax.plot(depth, norms[r], color=cmap.to_rgba(steps[r]), lw=1.2, alpha=0.9, marker="o" if len(names) <= 20 else None, ms=3, gid=f"step {int(steps[r])}")
     log_if_wide(ax, norms, decades=0.5)
-    if len(names) <= 12:
-        long = max(len(n) for n in names) > 4
-        ax.set_xticks(depth, names, rotation=30 if long else 0, ha="right" if long else "center", fontsize="small")
+    if tick_labels is not None:
+        ax.set_xticks(depth, list(tick_labels), fontsize="small")
+        ax.set_xlabel("layer, input side → output side")
+    elif len(names) <= 12:
+        short = short_names(names, max_chars=18)
+        long = max(len(n) for n in short) > 4
+        ax.set_xticks(depth, short, rotation=30 if long else 0, ha="right" if long else "center", rotation_mode="anchor", fontsize="small")
         ax.set_xlabel("layer, input side → output side (module name)")
     else:
         ax.set_xlabel("layer, input side → output side (1 = first)")
@@ -55,19 +66,21 @@ def _draw_ratio(ax, steps, names, norms, *, max_points):
                 ax.axhline(value, color=PALETTE[3], ls="--", lw=1.0)
                 ax.annotate(f"{what} ({value:g})", (0.01, value), xycoords=("axes fraction", "data"), fontsize="x-small",
                             color=PALETTE[3], va="bottom")
-    ax.set_ylabel(f"‖g‖ of {names[0]} / ‖g‖ of {names[-1]}")
+    first, last = short_names([names[0], names[-1]], max_chars=20) if len(names) > 1 else (names[0], names[0])
+    ax.set_ylabel("‖g‖ first layer / ‖g‖ last layer")
     step_label(ax)
-    ax.set_title("First / last layer gradient norm")
+    ax.set_title(f"First / last layer gradient norm\n{first} / {last}", fontsize="medium")
 
 
-def plot_gradient_norm_by_depth(run, /, *, ax=None, max_lines: int = 40):
+def plot_gradient_norm_by_depth(run, /, *, ax=None, max_lines: int = 40, tick_labels=None):
     """Gradient norm of each layer (parameters grouped by module, √Σ‖g_p‖²) against depth, one
     line per record step (at most ``max_lines``, evenly spread) coloured by step. Lines falling
-    towards the input side are vanishing gradients. Raises MissingDataError without the
-    'gradients' probe."""
+    towards the input side are vanishing gradients. ``tick_labels``: one x tick label per layer
+    (default: the module names while there are at most 12). Raises MissingDataError without
+    the 'gradients' probe."""
     steps, names, norms = _flow(run)
     with single(ax) as (fig, ax, owns):
-        _draw_depth(ax, steps, names, norms, max_lines=max_lines)
+        _draw_depth(ax, steps, names, norms, max_lines=max_lines, tick_labels=tick_labels)
     return fig
 
 

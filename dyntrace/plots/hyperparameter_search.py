@@ -7,9 +7,9 @@ import numpy as np
 
 from dyntrace.plots._data import missing
 from dyntrace.plots._layout import panels, single
-from dyntrace.plots.theme import PALETTE
+from dyntrace.plots.theme import PALETTE, method_color
 
-__all__ = ["plot_best_trials", "plot_search_scatter", "final_metric", "rank_correlation"]
+__all__ = ["plot_best_trials", "plot_search_scatter", "final_metric"]
 
 
 def final_metric(run, name: str = "val_accuracy") -> float:
@@ -17,36 +17,6 @@ def final_metric(run, name: str = "val_accuracy") -> float:
     if name not in run.scalar_names:
         raise missing(run, f"scalar {name!r}", "train with dyntrace.train, which logs it every epoch")
     return float(run.scalar(name)[1][-1])
-
-
-def rank_correlation(x, y) -> float:
-    """Spearman's rank correlation of two samples, (N,), (N,) → float in [−1, 1].
-
-    Ties get their average rank (so many trials stuck at chance accuracy count as one level).
-    NaN if either sample is constant or N < 2; non-finite pairs are dropped.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    if x.shape != y.shape or x.ndim != 1:
-        raise ValueError(f"x and y must be 1-D of the same shape, got {x.shape} and {y.shape}")
-    keep = np.isfinite(x) & np.isfinite(y)
-    x, y = x[keep], y[keep]
-    if x.size < 2:
-        return float("nan")
-    rx, ry = _average_ranks(x), _average_ranks(y)
-    if np.std(rx) == 0 or np.std(ry) == 0:
-        return float("nan")
-    return float(np.corrcoef(rx, ry)[0, 1])
-
-
-def _average_ranks(v):
-    order = np.argsort(v, kind="stable")
-    ranks = np.empty(v.size)
-    ranks[order] = np.arange(v.size, dtype=np.float64)
-    # ties: every member of a group of equal values gets the group's mean rank
-    _, inverse, counts = np.unique(v, return_inverse=True, return_counts=True)
-    sums = np.bincount(inverse, weights=ranks)
-    return (sums / counts)[inverse]
 
 
 def _value(run, key):
@@ -105,10 +75,11 @@ def plot_best_trials(runs, /, *, best: int = 20, metric: str = "accuracy", ax=No
             run = runs[i]
             _, val = run.scalar(f"val_{metric}")
             epochs = np.arange(1, len(val) + 1)
-            a.plot(epochs, val, color=PALETTE[0], lw=1.5, label="validation")
             if f"train_{metric}" in run.scalar_names:
                 _, train = run.scalar(f"train_{metric}")
-                a.plot(epochs[: len(train)], train[: len(epochs)], color=PALETTE[1], lw=1.1, ls="--", label="train")
+                a.plot(epochs[: len(train)], train[: len(epochs)], color=method_color("train"), lw=1.1, ls="--",
+                       label="training")
+            a.plot(epochs, val, color=method_color("validation"), lw=1.5, label="validation")
             values = ", ".join(f"{names.get(k, k)} {_short(_value(run, k))}" for k in keys)
             a.set_title(f"#{rank}: {values}", fontsize="small")
             a.tick_params(labelsize="small")
@@ -118,6 +89,7 @@ def plot_best_trials(runs, /, *, best: int = 20, metric: str = "accuracy", ax=No
                 a.set_ylabel(metric, fontsize="small")
             if metric == "accuracy":
                 a.set_ylim(0, 1)
+        axes[0].legend(loc="lower right", fontsize="x-small")
         if owns:
             fig.suptitle(f"Best {len(order)} trials by final validation {metric}")
     return fig

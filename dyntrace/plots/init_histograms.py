@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from dyntrace.analysis import fraction
+from dyntrace.kinds import NON_NEGATIVE as _NON_NEGATIVE
 from dyntrace.plots._data import hist_rows, layer_stat, missing
 from dyntrace.plots._layout import legend, log_if_wide, single
 from dyntrace.plots.theme import layer_colors, series_color
@@ -13,7 +14,6 @@ from dyntrace.plots.theme import layer_colors, series_color
 __all__ = ["plot_init_histograms", "plot_init_spread", "layer_densities"]
 
 #: module kinds whose exact zeros are a separate population (a ReLU's "off" half)
-_NON_NEGATIVE = ("relu", "relu6", "binarystep", "threshold")
 
 
 def _record_index(steps, step) -> int:

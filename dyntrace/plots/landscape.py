@@ -132,6 +132,7 @@ def plot_landscape_contour(
             legend(ax, owns=owns)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
+        ax.set_aspect("equal")  # both axes are distances in parameter space: keep their geometry
         ax.set_title(f"Loss on {where}")
     return fig
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from dyntrace.analysis import decimate, ewma, find_plateaus
 from dyntrace.plots._data import missing, scalar_or_none
-from dyntrace.plots._layout import legend, log_if_wide, single, step_label
+from dyntrace.plots._layout import legend, log_if_wide, plain_name, single, step_label
 from dyntrace.plots.theme import NEUTRAL, PALETTE
 
 __all__ = ["plot_loss", "plot_accuracy", "auto_beta", "lr_names"]
@@ -44,7 +44,7 @@ def _validation(ax, run, name, *, color):
         return None
     steps, values = series
     marker = "o" if len(values) <= 60 else None  # markers only while they stay apart
-    ax.plot(steps, values, color=color, lw=1.5, marker=marker, ms=3.5, label=name, gid=f"{name}:points")
+    ax.plot(steps, values, color=color, lw=1.5, marker=marker, ms=3.5, label=plain_name(name), gid=f"{name}:points")
     return values
 
 

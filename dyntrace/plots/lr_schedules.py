@@ -17,7 +17,8 @@ from dyntrace.plots._layout import legend, log_if_wide, single, step_label
 from dyntrace.plots.loss import auto_beta
 from dyntrace.plots.theme import NEUTRAL, series_color
 
-__all__ = ["lr_at_steps", "late_noise", "plot_lr_schedules", "plot_loss_with_lr", "plot_late_noise"]
+__all__ = ["lr_at_steps", "late_noise", "late_mean", "plot_lr_schedules", "plot_loss_with_lr", "plot_late_noise",
+           "plot_heldout_vs_reference", "plot_final_values"]
 
 _HOW = "the Recorder logs lr/<group> by itself; record the run with dyntrace.Recorder"
 
@@ -67,7 +68,8 @@ def late_noise(run, name: str = "loss", *, last: float = 0.25, window: int | Non
     return float(np.sqrt(np.mean(tail))) if tail.size else float("nan")
 
 
-def plot_lr_schedules(runs, /, *, labels=None, ax=None, marks=None, group: int = 0, log: bool | None = None):
+def plot_lr_schedules(runs, /, *, labels=None, colors=None, ax=None, marks=None, group: int = 0,
+                      log: bool | None = None):
     """The learning rate of each run over its steps (as recorded: a step function held to the
     last step), one colour per run. ``log``: y axis scale (None: log when the rates span
     decades; a schedule annealed to ~0 then squeezes the others, so False may read better).
@@ -81,7 +83,7 @@ def plot_lr_schedules(runs, /, *, labels=None, ax=None, marks=None, group: int =
         values = []
         for i, (run, label) in enumerate(zip(runs, labels)):
             steps, lr = lr_at_steps(run, group=group)
-            color = series_color(i)
+            color = colors[i] if colors is not None else series_color(i)
             ax.plot(steps, lr, color=color, lw=1.6, drawstyle="steps-post", label=label, gid=label)
             values.append(lr)
             if marks and label in marks:
@@ -147,7 +149,8 @@ def plot_loss_with_lr(run, /, *, ax=None, loss: str = "loss", heldout: str | Non
     return fig
 
 
-def plot_late_noise(runs, /, *, labels=None, ax=None, names=("loss", "val_loss"), name_labels=None, last: float = 0.25):
+def plot_late_noise(runs, /, *, labels=None, colors=None, ax=None, names=("loss", "val_loss"), name_labels=None,
+                    last: float = 0.25):
     """Noise of per-step scalars around their trend over the last ``last`` of each run
     (:func:`late_noise`): grouped bars, one group per run, one bar per scalar in ``names``
     (legend: ``name_labels``, default the names), log y axis. The first run is the reference
@@ -165,7 +168,8 @@ def plot_late_noise(runs, /, *, labels=None, ax=None, names=("loss", "val_loss")
         for j, name in enumerate(names):
             noise = np.array([late_noise(run, name, last=last) for run in runs])
             ax.bar(x + (j - (len(names) - 1) / 2) * width, noise, width=width * 0.95,
-                   color=[series_color(i) for i in range(len(runs))], alpha=1.0 if j == 0 else 0.55,
+                   color=list(colors) if colors is not None else [series_color(i) for i in range(len(runs))],
+                   alpha=1.0 if j == 0 else 0.55,
                    hatch=hatches[j % len(hatches)], edgecolor="white" if j == 0 else "k", lw=0.5,
                    label=name, gid=f"noise:{name}")
             if np.isfinite(noise[0]):
@@ -177,6 +181,57 @@ def plot_late_noise(runs, /, *, labels=None, ax=None, names=("loss", "val_loss")
         handles = [Patch(facecolor="0.35", alpha=1.0 if j == 0 else 0.55, hatch=hatches[j % len(hatches)],
                          edgecolor="white" if j == 0 else "k") for j in range(len(names))]
         legend(ax, owns=owns, handles=handles, labels=name_labels)
+    return fig
+
+
+def late_mean(run, name: str = "val_loss", *, last: float = 0.1) -> float:
+    """Mean of a per-step scalar over the last ``last`` of its values (NaN if there are none)."""
+    if name not in run.scalar_names:
+        raise missing(run, f"scalar {name!r}", "log it every step with rec.log(...)")
+    _, values = run.scalar(name)
+    tail = values[int(len(values) * (1 - last)):]
+    tail = tail[np.isfinite(tail)]
+    return float(tail.mean()) if tail.size else float("nan")
+
+
+def plot_heldout_vs_reference(run, reference, /, *, name: str = "val_loss", ax=None, color=None, label=None,
+                              reference_label: str = "reference", ylim=None):
+    """One run's per-step ``name`` (e.g. the validation loss after every step) in its colour
+    over a reference run's (grey, underneath), linear y: how a schedule's end compares with a
+    constant rate's. ``ylim``: shared limits when panels sit side by side."""
+    for r in (run, reference):
+        if name not in r.scalar_names:
+            raise missing(r, f"scalar {name!r}", "log it every step with rec.log(...)")
+    with single(ax) as (fig, ax, owns):
+        rs, rv = reference.scalar(name)
+        ax.plot(rs, rv, color=NEUTRAL, lw=1.0, alpha=0.8, label=reference_label, gid="reference")
+        s, v = run.scalar(name)
+        ax.plot(s, v, color=color if color is not None else series_color(0), lw=1.3, label=label or name, gid=name)
+        if ylim is not None:
+            ax.set_ylim(*ylim)
+        ax.set_ylabel(name.replace("val_loss", "validation loss"))
+        step_label(ax)
+        legend(ax, owns=owns)
+    return fig
+
+
+def plot_final_values(runs, /, *, labels=None, colors=None, name: str = "val_loss", last: float = 0.1, ax=None,
+                      reference: int = 0):
+    """Mean of a per-step scalar over the last ``last`` of each run (bars) with its step-to-step
+    noise there (:func:`late_noise`, error bars); run ``reference``'s mean as a dotted line."""
+    runs = list(runs)
+    labels = _labels(runs, labels)
+    with single(ax) as (fig, ax, owns):
+        means = np.array([late_mean(r, name, last=last) for r in runs])
+        noise = np.array([late_noise(r, name, last=last) for r in runs])
+        x = np.arange(len(runs))
+        ax.bar(x, means, yerr=noise, capsize=4, color=list(colors) if colors is not None else
+               [series_color(i) for i in range(len(runs))], edgecolor="k", lw=0.5, gid=f"final:{name}")
+        if np.isfinite(means[reference]):
+            ax.axhline(means[reference], color="k", ls=":", lw=1.0, gid="reference")
+        ax.set_xticks(x, labels, rotation=30, ha="right")
+        ax.set_ylabel(f"mean over the last {last:.0%} of the steps")
+        ax.set_title(f"{name.replace('val_loss', 'Validation loss')} at the end")
     return fig
 
 

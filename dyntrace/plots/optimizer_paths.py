@@ -13,7 +13,7 @@ import numpy as np
 
 from dyntrace.plots._data import missing
 from dyntrace.plots._layout import legend, log_if_wide, panels, single
-from dyntrace.plots.theme import NEUTRAL, series_color
+from dyntrace.plots.theme import NEUTRAL, method_colors, series_color
 
 __all__ = ["path_xy", "path_function", "draw_contour", "plot_optimizer_path", "plot_optimizer_paths", "plot_path_losses"]
 
@@ -71,6 +71,7 @@ def draw_contour(ax, function, *, xlim=None, ylim=None, levels: int = 14, resolu
         ax.plot(*function.minimum, marker="+", ms=12, mew=2, color="k", ls="none", gid="minimum")
     ax.set_xlim(*xlim)
     ax.set_ylim(*ylim)
+    ax.set_aspect("equal")  # the geometry is the point: a circle stays a circle
     ax.set_xlabel("x")
     ax.set_ylabel("y")
 
@@ -100,11 +101,16 @@ def plot_optimizer_path(run, /, *, ax=None, function=None, label=None, color=Non
     return fig
 
 
+def _run_colors(runs) -> list:
+    """Each run's optimizer colour (:func:`dyntrace.plots.theme.method_colors`, from its config)."""
+    return method_colors(r.config.get("optimizer", f"run {i}") for i, r in enumerate(runs))
+
+
 def plot_optimizer_paths(runs, /, *, labels=None, ax=None, ncols: int = 4, function=None, xlim=None, ylim=None):
     """One panel per path run (the book's figure of four optimizers on x²/20 + y²): each
-    path over the contour of the runs' function, one colour per run. ``labels``: panel titles
-    (default: optimizer and lr from each run's config). ``ax``: an Axes (split into panels) or
-    one Axes per run.
+    path over the contour of the runs' function, in its optimizer's fixed colour. ``labels``:
+    panel titles (default: optimizer and lr from each run's config). ``ax``: an Axes (split
+    into panels) or one Axes per run.
     """
     runs = list(runs)
     if not runs:
@@ -113,8 +119,9 @@ def plot_optimizer_paths(runs, /, *, labels=None, ax=None, ncols: int = 4, funct
         raise ValueError(f"labels: {len(list(labels))} given for {len(runs)} runs")
     labels = list(labels) if labels is not None else [_label(r) for r in runs]
     with panels(ax, len(runs), ncols=ncols, panel_size=(3.6, 2.3), sharex=True, sharey=True) as (fig, axes, owns):
+        colors = _run_colors(runs)
         for i, (run, label, a) in enumerate(zip(runs, labels, axes)):
-            plot_optimizer_path(run, ax=a, function=function, label=label, color=series_color(i), xlim=xlim, ylim=ylim)
+            plot_optimizer_path(run, ax=a, function=function, label=label, color=colors[i], xlim=xlim, ylim=ylim)
             a.set_title(label, fontsize="medium")
             a.tick_params(labelsize="small")
             if owns and i % ncols:
@@ -127,19 +134,20 @@ def plot_optimizer_paths(runs, /, *, labels=None, ax=None, ncols: int = 4, funct
 
 
 def plot_path_losses(runs, /, *, labels=None, ax=None):
-    """f(x_t, y_t) of each path run over its updates t (the logged ``loss``), one colour per
-    run, log y axis when the values span decades."""
+    """f(x_t, y_t) of each path run over its updates t (the logged ``loss``), each in its
+    optimizer's fixed colour, log y axis when the values span decades."""
     runs = list(runs)
     labels = list(labels) if labels is not None else [_label(r) for r in runs]
     if len(labels) != len(runs):
         raise ValueError(f"labels: {len(labels)} given for {len(runs)} runs")
     with single(ax, figsize=(7.5, 4.2)) as (fig, ax, owns):
         values = []
+        colors = _run_colors(runs)
         for i, (run, label) in enumerate(zip(runs, labels)):
             if "loss" not in run.scalar_names:
                 raise missing(run, "scalar 'loss'", _HOW)
             steps, loss = run.scalar("loss")
-            ax.plot(steps, loss, color=series_color(i), lw=1.6, marker="o", ms=2.5, label=label, gid=label)
+            ax.plot(steps, loss, color=colors[i], lw=1.6, marker="o", ms=2.5, label=label, gid=label)
             values.append(loss)
         log_if_wide(ax, np.concatenate(values))
         ax.set_ylabel("f(x_t, y_t)")

@@ -11,26 +11,12 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.lines import Line2D
 
+from dyntrace.analysis.stats import roughness
 from dyntrace.errors import MissingDataError
 from dyntrace.plots._layout import legend, root_figure, single
-from dyntrace.plots.theme import HEAT_CMAP, NEUTRAL, series_color
+from dyntrace.plots.theme import HEAT_CMAP, NEUTRAL, method_colors
 
-__all__ = ["plot_output_landscape", "plot_roughness", "roughness", "output_landscapes"]
-
-
-def roughness(grid) -> float:
-    """Mean |discrete Laplacian| of a 2-D grid divided by its range (max − min).
-
-    Laplacian: the 5-point stencil f(i±1, j) + f(i, j±1) − 4f(i, j) on interior points, in
-    grid units. 0 for a plane; larger for kinks and wiggles. A constant grid gives NaN.
-    Depends on the grid spacing (compare grids of one resolution only).
-    """
-    z = np.asarray(grid, dtype=np.float64)
-    if z.ndim != 2 or min(z.shape) < 3:
-        raise ValueError(f"grid must be 2-D with at least 3 × 3 points, got shape {z.shape}")
-    lap = z[2:, 1:-1] + z[:-2, 1:-1] + z[1:-1, 2:] + z[1:-1, :-2] - 4.0 * z[1:-1, 1:-1]
-    span = np.nanmax(z) - np.nanmin(z)
-    return float(np.nanmean(np.abs(lap)) / span) if span > 0 else float("nan")
+__all__ = ["plot_output_landscape", "plot_roughness", "output_landscapes"]
 
 
 def output_landscapes(run) -> dict:
@@ -75,7 +61,7 @@ def plot_output_landscape(run, /, *, ax=None, name: str | None = None, title: st
 def plot_roughness(runs, /, *, ax=None, labels=None, reference: dict | None = None, reference_label: str = "reference",
                    floor: float = 1e-6):
     """Roughness of every stored output landscape, one column per run (dots: one network each;
-    bar: their median), log scale. ``reference``: {label: value} drawn as open diamonds
+    bar: their median), log scale, each in its activation's fixed colour. ``reference``: {label: value} drawn as open diamonds
     (``reference_label`` in the legend).
     Values below ``floor`` (a plane: 0 up to round-off) are drawn at the floor as ▼. In a
     caller's axes the legend goes in the head room above the data.
@@ -87,12 +73,13 @@ def plot_roughness(runs, /, *, ax=None, labels=None, reference: dict | None = No
         runs = list(runs)
         labels = [f"run {k + 1}" for k in range(len(runs))] if labels is None else list(labels)
     reference = reference or {}
+    colors = method_colors(labels)  # an activation's fixed colour (ReLU vermillion, …)
     with single(ax, figsize=(6.0, 4.0)) as (fig, ax, owns):
         for k, (label, run) in enumerate(zip(labels, runs)):
             values = np.array([roughness(r.loss) for r in output_landscapes(run).values()])
             shown = np.maximum(values, floor)
             low = values < floor
-            color = series_color(k)
+            color = colors[k]
             jitter = np.linspace(-0.15, 0.15, len(values)) if len(values) > 1 else np.zeros(1)
             ax.scatter(k + jitter[~low], shown[~low], color=color, s=22, alpha=0.8, zorder=3)
             ax.scatter(k + jitter[low], shown[low], color=color, s=30, marker="v", zorder=3)

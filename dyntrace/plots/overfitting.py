@@ -4,34 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from dyntrace.analysis.stats import interval_means
 from dyntrace.plots._data import missing
 from dyntrace.plots._layout import legend, single
-from dyntrace.plots.theme import NEUTRAL, PALETTE
+from dyntrace.plots.compare import run_labels
+from dyntrace.plots.theme import NEUTRAL, method_color, series_color
 
-__all__ = ["plot_train_val", "interval_means", "epoch_curves"]
-
-
-def interval_means(steps, values, ends):
-    """Mean of ``values`` over each interval of steps (ends[i−1], ends[i]], (N,), (N,), (E,) → (E,).
-
-    The first interval starts after step −∞. Non-finite values are skipped; an interval with
-    no finite value gives NaN. Used for the training loss of each epoch from per-step losses,
-    ``ends`` being the steps at which the per-epoch validation values were logged.
-    """
-    steps = np.asarray(steps)
-    values = np.asarray(values, dtype=np.float64)
-    ends = np.asarray(ends)
-    if steps.shape != values.shape or values.ndim != 1:
-        raise ValueError(f"steps and values must be 1-D of the same shape, got {steps.shape} and {values.shape}")
-    if ends.ndim != 1 or np.any(np.diff(ends) < 0):
-        raise ValueError("ends must be a non-decreasing 1-D array of steps")
-    finite = np.isfinite(values)
-    which = np.searchsorted(ends, steps[finite], side="left")  # interval index of each step
-    keep = which < len(ends)
-    sums = np.bincount(which[keep], weights=values[finite][keep], minlength=len(ends))
-    counts = np.bincount(which[keep], minlength=len(ends))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+__all__ = ["plot_train_val", "plot_val_losses", "epoch_curves"]
 
 
 def epoch_curves(run, metric: str = "accuracy"):
@@ -65,14 +44,19 @@ def plot_train_val(run, /, *, metric: str = "accuracy", ax=None, early_stop: boo
     """
     epochs, train, val = epoch_curves(run, metric)
     with single(ax) as (fig, ax, owns):
-        ax.plot(epochs, train, color=PALETTE[0], lw=1.8, label="train" + (" (minibatch, epoch mean)" if metric == "loss" else ""), gid="train")
-        ax.plot(epochs, val, color=PALETTE[1], lw=1.8, label="validation", gid="val")
+        ax.plot(epochs, train, color=method_color("train"), lw=1.8,
+                label="training" + (" (minibatch, epoch mean)" if metric == "loss" else ""), gid="train")
+        ax.plot(epochs, val, color=method_color("validation"), lw=1.8, label="validation", gid="val")
         ax.fill_between(epochs, train, val, color=NEUTRAL, alpha=0.2, lw=0, label="gap")
+        if metric == "loss" and np.isfinite(val).any():
+            low = int(np.nanargmin(val))
+            ax.plot(epochs[low], val[low], "o", color=method_color("validation"), mec="k", ms=7, zorder=4,
+                    label="lowest validation loss", gid="val_min")
         if early_stop and "early_stop" in run.scalar_names:
             _, val_loss = run.scalar("val_loss")
             best = int(np.nanargmin(val_loss)) + 1
             stop = int(run.scalar("early_stop")[1][-1])
-            ax.axvline(best, color="k", ls="--", lw=1.2, label=f"lowest val loss (epoch {best}, kept)")
+            ax.axvline(best, color="k", ls="--", lw=1.2, label=f"lowest validation loss (epoch {best}, weights kept)")
             ax.axvline(stop, color="k", ls=":", lw=1.2, label=f"stopped (epoch {stop})")
         if metric == "loss":
             ax.set_yscale("log")
@@ -81,5 +65,32 @@ def plot_train_val(run, /, *, metric: str = "accuracy", ax=None, early_stop: boo
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         ax.set_title(f"Training vs validation {metric}")
+        legend(ax, owns=owns)
+    return fig
+
+
+def plot_val_losses(runs, /, *, labels=None, colors=None, ax=None):
+    """The validation loss per epoch of several runs on a linear axis (a rise of a sixth, flat
+    on a log axis, shows), each run's lowest point marked with a dot; the y range is zoomed on
+    the values from each run's lowest point on (the fall of the first epochs is cut off). The
+    first run is drawn wide underneath, so a later run on the same values stays visible."""
+    labels = run_labels(runs, labels)
+    with single(ax) as (fig, ax, owns):
+        tail = []
+        for i, (run, label) in enumerate(zip(runs, labels)):
+            epochs, _, val = epoch_curves(run, "loss")
+            color = colors[i] if colors is not None else series_color(i)
+            ax.plot(epochs, val, color=color, lw=5 if i == 0 else 1.8, alpha=0.45 if i == 0 else 1.0, label=label,
+                    gid=label)
+            low = int(np.nanargmin(val))
+            ax.plot(epochs[low], val[low], "o", color=color, mec="k", ms=8, zorder=4, gid=f"{label}:lowest")
+            tail.append(val[low:])
+        values = np.concatenate(tail)
+        values = values[np.isfinite(values)]
+        if values.size:
+            lo, hi = values.min(), values.max()
+            ax.set_ylim(lo - 0.3 * (hi - lo), hi + 0.3 * (hi - lo))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("validation loss")
         legend(ax, owns=owns)
     return fig

@@ -4,13 +4,17 @@ heatmaps of the weights, one panel per parameter tensor."""
 from __future__ import annotations
 
 from dyntrace.plots._heatmap import hist_heatmaps, select
+from dyntrace.plots._layout import panel_title, short_names, title_chars
 
 __all__ = ["plot_gradient_heatmaps", "plot_weight_heatmaps"]
 
 
 def _titles(run, probe, names):
+    """Parameter names shortened together (common prefix dropped, middle elided)."""
     order = run.names(probe)
-    return [f"{order.index(n) + 1}: {n}" for n in names]
+    width = title_chars(3.2)
+    short = dict(zip(order, short_names(order, max_chars=width)))
+    return [panel_title(short[n], width) for n in names]
 
 
 def plot_gradient_heatmaps(run, /, *, ax=None, params=None, max_params: int = 8, max_windows: int = 400):

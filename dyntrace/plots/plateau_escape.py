@@ -4,39 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from dyntrace.analysis import decimate, find_plateaus
+from dyntrace.analysis import decimate, find_plateaus, first_escape
 from dyntrace.plots._data import missing
 from dyntrace.plots._layout import legend, log_if_wide, single, step_label
 from dyntrace.plots.compare import run_labels
 from dyntrace.plots.theme import series_color
 
-__all__ = ["plot_plateau_escape", "first_escape"]
+__all__ = ["plot_plateau_escape", "plot_rate_grid"]
 
 
-def first_escape(steps, loss, *, drop: float = 0.1):
-    """The first step at which the loss is ``drop`` (relative) below its first finite value,
-    (N,), (N,) → int or None: the end of the initial plateau, by the same rule as the escape of
-    :func:`dyntrace.analysis.find_plateaus` (level·(1 − drop)), but without needing a plateau
-    to be detected first (a run that never stalls escapes early). Non-finite losses are skipped.
-    """
-    steps = np.asarray(steps)
-    loss = np.asarray(loss, dtype=np.float64)
-    if steps.shape != loss.shape or loss.ndim != 1:
-        raise ValueError(f"steps and loss must be 1-D of the same shape, got {steps.shape} and {loss.shape}")
-    if not 0 < drop < 1:
-        raise ValueError(f"drop must be in (0, 1), got {drop!r}")
-    finite = np.flatnonzero(np.isfinite(loss))
-    if finite.size == 0:
-        return None
-    start = loss[finite[0]]
-    below = finite[loss[finite] <= start - drop * abs(start)]
-    return int(steps[below[0]]) if below.size else None
-
-
-def plot_plateau_escape(runs, /, *, labels=None, ax=None, window=None, threshold: float = 0.01, min_length=None,
-                        escape_drop: float = 0.1, min_level: float = 0.0, start_escape: bool = False, logy=None,
-                        ylabel: str = "loss",
-                        max_points: int = 3000):
+def plot_plateau_escape(runs, /, *, labels=None, colors=None, ax=None, window=None, threshold: float = 0.01,
+                        min_length=None, escape_drop: float = 0.1, min_level: float = 0.0, start_escape: bool = False,
+                        logy=None, ylabel: str = "loss", max_points: int = 3000):
     """Loss of each run (one colour per run) with its plateaus found by
     :func:`dyntrace.analysis.find_plateaus` (``window``, ``threshold``, ``min_length``,
     ``escape_drop`` passed on) drawn as a thick translucent bar at the plateau's level, and each
@@ -45,6 +24,8 @@ def plot_plateau_escape(runs, /, *, labels=None, ax=None, window=None, threshold
     ``start_escape``: also a dotted vertical line in the run's colour at :func:`first_escape`
     (the step the loss is first ``escape_drop`` below its start), whether or not a plateau was
     detected there. ``logy``: None for a log y axis when the losses span decades, else True/False.
+    ``colors``: one per run (default: the palette in order); later runs are drawn thinner on top
+    of earlier ones, so a run that follows another stays visible.
     """
     labels = run_labels(runs, labels)
     with single(ax) as (fig, ax, owns):
@@ -53,9 +34,9 @@ def plot_plateau_escape(runs, /, *, labels=None, ax=None, window=None, threshold
             if "loss" not in run.scalar_names:
                 raise missing(run, "scalar 'loss'", "log it every step with rec.log(loss=...)")
             steps, loss = run.scalar("loss")
-            color = series_color(i)
+            color = colors[i] if colors is not None else series_color(i)
             s, v = decimate(steps, loss, max_points)
-            ax.plot(s, v, color=color, lw=1.5, label=label, gid=label)
+            ax.plot(s, v, color=color, lw=max(1.3, 3.2 - 0.9 * i), label=label, gid=label, zorder=2 + i)
             values.append(loss)
             finite = np.isfinite(loss)
             found = find_plateaus(steps[finite], loss[finite], window=window, threshold=threshold,
@@ -78,12 +59,42 @@ def plot_plateau_escape(runs, /, *, labels=None, ax=None, window=None, threshold
         elif logy:
             ax.set_yscale("log")
         # legend entries for the marks, in neutral colours
-        ax.plot([], [], color="gray", lw=7, alpha=0.3, label="plateau (find_plateaus)")
+        ax.plot([], [], color="gray", lw=7, alpha=0.3, label="plateau (detected)")
         ax.plot([], [], marker="X", ms=9, color="gray", mec="k", ls="none", label="escape")
         if start_escape:
             ax.plot([], [], color="gray", ls=":", lw=1.4, label=f"first {escape_drop:.0%} below the start")
         ax.set_ylabel(ylabel)
         step_label(ax)
         ax.set_title("Plateaus and their escapes")
+        legend(ax, owns=owns)
+    return fig
+
+
+def plot_rate_grid(results: dict, /, *, best=None, colors=None, labels=None, converged: float = 1e-3, ax=None):
+    """Updates each learning rate of a grid needs to converge, one line per optimizer, log x:
+    ``results`` = {optimizer: [(lr, updates or None)]} (None: never within the run), ``best`` =
+    {optimizer: lr} circled. Rates that never converge are drawn as × above the curves."""
+    with single(ax) as (fig, ax, owns):
+        done_all = [n for rows in results.values() for _, n in rows if n is not None]
+        ceiling = 1.25 * max(done_all) if done_all else 1.0
+        for i, (opt, rows) in enumerate(results.items()):
+            color = (colors or {}).get(opt, series_color(i))
+            name = (labels or {}).get(opt, opt)
+            lr = np.array([r for r, _ in rows], dtype=float)
+            n = np.array([np.nan if v is None else v for _, v in rows], dtype=float)
+            ax.plot(lr, n, color=color, marker="o", ms=5, lw=1.6, label=name, gid=opt)
+            never = np.isnan(n)
+            ax.plot(lr[never], np.full(never.sum(), ceiling), ls="none", marker="x", ms=8, mew=2, color=color,
+                    gid=f"{opt}:never")
+            if best and opt in best:
+                at = lr == best[opt]
+                ax.plot(lr[at], n[at], ls="none", marker="o", ms=14, mfc="none", mec=color, mew=2, gid=f"{opt}:best")
+        ax.axhline(ceiling, color="gray", lw=0.6, ls=":")
+        ax.annotate("× never", (0.01, ceiling), xycoords=("axes fraction", "data"), xytext=(0, 3),
+                    textcoords="offset points", fontsize="small", color="dimgray")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("learning rate (log₂ scale)")
+        ax.set_ylabel(f"updates until f < {converged:g} for good")
+        ax.set_title("Each optimizer's best rate (circled)")
         legend(ax, owns=owns)
     return fig

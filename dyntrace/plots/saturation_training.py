@@ -15,10 +15,11 @@ __all__ = ["plot_saturation_training"]
 _BOUNDED = {"sigmoid": (0.0, 1.0), "hardsigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0), "softsign": (-1.0, 1.0), "hardtanh": (-1.0, 1.0)}
 
 
-def plot_saturation_training(run, /, *, ax=None, band: bool = True, max_points: int = 2000):
+def plot_saturation_training(run, /, *, ax=None, band: bool = True, labels=None, max_points: int = 2000):
     """Each layer's mean output over training (one colour per layer), with a shaded ±1 std
     band (``band``) of the record step's batch. Bounded activations (sigmoid, tanh) get their
     range as y limits and a line at its middle, so saturation towards a bound shows.
+    ``labels``: one legend label per layer (default "layer k: module (kind)").
 
     Raises MissingDataError without the 'activations' probe.
     """
@@ -47,5 +48,5 @@ def plot_saturation_training(run, /, *, ax=None, band: bool = True, max_points: 
         ax.set_ylabel("mean layer output" + (" (band: ± 1 std)" if band else ""))
         step_label(ax)
         ax.set_title("Mean activation per layer over training")
-        layer_key(ax, owns=owns, handles=handles, labels=layer_labels(run, "activations", names), colors=colors, n_total=len(names))
+        layer_key(ax, owns=owns, handles=handles, labels=list(labels) if labels is not None else layer_labels(run, "activations", names), colors=colors, n_total=len(names))
     return fig

@@ -16,7 +16,8 @@ from dyntrace.plots._heatmap import hist_heatmaps, select
 from dyntrace.plots._layout import layer_key, legend, log_if_wide, single, step_label
 from dyntrace.plots.theme import NEUTRAL, layer_colors, series_color
 
-__all__ = ["plot_step_sizes", "plot_step_sizes_compare", "plot_update_ratios", "step_size_quantiles"]
+__all__ = ["plot_step_sizes", "plot_step_sizes_compare", "plot_update_ratios", "step_size_quantiles",
+           "plot_coordinate_quantiles"]
 
 _HOW = "record it with Recorder(..., probes=[..., 'steps'])"
 
@@ -147,3 +148,30 @@ def _optimizer_label(run) -> str:
         lr = groups[0].get("lr")
         return f"{optimizer['class']} (lr {lr:g})" if isinstance(lr, (int, float)) else str(optimizer["class"])
     return run.path
+
+
+def plot_coordinate_quantiles(run, prefix: str, /, *, ax=None, color=None, reference=None):
+    """Quantiles over coordinates of a per-coordinate quantity logged as scalars
+    ``{prefix}_q05``, ``_q25``, ``_q50``, ``_q75``, ``_q95`` (e.g. |Δθ| of each update, or each
+    coordinate's learning rate): the median as a line, 25–75 % and 5–95 % as bands; log y.
+    ``reference``: {label: value} drawn as dotted horizontal lines (e.g. the learning rate).
+    """
+    names = [f"{prefix}_q{q:02d}" for q in (5, 25, 50, 75, 95)]
+    for name in names:
+        if name not in run.scalar_names:
+            raise missing(run, f"scalar {name!r}", "log the quantiles over coordinates with rec.log(...)")
+    steps = run.scalar(names[0])[0]
+    q = np.stack([run.scalar(n)[1] for n in names], axis=1)
+    color = series_color(0) if color is None else color
+    with single(ax) as (fig, ax, owns):
+        ax.fill_between(steps, q[:, 0], q[:, 4], color=color, alpha=0.15, lw=0, label="5–95 %", gid="q05-q95")
+        ax.fill_between(steps, q[:, 1], q[:, 3], color=color, alpha=0.35, lw=0, label="25–75 %", gid="q25-q75")
+        ax.plot(steps, q[:, 2], color=color, lw=2.0, label="median", gid="median")
+        for k, (label, value) in enumerate((reference or {}).items()):
+            ax.axhline(value, color="k", lw=1.0, ls=(":", "--")[k % 2], label=label, gid=f"reference:{label}")
+            ax.annotate(label, (0.99, value), xycoords=("axes fraction", "data"), ha="right", va="bottom",
+                        fontsize="small", annotation_clip=True)
+        ax.set_yscale("log")
+        step_label(ax)
+        legend(ax, owns=owns)
+    return fig

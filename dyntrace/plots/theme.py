@@ -26,6 +26,7 @@ __all__ = [
     "layer_colors",
     "series_color",
     "method_color",
+    "method_colors",
 ]
 
 #: Distinct colours for up to eight series (seaborn "colorblind" without its grey).
@@ -50,7 +51,7 @@ METHOD_COLORS = {
     "adamw": "#e69f00",
     "radam": "#7570b3",
     "lookahead": "#e7298a",
-    "adam+warmup": "#cc3311",
+    "adam+warmup": "#56b4e9",  # sky blue: apart from Adam's vermillion, with which it is always drawn
     "lbfgs": "#117733",
     # normalisation
     "none": "#222222",
@@ -62,13 +63,28 @@ METHOD_COLORS = {
     "sigmoid": "#0173b2",
     "tanh": "#029e73",
     "relu": "#d55e00",
-    "leakyrelu": "#e69f00",
+    "leakyrelu": "#882255",  # wine: apart from ReLU's vermillion when the two are compared
     "elu": "#a6761d",
     "gelu": "#7570b3",
     "silu": "#e7298a",
     "swish": "#e7298a",
     "softsign": "#56b4e9",
     "linear": "#222222",
+    # learning-rate schedules
+    "constant": "#222222",
+    "step": "#0173b2",
+    "exponential": "#029e73",
+    "staircase": "#e69f00",
+    "inversetime": "#882255",
+    "k/√t": "#a6761d",
+    "warmup+cosine": "#d55e00",
+    # regularisers (the overfitting figure)
+    "weightdecay": "#029e73",
+    "dropout": "#cc78bc",
+    "earlystopping": "#0173b2",
+    # data splits: training blue, validation orange, in every figure with both
+    "train": "#0173b2",
+    "validation": "#de8f05",
 }
 #: Grey for context series (the learning rate, plateau shading, reference lines).
 NEUTRAL = "#949494"
@@ -136,3 +152,18 @@ def method_color(name: str, fallback: int = 0):
     if key in METHOD_COLORS:
         return METHOD_COLORS[key]
     return WIDE_PALETTE[fallback % len(WIDE_PALETTE)]
+
+
+def method_colors(names) -> list:
+    """The fixed colours of several methods drawn together (:func:`method_color`), each
+    distinct: a name without a fixed colour, or whose colour another name of the list already
+    has, gets the first :data:`WIDE_PALETTE` colour not yet used."""
+    names = list(names)
+    fixed = [METHOD_COLORS.get("".join(ch for ch in str(n).lower() if ch not in " -_")) for n in names]
+    used, out = set(), []
+    for color in fixed:
+        if color is None or color in used:
+            color = next((c for c in WIDE_PALETTE if c not in used and c not in fixed), WIDE_PALETTE[len(out) % len(WIDE_PALETTE)])
+        used.add(color)
+        out.append(color)
+    return out

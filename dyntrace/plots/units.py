@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 from dyntrace.analysis import decimate
+from dyntrace.kinds import BOUNDED_KINDS
 from dyntrace.plots._data import layer_stat, missing
 from dyntrace.plots._layout import layer_key, layer_labels, single, step_label
 from dyntrace.plots.theme import layer_colors
 
 __all__ = ["plot_saturation", "plot_dead_units", "BOUNDED_KINDS"]
 
-#: Module kinds whose outputs the activations probe counts as saturated near their bounds
-#: (the keys of dyntrace.probes.activations.BOUNDS, repeated here because that module
-#: imports torch; a test keeps the two equal).
-BOUNDED_KINDS = ("sigmoid", "hardsigmoid", "softmax", "tanh", "softsign", "hardtanh")
 
-
-def _fraction_lines(run, ax, owns, stat, keep, *, ylabel, title, max_points):
+def _fraction_lines(run, ax, owns, stat, keep, *, ylabel, title, max_points, units=False):
     steps, names, values = layer_stat(run, "activations", stat)
     colors = layer_colors(len(names))
     handles, shown = [], []
@@ -30,7 +26,7 @@ def _fraction_lines(run, ax, owns, stat, keep, *, ylabel, title, max_points):
     ax.set_ylabel(ylabel)
     step_label(ax)
     ax.set_title(title)
-    labels = layer_labels(run, "activations", shown)
+    labels = layer_labels(run, "activations", shown, units=units)
     layer_key(ax, owns=owns, handles=handles, labels=labels, colors=[colors[names.index(n)] for n in shown], n_total=len(names))
 
 
@@ -67,12 +63,14 @@ def plot_saturation(run, /, *, ax=None, max_points: int = 2000):
 
 
 def plot_dead_units(run, /, *, ax=None, persistent: bool = False, max_points: int = 2000):
-    """Fraction of each layer's units that are dead: exactly zero for every sample of the
-    record step's batch (``persistent``: dead for the probe's ``dead_patience`` consecutive
-    records). Raises MissingDataError without the 'activations' probe."""
+    """Fraction of each layer's units that are dead: exactly zero for every sample (and
+    position) of the record step's batch (``persistent``: dead for the probe's
+    ``dead_patience`` consecutive records). Units are features (the last dim of (N, C) and
+    (N, T, C)) or channels (dim 1 of (N, C, H, W)), as recorded per layer; the legend says
+    which and how many. Raises MissingDataError without the 'activations' probe."""
     stat = "frac_dead_persistent" if persistent else "frac_dead"
     what = "for several records in a row" if persistent else "for the whole batch"
     with single(ax) as (fig, ax, owns):
         _fraction_lines(run, ax, owns, stat, lambda name: True, ylabel="fraction of units dead",
-                        title=f"Dead units per layer (zero {what})", max_points=max_points)
+                        title=f"Dead units per layer (zero {what})", max_points=max_points, units=True)
     return fig

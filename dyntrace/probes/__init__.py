@@ -6,7 +6,9 @@ from dyntrace.errors import UnknownNameError
 from dyntrace.probes.activations import ActivationsProbe
 from dyntrace.probes.adaptive import AdaptiveProbe
 from dyntrace.probes.base import Probe, RecordContext
+from dyntrace.probes.curvature import CurvatureProbe
 from dyntrace.probes.gradients import GradientsProbe
+from dyntrace.probes.noise_scale import NoiseScaleProbe
 from dyntrace.probes.scalars import ScalarsProbe
 from dyntrace.probes.steps import StepsProbe
 from dyntrace.probes.weights import WeightsProbe
@@ -20,17 +22,23 @@ PROBES: dict[str, type[Probe]] = {
     "weights": WeightsProbe,
     "steps": StepsProbe,
     "adaptive": AdaptiveProbe,
+    "noise_scale": NoiseScaleProbe,
+    "curvature": CurvatureProbe,
 }
 
 DEFAULT_PROBES = ("scalars", "activations", "gradients", "weights")
 
 
 def make_probes(spec=None) -> list[Probe]:
-    """Probe objects from None (the default set), "all", or a list of names and/or probes."""
+    """Probe objects from None (the default set), "all", or a list of names and/or probes.
+
+    "all" leaves out the probes that cannot be made by name alone (``in_all = False``: the
+    curvature probe needs a loss).
+    """
     if spec is None:
         spec = DEFAULT_PROBES
     elif spec == "all":
-        spec = tuple(PROBES)
+        spec = tuple(name for name, cls in PROBES.items() if getattr(cls, "in_all", True))
     elif isinstance(spec, (str, Probe)):
         spec = [spec]
     probes = []

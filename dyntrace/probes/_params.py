@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from dyntrace.summaries import DEFAULT_HIST_SAMPLE, FieldSpec, ProbeLayout, split_summary, summarise_tensors, tensor_fields
+from dyntrace.checks import check_int
+from dyntrace.summaries import DEFAULT_HIST_SAMPLE, FieldSpec, ProbeLayout, edges_tensor, split_summary, summarise_tensors, tensor_fields
 
 __all__ = ["ParameterTensorProbe"]
 
@@ -17,14 +19,11 @@ class ParameterTensorProbe:
     """
 
     magnitude = True
-    centred = False  # sums around the sample mean: for values clustered far from 0
     unit = ""
     hist_description = ""
 
     def __init__(self, *, hist_sample: int = DEFAULT_HIST_SAMPLE):
-        if hist_sample < 1:
-            raise ValueError(f"Invalid hist_sample: {hist_sample} (expected >= 1)")
-        self.hist_sample = hist_sample
+        self.hist_sample = check_int("hist_sample", hist_sample, low=1)
         self._packed: torch.Tensor | None = None
 
     def layout(self, ctx) -> ProbeLayout:
@@ -33,6 +32,7 @@ class ParameterTensorProbe:
             names=ctx.param_names,
             fields=tensor_fields(bins, unit=self.unit, hist_description=self.hist_description)
             + [FieldSpec("edges", "float64", (bins + 1,), static=True, unit=self.unit)],
+            labels={"role": ctx.param_roles()},
             attrs={"nonfinite_scope": "tensor", "hist_sample": self.hist_sample, "hist_scale": "log10_abs" if self.magnitude else "value"},
         )
 
@@ -55,7 +55,9 @@ class ParameterTensorProbe:
                 tensor = None
             tensors.append(tensor)
         self._packed = (
-            summarise_tensors(tensors, self.edges_spec(), cap=self.hist_sample, magnitude=self.magnitude, centred=self.centred)
+            summarise_tensors(
+                tensors, self.edges_spec(), cap=self.hist_sample, magnitude=self.magnitude, device=ctx.device
+            )
             if tensors
             else None
         )
@@ -67,10 +69,13 @@ class ParameterTensorProbe:
         self._packed = None
         return fields
 
-    def static(self, ctx) -> dict[str, torch.Tensor]:
+    def static(self, ctx) -> dict:
         lo, hi, bins = self.edges_spec()
-        edges = torch.linspace(lo, hi, bins + 1, dtype=torch.float64)
-        return {"edges": edges.expand(len(ctx.named_params), -1)}
+        if isinstance(lo, torch.Tensor) or isinstance(hi, torch.Tensor):  # decided on the device
+            edges = edges_tensor(lo, hi, bins, ctx.device)
+            return {"edges": edges.expand(len(ctx.named_params), -1) if edges.dim() == 1 else edges}
+        edges = np.linspace(lo, hi, bins + 1)  # known on the host: no transfer needed
+        return {"edges": np.broadcast_to(edges, (len(ctx.named_params), bins + 1))}
 
     def check(self, ctx, host: dict) -> dict:
         """Count non-finite elements exactly and take moments over the finite ones.

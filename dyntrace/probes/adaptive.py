@@ -12,11 +12,16 @@ Per parameter, by the family of its optimizer (the ``kind`` column of the probe)
   lr_t = lr/(1 + (t − 1)·lr_decay) as torch's Adagrad
 - ``rmsprop``: the running average v (state ``square_avg``, minus ``grad_avg``² when centered)
   and the rate ψ = lr/(√v + ε)
+- ``adamax``: the infinity-norm accumulator u (state ``exp_inf``, u_t = max(β₂u, |g| + ε)) and
+  ψ = 1/u (the update is lr/(1 − β₁ᵗ)·m·ψ)
+- ``adafactor`` (``torch.optim.Adafactor``): the second-moment estimate V̂, rebuilt from the
+  factored row and column statistics (``row_var``, ``col_var``; ``variance`` for vectors) as
+  the optimizer does, and ψ = 1/√max(V̂, ε₁²); the accumulator columns summarise V̂
 
 ψ gets moments and a log10 histogram (the probe's main summary: ``run.stat("adaptive",
 name, "mean")``, ``"std"``, ``run.hist("adaptive", name)``; the coefficient of variation is
 std/mean), the accumulator its sum, min and max. Parameters of an optimizer without such
-state (SGD, Adadelta, Adamax, …) are skipped: their columns stay empty and the probe's group
+state (SGD, Adadelta, ASGD, Rprop, LBFGS, …) are skipped: their columns stay empty and the probe's group
 carries a ``note`` attribute saying so. A wrapper (Lookahead) is looked through to the
 optimizer it holds in ``.optimizer``; the two share ``param_groups``.
 
@@ -33,6 +38,7 @@ import math
 import numpy as np
 import torch
 
+from dyntrace.checks import check_int, check_range
 from dyntrace.probes._params import ParameterTensorProbe
 from dyntrace.probes.base import Probe
 from dyntrace.summaries import DEFAULT_HIST_SAMPLE, FieldSpec, log10_magnitude_edges
@@ -40,7 +46,7 @@ from dyntrace.summaries import DEFAULT_HIST_SAMPLE, FieldSpec, log10_magnitude_e
 __all__ = ["AdaptiveProbe", "FAMILIES", "inner_optimizer", "optimizer_family", "radam_rho", "radam_rectification"]
 
 #: Families of adaptive state the probe reads, and the state tensor holding the accumulator.
-FAMILIES = {"adam": "exp_avg_sq", "adagrad": "sum", "rmsprop": "square_avg"}
+FAMILIES = {"adam": "exp_avg_sq", "adagrad": "sum", "rmsprop": "square_avg", "adamax": "exp_inf", "adafactor": "row_var or variance"}
 #: Thresholds on ρ_t: torch's RAdam (and the authors' code) rectify when ρ_t > 5, the paper when ρ_t > 4.
 TORCH_THRESHOLD = 5.0
 PAPER_THRESHOLD = 4.0
@@ -62,7 +68,7 @@ def inner_optimizer(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
 
 
 def optimizer_family(optimizer: torch.optim.Optimizer, group: dict) -> str:
-    """'adam', 'adagrad', 'rmsprop' or 'none' for one parameter group of ``optimizer``.
+    """'adam', 'adagrad', 'rmsprop', 'adamax', 'adafactor' or 'none' for one parameter group.
 
     Decided from the class (torch's optimizers) or, for other optimizers, from the group's
     hyperparameters: state is created lazily at the first step, so it cannot be read at setup.
@@ -73,8 +79,12 @@ def optimizer_family(optimizer: torch.optim.Optimizer, group: dict) -> str:
         return "adagrad"
     if isinstance(optimizer, torch.optim.RMSprop):
         return "rmsprop"
+    if isinstance(optimizer, torch.optim.Adamax):
+        return "adamax"
+    if type(optimizer).__name__ == "Adafactor" and type(optimizer).__module__.startswith("torch.optim"):
+        return "adafactor"
     if type(optimizer).__module__.startswith("torch.optim"):
-        return "none"  # SGD, Adadelta, Adamax, ASGD, Rprop, LBFGS: no ψ of these kinds
+        return "none"  # SGD, Adadelta, ASGD, Rprop, LBFGS: no per-coordinate adaptive rate
     if "betas" in group and "eps" in group:
         return "adam"
     if "lr_decay" in group and "eps" in group:
@@ -115,23 +125,20 @@ class AdaptiveProbe(ParameterTensorProbe, Probe):
     """
 
     name = "adaptive"
-    centred = True  # ψ clusters tightly around its mean late in training: keep Var[ψ] exact
     unit = "log10 ψ"
     hist_description = "counts of log10 ψ, the per-coordinate adaptive learning rate"
 
     def __init__(self, *, decades=(-6.0, 10.0), per_decade: int = 5, hist_sample: int = DEFAULT_HIST_SAMPLE):
         super().__init__(hist_sample=hist_sample)
-        if len(decades) != 2 or not decades[0] < decades[1] or per_decade < 1:
-            raise ValueError(f"Invalid histogram range: decades={tuple(decades)}, per_decade={per_decade}")
-        self._edges = log10_magnitude_edges(decades[0], decades[1], per_decade)
+        lo, hi = check_range("decades", decades)
+        self._edges = log10_magnitude_edges(lo, hi, check_int("per_decade", per_decade, low=1))
         self._kinds: list[str] = []
         self._index: dict[int, int] = {}
         self._radam = False
         self._inner = None
         self._groups: dict[int, dict] = {}
         self._acc: torch.Tensor | None = None
-        self._steps_host: list[float] = []
-        self._steps_device: dict[int, torch.Tensor] = {}
+        self._steps: list = []  # per parameter: the state's step (a tensor or a number), or NaN
         self._beta2: list[float] = []
 
     # -- layout ----------------------------------------------------------------------------
@@ -193,7 +200,12 @@ class AdaptiveProbe(ParameterTensorProbe, Probe):
             return None
         state = self._inner.state.get(param) if self._inner is not None else None
         group = self._groups.get(id(param))
-        if not state or group is None or FAMILIES[kind] not in state:
+        if not state or group is None:
+            return None
+        if kind == "adafactor":
+            if "variance" not in state and "row_var" not in state:
+                return None
+        elif FAMILIES[kind] not in state:
             return None
         if kind == "adam" and "step" not in state:
             return None  # no bias correction without the step count
@@ -202,30 +214,25 @@ class AdaptiveProbe(ParameterTensorProbe, Probe):
         return kind, state, group
 
     def _read_accumulators(self, ctx):
-        bins_device = self._packed.device if self._packed is not None else torch.device("cpu")
-        rows, steps_host, steps_device, beta2 = [], [], {}, []
+        bins_device = self._packed.device if self._packed is not None else ctx.device
+        rows, steps, beta2 = [], [], []
         nan = float("nan")
         for i, param in enumerate(ctx.params):
             found = self._state(param)
             if found is None:
                 rows.append(_empty_accumulator(bins_device))
-                steps_host.append(nan)
+                steps.append(nan)
                 beta2.append(nan)
                 continue
             kind, state, group = found
-            acc = state[FAMILIES[kind]].detach()
+            acc = _adafactor_variance(state, group) if kind == "adafactor" else state[FAMILIES[kind]].detach()
             lo, hi = torch.aminmax(acc.reshape(-1))
             # summed in the state's precision (a float64 reduction of float32 costs ~10x on a CPU)
             rows.append(torch.stack([acc.sum().double(), lo.double(), hi.double()]).to(bins_device))
-            step = state.get("step", nan)
-            if isinstance(step, torch.Tensor) and step.device.type != "cpu":
-                steps_device[i] = step  # capturable/fused: stays on the device, sent with the summaries
-                steps_host.append(nan)
-            else:
-                steps_host.append(float(step))  # a CPU scalar: no device sync
+            steps.append(state.get("step", nan))  # read with the record's transfer, never here
             beta2.append(float(group["betas"][1]) if kind == "adam" else nan)
         self._acc = torch.stack(rows)
-        self._steps_host, self._steps_device, self._beta2 = steps_host, steps_device, beta2
+        self._steps, self._beta2 = steps, beta2
 
     def tensor_of(self, param):
         found = self._state(param)
@@ -237,17 +244,22 @@ class AdaptiveProbe(ParameterTensorProbe, Probe):
         if kind == "adam":
             v = state["max_exp_avg_sq"] if group.get("amsgrad") and "max_exp_avg_sq" in state else state["exp_avg_sq"]
             beta2 = group["betas"][1]
-            if isinstance(step, torch.Tensor) and step.device.type != "cpu":
-                scale = (1 - beta2**step).sqrt()  # stays on the device
+            if isinstance(step, torch.Tensor):  # on the device (capturable, fused) or a CPU scalar:
+                scale = (1 - beta2 ** step.double()).sqrt()  # used as it is, no sync
             else:
                 scale = math.sqrt(1 - beta2 ** float(step))
             # as torch's Adam: denom = √v / √(1 − β₂ᵗ) + ε; per-record allocation: ψ
             return v.detach().sqrt().div_(scale).add_(eps).reciprocal_()
-        lr = _host_number(group["lr"])
+        if kind == "adamax":
+            return state["exp_inf"].detach().reciprocal()  # eps is inside exp_inf already
+        if kind == "adafactor":
+            eps1 = group["eps"][0] if group["eps"][0] is not None else torch.finfo(param.dtype).eps
+            return _adafactor_variance(state, group).clamp_(min=eps1 * eps1).rsqrt_()
+        lr = group["lr"]  # a number, or a tensor (capturable optimizers): used as it is
         if kind == "adagrad":
             decay = group.get("lr_decay", 0.0)
             if decay:
-                t = step if isinstance(step, torch.Tensor) and step.device.type != "cpu" else float(step)
+                t = step.double() if isinstance(step, torch.Tensor) else step
                 lr = lr / (1 + (t - 1) * decay)
             return state["sum"].detach().sqrt().add_(eps).reciprocal_().mul_(lr)
         v = state["square_avg"].detach()
@@ -261,22 +273,13 @@ class AdaptiveProbe(ParameterTensorProbe, Probe):
             return fields
         acc, self._acc = self._acc, None
         fields.update(acc_sum=acc[:, 0], acc_min=acc[:, 1], acc_max=acc[:, 2])
-        if self._steps_device:  # rare: a step tensor on the device joins the one transfer
-            device = acc.device
-            fields["state_step"] = torch.stack(
-                [
-                    self._steps_device[i].to(device, torch.float64)
-                    if i in self._steps_device
-                    else torch.full((), value, dtype=torch.float64, device=device)
-                    for i, value in enumerate(self._steps_host)
-                ]
-            )
+        fields["state_step"] = _steps_tensor(self._steps, acc.device)
         return fields
 
     def check(self, ctx, host):
         """Exact moments where ψ is not finite (the base class), then ρ_t, r_t on the host."""
         host = super().check(ctx, host)
-        steps = np.asarray(host["state_step"], dtype=np.float64) if "state_step" in host else np.asarray(self._steps_host, dtype=np.float64)
+        steps = np.asarray(host["state_step"], dtype=np.float64)
         beta2 = np.asarray(self._beta2, dtype=np.float64)
         adam = np.array([kind == "adam" for kind in self._kinds]) & np.isfinite(beta2) & (steps >= 1)
         rho = np.where(adam, radam_rho(np.where(adam, steps, 1.0), np.where(adam, beta2, 0.5)), np.nan)
@@ -301,6 +304,32 @@ def _empty_accumulator(device) -> torch.Tensor:
     return out
 
 
-def _host_number(value) -> float:
-    """A learning rate as a float (torch allows a 0-d CPU tensor: no device sync)."""
-    return float(value)
+def _adafactor_variance(state, group) -> torch.Tensor:
+    """Adafactor's second-moment estimate V̂ as ``torch.optim.Adafactor`` rebuilds it: the
+    outer product of the row and column statistics over the mean row statistic (factored,
+    ≥ 2-D parameters), or the kept ``variance`` (vectors). A new tensor (per-record allocation)."""
+    if state.get("row_var") is not None and state.get("col_var") is not None:
+        row, col = state["row_var"].detach(), state["col_var"].detach()
+        eps1 = group["eps"][0] if group["eps"][0] is not None else torch.finfo(row.dtype).eps
+        return (row @ col).div_(row.mean(dim=-2, keepdim=True).clamp(min=eps1))
+    return state["variance"].detach().clone()
+
+
+def _steps_tensor(steps: list, device) -> torch.Tensor:
+    """The state's step of every parameter as one float64 vector, for the record's transfer.
+
+    Torch keeps ``step`` as a CPU scalar tensor (a number in old optimizers), or on the
+    device for capturable/fused optimizers. The vector stays on the CPU when every step is
+    there — the transfer then reads it without touching the GPU — and goes to ``device``
+    only when some step already lives on it.
+    """
+    on_device = any(isinstance(s, torch.Tensor) and s.device.type != "cpu" for s in steps)
+    where = device if on_device else torch.device("cpu")
+    return torch.stack(
+        [
+            s.detach().to(where, torch.float64).reshape(())
+            if isinstance(s, torch.Tensor)
+            else torch.full((), float(s), dtype=torch.float64, device=where)
+            for s in steps
+        ]
+    )

@@ -28,6 +28,9 @@ class Probe:
     #: the batch), so its summaries are reduced over the ranks; False if it is the same on
     #: every rank (parameters and gradients under DDP) and rank 0's is recorded.
     sharded: bool = False
+    #: Set True when static fields change after they were written (e.g. the histogram range
+    #: of a layer first seen after the first record): the recorder asks :meth:`static` again.
+    statics_changed: bool = False
 
     def setup(self, ctx: "RecordContext") -> ProbeLayout | None:
         """Declare the tensors and fields this probe writes; None if it writes no columns."""
@@ -44,11 +47,18 @@ class Probe:
         """On a record step, right after ``optimizer.step()``."""
 
     def collect(self, ctx: "RecordContext") -> dict[str, torch.Tensor]:
-        """This record's per-record fields, each shaped [T, *shape], still on the device."""
+        """This record's per-record fields, each shaped [T, *shape], still on the device.
+
+        Every tensor made here is made on the device of what it summarises (``device=``);
+        no ``.item()``, ``.cpu()``, ``bincount``, ``nonzero`` or boolean-mask indexing: the
+        recorder moves every probe's summaries to the host in one transfer.
+        """
         return {}
 
-    def static(self, ctx: "RecordContext") -> dict[str, torch.Tensor]:
-        """Static fields (bin edges, unit counts), asked for once, after the first collect."""
+    def static(self, ctx: "RecordContext") -> dict:
+        """Static fields (bin edges, unit counts): tensors on the device, or numpy arrays for
+        values known on the host. Asked for after each collect until written once (and again
+        when :attr:`statics_changed`); the probe's records are written only after them."""
         return {}
 
     def check(self, ctx: "RecordContext", host: dict) -> dict:
@@ -75,6 +85,14 @@ class RecordContext:
         self.scalars: dict[str, torch.Tensor] = {}
 
     @property
+    def device(self) -> torch.device:
+        """Where summaries of the model live when a probe has no tensor to take a device from:
+        the first parameter's device (CPU for a model without parameters)."""
+        for _, p in self.named_params:
+            return p.device
+        return torch.device("cpu")
+
+    @property
     def param_names(self) -> list[str]:
         return [name for name, _ in self.named_params]
 
@@ -82,10 +100,43 @@ class RecordContext:
     def params(self) -> list[torch.nn.Parameter]:
         return [p for _, p in self.named_params]
 
+    def param_roles(self) -> list[str]:
+        """What each parameter is to this run, in ``named_params`` order (decided at setup):
+
+        - "trainable": requires grad and is stepped by the recorded optimizer;
+        - "frozen": ``requires_grad=False`` (a frozen backbone);
+        - "not_stepped": requires grad but is in none of the optimizer's parameter groups
+          (stepped by another optimizer, as a GAN's discriminator, or by nothing);
+        - "sparse": owned by a module with ``sparse=True`` (``nn.Embedding``): sparse gradients.
+
+        Only "trainable" parameters take part in gradient-flow figures and diagnoses by default.
+        """
+        optimizer = self.optimizer
+        for _ in range(8):  # wrappers (Lookahead) hold the optimizer whose groups they share
+            inner = getattr(optimizer, "optimizer", None)
+            if not isinstance(inner, torch.optim.Optimizer):
+                break
+            optimizer = inner
+        stepped = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        stepped |= {id(p) for group in self.optimizer.param_groups for p in group["params"]}
+        sparse = {id(p) for m in self.module.modules() if getattr(m, "sparse", False) is True for p in m.parameters(recurse=False)}
+        roles = []
+        for p in self.params:
+            if not p.requires_grad:
+                roles.append("frozen")
+            elif id(p) not in stepped:
+                roles.append("not_stepped")
+            elif id(p) in sparse:
+                roles.append("sparse")
+            else:
+                roles.append("trainable")
+        return roles
+
     def take_snapshot(self) -> None:
         """Copy every parameter on its device (one pass; only on record steps that need it)."""
-        with torch.no_grad():
-            self._snapshot = [p.detach().clone() for p in self.params]  # per-record allocation
+        with torch.no_grad():  # one fused copy of every parameter: a per-record allocation
+            params = [p.detach() for p in self.params]
+            self._snapshot = list(torch._foreach_mul(params, 1)) if params else []
 
     @property
     def snapshot(self) -> list[torch.Tensor] | None:
@@ -106,6 +157,14 @@ class RecordContext:
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The module inside a DistributedDataParallel / DataParallel wrapper, else the model."""
+    """The module inside DistributedDataParallel / DataParallel wrappers and ``torch.compile``
+    (its ``_orig_mod``), else the model: names in the file carry no ``module.``/``_orig_mod.``."""
     wrappers = (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)
-    return model.module if isinstance(model, wrappers) else model
+    for _ in range(8):  # wrappers of wrappers (a compiled DDP model), never a cycle
+        if isinstance(model, wrappers):
+            model = model.module
+        elif type(model).__name__ == "OptimizedModule" and isinstance(getattr(model, "_orig_mod", None), torch.nn.Module):
+            model = model._orig_mod
+        else:
+            break
+    return model

@@ -6,6 +6,7 @@ accumulation and several parameter groups need nothing special. Norm = √sumsq.
 
 from __future__ import annotations
 
+from dyntrace.checks import check_int, check_range
 from dyntrace.probes._params import ParameterTensorProbe
 from dyntrace.probes.base import Probe
 from dyntrace.summaries import DEFAULT_HIST_SAMPLE, log10_magnitude_edges
@@ -26,9 +27,8 @@ class GradientsProbe(ParameterTensorProbe, Probe):
 
     def __init__(self, *, decades=(-12.0, 4.0), per_decade: int = 5, hist_sample: int = DEFAULT_HIST_SAMPLE):
         super().__init__(hist_sample=hist_sample)
-        if decades[0] >= decades[1] or per_decade < 1:
-            raise ValueError(f"Invalid histogram range: decades={decades}, per_decade={per_decade}")
-        self._edges = log10_magnitude_edges(decades[0], decades[1], per_decade)
+        lo, hi = check_range("decades", decades)
+        self._edges = log10_magnitude_edges(lo, hi, check_int("per_decade", per_decade, low=1))
 
     def setup(self, ctx):
         return self.layout(ctx)

@@ -1,55 +1,71 @@
 """Whole-model scalars on record steps: gradient norm, parameter norm, update norm, distance.
 
-- ``grad_norm``   ‖g‖₂ over all parameters, after backward
+- ``grad_norm``   ‖g‖₂ over all parameters, once the gradients are final
 - ``param_norm``  ‖θ‖₂ after the step
 - ``update_norm`` ‖θ_after − θ_before‖₂ of this step
-- ``dist_init``   ‖θ − θ₀‖₂, the distance travelled from the first recorded weights
+- ``dist_init``   ‖θ − θ₀‖₂, the distance travelled from the first recorded weights (opt-in:
+  it keeps a copy of θ₀, model-sized, and costs two more passes over the weights a record)
 
 They go to the run's scalar log next to the loss. (The loss, every logged scalar and each
-param group's learning rate are logged on every step by the recorder itself.)
+param group's learning rate are logged on every step by the recorder itself.) Every norm is
+one fused ``torch._foreach_norm`` over all tensors (and one ``_foreach_sub`` for the
+differences), whatever the number of parameters.
 """
 
 from __future__ import annotations
 
 import torch
 
+from dyntrace.checks import check_bool
 from dyntrace.probes.base import Probe
 
 __all__ = ["ScalarsProbe"]
 
 
-def _global_norm(tensors) -> torch.Tensor:
-    """‖(t₁, t₂, …)‖₂: per-tensor norms in the tensors' precision (a float64 norm copies the
-    tensor on the CPU), combined in float64."""
-    norms = [torch.linalg.vector_norm(t.detach()).double() for t in tensors if t is not None]
-    if not norms:
-        return torch.zeros((), dtype=torch.float64)
-    device = norms[0].device
-    return torch.linalg.vector_norm(torch.stack([n.to(device) for n in norms]))
+def _global_norm(tensors: list, device) -> torch.Tensor:
+    """‖(t₁, t₂, …)‖₂ as a float64 0-d tensor on ``device`` (0 when there is no tensor).
+
+    Per-tensor norms in the tensors' precision (a float64 norm copies each tensor on the CPU)
+    by one fused ``_foreach_norm``, combined in float64.
+    """
+    tensors = [t for t in tensors if t is not None and t.numel()]
+    if not tensors:
+        return torch.zeros((), dtype=torch.float64, device=device)
+    norms = torch._foreach_norm(tensors)
+    return torch.linalg.vector_norm(torch.stack([n.to(device, torch.float64) for n in norms]))
 
 
 class ScalarsProbe(Probe):
-    """Global norms on record steps. Option ``distance_from_init`` keeps a copy of θ₀ (model-sized)."""
+    """Global norms on record steps.
+
+    Args:
+        distance_from_init: also record ``dist_init`` = ‖θ − θ₀‖₂; keeps a copy of the first
+            recorded weights on their device (default: False).
+    """
 
     name = "scalars"
     needs_snapshot = True
 
-    def __init__(self, *, distance_from_init: bool = True):
-        self.distance_from_init = distance_from_init
+    def __init__(self, *, distance_from_init: bool = False):
+        self.distance_from_init = check_bool("distance_from_init", distance_from_init)
         self._initial: list[torch.Tensor] | None = None
 
     def before_step(self, ctx):
-        ctx.emit_scalar("grad_norm", _global_norm(p.grad for p in ctx.params if p.grad is not None and not p.grad.is_sparse))
+        grads = [p.grad.detach() for p in ctx.params if p.grad is not None and not p.grad.is_sparse]
+        ctx.emit_scalar("grad_norm", _global_norm(grads, ctx.device))
         if self.distance_from_init and self._initial is None:
             self._initial = [t.clone() for t in ctx.snapshot]  # once per run: a model-sized copy
 
     def after_step(self, ctx):
         with torch.no_grad():
             params = [p.detach() for p in ctx.params]
-            ctx.emit_scalar("param_norm", _global_norm(params))
-            ctx.emit_scalar("update_norm", _global_norm(p - s for p, s in zip(params, ctx.snapshot)))
-            if self._initial is not None:
-                ctx.emit_scalar("dist_init", _global_norm(p - s for p, s in zip(params, self._initial)))
+            ctx.emit_scalar("param_norm", _global_norm(params, ctx.device))
+            if params:  # one fused subtraction for every parameter: a per-record allocation
+                ctx.emit_scalar("update_norm", _global_norm(torch._foreach_sub(params, ctx.snapshot), ctx.device))
+                if self._initial is not None:
+                    ctx.emit_scalar("dist_init", _global_norm(torch._foreach_sub(params, self._initial), ctx.device))
+            else:
+                ctx.emit_scalar("update_norm", _global_norm([], ctx.device))
 
     def options(self):
         return {"distance_from_init": self.distance_from_init}

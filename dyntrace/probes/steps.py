@@ -34,9 +34,25 @@ import math
 
 import torch
 
+from dyntrace.checks import check_int, check_range
 from dyntrace.probes._params import ParameterTensorProbe, _finite
 from dyntrace.probes.base import Probe
-from dyntrace.summaries import DEFAULT_HIST_SAMPLE, FieldSpec, empty_summary, log10_magnitude_edges, split_summary, strided_sample, summarise_tensor
+from dyntrace.summaries import (
+    COUNT,
+    DEFAULT_HIST_SAMPLE,
+    HIST_COUNT,
+    MAX,
+    MIN,
+    NONFINITE,
+    ZERO,
+    FieldSpec,
+    empty_summary,
+    log10_magnitude_edges,
+    split_summary,
+    strided_sample,
+    summarise_tensor,
+    summarise_tensors,
+)
 
 __all__ = ["StepsProbe"]
 
@@ -64,9 +80,8 @@ class StepsProbe(ParameterTensorProbe, Probe):
 
     def __init__(self, *, decades=(-10.1, 5.9), per_decade: int = 5, hist_sample: int = DEFAULT_HIST_SAMPLE):
         super().__init__(hist_sample=hist_sample)
-        if len(decades) != 2 or not decades[0] < decades[1] or per_decade < 1:
-            raise ValueError(f"Invalid histogram range: decades={tuple(decades)}, per_decade={per_decade}")
-        self._edges = log10_magnitude_edges(decades[0], decades[1], per_decade)
+        lo, hi = check_range("decades", decades)
+        self._edges = log10_magnitude_edges(lo, hi, check_int("per_decade", per_decade, low=1))
         self._grads: list | None = None
         self._extra: torch.Tensor | None = None
 
@@ -97,20 +112,51 @@ class StepsProbe(ParameterTensorProbe, Probe):
         snapshot = ctx.snapshot
         if snapshot is None or self._grads is None:
             raise RuntimeError("no snapshot of the parameters before the step")
-        rows, extras = [], []
-        with torch.no_grad():
-            for (name, param), before, grad in zip(ctx.named_params, snapshot, self._grads):
-                row, extra = self._measure(ctx, name, param.detach(), before, grad)
-                rows.append(row)
-                extras.append(extra)
-        if not rows:
+        if not ctx.named_params:
             return
-        device = rows[0].device
+        with torch.no_grad():
+            params = [p.detach() for p in ctx.params]
+            regular = [i for i, (p, g) in enumerate(zip(params, self._grads)) if _regular(p, g)]
+            rows, extras = [None] * len(params), [None] * len(params)
+            if regular:  # every ordinary parameter at once: fused ops, one batched summary
+                packed, extra = self._measure_all([params[i] for i in regular], [snapshot[i] for i in regular],
+                                                  [self._grads[i].detach() for i in regular], ctx.device)
+                for k, i in enumerate(regular):
+                    rows[i], extras[i] = packed[k], extra[k]
+            for i, (name, _) in enumerate(ctx.named_params):
+                if rows[i] is None:  # no gradient, sparse, complex, misshapen or empty: one by one
+                    rows[i], extras[i] = self._measure(ctx, name, params[i], snapshot[i], self._grads[i])
+        device = ctx.device
         self._packed = torch.stack([r.to(device) for r in rows])
         self._extra = torch.stack([e.to(device) for e in extras])
         synced = getattr(ctx.optimizer, "synced", None)
         if synced is not None:  # Lookahead and any optimizer that says when it synced
             ctx.emit_scalar("synced", torch.full((), float(bool(synced)), dtype=torch.float64, device=device))
+
+    def _measure_all(self, params, befores, grads, device):
+        """Packed η_eff summaries [T, …] and _EXTRA rows [T, 7] of ordinary parameters.
+
+        Δθ for every parameter in one fused subtraction (a per-record allocation the size of
+        the parameters, then reused for η_eff), the three norms in three fused ``_foreach_norm``
+        calls, η_eff = |Δθ/g| by two fused in-place ops and the summaries in one batched
+        :func:`summarise_tensors`; a dot, a zero count and the minimum stay per tensor.
+        """
+        deltas = torch._foreach_sub(params, befores)
+        norms = [_norms(ts, device) for ts in (deltas, befores, grads)]
+        dots = torch.stack([_dot(d, g).to(device) for d, g in zip(deltas, grads)]).double()
+        n_zero = torch.stack([(g.numel() - torch.count_nonzero(g)).to(device) for g in grads]).double()
+        sample_zero = torch.stack([(strided_sample(g.reshape(-1), self.hist_sample) == 0).sum().to(device) for g in grads]).double()
+        # η_eff in Δθ's buffers. Where g = 0 the quotient is +inf (Δθ ≠ 0) or NaN (Δθ = 0): made
+        # +inf first, so that the minimum is over g ≠ 0, then 0, so that the g = 0 coordinates
+        # add nothing to sum, sumsq, max or the log histogram (zeros are not binned); collect()
+        # takes them out of count and zero. No boolean mask needed.
+        etas = torch._foreach_abs_(torch._foreach_div_(deltas, grads)) or deltas
+        mins = torch.stack([e.nan_to_num_(nan=math.inf, posinf=math.inf).amin().to(device) for e in etas]).double()
+        for e in etas:
+            e.nan_to_num_(posinf=0.0)
+        packed = summarise_tensors(etas, self._edges, cap=self.hist_sample, magnitude=True, device=device)
+        extra = torch.stack([n_zero, sample_zero, mins, norms[0], norms[1], norms[2], dots], dim=1)
+        return packed, extra
 
     def _measure(self, ctx, name, param, before, grad):
         """The raw packed η_eff summary and the _EXTRA row of one parameter, on its device.
@@ -127,7 +173,7 @@ class StepsProbe(ParameterTensorProbe, Probe):
             # row counts them as zeros for collect() to take out again, as for any g = 0.
             missing = float(param.numel()) if grad is None else 0.0
             row = empty_summary(self._edges[2], param.device)
-            row[0] = row[5] = missing
+            row[COUNT] = row[ZERO] = missing
             zero = torch.zeros((), dtype=torch.float64, device=param.device)
             extra = torch.stack([zero + missing, zero, zero + math.inf, _norm(delta), _norm(before), zero, zero])
             return row, extra
@@ -152,12 +198,12 @@ class StepsProbe(ParameterTensorProbe, Probe):
         packed, extra = self._packed, self._extra
         self._packed = self._extra = None
         n_zero = extra[:, 0]
-        packed[:, 0] -= n_zero  # count: coordinates with g ≠ 0
-        packed[:, 5] -= n_zero  # zero: g ≠ 0 but Δθ = 0
-        packed[:, 6] = 0.0  # non-finite η_eff were zeroed; check() counts them exactly
-        packed[:, 7] -= extra[:, 1]  # hist_count: the sample's g ≠ 0 coordinates
-        packed[:, 3] = extra[:, 2]  # min over g ≠ 0 (+inf if none)
-        packed[:, 4] = torch.where(packed[:, 0] > 0, packed[:, 4], -math.inf)
+        packed[:, COUNT] -= n_zero  # coordinates with g ≠ 0
+        packed[:, ZERO] -= n_zero  # g ≠ 0 but Δθ = 0
+        packed[:, NONFINITE] = 0.0  # non-finite η_eff were zeroed; check() counts them exactly
+        packed[:, HIST_COUNT] -= extra[:, 1]  # the sample's g ≠ 0 coordinates
+        packed[:, MIN] = extra[:, 2]  # min over g ≠ 0 (+inf if none)
+        packed[:, MAX] = torch.where(packed[:, COUNT] > 0, packed[:, MAX], -math.inf)
         fields = split_summary(packed)
         update, param, grad = extra[:, 3], extra[:, 4], extra[:, 5]
         fields.update(
@@ -208,6 +254,27 @@ class StepsProbe(ParameterTensorProbe, Probe):
 
     def options(self):
         return {**super().options(), "decades": list(self._edges[:2]), "bins": self._edges[2]}
+
+
+def _regular(param: torch.Tensor, grad) -> bool:
+    """A parameter whose η_eff the batched path measures: a dense real gradient of its shape."""
+    return (
+        grad is not None and not grad.is_sparse and grad.shape == param.shape and param.numel() > 0
+        and param.is_floating_point() and not param.is_complex() and grad.dtype == param.dtype
+    )
+
+
+def _norms(tensors: list, device) -> torch.Tensor:
+    """‖t‖₂ of every tensor as float64 [T] on ``device``: one fused ``_foreach_norm`` per kind,
+    half types accumulated in float32 (their range a norm can exceed), others in their own."""
+    out = [None] * len(tensors)
+    for narrow in (True, False):
+        index = [i for i, t in enumerate(tensors) if (t.element_size() < 4) == narrow]
+        if index:
+            norms = torch._foreach_norm([tensors[i] for i in index], 2, dtype=torch.float32) if narrow else torch._foreach_norm([tensors[i] for i in index])
+            for i, n in zip(index, norms):
+                out[i] = n.to(device, torch.float64)
+    return torch.stack(out)
 
 
 def _norm(x: torch.Tensor) -> torch.Tensor:

@@ -1,40 +1,60 @@
 """Per-parameter weight statistics: moments, norm and a value histogram.
 
 Read before ``optimizer.step()``, i.e. the weights the record step's forward pass used. The
-histogram is symmetric around 0; its range is fixed from the first record (1.5 × the
-largest |w| then), so a time × value heatmap needs no re-binning; weights that later grow
-past it land in the overflow bins.
+histogram's range follows the weights: at every record each parameter's histogram spans
+[−h, h] with h the largest |w| rounded up to a readable number (1, 2, 2.5, 5 × 10ᵏ), stored
+per record as ``hist_lo``/``hist_hi``; the ``bins`` equal bins fill it. So weights that grow
+(or shrink) over training are always binned in range, with full resolution at every record;
+the reader's :meth:`~dyntrace.io.reader.Run.hist` gives the edges of each record, and the
+figures re-bin them onto one grid for a time × value heatmap.
 """
 
 from __future__ import annotations
 
-import math
-
+import numpy as np
 import torch
 
+from dyntrace.checks import check_int
 from dyntrace.probes._params import ParameterTensorProbe
 from dyntrace.probes.base import Probe
-from dyntrace.summaries import DEFAULT_HIST_SAMPLE
+from dyntrace.summaries import DEFAULT_HIST_SAMPLE, FieldSpec, nice_ceiling
 
 __all__ = ["WeightsProbe"]
 
 
 class WeightsProbe(ParameterTensorProbe, Probe):
-    """Weights of every parameter on record steps. Options: ``bins`` (default 64), ``hist_sample``."""
+    """Weights of every parameter on record steps, with a value histogram whose range follows them.
+
+    h = nice_ceiling(max |w|) per parameter and record; bins cover [−h, h].
+
+    Args:
+        bins: bins of the value histogram (default: 64).
+        hist_sample: elements binned per tensor (default: 16384; the moments are exact).
+    """
 
     name = "weights"
     magnitude = False
-    hist_description = "counts of weight values"
+    hist_description = "counts of weight values in equal bins on [hist_lo, hist_hi] of the record"
 
     def __init__(self, *, bins: int = 64, hist_sample: int = DEFAULT_HIST_SAMPLE):
         super().__init__(hist_sample=hist_sample)
-        if bins < 2:
-            raise ValueError(f"Invalid bins: {bins} (expected >= 2)")
-        self.bins = bins
-        self._limit: float | None = None
+        self.bins = check_int("bins", bins, low=2)
+        self._limit: torch.Tensor | None = None  # [T]: this record's h per parameter
 
     def setup(self, ctx):
-        return self.layout(ctx)
+        layout = self.layout(ctx)
+        for spec in layout.fields:
+            if spec.name == "edges":  # the unit grid; a record's edges are lo + (hi − lo) · edges
+                layout.fields[layout.fields.index(spec)] = FieldSpec(
+                    "edges", "float64", (self.bins + 1,), static=True,
+                    description="bin edges as fractions of [hist_lo, hist_hi]: edges = lo + (hi - lo) * this",
+                )
+        layout.fields += [
+            FieldSpec("hist_lo", reduce="min", description="lower end of this record's histogram range (−h)"),
+            FieldSpec("hist_hi", reduce="max", description="upper end of this record's histogram range (h)"),
+        ]
+        layout.attrs["hist_range"] = "per_record"
+        return layout
 
     def n_bins(self):
         return self.bins
@@ -46,23 +66,28 @@ class WeightsProbe(ParameterTensorProbe, Probe):
         return param
 
     def before_step(self, ctx):
-        if self._limit is None:
-            # Once per run: one host sync fixes the histogram range for good.
-            with torch.no_grad():
-                largest = max((float(p.detach().abs().max()) for p in ctx.params if p.numel()), default=1.0)
-            self._limit = _nice_ceiling(1.5 * largest)
+        with torch.no_grad():
+            params = [p.detach() for p in ctx.params]
+            if not params:
+                self._limit = None
+                return
+            # one fused pass for every parameter's largest |w|, on the device (no sync); an
+            # empty parameter gets h = 1. The margin keeps a max |w| that is itself a round
+            # number (a constant init) inside the last bin instead of on the overflow edge.
+            tops = [t.double() for t in torch._foreach_norm([p if p.numel() else p.new_zeros(1) for p in params], float("inf"))]
+            largest = torch.stack([t.to(ctx.device) for t in tops])
+            self._limit = nice_ceiling(largest * (1 + 1e-6))
         self._summarise(ctx)
+
+    def collect(self, ctx):
+        fields = super().collect(ctx)
+        if fields and self._limit is not None:
+            fields["hist_lo"], fields["hist_hi"] = -self._limit, self._limit
+        return fields
+
+    def static(self, ctx):
+        unit = np.linspace(0.0, 1.0, self.bins + 1)  # known on the host: no transfer needed
+        return {"edges": np.broadcast_to(unit, (len(ctx.named_params), self.bins + 1))}
 
     def options(self):
         return {**super().options(), "bins": self.bins}
-
-
-def _nice_ceiling(value: float) -> float:
-    """The smallest of 1, 2, 2.5, 5 × 10^k at or above ``value`` (a readable axis limit)."""
-    if not math.isfinite(value) or value <= 0:
-        return 1.0
-    power = 10 ** math.floor(math.log10(value))
-    for mantissa in (1, 2, 2.5, 5, 10):
-        if mantissa * power >= value:
-            return mantissa * power
-    return 10 * power

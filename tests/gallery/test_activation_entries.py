@@ -1,5 +1,5 @@
-"""The numpy helpers behind the activation entries: roughness, sweep curves, layer densities,
-and grouping runs by init scale."""
+"""The numpy helpers behind the activation entries: sweep curves, layer densities, and grouping
+runs by init scale (roughness: tests/analysis/test_stats.py)."""
 
 import numpy as np
 import pytest
@@ -7,39 +7,6 @@ import pytest
 from dyntrace.plots.activation_functions import _curves
 from dyntrace.plots.batchnorm_grid import _scale
 from dyntrace.plots.init_histograms import layer_densities
-from dyntrace.plots.output_landscape import roughness
-
-
-class TestRoughness:
-    def test_a_plane_is_zero(self):
-        y, x = np.mgrid[-5:5:50j, -5:5:50j]
-        assert roughness(3 * x - 2 * y + 1) == pytest.approx(0, abs=1e-13)
-
-    def test_a_paraboloid_by_hand(self):
-        # f = x² + y² on unit spacing: the 5-point Laplacian is 4 everywhere; range 2·20²
-        y, x = np.mgrid[-20:21, -20:21].astype(float)
-        assert roughness(x**2 + y**2) == pytest.approx(4 / 800)
-
-    def test_more_creases_are_rougher(self):
-        # a triangle wave with k periods across the grid: k times the creases, same range
-        x = np.linspace(0, 1, 201)
-        X, _ = np.meshgrid(x, x)
-
-        def creases(k):
-            return np.abs((k * X) % 1 - 0.5)
-
-        assert roughness(creases(8)) > 3 * roughness(creases(2))
-
-    def test_scale_and_offset_free(self):
-        z = np.random.default_rng(0).normal(size=(30, 40))
-        assert roughness(5 * z + 7) == pytest.approx(roughness(z))
-
-    def test_constant_is_nan_and_bad_shapes_raise(self):
-        assert np.isnan(roughness(np.ones((5, 5))))
-        with pytest.raises(ValueError, match="2-D"):
-            roughness(np.ones(10))
-        with pytest.raises(ValueError, match="3 × 3"):
-            roughness(np.ones((2, 5)))
 
 
 class TestSweepCurves:

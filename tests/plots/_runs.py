@@ -17,6 +17,7 @@ def record_run(path, *, steps=60, every=5, probes="all", acts=("tanh", "relu", "
                optimizer="adam", seed=0, flush_every=2.0):
     """Train a 6 → 16 → 16 → 16 → 2 classifier (one activation per hidden layer) on a fixed
     dataset and record it; the learning rate halves every 20 steps (so ``lr/0`` changes).
+    ``probes="all"`` adds the curvature probe (on the whole data set of 256, batches of 32).
 
     ``log``: log loss and accuracy every step and val_loss / val_accuracy every ``val_every``.
     """
@@ -31,6 +32,11 @@ def record_run(path, *, steps=60, every=5, probes="all", acts=("tanh", "relu", "
     model = nn.Sequential(*layers, nn.Linear(width, 2))
     opt = torch.optim.Adam(model.parameters(), lr=0.02) if optimizer == "adam" else torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.9)
     sched = torch.optim.lr_scheduler.StepLR(opt, 20, 0.5)
+    if probes == "all":  # and the curvature probe, which "all" cannot make (it needs a loss): on the whole set
+        from dyntrace.probes import CurvatureProbe, make_probes
+
+        curvature = CurvatureProbe(loss_fn=lambda m: nn.functional.cross_entropy(m(x), y), iters=10, trace_samples=4)
+        probes = [*make_probes("all"), curvature]
     with dyntrace.Recorder(model, opt, path, every=every, probes=probes, flush_every=flush_every) as rec:
         for step in range(1, steps + 1):
             idx = torch.randint(0, 256, (32,), generator=gen)

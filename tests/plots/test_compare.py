@@ -33,7 +33,7 @@ def test_compare_loss_overlays_each_runs_ewma_in_its_own_colour(runs):
         np.testing.assert_allclose(_line(fig, f"{label}:ewma").get_ydata(), ewma(loss, 0.9))
         np.testing.assert_array_equal(_line(fig, f"{label}:val").get_xydata(), np.column_stack(run.scalar("val_loss")))
     assert _line(fig, "adam:ewma").get_color() != _line(fig, "sgd:ewma").get_color()
-    assert [t.get_text() for t in fig.legends[0].get_texts()][:2] == ["adam", "adam (val_loss)"]
+    assert [t.get_text() for t in fig.legends[0].get_texts()][:2] == ["adam", "adam (validation loss)"]
 
 
 def test_compare_by_layer_draws_the_median_of_the_last_records(runs):

@@ -59,8 +59,7 @@ def test_importing_the_plots_changes_no_matplotlib_setting_and_loads_no_torch():
         "import dyntrace.plots, dyntrace.commands.plot, dyntrace.commands.compare\n"
         "assert dict(mpl.rcParams) == rc and mpl.rcParams._get_backend_or_none() == backend\n"
         "assert 'torch' not in sys.modules, 'torch imported'\n"
-        "assert 'matplotlib.pyplot' not in sys.modules or True\n"
-    )
+    )  # (pyplot itself is imported, by seaborn; the backend check above is what matters)
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 

@@ -179,6 +179,7 @@ OPTIMIZERS = {
     "asgd": lambda ps: torch.optim.ASGD(ps, lr=0.01),
     "rprop": lambda ps: torch.optim.Rprop(ps, lr=0.01),
     "lookahead-adam": lambda ps: Lookahead(torch.optim.Adam(ps, lr=0.01), k=2),
+    "adafactor": lambda ps: torch.optim.Adafactor(ps, lr=0.01),
 }
 
 
@@ -194,7 +195,7 @@ def test_every_optimizer_records(tmp_path, open_runs, name):
         gz = run.field("steps", "grad_zero", pname)[1]
         np.testing.assert_array_equal(count + gz, p.numel())
         assert np.all(np.isfinite(run.field("steps", "update_ratio", pname)[1]))
-    expected = {"adam", "adamw", "nadam", "radam", "adagrad", "rmsprop", "lookahead-adam"}
+    expected = {"adam", "adamw", "nadam", "radam", "adamax", "adafactor", "adagrad", "rmsprop", "lookahead-adam"}
     assert (len(run.steps("adaptive")) == 3) == (name in expected)
 
 

@@ -1,9 +1,9 @@
-"""Numpy helpers behind the phenomena entries (dying ReLU … landscape), against hand computations."""
+"""dyntrace.analysis.stats (interval means, roughness) and first_escape, against hand computations."""
 
 import numpy as np
 import pytest
 
-from dyntrace.plots.plateau_escape import first_escape
+from dyntrace.analysis import first_escape, interval_means, roughness
 
 
 class TestFirstEscape:
@@ -29,15 +29,11 @@ class TestFirstEscape:
 
 class TestIntervalMeans:
     def test_means_over_half_open_intervals(self):
-        from dyntrace.plots.overfitting import interval_means
-
         steps = np.arange(1, 10)  # epochs of 3 steps: val logged at steps 3, 6, 9
         values = np.array([1.0, 2, 3, 4, 5, 6, 7, 8, 9])
         np.testing.assert_allclose(interval_means(steps, values, [3, 6, 9]), [2.0, 5.0, 8.0])
 
     def test_skips_non_finite_and_leaves_empty_intervals_nan(self):
-        from dyntrace.plots.overfitting import interval_means
-
         steps = np.array([1, 2, 3, 7])
         values = np.array([1.0, np.nan, 3.0, 5.0])
         out = interval_means(steps, values, [3, 5, 7, 9])
@@ -45,30 +41,36 @@ class TestIntervalMeans:
         assert np.isnan(out[1]) and np.isnan(out[3])
 
     def test_steps_after_the_last_end_are_left_out(self):
-        from dyntrace.plots.overfitting import interval_means
-
         np.testing.assert_allclose(interval_means(np.array([1, 2, 3]), np.array([1.0, 2.0, 100.0]), [2]), [1.5])
 
 
-class TestRankCorrelation:
-    def test_monotone_is_one_and_reversed_is_minus_one(self):
-        from dyntrace.plots.hyperparameter_search import rank_correlation
+class TestRoughness:
+    def test_a_plane_is_zero(self):
+        y, x = np.mgrid[-5:5:50j, -5:5:50j]
+        assert roughness(3 * x - 2 * y + 1) == pytest.approx(0, abs=1e-13)
 
-        x = np.array([1.0, 5.0, 2.0, 8.0])
-        assert rank_correlation(x, x**3) == pytest.approx(1.0)
-        assert rank_correlation(x, -x) == pytest.approx(-1.0)
+    def test_a_paraboloid_by_hand(self):
+        # f = x² + y² on unit spacing: the 5-point Laplacian is 4 everywhere; range 2·20²
+        y, x = np.mgrid[-20:21, -20:21].astype(float)
+        assert roughness(x**2 + y**2) == pytest.approx(4 / 800)
 
-    def test_ties_get_average_ranks(self):
-        from dyntrace.plots.hyperparameter_search import rank_correlation
+    def test_more_creases_are_rougher(self):
+        # a triangle wave with k periods across the grid: k times the creases, same range
+        x = np.linspace(0, 1, 201)
+        X, _ = np.meshgrid(x, x)
 
-        # ranks of y with ties: [0.5, 0.5, 2, 3]; Pearson of [0, 1, 2, 3] with them, by hand
-        x, y = np.array([1.0, 2, 3, 4]), np.array([7.0, 7, 8, 9])
-        rx, ry = np.array([0.0, 1, 2, 3]), np.array([0.5, 0.5, 2, 3])
-        assert rank_correlation(x, y) == pytest.approx(np.corrcoef(rx, ry)[0, 1])
+        def creases(k):
+            return np.abs((k * X) % 1 - 0.5)
 
-    def test_constant_or_tiny_samples_give_nan_and_nan_pairs_are_dropped(self):
-        from dyntrace.plots.hyperparameter_search import rank_correlation
+        assert roughness(creases(8)) > 3 * roughness(creases(2))
 
-        assert np.isnan(rank_correlation([1.0, 2.0, 3.0], [4.0, 4.0, 4.0]))
-        assert np.isnan(rank_correlation([1.0], [2.0]))
-        assert rank_correlation([1.0, np.nan, 2.0, 3.0], [1.0, 0.0, 2.0, 3.0]) == pytest.approx(1.0)
+    def test_scale_and_offset_free(self):
+        z = np.random.default_rng(0).normal(size=(30, 40))
+        assert roughness(5 * z + 7) == pytest.approx(roughness(z))
+
+    def test_constant_is_nan_and_bad_shapes_raise(self):
+        assert np.isnan(roughness(np.ones((5, 5))))
+        with pytest.raises(ValueError, match="2-D"):
+            roughness(np.ones(10))
+        with pytest.raises(ValueError, match="3 × 3"):
+            roughness(np.ones((2, 5)))
