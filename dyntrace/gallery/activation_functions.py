@@ -104,7 +104,7 @@ def runs(quick: bool) -> dict:
 def figure(runs):
     from matplotlib.figure import Figure
 
-    from dyntrace.plots._layout import legend
+    from dyntrace.plots.layout import legend
     from dyntrace.plots.activation_functions import plot_activation_derivatives, plot_activation_functions
 
     run = runs["sweep"]

@@ -196,7 +196,7 @@ def _ridge_range(runs, keys, n_steps):
 
 
 def _zero_fraction(ax, runs, keys, n_steps):
-    from dyntrace.plots._layout import legend
+    from dyntrace.plots.layout import legend
     from dyntrace.plots.theme import method_color
 
     for i, key in enumerate(keys):
@@ -212,7 +212,7 @@ def _zero_fraction(ax, runs, keys, n_steps):
 
 
 def _simulation(ax, iid_run):
-    from dyntrace.plots._layout import legend
+    from dyntrace.plots.layout import legend
     from dyntrace.plots.theme import method_color
 
     sim = _simulated(int(iid_run.config["steps"]))

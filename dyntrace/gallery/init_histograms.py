@@ -61,7 +61,7 @@ def figure(runs):
 
 
 def _stat(run, stat):
-    from dyntrace.plots._data import layer_stat
+    from dyntrace.plots.data import layer_stat
 
     return layer_stat(run, "activations", stat)[2][0]
 

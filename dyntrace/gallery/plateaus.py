@@ -146,7 +146,7 @@ def best_rates(runs) -> dict:
 def figure(runs):
     from matplotlib.figure import Figure
 
-    from dyntrace.plots._layout import legend
+    from dyntrace.plots.layout import legend
     from dyntrace.plots.optimizer_paths import plot_optimizer_path
     from dyntrace.plots.plateau_escape import plot_plateau_escape, plot_rate_grid
     from dyntrace.plots.theme import NEUTRAL, method_colors

@@ -139,7 +139,7 @@ def _per_layer(run, stat):
         names = run.names("activations")
         series = [run.stat("activations", n, stat) for n in names]
         return series[0][0], names, np.stack([v for _, v in series], axis=1)
-    from dyntrace.plots._data import layer_stat
+    from dyntrace.plots.data import layer_stat
 
     return layer_stat(run, "activations", stat)
 

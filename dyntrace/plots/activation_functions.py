@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from dyntrace.errors import MissingDataError
-from dyntrace.plots._data import missing
-from dyntrace.plots._layout import legend, panels, single
+from dyntrace.plots.data import missing
+from dyntrace.plots.layout import legend, panels, single
 from dyntrace.plots.theme import NEUTRAL, PALETTE, method_color
 
 __all__ = ["plot_activation_functions", "plot_activation_derivatives", "sweep_curves"]

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 from dyntrace.analysis import decimate, fraction
-from dyntrace.plots._data import forward_order, hist_rows, layer_stat, missing
-from dyntrace.plots._heatmap import hist_heatmaps, select
-from dyntrace.plots._layout import (
+from dyntrace.plots.data import forward_order, hist_rows, layer_stat, missing
+from dyntrace.plots.heatmap import hist_heatmaps, select
+from dyntrace.plots.layout import (
     layer_key,
     layer_labels,
     log_if_wide,

@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 
 from dyntrace.analysis import moments, psi_variance_approx, psi_variance_exact, rectification, rho_t
-from dyntrace.plots._data import missing
-from dyntrace.plots._heatmap import hist_heatmaps, select
-from dyntrace.plots._layout import legend, log_if_wide, single
+from dyntrace.plots.data import missing
+from dyntrace.plots.heatmap import hist_heatmaps, select
+from dyntrace.plots.layout import legend, log_if_wide, single
 from dyntrace.plots.theme import NEUTRAL, series_color
 
 __all__ = ["plot_adaptive_lr", "plot_rectification", "plot_psi_variance", "adam_parameter"]

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dyntrace.plots._data import missing
-from dyntrace.plots._layout import panels
+from dyntrace.plots.data import missing
+from dyntrace.plots.layout import panels
 
 __all__ = ["examples", "target_text", "plot_augmented_examples"]
 

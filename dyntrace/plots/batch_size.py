@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dyntrace.plots._data import missing
-from dyntrace.plots._layout import legend, single
+from dyntrace.plots.data import missing
+from dyntrace.plots.layout import legend, single
 from dyntrace.plots.theme import series_color
 
 __all__ = ["final_value", "plot_by_batch_size"]

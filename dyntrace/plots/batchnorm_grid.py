@@ -7,8 +7,8 @@ from collections import defaultdict
 
 import numpy as np
 
-from dyntrace.plots._data import missing
-from dyntrace.plots._layout import legend, panels, plain_name, single
+from dyntrace.plots.data import missing
+from dyntrace.plots.layout import legend, panels, plain_name, single
 from dyntrace.plots.theme import NEUTRAL, method_color
 
 __all__ = ["plot_batchnorm_grid", "plot_batchnorm_by_scale", "runs_by_scale"]

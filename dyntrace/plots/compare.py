@@ -15,8 +15,8 @@ import numpy as np
 
 from dyntrace.analysis import decimate, ewma, gradient_flow
 from dyntrace.errors import MissingDataError
-from dyntrace.plots._data import layer_stat
-from dyntrace.plots._layout import legend, log_if_wide, single, step_label
+from dyntrace.plots.data import layer_stat
+from dyntrace.plots.layout import legend, log_if_wide, single, step_label
 from dyntrace.plots.loss import auto_beta
 from dyntrace.plots.theme import series_color
 

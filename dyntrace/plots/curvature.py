@@ -7,8 +7,8 @@ import numpy as np
 
 from dyntrace.analysis.curvature import TRACE, TRACE_SE, noise_scale_of_run, sharpness_of
 from dyntrace.errors import MissingDataError
-from dyntrace.plots._data import missing
-from dyntrace.plots._layout import legend, single, step_label
+from dyntrace.plots.data import missing
+from dyntrace.plots.layout import legend, single, step_label
 from dyntrace.plots.theme import NEUTRAL, series_color
 
 __all__ = ["plot_sharpness", "plot_hessian_trace", "plot_batch_noise_scale", "noise_scale_missing"]

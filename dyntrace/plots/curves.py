@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from dyntrace.analysis import decimate, ewma, kaiser_smooth
-from dyntrace.plots._data import missing
-from dyntrace.plots._layout import legend, log_if_wide, single
+from dyntrace.plots.data import missing
+from dyntrace.plots.layout import legend, log_if_wide, single
 from dyntrace.plots.theme import series_color
 
 __all__ = ["plot_curves", "smoothed", "SMOOTHERS"]

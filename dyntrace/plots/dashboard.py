@@ -8,7 +8,7 @@ import textwrap
 
 from dyntrace.analysis import diagnose
 from dyntrace.errors import MissingDataError
-from dyntrace.plots._layout import panels
+from dyntrace.plots.layout import panels
 from dyntrace.plots.activations import plot_activation_std
 from dyntrace.plots.gradient_flow import plot_gradient_norm_by_depth, plot_gradient_ratio
 from dyntrace.plots.loss import plot_accuracy, plot_loss

@@ -12,8 +12,8 @@ import re
 
 import numpy as np
 
-from dyntrace.plots._data import missing
-from dyntrace.plots._layout import legend, single, step_label
+from dyntrace.plots.data import missing
+from dyntrace.plots.layout import legend, single, step_label
 from dyntrace.plots.compare import run_labels
 from dyntrace.plots.theme import NEUTRAL, layer_colors, method_color
 

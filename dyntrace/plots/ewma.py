@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from dyntrace.analysis import ewma
-from dyntrace.plots._layout import legend, single, step_label
+from dyntrace.plots.layout import legend, single, step_label
 from dyntrace.plots.theme import NEUTRAL, PALETTE
 
 __all__ = ["plot_ewma"]

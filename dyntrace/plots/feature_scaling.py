@@ -6,8 +6,8 @@ import re
 
 import numpy as np
 
-from dyntrace.plots._data import missing
-from dyntrace.plots._layout import legend, single
+from dyntrace.plots.data import missing
+from dyntrace.plots.layout import legend, single
 from dyntrace.plots.compare import run_labels
 from dyntrace.plots.theme import series_color
 

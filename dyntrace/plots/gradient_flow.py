@@ -8,8 +8,8 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 
 from dyntrace.analysis import Thresholds, decimate, gradient_flow, gradient_flow_ratio
-from dyntrace.plots._data import missing, pick_evenly
-from dyntrace.plots._layout import (
+from dyntrace.plots.data import missing, pick_evenly
+from dyntrace.plots.layout import (
     log_if_wide,
     panels,
     root_figure,

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dyntrace.plots._data import missing
-from dyntrace.plots._layout import panels, single
+from dyntrace.plots.data import missing
+from dyntrace.plots.layout import panels, single
 from dyntrace.plots.theme import PALETTE, method_color
 
 __all__ = ["plot_best_trials", "plot_search_scatter", "final_metric"]

@@ -7,8 +7,8 @@ import numpy as np
 
 from dyntrace.analysis import fraction
 from dyntrace.kinds import NON_NEGATIVE as _NON_NEGATIVE
-from dyntrace.plots._data import hist_rows, layer_stat, missing
-from dyntrace.plots._layout import legend, log_if_wide, single
+from dyntrace.plots.data import hist_rows, layer_stat, missing
+from dyntrace.plots.layout import legend, log_if_wide, single
 from dyntrace.plots.theme import layer_colors, series_color
 
 __all__ = ["plot_init_histograms", "plot_init_spread", "layer_densities"]

@@ -18,7 +18,7 @@ from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 
 from dyntrace.landscape.results import LineResult, PlaneResult
-from dyntrace.plots._layout import legend, root_figure, single
+from dyntrace.plots.layout import legend, root_figure, single
 from dyntrace.plots.theme import HEAT_CMAP, NEUTRAL, PALETTE, theme
 
 __all__ = ["plot_landscape_line", "plot_landscape_contour", "plot_landscape_surface"]
@@ -172,7 +172,7 @@ def plot_landscapes(run, /, *, ax=None) -> Figure:
     (``dyntrace train --landscape`` or ``dyntrace landscape`` compute them).
     """
     from dyntrace.errors import MissingDataError
-    from dyntrace.plots._layout import panels
+    from dyntrace.plots.layout import panels
 
     names = run.landscape_names
     if not names:

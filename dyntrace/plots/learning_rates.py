@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dyntrace.plots._data import missing
-from dyntrace.plots._layout import single
+from dyntrace.plots.data import missing
+from dyntrace.plots.layout import single
 from dyntrace.plots.theme import NEUTRAL, series_color
 
 __all__ = ["bowl_steps", "plot_bowl_steps", "final_losses", "plot_loss_by_lr"]

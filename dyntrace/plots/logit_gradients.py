@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dyntrace.plots._layout import legend, single
+from dyntrace.plots.layout import legend, single
 
 __all__ = ["ce_true_gradient", "mse_sigmoid_true_gradient", "plot_logit_gradients"]
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dyntrace.plots._data import missing
-from dyntrace.plots._layout import legend, single, step_label
+from dyntrace.plots.data import missing
+from dyntrace.plots.layout import legend, single, step_label
 from dyntrace.plots.optimizer_paths import draw_contour, path_function, path_xy
 from dyntrace.plots.theme import NEUTRAL, series_color
 

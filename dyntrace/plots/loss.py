@@ -8,8 +8,8 @@ import re
 import numpy as np
 
 from dyntrace.analysis import decimate, ewma, find_plateaus
-from dyntrace.plots._data import missing, scalar_or_none
-from dyntrace.plots._layout import legend, log_if_wide, plain_name, single, step_label
+from dyntrace.plots.data import missing, scalar_or_none
+from dyntrace.plots.layout import legend, log_if_wide, plain_name, single, step_label
 from dyntrace.plots.theme import NEUTRAL, PALETTE
 
 __all__ = ["plot_loss", "plot_accuracy", "auto_beta", "lr_names"]

@@ -12,8 +12,8 @@ import numpy as np
 from matplotlib.patches import Patch
 
 from dyntrace.analysis import decimate, ewma, minibatch_noise
-from dyntrace.plots._data import missing
-from dyntrace.plots._layout import legend, log_if_wide, single, step_label
+from dyntrace.plots.data import missing
+from dyntrace.plots.layout import legend, log_if_wide, single, step_label
 from dyntrace.plots.loss import auto_beta
 from dyntrace.plots.theme import NEUTRAL, series_color
 

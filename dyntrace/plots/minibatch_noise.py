@@ -16,8 +16,8 @@ import numpy as np
 
 from dyntrace.analysis import decimate, ewma, gradient_noise_scale, minibatch_noise
 from dyntrace.errors import MissingDataError
-from dyntrace.plots._data import missing
-from dyntrace.plots._layout import legend, single, step_label
+from dyntrace.plots.data import missing
+from dyntrace.plots.layout import legend, single, step_label
 from dyntrace.plots.compare import run_labels
 from dyntrace.plots.theme import NEUTRAL, series_color
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dyntrace.plots._data import missing
-from dyntrace.plots._layout import legend, log_if_wide, panels, single
+from dyntrace.plots.data import missing
+from dyntrace.plots.layout import legend, log_if_wide, panels, single
 from dyntrace.plots.theme import NEUTRAL, method_colors, series_color
 
 __all__ = ["path_xy", "path_function", "draw_contour", "plot_optimizer_path", "plot_optimizer_paths", "plot_path_losses"]

@@ -13,7 +13,7 @@ from matplotlib.lines import Line2D
 
 from dyntrace.analysis.stats import roughness
 from dyntrace.errors import MissingDataError
-from dyntrace.plots._layout import legend, root_figure, single
+from dyntrace.plots.layout import legend, root_figure, single
 from dyntrace.plots.theme import HEAT_CMAP, NEUTRAL, method_colors
 
 __all__ = ["plot_output_landscape", "plot_roughness", "output_landscapes"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from dyntrace.analysis.stats import interval_means
-from dyntrace.plots._data import missing
-from dyntrace.plots._layout import legend, single
+from dyntrace.plots.data import missing
+from dyntrace.plots.layout import legend, single
 from dyntrace.plots.compare import run_labels
 from dyntrace.plots.theme import NEUTRAL, method_color, series_color
 

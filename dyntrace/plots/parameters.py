@@ -3,8 +3,8 @@ heatmaps of the weights, one panel per parameter tensor."""
 
 from __future__ import annotations
 
-from dyntrace.plots._heatmap import hist_heatmaps, select
-from dyntrace.plots._layout import panel_title, short_names, title_chars
+from dyntrace.plots.heatmap import hist_heatmaps, select
+from dyntrace.plots.layout import panel_title, short_names, title_chars
 
 __all__ = ["plot_gradient_heatmaps", "plot_weight_heatmaps"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from dyntrace.analysis import decimate, find_plateaus, first_escape
-from dyntrace.plots._data import missing
-from dyntrace.plots._layout import legend, log_if_wide, single, step_label
+from dyntrace.plots.data import missing
+from dyntrace.plots.layout import legend, log_if_wide, single, step_label
 from dyntrace.plots.compare import run_labels
 from dyntrace.plots.theme import series_color
 

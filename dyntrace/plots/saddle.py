@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dyntrace.plots._layout import legend, single
+from dyntrace.plots.layout import legend, single
 from dyntrace.plots.optimizer_paths import path_xy
 from dyntrace.plots.theme import NEUTRAL, series_color
 

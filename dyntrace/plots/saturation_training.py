@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from dyntrace.analysis import decimate
-from dyntrace.plots._data import layer_stat
-from dyntrace.plots._layout import layer_key, layer_labels, single, step_label
+from dyntrace.plots.data import layer_stat
+from dyntrace.plots.layout import layer_key, layer_labels, single, step_label
 from dyntrace.plots.theme import NEUTRAL, layer_colors
 
 __all__ = ["plot_saturation_training"]

@@ -11,9 +11,9 @@ import numpy as np
 
 from dyntrace.analysis import hist_quantiles
 from dyntrace.errors import MissingDataError
-from dyntrace.plots._data import hist_windows, missing
-from dyntrace.plots._heatmap import hist_heatmaps, select
-from dyntrace.plots._layout import layer_key, legend, log_if_wide, single, step_label
+from dyntrace.plots.data import hist_windows, missing
+from dyntrace.plots.heatmap import hist_heatmaps, select
+from dyntrace.plots.layout import layer_key, legend, log_if_wide, single, step_label
 from dyntrace.plots.theme import NEUTRAL, layer_colors, series_color
 
 __all__ = ["plot_step_sizes", "plot_step_sizes_compare", "plot_update_ratios", "step_size_quantiles",

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dyntrace.plots._data import missing
-from dyntrace.plots._layout import panels
+from dyntrace.plots.data import missing
+from dyntrace.plots.layout import panels
 
 __all__ = ["trajectory_parameter", "unit_spread", "plot_unit_weights"]
 

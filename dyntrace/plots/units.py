@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dyntrace.analysis import decimate
 from dyntrace.kinds import BOUNDED_KINDS
-from dyntrace.plots._data import layer_stat, missing
-from dyntrace.plots._layout import layer_key, layer_labels, single, step_label
+from dyntrace.plots.data import layer_stat, missing
+from dyntrace.plots.layout import layer_key, layer_labels, single, step_label
 from dyntrace.plots.theme import layer_colors
 
 __all__ = ["plot_saturation", "plot_dead_units", "BOUNDED_KINDS"]

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dyntrace.plots._data import missing
-from dyntrace.plots._layout import legend, single
+from dyntrace.plots.data import missing
+from dyntrace.plots.layout import legend, single
 from dyntrace.plots.theme import series_color
 
 __all__ = ["near_zero_fraction", "merged", "plot_weight_distribution", "plot_near_zero"]

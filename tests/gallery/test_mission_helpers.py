@@ -6,7 +6,7 @@ import torch
 
 import dyntrace
 from dyntrace.io.reader import open_run
-from dyntrace.plots._layout import plain_name
+from dyntrace.plots.layout import plain_name
 from dyntrace.plots.theme import METHOD_COLORS, WIDE_PALETTE, method_colors
 
 

@@ -25,7 +25,7 @@ from dyntrace.plots import (
     plot_weight_heatmaps,
 )
 from dyntrace.plots import layer_colors
-from dyntrace.plots._data import layer_stat
+from dyntrace.plots.data import layer_stat
 from dyntrace.plots.loss import auto_beta
 from dyntrace.plots.norms import NORMS
 from dyntrace.plots.units import BOUNDED_KINDS

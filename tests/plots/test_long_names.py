@@ -30,7 +30,7 @@ from dyntrace.plots import (
     plot_saturation,
     plot_weight_heatmaps,
 )
-from dyntrace.plots._layout import layer_labels, short_names
+from dyntrace.plots.layout import layer_labels, short_names
 
 FIGURES = (
     plot_dashboard, plot_activation_heatmaps, plot_activation_histograms, plot_activation_std, plot_saturation,

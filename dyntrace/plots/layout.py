@@ -6,6 +6,12 @@ its panels); a multi-panel figure also takes a sequence of Axes, one per panel.
 
 New figures are plain ``matplotlib.figure.Figure`` objects, not registered with pyplot (no
 global state; nothing to close): save them with ``fig.savefig``; Jupyter shows them inline.
+
+This module is the shared layout surface of the figure modules (its ``__all__``): panels,
+legends and colour keys, axis labels, and the names of layers shortened the same way in every
+figure. Reading for figures is in :mod:`dyntrace.plots.data`, the time × value heatmaps in
+:mod:`dyntrace.plots.heatmap`. They are internal to ``dyntrace.plots``: stable for its figure
+modules, not promised to users.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.colors import LogNorm
 
-from dyntrace.plots._data import forward_order, hist_windows, pick_evenly
-from dyntrace.plots._layout import panels
+from dyntrace.plots.data import forward_order, hist_windows, pick_evenly
+from dyntrace.plots.layout import panels
 from dyntrace.plots.theme import HEAT_CMAP
 
 __all__ = ["hist_heatmaps", "select"]
@@ -14,7 +14,7 @@ __all__ = ["hist_heatmaps", "select"]
 
 def select(run, probe: str, names, max_n: int) -> list[str]:
     """The tensors to draw: ``names`` as given (names, or indices in forward order), else
-    ≤ ``max_n`` evenly spread in forward order (:func:`~dyntrace.plots._data.forward_order`)."""
+    ≤ ``max_n`` evenly spread in forward order (:func:`~dyntrace.plots.data.forward_order`)."""
     available = forward_order(run, probe)
     if names is None:
         return [available[i] for i in pick_evenly(len(available), max_n)]
