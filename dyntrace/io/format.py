@@ -624,6 +624,8 @@ def _validate(path: str, f: h5py.File, size: int, live: bool) -> Layout:
         raw, stored = _root_identity(path, f, size)
     checks = _Walk(path, f, size, stored)
     checks.group("/", required=(CLOSED, SCALARS, PROBES), optional=(COMMITTED, TRAJECTORY, LANDSCAPE))
+    with reading(path, "the group structure"):  # every link index, also the parts a lookup by name skips
+        f.visit(_ignore)
     with reading(path, "root attributes"):
         meta = _root_meta(path, raw)  # after the root's checksum: damage is reported as damage
 
@@ -668,6 +670,10 @@ def _validate(path: str, f: h5py.File, size: int, live: bool) -> Layout:
             raise RunFileError(f"{path}: damaged file: {missing[0]} is missing (the stored checksums list it)")
     return Layout(path=path, meta=meta, probes=probes, trajectory=trajectory, landscapes=landscapes, tables=tables,
                   open_for_write=live, checksummed=stored is not None, file_size=size)
+
+
+def _ignore(name):
+    return None
 
 
 # Root attributes the reader interprets, by type (others are read, not interpreted).

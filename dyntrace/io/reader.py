@@ -344,6 +344,12 @@ class Run:
             params = self._ds(f"{fmt.TRAJECTORY}/params")[: len(steps)].astype(np.float32)
         return steps, list(self._layout.trajectory["names"]), params
 
+    def trajectory_sizes(self) -> np.ndarray:
+        """Elements of each parameter in the flat vector of :meth:`trajectory`, in its order."""
+        if self._layout.trajectory is None:
+            raise MissingDataError(f"{self.path}: no parameter trajectory; record with Recorder(..., trajectory=N)")
+        return np.array(self._layout.trajectory["sizes"], dtype=np.int64)
+
     # -- landscapes ------------------------------------------------------------------------
 
     @property
@@ -404,6 +410,12 @@ class Run:
             )
         return self._layout.probes[probe]
 
+    def _group(self, probe: str):
+        """The h5py group of a validated probe (for tests and tools; reads through it are not
+        turned into RunFileError: prefer the public methods)."""
+        self._probe(probe)
+        return self._file[fmt.PROBES][probe]
+
     def _columns(self, probe: str) -> tuple[list[str], list[str] | None]:
         """(names, kinds) of the columns shown, read once per snapshot. Activations reserve
         ``functional_slots`` columns at the end for call sites found while recording; a taken
@@ -442,7 +454,8 @@ class Run:
             raise MissingDataError(f"{self.path}: {probe} has no tensor {name!r} (has: {', '.join(names)})")
         return names.index(name)
 
-    def _ds(self, where: str):
+    def _ds(self, *path: str):
+        where = "/".join(path)
         ds = self._file[where]
         if self._layout.open_for_write:  # SWMR: see what the writer flushed since the last refresh
             ds.refresh()

@@ -312,7 +312,7 @@ def test_adamax_and_adafactor_adaptive_rates_equal_their_state(tmp_path, quiet, 
             opt.step()
             rec.log(loss=loss)
     with dyntrace.open_run(tmp_path / f"{name}.h5") as run:
-        assert "note" not in run._group("adaptive").attrs
+        assert "note" not in run.probe_attrs("adaptive")
         for pname, p in model.named_parameters():
             assert run.kinds("adaptive")[pname] == name
             psi = 1.0 / opt.state[p]["exp_inf"] if name == "adamax" else _adafactor_psi(opt, p)
