@@ -242,7 +242,8 @@ def profile(build, optimizer_cls, probes, *, steps=40):
                 wrap(probe, method, f"{probe.name}.{method}")
             if isinstance(probe, ActivationsProbe):
                 wrap(probe, "_observe", "activations: forward hooks (summaries)")
-        wrap(rec, "_transfer", "transfer to host + enqueue for the writer")
+        if hasattr(rec, "_transfer"):
+            wrap(rec, "_transfer", "transfer to host + enqueue for the writer")
         wrap(rec._ctx, "take_snapshot", "snapshot of the weights")
         wrap(rec, "_arm_if_scheduled", "arming (hooks attached, compile stance)")
         wrap(rec, "_disarm", "disarming")
