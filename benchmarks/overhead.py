@@ -1,6 +1,7 @@
 """Recorder overhead, measured side by side in one run (plain loop vs recorded loop).
 
     python benchmarks/overhead.py [--quick] [--steps N] [--device cpu|cuda] [--models mlp,cnn,...]
+    python benchmarks/overhead.py --profile      # where a record step's time goes, stage by stage
 
 Models: an MLP 784-512-512-10 (batch 256), a small CNN (1x16x16 inputs, batch 128), a
 ResNet-18-sized CNN ("resnet18": torchvision's ResNet-18 layout, 11.2M parameters, 3x32x32
@@ -208,6 +209,57 @@ def compare(build, optimizer_cls, probes, *, blocks, block_steps, every=10):
     }
 
 
+def profile(build, optimizer_cls, probes, *, steps=40):
+    """Where a record step's time goes: each probe method and recorder stage, timed in place
+    (every step recorded), against a plain step of the same model. Returns rows (stage, ms)."""
+    import collections
+
+    from dyntrace.probes.activations import ActivationsProbe
+
+    torch.manual_seed(0)
+    model, shape = build()
+    model = model.to(DEVICE)
+    plain_model = copy.deepcopy(model)
+    opt, plain_opt = optimizer_cls(model.parameters(), lr=1e-3), optimizer_cls(plain_model.parameters(), lr=1e-3)
+    x, y = batch_for(shape, DEVICE)
+    spent = collections.defaultdict(float)
+
+    def wrap(obj, name, label):
+        inner = getattr(obj, name)
+
+        def timed_call(*args, **kwargs):
+            start = CLOCK()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                spent[label] += CLOCK() - start
+
+        setattr(obj, name, timed_call)
+
+    with tempfile.TemporaryDirectory() as tmp, dyntrace.Recorder(model, opt, os.path.join(tmp, "p.h5"), every=1, probes=probes) as rec:
+        for probe in rec._probes:
+            for method in ("before_step", "after_step", "collect", "static", "check"):
+                wrap(probe, method, f"{probe.name}.{method}")
+            if isinstance(probe, ActivationsProbe):
+                wrap(probe, "_observe", "activations: forward hooks (summaries)")
+        if hasattr(rec, "_transfer"):
+            wrap(rec, "_transfer", "transfer to host + enqueue for the writer")
+        wrap(rec._ctx, "take_snapshot", "snapshot of the weights")
+        wrap(rec, "_arm_if_scheduled", "arming (hooks attached, compile stance)")
+        wrap(rec, "_disarm", "disarming")
+        for _ in range(5):
+            train_step(model, opt, x, y, rec)
+            train_step(plain_model, plain_opt, x, y)
+        spent.clear()
+        recorded = [timed(lambda: train_step(model, opt, x, y, rec)) for _ in range(steps)]
+    plain = [timed(lambda: train_step(plain_model, plain_opt, x, y)) for _ in range(steps)]
+    base, total = statistics.median(plain), statistics.median(recorded)
+    rows = sorted(((k, 1e3 * v / steps) for k, v in spent.items() if v > 0), key=lambda r: -r[1])
+    accounted = sum(ms for _, ms in rows)
+    rows.append(("other (hook dispatch, log, …)", max(0.0, 1e3 * (total - base) - accounted)))
+    return 1e3 * base, 1e3 * total, rows
+
+
 def rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -243,6 +295,7 @@ def main():
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="cpu: process CPU time, writer thread included (robust on a shared machine)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--profile", action="store_true", help="per-stage breakdown of a record step instead of the ratios")
     parser.add_argument("--models", default=None, help=f"comma-separated, of {', '.join(MODELS)} (default: mlp,cnn on a CPU, all on CUDA)")
     args = parser.parse_args()
     global CLOCK, DEVICE, AUTOCAST
@@ -265,6 +318,15 @@ def main():
     blocks, block_steps = (3, 20) if args.quick else (12, 40)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.profile:
+        for model_name in names:
+            build = MODELS[model_name]
+            for label, opt_cls, probes in (("default", torch.optim.SGD, None), ("all", torch.optim.Adam, "all")):
+                plain, total, rows = profile(build, opt_cls, probes)
+                print(f"\n{model_name}, {label} probes: plain step {plain:.2f} ms, record step {total:.2f} ms ({total / plain:.2f}x)")
+                for stage, ms in rows:
+                    print(f"  {stage:<44} {ms:7.3f} ms")
+        return
     where = torch.cuda.get_device_name() if DEVICE.type == "cuda" else f"{torch.get_num_threads()} threads"
     print(f"torch {torch.__version__}, {DEVICE} ({where}), {args.clock} clock; medians over {blocks}x{block_steps} steps each\n")
     sync_head = f" {'syncs plain/non-rec/rec':>24}" if DEVICE.type == "cuda" else ""

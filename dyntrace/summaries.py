@@ -11,6 +11,7 @@ torch): :class:`FieldSpec` and :class:`ProbeLayout` are plain data.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import torch
@@ -31,6 +32,7 @@ __all__ = [
     "HIST",
     "packed_width",
     "nice_ceiling",
+    "symmetric_limit",
     "edges_tensor",
     "DEFAULT_HIST_SAMPLE",
     "moments",
@@ -106,18 +108,18 @@ def packed_width(bins: int) -> int:
     return HIST + bins + 2
 
 
-def moments(flat: torch.Tensor) -> torch.Tensor:
+def moments(flat: torch.Tensor, shift: torch.Tensor | None = None) -> torch.Tensor:
     """[count, sum, sumsq, min, max] of a flat tensor as one float64 vector, on its device.
 
-    No host sync; two passes over the data: ``aminmax`` and ``var_mean``. The mean and the
-    (population) variance are taken in one pass by torch's reduction (Welford on CUDA, a
-    float64 accumulator on the CPU), then Σx = n·mean and Σx² = n·(var + mean²) are rebuilt in
-    float64: the variance of tightly clustered values (Adam's ψ, saturated sigmoids) keeps its
-    digits, with no float64 copy of the tensor and no shifted temporary.
+    No host sync. The sums are accumulated in float32 around ``shift`` (a value near the
+    mean, e.g. a sample's mean): Σ(x−c) and Σ(x−c)², then Σx = Σ(x−c) + nc and
+    Σx² = Σ(x−c)² + 2cΣ(x−c) + nc² are rebuilt in float64. A float64 accumulation would cost a
+    float64 copy of the tensor on the CPU (ten times the price); an unshifted float32 Σx²
+    would lose the variance of tightly clustered values (Adam's ψ, saturated sigmoids).
     """
     if flat.numel() == 0:
-        return empty_summary(0, flat.device)[: HIST - 3]
-    return _moments_of([flat])[0]
+        return empty_summary(0, flat.device)[:HIST - 3]
+    return _moments_of([flat], None if shift is None else shift.reshape(1))[0]
 
 
 def merge_packed(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
@@ -180,6 +182,13 @@ def nice_ceiling(value: torch.Tensor) -> torch.Tensor:
     return mantissa * power
 
 
+def symmetric_limit(packed: torch.Tensor) -> torch.Tensor:
+    """h = :func:`nice_ceiling` (max |x|) of each packed row (from its min and max columns): the
+    data-decided histogram range [−h, h]. The small margin keeps a max |x| that is itself a
+    round number (a constant init) inside the last bin instead of on the overflow edge."""
+    return nice_ceiling(torch.maximum(-packed[:, MIN], packed[:, MAX]) * (1 + 1e-6))
+
+
 def edges_tensor(lo, hi, bins: int, device) -> torch.Tensor:
     """The ``bins + 1`` edges of equal bins on [lo, hi] as float64 on ``device`` (lo and hi
     numbers, 0-d tensors or [T] tensors, giving [T, bins + 1])."""
@@ -216,7 +225,7 @@ def empty_summary(bins: int, device, rows: int | None = None) -> torch.Tensor:
     return out
 
 
-def summarise_tensor(x: torch.Tensor, edges, *, cap: int, magnitude: bool) -> torch.Tensor:
+def summarise_tensor(x: torch.Tensor, edges, *, cap: int, magnitude: bool, centred: bool = True) -> torch.Tensor:
     """Exact moments of ``x`` and counts over a strided sample of it, packed in one vector.
 
     Layout (:data:`COLUMNS`): [count, sum, sumsq, min, max, zero, nonfinite, hist_count,
@@ -224,22 +233,26 @@ def summarise_tensor(x: torch.Tensor, edges, *, cap: int, magnitude: bool) -> to
     of ``x`` when it has at most ``cap`` elements). With ``magnitude`` the histogram bins
     log10 |x| and leaves exact zeros out; otherwise it bins the values. Non-finite values are
     counted, never binned; if there are any, the moments are NaN/inf and a probe may
-    recompute them. The moments are exact (see :func:`moments`).
+    recompute them. ``centred`` accumulates the sums around the sample's mean (see
+    :func:`moments`): one more pass, needed where values cluster far from 0 (activations,
+    adaptive rates), not for gradients and weights, whose spread is large next to their mean.
     ``edges`` = (lo, hi, bins), lo and hi numbers or 0-d tensors on ``x``'s device.
     """
-    return summarise_tensors([x], edges, cap=cap, magnitude=magnitude, device=x.device)[0]
+    return summarise_tensors([x], edges, cap=cap, magnitude=magnitude, centred=centred, device=x.device)[0]
 
 
-def summarise_tensors(tensors, edges, *, cap: int, magnitude: bool, device=None) -> torch.Tensor:
+def summarise_tensors(tensors, edges, *, cap: int, magnitude: bool, centred: bool = False, device=None) -> torch.Tensor:
     """:func:`summarise_tensor` of many tensors at once: packed rows [T, 8 + bins + 2].
 
-    The moments are taken per tensor (two reductions each); everything counted over the
+    The moments are taken per tensor (three reductions each); everything counted over the
     samples — zeros, non-finite values, the histogram — is done once for all tensors: their
     samples are concatenated, each element's slot (tensor, bin) computed, and the counts
     accumulated with one ``scatter_add_`` into a preallocated buffer (no ``bincount``: its
     output size depends on the data, which costs a CUDA sync). ``edges`` = (lo, hi, bins)
     with lo and hi numbers, 0-d tensors, or [T] tensors (one range per tensor), on the
-    tensors' device. ``None`` or empty tensors get an empty row. Tensors on several devices,
+    tensors' device; or lo = hi = None for a symmetric range per tensor decided by the data,
+    [−h, h] with h = :func:`nice_ceiling` (max |x|) — recomputable from the row's min and max,
+    so a probe stores nothing more. ``None`` or empty tensors get an empty row. Tensors on several devices,
     or of a non-floating type, are summarised one by one and gathered on the first one's
     device. ``device`` places the rows when no tensor is present (default: the first tensor's).
     """
@@ -252,26 +265,35 @@ def summarise_tensors(tensors, edges, *, cap: int, magnitude: bool, device=None)
         return empty_summary(bins, where, rows=len(tensors))
     device = tensors[present[0]].device
     if any(tensors[i].device != device or not tensors[i].is_floating_point() for i in present):
-        return _one_by_one(tensors, edges, present, cap=cap, magnitude=magnitude, device=device)
+        return _one_by_one(tensors, edges, present, cap=cap, magnitude=magnitude, centred=centred, device=device)
     per_tensor = isinstance(lo, torch.Tensor) and lo.dim() == 1
-    if per_tensor and len(present) < len(tensors):
+    if lo is not None and per_tensor and len(present) < len(tensors):
         index = _constant(tuple(present), device, torch.long)
         lo, hi = lo.index_select(0, index), hi.index_select(0, index)
     flats = [tensors[i].detach().reshape(-1) for i in present]
     samples = [strided_sample(f, cap) for f in flats]
     t = len(samples)
+    sizes_key = tuple(s.numel() for s in samples)
     if t == 1:
         sample, segment = samples[0].float(), None
         sizes = torch.full((1,), float(sample.numel()), dtype=torch.float64, device=device)
     else:
-        segment, sizes = _segments(tuple(s.numel() for s in samples), device)
+        segment, sizes = _segments(sizes_key, device)
         sample = torch.cat(samples).float()  # per-record allocation: the pooled samples
-    if per_tensor and segment is not None:
-        lo, hi = lo[segment], hi[segment]
     # slots per tensor: 0 underflow, 1…bins, bins + 1 overflow, bins + 2 non-finite, bins + 3
     # exact zeros of a magnitude histogram (log10 0 = −inf would land in underflow)
     finite = torch.isfinite(sample)
     is_zero = sample == 0
+    shifts = None
+    if centred:
+        clean = torch.where(finite, sample, torch.zeros((), dtype=sample.dtype, device=device))
+        shifts = _segment_sums(clean, sizes_key, device) / sizes
+    moments_ = _moments_of(flats, shifts)
+    if lo is None:  # a symmetric range from the data: [−h, h], h = max |x| rounded up
+        hi = symmetric_limit(moments_)
+        lo, per_tensor = -hi, True
+    if per_tensor and segment is not None:
+        lo, hi = lo[segment], hi[segment]
     values = torch.log10(sample.abs()) if magnitude else sample
     slot = _slots(values, lo, hi, bins, finite=finite)
     slots = bins + 4
@@ -281,14 +303,9 @@ def summarise_tensors(tensors, edges, *, cap: int, magnitude: bool, device=None)
         slot = slot + segment * slots
     counts = torch.zeros(t * slots, dtype=torch.float32, device=device)  # per-record allocation
     counts = counts.scatter_add_(0, slot, _ones(sample)).reshape(t, slots).double()
-    if magnitude:
-        zeros = counts[:, bins + 3]
-    elif segment is None:
-        zeros = is_zero.sum(dtype=torch.float64).reshape(1)
-    else:
-        zeros = torch.zeros(t, dtype=torch.float32, device=device).scatter_add_(0, segment, is_zero.float()).double()
+    zeros = counts[:, bins + 3] if magnitude else _segment_sums(is_zero, sizes_key, device)
     packed = torch.cat(
-        [_moments_of(flats), zeros[:, None], counts[:, bins + 2 : bins + 3], sizes[:, None], counts[:, : bins + 2]],
+        [moments_, zeros[:, None], counts[:, bins + 2 : bins + 3], sizes[:, None], counts[:, : bins + 2]],
         dim=1,
     )
     if len(present) == len(tensors):
@@ -298,7 +315,7 @@ def summarise_tensors(tensors, edges, *, cap: int, magnitude: bool, device=None)
     return out
 
 
-def _one_by_one(tensors, edges, present, *, cap, magnitude, device) -> torch.Tensor:
+def _one_by_one(tensors, edges, present, *, cap, magnitude, centred, device) -> torch.Tensor:
     """Rare path: tensors on several devices or of integer type, each on its own device."""
     lo, hi, bins = edges
     per_tensor = isinstance(lo, torch.Tensor) and lo.dim() == 1
@@ -309,7 +326,7 @@ def _one_by_one(tensors, edges, present, *, cap, magnitude, device) -> torch.Ten
             continue
         x = tensor.detach() if tensor.is_floating_point() else tensor.detach().double()
         own = (lo[i].to(x.device), hi[i].to(x.device), bins) if per_tensor else edges
-        rows.append(summarise_tensors([x], own, cap=cap, magnitude=magnitude)[0].to(device))
+        rows.append(summarise_tensors([x], own, cap=cap, magnitude=magnitude, centred=centred)[0].to(device))
     return torch.stack(rows)
 
 
@@ -326,6 +343,17 @@ def _slots(values, lo, hi, bins, *, finite=None) -> torch.Tensor:
     else:
         slot = torch.where(finite, slot, bins + 2)
     return slot.long()
+
+
+def _segment_sums(values: torch.Tensor, sizes: tuple, device) -> torch.Tensor:
+    """Sums of consecutive segments of ``values`` (lengths ``sizes``) as float64 [T]: one
+    cumulative sum and a gather at the segment ends (a scatter into a handful of slots
+    serialises on the CPU)."""
+    if len(sizes) == 1:
+        return values.sum(dtype=torch.float64).reshape(1)
+    total = torch.cumsum(values, 0, dtype=torch.float64)
+    ends = total.index_select(0, _constant(tuple(itertools.accumulate(sizes)), device, torch.long) - 1)
+    return torch.diff(ends, prepend=ends.new_zeros(1))
 
 
 def _ones(like: torch.Tensor) -> torch.Tensor:
@@ -356,21 +384,27 @@ def _segments(sizes: tuple[int, ...], device):
     return _CONSTANTS[segment_key], _constant(sizes, device, torch.float64)
 
 
-def _moments_of(flats) -> torch.Tensor:
-    """[T, 5] moments (see :func:`moments`): per tensor ``aminmax`` and ``var_mean`` (two
-    passes), gathered with one stack."""
-    rows = []
-    for flat in flats:
+def _moments_of(flats, shifts) -> torch.Tensor:
+    """[T, 5] moments (see :func:`moments`), gathered with one stack per statistic."""
+    if shifts is not None:
+        shifts = torch.nan_to_num(shifts, nan=0.0, posinf=0.0, neginf=0.0)
+    lows, highs, s1, s2 = [], [], [], []
+    for k, flat in enumerate(flats):
         if flat.dtype not in (torch.float32, torch.float64):
             flat = flat.float()
         lo, hi = torch.aminmax(flat)
-        var, mean = torch.var_mean(flat, correction=0)
-        rows.append(torch.stack([lo, hi, mean, var]))
-    if len({r.dtype for r in rows}) > 1:
-        rows = [r.double() for r in rows]
-    lo, hi, mean, var = torch.stack(rows).double().unbind(1)
-    count = _constant(tuple(float(f.numel()) for f in flats), flats[0].device, torch.float64)
-    return torch.stack([count, mean * count, (var + mean * mean) * count, lo, hi], dim=1)
+        centred = flat if shifts is None else flat - shifts[k].to(flat.dtype)  # one pass: exact variances
+        lows.append(lo)
+        highs.append(hi)
+        s1.append(centred.sum())
+        s2.append(torch.dot(centred, centred))
+    device = flats[0].device
+    count = _constant(tuple(float(f.numel()) for f in flats), device, torch.float64)
+    s1, s2 = torch.stack(s1).double(), torch.stack(s2).double()
+    if shifts is not None:
+        c = shifts.double()
+        s1, s2 = s1 + count * c, s2 + 2 * c * s1 + count * c * c
+    return torch.stack([count, s1, s2, torch.stack(lows).double(), torch.stack(highs).double()], dim=1)
 
 
 def split_summary(packed: torch.Tensor) -> dict[str, torch.Tensor]:

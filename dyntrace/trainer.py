@@ -39,8 +39,15 @@ from dyntrace.catalog.lr_schedules import make_scheduler
 from dyntrace.catalog.models import make_model
 from dyntrace.catalog.optimizers import make_optimizer
 from dyntrace.catalog.regularizers import (
-    EarlyStopping, decoupled_weight_decay_, l1_penalty, l2_penalty, make_augmentation, make_scaler, mixed_loss,
+    EarlyStopping,
+    decoupled_weight_decay_,
+    l1_penalty,
+    l2_penalty,
+    make_augmentation,
+    make_scaler,
+    mixed_loss,
 )
+from dyntrace.checks import check_int, check_number
 from dyntrace.landscape import store as landscape_store
 
 __all__ = ["TrainConfig", "train", "build"]
@@ -186,18 +193,11 @@ class TrainConfig:
 
 
 def _check_int(config, name, low, optional=False):
-    value = getattr(config, name)
-    if optional and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"Invalid {name}: {value!r} (an integer >= {low}{' or none' if optional else ''})")
+    check_int(name, getattr(config, name), low=low, optional=optional, error=ConfigError)
 
 
 def _check_number(config, name, low, strict=False):
-    value = getattr(config, name)
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-    if not ok or value < low or (strict and value == low):
-        raise ConfigError(f"Invalid {name}: {value!r} (a number {'>' if strict else '>='} {low})")
+    check_number(name, getattr(config, name), low=low, strict_low=strict, error=ConfigError)
 
 
 def _built(what: str, build, *args, **kwargs):
@@ -285,8 +285,9 @@ class _Run:
             self.trajectory = landscape_store.trajectory_stride(self.total_steps)
 
     def fit(self, progress: bool) -> str:
-        import dyntrace
         from tqdm.auto import tqdm
+
+        import dyntrace
 
         c = self.config
         os.makedirs(os.path.dirname(os.path.abspath(c.out)), exist_ok=True)

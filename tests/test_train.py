@@ -94,8 +94,8 @@ def test_generated_datasets_train(tmp_path, dataset):
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"lr": -1.0}, "Invalid lr: -1.0 (a number > 0.0)"),
-    ({"depth": 1.5}, "Invalid depth: 1.5 (an integer >= 0)"),
+    ({"lr": -1.0}, "Invalid lr: -1.0 (expected a finite number > 0.0)"),
+    ({"depth": 1.5}, "Invalid depth: 1.5 (expected an int >= 0)"),
     ({"dropout": 1.0}, "Invalid dropout: 1.0 (in [0, 1))"),
     ({"optimizer_options": 3}, "Invalid optimizer_options: 3"),
     ({"optimizer": "lookahead", "optimizer_options": {"k": 0}}, "optimizer 'lookahead': Invalid k: 0"),

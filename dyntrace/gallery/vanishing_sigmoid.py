@@ -108,7 +108,7 @@ def figure(runs):
     rows = fig.subfigures(4, 1, height_ratios=(1, 1, 1, 1.45))
     for sub, label in zip(rows, BOOK_INITS):
         axes = sub.subplots(1, BOOK["layers"])
-        plot_activation_histograms(runs[label], ax=list(axes))
+        plot_activation_histograms(runs[label], ax=list(axes), titles="depth")
         top = max(a.dataLim.y1 for a in axes) * 1.05  # one y scale per row: layers compare
         for j, a in enumerate(axes):
             a.set_xlim(0, 1)

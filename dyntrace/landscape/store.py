@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dyntrace.checks import check_int, check_number
 from dyntrace.errors import ConfigError, DyntraceError, RunFileError
 from dyntrace.landscape.evaluate import METHODS
 from dyntrace.landscape.results import LineResult, PlaneResult
@@ -81,9 +82,7 @@ def _bad(key: str, value, expected: str) -> ConfigError:
 
 
 def _int(key, value, low):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise _bad(key, value, f"an integer >= {low}")
-    return int(value)
+    return check_int(f"landscape {key}", value, low=low, error=ConfigError)
 
 
 def _resolution(key, value):
@@ -95,10 +94,7 @@ def _resolution(key, value):
 
 
 def _positive(key, value, *, strict=True):
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-    if not ok or value < 0 or (strict and value == 0):
-        raise _bad(key, value, f"a number {'>' if strict else '>='} 0")
-    return float(value)
+    return check_number(f"landscape {key}", value, low=0, strict_low=strict, error=ConfigError)
 
 
 def _ignore(key, value):

@@ -54,14 +54,18 @@ def _record_at(steps, step):
     return int(np.argmin(np.abs(np.asarray(steps) - step)))
 
 
-def plot_activation_histograms(run, /, *, step=None, ax=None, layers=None, max_layers: int = 8):
-    """Histograms of each layer's outputs at one record step, one panel per layer ("path
-    (kind)"), as in the book's figures of activations by weight initialisation.
+def plot_activation_histograms(run, /, *, step=None, ax=None, layers=None, max_layers: int = 8, titles="path"):
+    """Histograms of each layer's outputs at one record step, one panel per layer, as in the
+    book's figures of activations by weight initialisation.
 
     ``step``: the record step nearest it (default: the last record). Bars are the fraction
     of the sampled values per bin; values outside the binned range are not drawn.
+    ``titles``: "path" ("path (kind)", the module path shortened: what a user's model calls
+    it) or "depth" ("layer k (kind)", k counted in forward order: for teaching figures).
     Raises MissingDataError without the 'activations' probe.
     """
+    if titles not in ("path", "depth"):
+        raise ValueError(f"Invalid titles: {titles!r} (expected 'path' or 'depth')")
     names = select(run, "activations", layers, max_layers)
     all_names = run.names("activations")
     depth = forward_order(run, "activations")
@@ -74,7 +78,11 @@ def plot_activation_histograms(run, /, *, step=None, ax=None, layers=None, max_l
     sampled = hist_rows(run, "activations", "hist_count", i, i + 1, cols)[0]
     edges = np.asarray(run.field("activations", "edges")[1], dtype=np.float64)[cols]
     ncols = len(names) if len(names) <= 6 else 4
-    titles = _panel_titles(run, names, 2.6)
+    if titles == "depth":
+        kinds = run.kinds("activations")
+        titles = [f"layer {depth.index(n) + 1}" + (f" ({kinds[n]})" if n in kinds else "") for n in names]
+    else:
+        titles = _panel_titles(run, names, 2.6)
     with panels(ax, len(names), ncols=ncols, panel_size=(2.6, 2.4)) as (fig, axes, owns):
         for j, (name, a) in enumerate(zip(names, axes)):
             frac = fraction(counts[j], sampled[j])

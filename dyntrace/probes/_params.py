@@ -19,6 +19,7 @@ class ParameterTensorProbe:
     """
 
     magnitude = True
+    centred = False  # sums around the sample mean: for values clustered far from 0
     unit = ""
     hist_description = ""
 
@@ -56,7 +57,7 @@ class ParameterTensorProbe:
             tensors.append(tensor)
         self._packed = (
             summarise_tensors(
-                tensors, self.edges_spec(), cap=self.hist_sample, magnitude=self.magnitude, device=ctx.device
+                tensors, self.edges_spec(), cap=self.hist_sample, magnitude=self.magnitude, centred=self.centred, device=ctx.device
             )
             if tensors
             else None

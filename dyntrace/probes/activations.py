@@ -253,7 +253,7 @@ class _LayerState:
     """One column: what it is (fixed at setup or when a call site takes a slot) and what this
     record step has seen of it."""
 
-    __slots__ = ("name", "kind", "hint", "packed", "active", "edges", "units", "unit_axis", "dead_run", "site", "order")
+    __slots__ = ("name", "kind", "hint", "packed", "active", "edges", "units", "unit_axis", "dead_run", "site", "order", "centred")
 
     def __init__(self, name: str = "", kind: str = "", hint: str | None = None):
         self.name, self.kind, self.hint = name, kind, hint
@@ -265,6 +265,7 @@ class _LayerState:
         self.dead_run = None  # int [units]: consecutive records a unit has been dead
         self.site = None  # (host index, kind index, call index) of a functional call site
         self.order = None  # when its output was first seen, counting every column's first output
+        self.centred = True  # sums around the sample mean (see check): until a record shows it is not needed
 
 
 class _Frame:
@@ -631,7 +632,7 @@ class ActivationsProbe(Probe):
         if state.edges is None:
             state.edges = self._edges_for(kind, x)
             self.statics_changed = True  # a range decided after the statics were written
-        packed = summarise_tensor(x, state.edges, cap=self.hist_sample, magnitude=False)
+        packed = summarise_tensor(x, state.edges, cap=self.hist_sample, magnitude=False, centred=state.centred)
         saturated = self._saturated(kind, x)
         packed = torch.cat([packed, saturated.reshape(1)])
         active = None
@@ -734,6 +735,23 @@ class ActivationsProbe(Probe):
         fields["dead"] = torch.stack(dead)
         fields["dead_persistent"] = torch.stack(persistent)
         return fields
+
+    def check(self, ctx, host: dict) -> dict:
+        """Decide, from this record's host moments, which columns need centred sums next time.
+
+        Float32 sums keep Σx² to about 1e-7 of itself, so the variance Σx²/n − mean² keeps its
+        digits while mean² ≤ 100 × var; beyond that (a saturated sigmoid, a softmax) the next
+        records sum around the sample mean (one more pass and a temporary). Returns ``host``.
+        """
+        if {"count", "sum", "sumsq"} <= host.keys():
+            with np.errstate(divide="ignore", invalid="ignore"):
+                n = np.asarray(host["count"], dtype=np.float64)
+                mean = np.asarray(host["sum"], dtype=np.float64) / n
+                var = np.asarray(host["sumsq"], dtype=np.float64) / n - mean**2
+                clustered = ~(mean * mean <= 100.0 * var)  # NaN (no data) keeps centring
+            for state, flag in zip(self._state, clustered):
+                state.centred = bool(flag)
+        return host
 
     def static(self, ctx):
         if not self._state:

@@ -125,6 +125,7 @@ class AdaptiveProbe(ParameterTensorProbe, Probe):
     """
 
     name = "adaptive"
+    centred = True  # ψ clusters tightly around its mean late in training: keep Var[ψ] exact
     unit = "log10 ψ"
     hist_description = "counts of log10 ψ, the per-coordinate adaptive learning rate"
 

@@ -12,12 +12,11 @@ figures re-bin them onto one grid for a time × value heatmap.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from dyntrace.checks import check_int
 from dyntrace.probes._params import ParameterTensorProbe
 from dyntrace.probes.base import Probe
-from dyntrace.summaries import DEFAULT_HIST_SAMPLE, FieldSpec, nice_ceiling
+from dyntrace.summaries import DEFAULT_HIST_SAMPLE, FieldSpec, symmetric_limit
 
 __all__ = ["WeightsProbe"]
 
@@ -39,7 +38,6 @@ class WeightsProbe(ParameterTensorProbe, Probe):
     def __init__(self, *, bins: int = 64, hist_sample: int = DEFAULT_HIST_SAMPLE):
         super().__init__(hist_sample=hist_sample)
         self.bins = check_int("bins", bins, low=2)
-        self._limit: torch.Tensor | None = None  # [T]: this record's h per parameter
 
     def setup(self, ctx):
         layout = self.layout(ctx)
@@ -60,29 +58,20 @@ class WeightsProbe(ParameterTensorProbe, Probe):
         return self.bins
 
     def edges_spec(self):
-        return (-self._limit, self._limit, self.bins)
+        return (None, None, self.bins)  # [−h, h] per parameter, decided by the data (no sync)
 
     def tensor_of(self, param):
         return param
 
     def before_step(self, ctx):
-        with torch.no_grad():
-            params = [p.detach() for p in ctx.params]
-            if not params:
-                self._limit = None
-                return
-            # one fused pass for every parameter's largest |w|, on the device (no sync); an
-            # empty parameter gets h = 1. The margin keeps a max |w| that is itself a round
-            # number (a constant init) inside the last bin instead of on the overflow edge.
-            tops = [t.double() for t in torch._foreach_norm([p if p.numel() else p.new_zeros(1) for p in params], float("inf"))]
-            largest = torch.stack([t.to(ctx.device) for t in tops])
-            self._limit = nice_ceiling(largest * (1 + 1e-6))
         self._summarise(ctx)
 
     def collect(self, ctx):
+        packed = self._packed
         fields = super().collect(ctx)
-        if fields and self._limit is not None:
-            fields["hist_lo"], fields["hist_hi"] = -self._limit, self._limit
+        if fields:  # the range each row was binned in, from its own min and max
+            limit = symmetric_limit(packed)
+            fields["hist_lo"], fields["hist_hi"] = -limit, limit
         return fields
 
     def static(self, ctx):

@@ -222,12 +222,12 @@ def test_batched_and_single_tensor_summaries_agree(magnitude):
 
     tensors = [torch.randn(100_000) * 1e-3, torch.randn(300), None, torch.tensor([0.0, 2.0, float("nan"), float("inf"), -1e-5])]
     edges = (-12.0, 4.0, 80) if magnitude else (-3.05, 3.05, 61)  # no sample on a bin edge
-    batched = summarise_tensors(tensors, edges, cap=1 << 14, magnitude=magnitude)
+    batched = summarise_tensors(tensors, edges, cap=1 << 14, magnitude=magnitude, centred=not magnitude)
     for row, tensor in zip(batched, tensors):
         if tensor is None:
             assert row[0] == 0 and row[7] == 0 and row[8:].sum() == 0
             continue
-        single = summarise_tensor(tensor, edges, cap=1 << 14, magnitude=magnitude)
+        single = summarise_tensor(tensor, edges, cap=1 << 14, magnitude=magnitude, centred=not magnitude)
         assert torch.equal(single[5:], row[5:])  # zeros, non-finite, sample size, histogram
         np.testing.assert_allclose(single[:5].numpy(), row[:5].numpy(), rtol=1e-6)
 
@@ -239,8 +239,8 @@ def test_merging_two_halves_equals_summarising_the_whole():
     x[::7] = 0.0
     x[5] = float("nan")
     edges = (-4.0, 4.0, 40)
-    whole = summarise_tensor(x, edges, cap=1 << 14, magnitude=False)
-    merged = merge_packed(*(summarise_tensor(h, edges, cap=1 << 14, magnitude=False) for h in (x[:5000], x[5000:])))
+    whole = summarise_tensor(x, edges, cap=1 << 14, magnitude=False, centred=False)
+    merged = merge_packed(*(summarise_tensor(h, edges, cap=1 << 14, magnitude=False, centred=False) for h in (x[:5000], x[5000:])))
     assert merged[0] == whole[0] == 12_000
     assert torch.equal(merged[5:], whole[5:])  # zeros, non-finite, sample size, histogram
     assert torch.isnan(merged[1:5]).all() and torch.isnan(whole[1:5]).all()  # NaN poisons moments; a probe's check() recomputes
