@@ -237,13 +237,12 @@ def profile(build, optimizer_cls, probes, *, steps=40):
         setattr(obj, name, timed_call)
 
     with tempfile.TemporaryDirectory() as tmp, dyntrace.Recorder(model, opt, os.path.join(tmp, "p.h5"), every=1, probes=probes) as rec:
-        for probe in rec._probes:
+        for probe in rec._pipeline.probes:
             for method in ("before_step", "after_step", "collect", "static", "check"):
                 wrap(probe, method, f"{probe.name}.{method}")
             if isinstance(probe, ActivationsProbe):
                 wrap(probe, "_observe", "activations: forward hooks (summaries)")
-        if hasattr(rec, "_transfer"):
-            wrap(rec, "_transfer", "transfer to host + enqueue for the writer")
+        wrap(rec._pipeline, "transfer", "transfer to host + enqueue for the writer")
         wrap(rec._ctx, "take_snapshot", "snapshot of the weights")
         wrap(rec, "_arm_if_scheduled", "arming (hooks attached, compile stance)")
         wrap(rec, "_disarm", "disarming")

@@ -19,11 +19,9 @@ combined across ranks with a constant number of collectives (see :mod:`dyntrace.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import weakref
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -35,37 +33,15 @@ from dyntrace.io.format import SCALAR_NAME_BYTES
 from dyntrace.io.writer import RunWriter
 from dyntrace.probes import make_probes
 from dyntrace.probes.base import RecordContext
+from dyntrace.record_step import RecordStep
 from dyntrace.run_meta import describe_run
 from dyntrace.scalar_log import ScalarLog
 from dyntrace.schedules import as_schedule
-from dyntrace.summaries import to_host
+from dyntrace.skipped_steps import SkippedSteps
 
 __all__ = ["Recorder"]
 
 _SCALAR_TYPES = (int, float, bool, np.number)
-
-
-@dataclass
-class RecordBatch:
-    """What one record step sends to the host, by kind (all tensors still on the device).
-
-    ``fields`` maps a file group (a probe's name, or its per-rank copy) to its per-record
-    fields; ``statics`` maps a probe's name to its static fields (bin edges, unit counts),
-    present until written once; ``checks`` holds the distributed consistency checks. The
-    pending scalar log travels with them (see :meth:`ScalarLog.tensors`).
-    """
-
-    fields: dict[str, dict] = field(default_factory=dict)
-    statics: dict[str, dict] = field(default_factory=dict)
-    checks: dict = field(default_factory=dict)
-
-    def parts(self) -> dict:
-        """Owners and their tensors, for :func:`dyntrace.summaries.to_host`."""
-        parts = {("fields", group): fields for group, fields in self.fields.items()}
-        parts.update({("static", name): fields for name, fields in self.statics.items()})
-        if self.checks:
-            parts[("checks",)] = self.checks
-        return parts
 
 
 class Recorder:
@@ -133,28 +109,18 @@ class Recorder:
         if trajectory is not None and not self._ctx.params:  # a model without parameters: scalars (and activations) only
             self._ctx.warn_once("trajectory", "the model has no parameters: no trajectory is kept")
             trajectory = None
-        self._probes = make_probes(probes)
         self._armed = False
         self._grads_read = False  # this record step's gradients were read (pre-hook or closure)
-        self._statics_written: set[str] = set()
         self._probe_handles: list = []
         self._stance = None  # a torch.compiler.set_stance("force_eager") while armed
         self._last_lr: dict[int, float] = {}
         self._trajectory = trajectory
         self._closed = False
-        self._log_step = 0  # self.step at the last log() call
-        self._log_grads = self._grad_fingerprint()
+        self._skips = SkippedSteps(self._ctx.params)
         self._dist = _distributed.coordinator(distributed, process_group)  # Local in a single process
         self._writes = self._dist.writes
-
-        layouts = {}
-        for probe in list(self._probes):
-            layout = self._guard(probe, "setup")
-            if layout is not None:
-                layout.attrs.setdefault("options", json.dumps(probe.options(), default=str))
-                layouts[probe.name] = layout
-        self._probes, layouts = self._dist.setup(self._probes, layouts, self._ctx.param_names)
-        self._layouts = set(layouts)
+        self._pipeline = RecordStep(make_probes(probes), self._ctx, self._dist)
+        layouts = self._pipeline.layouts(self._ctx.param_names)
         traj_spec = None
         if trajectory is not None and self._writes:
             traj_spec = {
@@ -169,7 +135,7 @@ class Recorder:
             try:
                 meta = describe_run(
                     self._ctx.module, self._ctx.params, optimizer, config=config, schedule=self.schedule,
-                    probes=self._probes, device=self._ctx.device, distributed=self._dist.meta(model),
+                    probes=self._pipeline.probes, device=self._ctx.device, distributed=self._dist.meta(model),
                 )
                 self._writer = RunWriter(self.path, meta, layouts, trajectory=traj_spec, flush_every=flush_every)
             except OSError as exc:
@@ -179,6 +145,7 @@ class Recorder:
         # handed to the writer at half the flush period: the writer has them in the file
         # flush_every after log() (it writes each batch by then, see dyntrace.io.writer)
         self._scalars = ScalarLog(self._writer, flush_every / 2)
+        self._pipeline.connect(self._writer, self._scalars)
         self._finalizer = weakref.finalize(self, self._writer.close)
 
         self._hooks = [
@@ -241,9 +208,9 @@ class Recorder:
                 self._scalars.add(self.step, name, value)
         if dist_reduce and self._dist.pending >= _distributed.MAX_PENDING:
             # every rank logs the same values, so every rank reaches this point together
-            self._combine_scalars()
+            self._pipeline.combine_scalars(self.step)
         if self._scalars.due():
-            self._flush_scalars()
+            self._pipeline.flush_scalars(self.step)
 
     def close(self) -> None:
         """Remove every hook, write what is pending and close the file. Safe to call twice.
@@ -262,7 +229,7 @@ class Recorder:
         self._disarm()
         try:
             self._close_distributed(failed)
-            self._flush_scalars()
+            self._pipeline.flush_scalars(self.step)
             if self._trajectory is not None and self.step % self._trajectory and self._writes:
                 self._save_trajectory()
         finally:
@@ -280,7 +247,7 @@ class Recorder:
 
     @property
     def probes(self) -> list[str]:
-        return [p.name for p in self._probes]
+        return [p.name for p in self._pipeline.probes]
 
     # -- optimizer hooks ---------------------------------------------------------------------
 
@@ -313,9 +280,8 @@ class Recorder:
             if self._armed:
                 if not self._grads_read:  # a closure the optimizer never called
                     self._read_gradients()
-                for probe in list(self._probes):
-                    self._guard(probe, "after_step")
-                self._record()
+                self._pipeline.each("after_step")
+                self._pipeline.record(self.step)
             if self._trajectory is not None and self.step % self._trajectory == 0 and self._writes:
                 self._save_trajectory()
         except Exception as exc:  # the recorder never kills training
@@ -332,12 +298,11 @@ class Recorder:
         ctx = self._ctx
         try:
             self._dist.before_step(ctx)
-            if any(p.needs_snapshot for p in self._probes):
+            if any(p.needs_snapshot for p in self._pipeline.probes):
                 ctx.take_snapshot()
         except Exception as exc:  # e.g. no memory for the snapshot: the probes that need it fail later, guarded
             ctx.warn_once("before_step", f"preparing record step {self.step + 1} failed: {exc}")
-        for probe in list(self._probes):
-            self._guard(probe, "before_step")
+        self._pipeline.each("before_step")
 
     def _arm_if_scheduled(self):
         # Under torch.distributed a failed writer keeps rank 0 in step with the others'
@@ -353,9 +318,9 @@ class Recorder:
             self._ctx.step = self.step + 1
             self._ctx.recording = True
             self._grads_read = False
-            for probe in list(self._probes):
-                self._probe_handles += self._guard(probe, "attach") or []
-            self._probe_handles += self._dist.attach(self._probes)
+            for handles in self._pipeline.each("attach"):
+                self._probe_handles += handles or []
+            self._probe_handles += self._dist.attach(self._pipeline.probes)
             self._force_eager()
         self._armed = armed
 
@@ -388,150 +353,23 @@ class Recorder:
         except Exception as exc:
             self._ctx.warn_once("stance", f"cannot run compiled code eagerly on record steps ({exc}); activations inside compiled graphs are not recorded")
 
-    def _guard(self, probe, method: str, *args):
-        """Call a probe method; on failure warn once, drop the probe, keep training."""
-        try:
-            return getattr(probe, method)(self._ctx, *args)
-        except Exception as exc:
-            self._switch_off(probe, f"failed in {method} ({exc!r})")
-            return None
-
-    def _switch_off(self, probe, why: str):
-        self._ctx.warn_once((probe.name, "off"), f"probe {probe.name!r} {why}; it is switched off")
-        if probe in self._probes:
-            self._probes.remove(probe)
-
-    def _probe_named(self, group: str):
-        name = group.split("@", 1)[0]  # a per-rank copy "activations@rank1" is its probe's
-        return next((p for p in self._probes if p.name == name), None)
-
-    def _record(self):
-        """The record step: collect on the device, combine across ranks, one transfer, write."""
-        ctx, step = self._ctx, self.step
-        self._dist.before_collect(self._probes)
-        batch = RecordBatch()
-        for probe in list(self._probes):
-            fields = self._guard(probe, "collect")
-            if fields:
-                batch.fields[probe.name] = fields
-        if self._dist.communicates:
-            combined = self._dist.combine(step, batch.fields)  # the record step's collectives
-            if combined is None:  # another rank: its part is done
-                return
-            batch.fields, events, batch.checks = combined
-            self._scalars.extend(events)
-        elif not self._writes:  # "rank0" mode, another rank: nothing to do
-            return
-        for probe in list(self._probes):
-            if probe.name in self._layouts and (probe.name not in self._statics_written or probe.statics_changed):
-                statics = self._guard(probe, "static")
-                if statics:
-                    batch.statics[probe.name] = statics
-                elif statics is not None:  # nothing static: its records need not wait
-                    self._statics_written.add(probe.name)
-                    probe.statics_changed = False
-        for name, value in ctx.scalars.items():
-            self._scalars.add(step, name, value)
-        ctx.scalars = {}
-        host = self._transfer(batch)
-        self._scalars.extend(self._dist.after_transfer(step, host.get(("checks",), {})))
-        for name in batch.statics:
-            probe = self._probe_named(name)
-            if probe is not None and ("static", name) in host:
-                self._writer.add_static(name, host[("static", name)])
-                self._statics_written.add(name)
-                probe.statics_changed = False
-        for group in batch.fields:
-            probe = self._probe_named(group)
-            fields = host.get(("fields", group))
-            if probe is None or fields is None or group not in self._layouts:
-                continue  # no layout: e.g. no activation module matched, nothing to write
-            if probe.name not in self._statics_written:
-                continue  # its statics are not in the file yet: a record without edges is unreadable
-            fields = self._guard(probe, "check", fields)
-            if fields is not None:
-                self._writer.add_record(group, step, fields)
-
-    def _transfer(self, batch: RecordBatch) -> dict:
-        """The one device-to-host transfer of a record step (its pending scalars included)."""
-        parts = batch.parts()
-        parts.update(self._scalars.tensors())
-        try:
-            host, failed = to_host(parts)  # <- the record step's host-device synchronisation
-        except Exception as exc:  # not a probe's fault; this record is lost, later ones are not
-            self._scalars.drop()
-            raise RuntimeError(f"moving the summaries to the host failed: {exc}") from exc
-        for owner, exc in failed.items():
-            if owner[0] in ("fields", "static"):
-                probe = self._probe_named(owner[1])
-                if probe is not None:
-                    self._switch_off(probe, f"returned summaries that cannot be moved to the host ({exc!r})")
-            elif owner[0] == "checks":
-                self._ctx.warn_once("checks", f"the distributed checks of step {self.step} failed: {exc!r}")
-        self._scalars.write(host, {k: v for k, v in failed.items() if k[0] == "scalar"})
-        return host
-
-    def _flush_scalars(self):
-        """Move the pending logged tensors (only them) to the host and write them."""
-        try:
-            host, failed = to_host(self._scalars.tensors())
-            self._scalars.write(host, failed)
-        except Exception as exc:  # the recorder never kills training
-            dropped = self._scalars.drop()
-            self._ctx.warn_once("flush", f"logging scalars at step {self.step} failed ({dropped} values dropped): {exc}")
-
     def _notice_skipped_step(self):
         """Count an iteration that ran backward but no ``optimizer.step()`` (see :meth:`log`)."""
-        fingerprint = self._grad_fingerprint()
-        stepped = self.step != self._log_step
-        ran_backward = fingerprint != self._log_grads
-        self._log_grads = fingerprint
-        if stepped or not ran_backward or self._dist.communicates:  # (a local decision would desynchronise ranks)
-            self._log_step = self.step
-            return
-        if not self._nonfinite_gradients():  # one sync, only in a suspect iteration
+        # ranks decide together: a local decision would desynchronise their collectives
+        if not self._skips.skipped(self.step, may_sync=not self._dist.communicates):
             return
         self.step += 1
-        self._log_step = self.step
         self._scalars.add(self.step, "skipped", 1.0)
         if self._armed:
             try:
                 if not self._grads_read:
                     self._read_gradients()
-                self._record()
+                self._pipeline.record(self.step)
             except Exception as exc:  # the recorder never kills training
                 self._ctx.warn_once("record", f"recording skipped step {self.step} failed: {exc}")
             finally:
                 self._disarm()
-                self._arm_if_scheduled()
-        else:
-            self._arm_if_scheduled()
-
-    def _grad_fingerprint(self):
-        """Which gradient tensors exist and how often each was written: cheap (no sync), and
-        it changes whenever a backward pass reaches the first few trainable parameters."""
-        out = []
-        for p in self._ctx.params:
-            if p.requires_grad:
-                g = p.grad
-                out.append(None if g is None else (id(g), g._version))
-                if len(out) == 4:
-                    break
-        return tuple(out)
-
-    def _nonfinite_gradients(self) -> bool:
-        grads = [p.grad for p in self._ctx.params if p.grad is not None and not p.grad.is_sparse]
-        if not grads:
-            return False
-        with torch.no_grad():
-            finite = torch.stack([torch.isfinite(g).all() for g in grads]).all()
-        return not bool(finite)  # the sync, in a suspect iteration only
-
-    def _combine_scalars(self):
-        """A scalars-only collective (``reduce=`` values), when no record step comes soon enough."""
-        combined = self._dist.combine(self.step, None)
-        if combined is not None:
-            self._scalars.extend(combined[1])
+        self._arm_if_scheduled()
 
     def _close_distributed(self, failed: bool):
         if not self._dist.communicates:
@@ -542,7 +380,7 @@ class Recorder:
                 self._ctx.warn_once("dist-close", f"{dropped} scalar value(s) logged with reduce= not written: the run ended with an exception, so no collective was attempted")
             return
         try:
-            self._combine_scalars()  # always, so that no rank decides alone: one collective a run
+            self._pipeline.combine_scalars(self.step)  # always, so that no rank decides alone: one collective a run
         except Exception as exc:  # a rank died meanwhile: keep what rank 0 holds
             self._ctx.warn_once("dist-close", f"the last collective at close failed ({exc}); scalars logged with reduce= since the last record step are lost")
 

@@ -80,6 +80,7 @@ class ProbeLayout:
     fields: list[FieldSpec]
     labels: dict[str, list[str]] = field(default_factory=dict)  # static string columns, e.g. kind
     attrs: dict = field(default_factory=dict)
+    stats: list = field(default_factory=list)  # dyntrace.stats.Ratio: statistics of the probe's own fields
 
 
 #: Elements of a tensor binned into its histogram (and counted for zeros / non-finite values):

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 import h5py
 import numpy as np
 
+from dyntrace import stats
 from dyntrace.errors import DyntraceError, RunFileBusyError, RunFileError, SchemaVersionError
 from dyntrace.io import hdf5
 from dyntrace.io.lock import WriteLock
@@ -501,6 +502,7 @@ class Probe:
     fields: dict[str, Field]
     labels: dict[str, list[str]]
     attrs: dict
+    stats: dict = field(default_factory=dict)  # name -> dyntrace.stats.Ratio the probe declared
 
 
 @dataclass
@@ -901,7 +903,22 @@ class _Walk:
             if fields["hist"].ndim != 3 or fields["edges"].ndim != 2 or bins != edges + 1:
                 raise RunFileError(f"{self.path}: {where}: hist has {bins} bins and edges {edges} edges "
                                    "(expected one more bin than edges: the under- and overflow)")
-        return Probe(names=names, fields=fields, labels=labels, attrs=attrs)
+        return Probe(names=names, fields=fields, labels=labels, attrs=attrs, stats=self._stats(where, fields, attrs))
+
+    def _stats(self, where: str, fields: dict, attrs: dict) -> dict:
+        """The statistics a probe declared (its ``stats`` attribute), each built from fields it
+        has of one value per tensor."""
+        try:
+            table = stats.decode(attrs["stats"]) if "stats" in attrs else stats.declared_before_stats(fields, attrs)
+        except (ValueError, TypeError) as exc:
+            raise RunFileError(f"{self.path}: {where} has a bad stats attribute: {exc}") from None
+        for ratio in table.values():
+            for name in ratio.fields():
+                info = fields.get(name)
+                if info is None or info.ndim != (1 if info.static else 2):
+                    raise RunFileError(f"{self.path}: {where}: statistic {ratio.name!r} needs a field {name!r} "
+                                       "of one value per tensor")
+        return table
 
     def trajectory(self) -> dict:
         where = f"/{TRAJECTORY}"

@@ -19,15 +19,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dyntrace import stats
 from dyntrace.errors import MissingDataError
 from dyntrace.io import format as fmt
 
 __all__ = ["open_run", "Run", "Histogram", "STATS"]
 
-STATS = (
-    "mean", "std", "min", "max", "norm", "count", "sum", "sumsq", "frac_zero",
-    "frac_saturated", "frac_dead", "frac_dead_persistent", "frac_nonfinite", "dead", "units",
-)
+#: The statistics of every summary probe (a probe may declare more: ``Run.stats(probe)``).
+STATS = tuple(stats.BASE)
 
 
 @dataclass
@@ -267,49 +266,32 @@ class Run:
         """The attributes of a probe's group (``hist_scale``, ``nonfinite_scope``, ``options`` …)."""
         return dict(self._probe(probe).attrs)
 
+    def stats(self, probe: str) -> list[str]:
+        """The statistics :meth:`stat` computes for a probe: :data:`dyntrace.stats.BASE` and
+        those the probe declared in its layout (``frac_dead``, ``frac_saturated`` …)."""
+        return list({**stats.BASE, **self._probe(probe).stats})
+
     def stat(self, probe: str, name: str | None, stat: str):
         """(steps, values) of a derived statistic of one tensor, or of every tensor at once.
 
-        ``stat``: mean, std, min, max, norm (√Σx²), count, sum, sumsq, frac_zero,
-        frac_saturated, frac_dead, frac_dead_persistent, frac_nonfinite, dead, units.
-        ``name`` None gives values [R, T] in the order of ``names(probe)``. Records with no
-        elements give NaN.
+        ``stat``: one of :meth:`stats`: mean, std, min, max, norm (√Σx²), count, sum, sumsq,
+        frac_zero, frac_nonfinite for every summary probe, and the probe's own (activations:
+        frac_saturated, frac_dead, frac_dead_persistent, dead, units). ``name`` None gives
+        values [R, T] in the order of ``names(probe)``. Records with no elements give NaN.
         """
-        if stat not in STATS:
-            raise ValueError(f"unknown stat {stat!r}; valid: {', '.join(STATS)}")
+        table = {**stats.BASE, **self._probe(probe).stats}
+        if stat not in table:
+            raise ValueError(f"unknown stat {stat!r} for probe {probe!r}; valid: {', '.join(table)}")
         steps, count = self.field(probe, "count", name)
-        count = count.astype(np.float64)
-        safe = np.where(count > 0, count, np.nan)
+        shape = count[: len(steps)].shape
 
         def raw(field):
-            return self.field(probe, field, name)[1][: len(steps)].astype(np.float64)
+            values = self.field(probe, field, name)[1]
+            if not self._probe(probe).fields[field].static:
+                values = values[: len(steps)]
+            return np.broadcast_to(np.asarray(values, dtype=np.float64), shape)
 
-        if stat in ("count", "sum", "sumsq", "dead"):
-            return steps, raw(stat)
-        if stat == "mean":
-            return steps, raw("sum") / safe
-        if stat == "std":
-            mean = raw("sum") / safe
-            return steps, np.sqrt(np.maximum(raw("sumsq") / safe - mean**2, 0.0))
-        if stat in ("min", "max"):
-            return steps, np.where(count > 0, raw(stat), np.nan)
-        if stat == "norm":
-            return steps, np.sqrt(raw("sumsq"))
-        if stat == "frac_zero":  # zeros are counted in the histogram sample
-            return steps, raw("zero") / _positive(raw("hist_count"))
-        if stat == "frac_saturated":
-            return steps, raw("saturated") / _positive(raw("hist_count"))
-        if stat in ("units", "frac_dead", "frac_dead_persistent"):
-            units = self.field(probe, "units", name)[1].astype(np.float64)
-            if stat == "units":
-                return steps, np.broadcast_to(units, count.shape).copy()
-            dead = raw("dead" if stat == "frac_dead" else "dead_persistent")
-            return steps, dead / _positive(units)
-        # frac_nonfinite: counted in the histogram sample, or exactly over the whole tensor
-        nonfinite = raw("nonfinite")
-        if self._probe(probe).attrs.get("nonfinite_scope", "sample") == "tensor":
-            return steps, nonfinite / _positive(count + nonfinite)
-        return steps, nonfinite / _positive(raw("hist_count"))
+        return steps, np.array(table[stat](raw), dtype=np.float64)
 
     def hist(self, probe: str, name: str) -> Histogram:
         """The histogram of one tensor over record steps (``steps, edges, counts = run.hist(...)``)."""
@@ -469,8 +451,3 @@ class Run:
                 ds = self._ds(key)
                 self._cache[key] = ds[:rows] if rows is not None else ds[()]
         return self._cache[key]
-
-
-def _positive(values):
-    values = np.asarray(values, dtype=np.float64)
-    return np.where(values > 0, values, np.nan)

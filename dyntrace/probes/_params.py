@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from dyntrace.checks import check_int
+from dyntrace.stats import Ratio
 from dyntrace.summaries import DEFAULT_HIST_SAMPLE, FieldSpec, ProbeLayout, edges_tensor, split_summary, summarise_tensors, tensor_fields
 
 __all__ = ["ParameterTensorProbe"]
@@ -34,6 +35,7 @@ class ParameterTensorProbe:
             fields=tensor_fields(bins, unit=self.unit, hist_description=self.hist_description)
             + [FieldSpec("edges", "float64", (bins + 1,), static=True, unit=self.unit)],
             labels={"role": ctx.param_roles()},
+            stats=[Ratio("frac_nonfinite", ("nonfinite",), ("count", "nonfinite"), "non-finite elements of the whole tensor")],
             attrs={"nonfinite_scope": "tensor", "hist_sample": self.hist_sample, "hist_scale": "log10_abs" if self.magnitude else "value"},
         )
 

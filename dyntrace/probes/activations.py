@@ -67,6 +67,7 @@ from torch.overrides import TorchFunctionMode
 
 from dyntrace.checks import check_int, check_number
 from dyntrace.kinds import BOUNDS, NON_NEGATIVE
+from dyntrace.stats import Ratio
 from dyntrace.probes.base import Probe
 from dyntrace.summaries import (
     DEFAULT_HIST_SAMPLE,
@@ -247,6 +248,10 @@ def _is_host(module: nn.Module) -> bool:
     """Whether a module's own forward can call activation functions: a class defined outside
     torch, or torch's transformer layers and multi-head attention."""
     return isinstance(module, _TORCH_HOSTS) or not type(module).__module__.startswith("torch.")
+
+#: The activations' own column, appended to each packed summary row (so one addition merges
+#: a layer's calls): sample elements at a bounded activation's bounds.
+SATURATED = -1
 
 
 class _LayerState:
@@ -451,6 +456,13 @@ class ActivationsProbe(Probe):
                           "functional_hosts and functional_kinds, and the call's index; NaN: a module column or a free slot"),
             ],
             labels={"kind": [s.kind for s in self._state]},
+            stats=[
+                Ratio("frac_saturated", ("saturated",), ("hist_count",), "sample elements at the bounds"),
+                Ratio("frac_dead", ("dead",), ("units",), "units zero for every sample of the batch"),
+                Ratio("frac_dead_persistent", ("dead_persistent",), ("units",), "units dead for dead_patience records"),
+                Ratio("dead", ("dead",)),
+                Ratio("units", ("units",)),
+            ],
             attrs={
                 "nonfinite_scope": "sample", "saturation_eps": self.saturation_eps, "dead_patience": self.dead_patience,
                 "hist_sample": self.hist_sample, "hist_scale": "value",
@@ -634,7 +646,7 @@ class ActivationsProbe(Probe):
             self.statics_changed = True  # a range decided after the statics were written
         packed = summarise_tensor(x, state.edges, cap=self.hist_sample, magnitude=False, centred=state.centred)
         saturated = self._saturated(kind, x)
-        packed = torch.cat([packed, saturated.reshape(1)])
+        packed = torch.cat([packed, saturated.reshape(1)])  # column SATURATED: added with the rest
         active = None
         axis = self._unit_axis(state, x, dim)
         if axis is not None:
@@ -730,8 +742,8 @@ class ActivationsProbe(Probe):
                 persistent.append((state.dead_run >= self.dead_patience).sum().double().to(device))
             state.packed, state.active = None, None
         packed = torch.stack(rows)
-        fields = split_summary(packed[:, :-1])
-        fields["saturated"] = packed[:, -1]
+        fields = split_summary(packed[:, :SATURATED])
+        fields["saturated"] = packed[:, SATURATED]
         fields["dead"] = torch.stack(dead)
         fields["dead_persistent"] = torch.stack(persistent)
         return fields

@@ -133,7 +133,7 @@ def test_a_probe_whose_summaries_cannot_move_alone_is_switched_off(tmp_path):
 
 
 def test_a_failed_transfer_fails_alone_and_the_next_record_is_a_fresh_attempt(tmp_path, monkeypatch):
-    import dyntrace.recorder as recorder_module
+    import dyntrace.record_step as recorder_module  # where the record step calls to_host
 
     model = _model()
     opt = torch.optim.SGD(model.parameters(), lr=0.01)

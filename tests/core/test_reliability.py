@@ -165,7 +165,7 @@ def test_a_model_without_activation_modules_records_its_parameters(tmp_path):
 
 def test_failures_around_the_step_and_in_log_never_stop_training(tmp_path, monkeypatch):
     """No memory for the snapshot, a failing host transfer: warnings, and training goes on."""
-    from dyntrace import recorder as recorder_module
+    from dyntrace import record_step as recorder_module  # where the record step calls to_host
     from dyntrace.probes.base import RecordContext
 
     def no_memory(self):
