@@ -975,101 +975,122 @@ def read_rows(f: h5py.File, layout: Layout) -> Rows:
     before committed counts existed may end in rows a killed or failing writer left half
     written: it is read up to the first bad row, and a note says so.
     """
-    path = layout.path
-    notes: list[str] = []
-    size = max(layout.file_size, _file_size(path))
+    rows = _RowReader(f, layout)
+    closed = rows.closed()
+    probe_steps = {probe: rows.probe_steps(probe, spec) for probe, spec in layout.probes.items()}
+    scalar_names, step, key, value = rows.scalars()
+    trajectory_steps = rows.trajectory_steps() if layout.trajectory is not None else None
+    if closed == CLOSED_STOPPED:
+        rows.notes.append("the recording stopped early: a write failed (a full disk?); the file holds what was written before")
+    return Rows(closed=closed, probe_steps=probe_steps, scalar_names=scalar_names, scalar_step=step, scalar_key=key,
+                scalar_value=value, trajectory_steps=trajectory_steps, notes=rows.notes)
 
-    def refreshed(where):
-        ds = f[where]
+
+class _RowReader:
+    """The steps of :func:`read_rows`, one table at a time, against the committed counts."""
+
+    def __init__(self, f: h5py.File, layout: Layout):
+        self.f, self.path, self.notes = f, layout.path, []
+        self.size = max(layout.file_size, _file_size(self.path))
+        self.committed = None
+        if layout.tables is not None:
+            with reading(self.path, f"/{COMMITTED}"):
+                counts = self.refreshed(f"/{COMMITTED}")[()]
+            if (counts < 0).any():
+                raise RunFileError(f"{self.path}: damaged file: /{COMMITTED} holds a negative count")
+            self.committed = dict(zip(layout.tables, (int(c) for c in counts)))
+
+    def refreshed(self, where):
+        ds = self.f[where]
         ds.refresh()
         return ds
 
-    with reading(path, f"/{CLOSED}"):
-        closed = refreshed(f"/{CLOSED}")[()]
-    closed = int(closed[0])
-    if closed not in (CLOSED_OPEN, CLOSED_CLEANLY, CLOSED_STOPPED):
-        raise RunFileError(f"{path}: /{CLOSED} is {closed} (expected 0, 1 or 2)")
-    committed = None
-    if layout.tables is not None:
-        with reading(path, f"/{COMMITTED}"):
-            counts = refreshed(f"/{COMMITTED}")[()]
-        if (counts < 0).any():
-            raise RunFileError(f"{path}: damaged file: /{COMMITTED} holds a negative count")
-        committed = dict(zip(layout.tables, (int(c) for c in counts)))
+    def too_big(self, nbytes) -> bool:
+        return nbytes > _MAX_RATIO * self.size + _SLACK_BYTES
 
-    def table_rows(table: str, columns: dict) -> int:
+    def closed(self) -> int:
+        with reading(self.path, f"/{CLOSED}"):
+            closed = int(self.refreshed(f"/{CLOSED}")[()][0])
+        if closed not in (CLOSED_OPEN, CLOSED_CLEANLY, CLOSED_STOPPED):
+            raise RunFileError(f"{self.path}: /{CLOSED} is {closed} (expected 0, 1 or 2)")
+        return closed
+
+    def table_rows(self, table: str, columns: dict) -> int:
         """Rows of a table (committed, or, for older files, its ``step`` column) after checking
         every column holds them and that their declared size fits in the file."""
-        lengths = {}
+        path, committed, lengths = self.path, self.committed, {}
         for name, where in columns.items():
             with reading(path, where):
-                ds = refreshed(where)
+                ds = self.refreshed(where)
                 lengths[name] = (ds.shape[0], int(np.prod(ds.shape[1:], dtype=np.int64)) * ds.dtype.itemsize)
         rows = committed[table] if committed is not None else lengths["step"][0]
         for name, (length, row_bytes) in lengths.items():
             if length < rows:
                 raise RunFileError(f"{path}: /{table}: {name} has {length} rows, {'committed' if committed else 'step'} {rows}")
-            if rows * row_bytes > _MAX_RATIO * size + _SLACK_BYTES:
+            if self.too_big(rows * row_bytes):
                 raise RunFileError(f"{path}: damaged file: /{table}/{name} declares {rows} rows of {row_bytes} bytes "
-                                   f"in a file of {size} bytes")
+                                   f"in a file of {self.size} bytes")
         return rows
 
-    probe_steps = {}
-    for probe, spec in layout.probes.items():
+    def steps(self, table: str, rows: int, *, low: int, rule: str) -> np.ndarray:
+        """A table's ``step`` column: strictly increasing from ``low``, cut at the first bad row."""
+        where = f"/{table}/step"
+        with reading(self.path, where):
+            steps = self.f[where][:rows].astype(np.int64)
+        bad = _first_bad(steps, strict=True, low=low)
+        if bad is not None:
+            steps = _cut(self.path, self.notes, self.committed, where, steps, bad, rule)
+        return steps
+
+    def probe_steps(self, probe: str, spec) -> np.ndarray:
         table = f"{PROBES}/{probe}"
         columns = {"step": f"/{table}/step", **{k: f"/{table}/{k}" for k, v in spec.fields.items() if not v.static}}
-        rows = table_rows(table, columns)
-        with reading(path, f"/{table}/step"):
-            steps = f[f"/{table}/step"][:rows].astype(np.int64)
-        bad = _first_bad(steps, strict=True, low=1)
-        if bad is not None:
-            steps = _cut(path, notes, committed, f"/{table}/step", steps, bad, "record steps must increase from 1")
-        probe_steps[probe] = steps
+        return self.steps(table, self.table_rows(table, columns), low=1, rule="record steps must increase from 1")
 
-    with reading(path, f"/{SCALARS}/names"):
-        names_ds = refreshed(f"/{SCALARS}/names")
-        n_names = committed[SCALAR_NAMES_TABLE] if committed is not None else names_ds.shape[0]
-        if n_names > names_ds.shape[0]:
-            raise RunFileError(f"{path}: /{SCALARS}/names has {names_ds.shape[0]} rows, committed {n_names}")
-        if n_names * names_ds.dtype.itemsize > _MAX_RATIO * size + _SLACK_BYTES:
-            raise RunFileError(f"{path}: damaged file: /{SCALARS}/names declares {n_names} names")
-        scalar_names = decode(names_ds[:n_names])
-    if "" in scalar_names or len(set(scalar_names)) != len(scalar_names):
-        raise RunFileError(f"{path}: /{SCALARS}/names holds an empty or repeated name")
-    rows = table_rows(SCALARS, {c: f"/{SCALARS}/{c}" for c in ("step", "key", "value")})
-    if committed is None:  # older files: the three columns were appended one after the other
+    def scalar_names(self) -> list[str]:
+        path, where = self.path, f"/{SCALARS}/names"
+        with reading(path, where):
+            names_ds = self.refreshed(where)
+            n_names = self.committed[SCALAR_NAMES_TABLE] if self.committed is not None else names_ds.shape[0]
+            if n_names > names_ds.shape[0]:
+                raise RunFileError(f"{path}: {where} has {names_ds.shape[0]} rows, committed {n_names}")
+            if self.too_big(n_names * names_ds.dtype.itemsize):
+                raise RunFileError(f"{path}: damaged file: {where} declares {n_names} names")
+            names = decode(names_ds[:n_names])
+        if "" in names or len(set(names)) != len(names):
+            raise RunFileError(f"{path}: {where} holds an empty or repeated name")
+        return names
+
+    def scalars(self):
+        """(names, step, key, value) of the scalar log, cut before a row that breaks a rule."""
+        path, f = self.path, self.f
+        names = self.scalar_names()
+        rows = self.table_rows(SCALARS, {c: f"/{SCALARS}/{c}" for c in ("step", "key", "value")})
+        if self.committed is None:  # older files: the three columns were appended one after the other
+            with reading(path, f"/{SCALARS}"):
+                rows = min(rows, *(f[f"/{SCALARS}/{c}"].shape[0] for c in ("key", "value")))
         with reading(path, f"/{SCALARS}"):
-            rows = min(rows, *(f[f"/{SCALARS}/{c}"].shape[0] for c in ("key", "value")))
-    with reading(path, f"/{SCALARS}"):
-        step = f[f"/{SCALARS}/step"][:rows].astype(np.int64)
-        key = f[f"/{SCALARS}/key"][:rows].astype(np.int64)
-        value = f[f"/{SCALARS}/value"][:rows].astype(np.float64)
-    # (no order among scalar steps: values logged with reduce= under torch.distributed are
-    # written at the next record step, after later steps' values)
-    bad = _first_bad(step, strict=None, low=0)
-    outside = np.flatnonzero((key < 0) | (key >= len(scalar_names)))
-    if outside.size and (bad is None or outside[0] < bad):
-        if committed is not None:
-            raise RunFileError(f"{path}: damaged file: /{SCALARS}/key {int(key[outside[0]])} at row {int(outside[0])} "
-                               f"names no scalar ({len(scalar_names)} names)")
-        bad = int(outside[0])
-    if bad is not None:
-        step = _cut(path, notes, committed, f"/{SCALARS}", step, bad, "scalar steps are not negative, keys name a scalar")
-        key, value = key[: len(step)], value[: len(step)]
-
-    trajectory_steps = None
-    if layout.trajectory is not None:
-        rows = table_rows(TRAJECTORY, {"step": f"/{TRAJECTORY}/step", "params": f"/{TRAJECTORY}/params"})
-        with reading(path, f"/{TRAJECTORY}/step"):
-            trajectory_steps = f[f"/{TRAJECTORY}/step"][:rows].astype(np.int64)
-        bad = _first_bad(trajectory_steps, strict=True, low=0)
+            step = f[f"/{SCALARS}/step"][:rows].astype(np.int64)
+            key = f[f"/{SCALARS}/key"][:rows].astype(np.int64)
+            value = f[f"/{SCALARS}/value"][:rows].astype(np.float64)
+        # (no order among scalar steps: values logged with reduce= under torch.distributed are
+        # written at the next record step, after later steps' values)
+        bad = _first_bad(step, strict=None, low=0)
+        outside = np.flatnonzero((key < 0) | (key >= len(names)))
+        if outside.size and (bad is None or outside[0] < bad):
+            if self.committed is not None:
+                raise RunFileError(f"{path}: damaged file: /{SCALARS}/key {int(key[outside[0]])} at row {int(outside[0])} "
+                                   f"names no scalar ({len(names)} names)")
+            bad = int(outside[0])
         if bad is not None:
-            trajectory_steps = _cut(path, notes, committed, f"/{TRAJECTORY}/step", trajectory_steps, bad,
-                                    "trajectory steps must increase from 0")
-    if closed == CLOSED_STOPPED:
-        notes.append("the recording stopped early: a write failed (a full disk?); the file holds what was written before")
-    return Rows(closed=closed, probe_steps=probe_steps, scalar_names=scalar_names, scalar_step=step, scalar_key=key,
-                scalar_value=value, trajectory_steps=trajectory_steps, notes=notes)
+            step = _cut(path, self.notes, self.committed, f"/{SCALARS}", step, bad,
+                        "scalar steps are not negative, keys name a scalar")
+            key, value = key[: len(step)], value[: len(step)]
+        return names, step, key, value
+
+    def trajectory_steps(self) -> np.ndarray:
+        rows = self.table_rows(TRAJECTORY, {"step": f"/{TRAJECTORY}/step", "params": f"/{TRAJECTORY}/params"})
+        return self.steps(TRAJECTORY, rows, low=0, rule="trajectory steps must increase from 0")
 
 
 def verify(f: h5py.File, layout: Layout, rows: Rows) -> None:
