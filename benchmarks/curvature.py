@@ -59,7 +59,9 @@ def measure_block(build, optimizer_cls, *, trace_samples, blocks, block_steps, d
     for _ in range(5):
         train_step(plain_model, plain_opt, x, y)
         train_step(model, opt, x, y)  # Adam state exists: the preconditioned sharpness is measured too
-    probe = CurvatureProbe(loss_fn=lambda m: nn.functional.cross_entropy(m(x), y), trace_samples=trace_samples)
+    probe = CurvatureProbe(
+        loss_fn=lambda m: nn.functional.cross_entropy(m(x), y), trace_samples=trace_samples
+    )
     ctx = RecordContext(model, opt)
     probe.setup(ctx)
 
@@ -118,7 +120,9 @@ def recorded_cost(build, optimizer_cls, *, steps, device) -> float:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="fewer blocks (a smoke run)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
@@ -128,17 +132,25 @@ def main():
     device = torch.device(args.device)
     blocks, block_steps = (2, 4) if args.quick else (6, 8)
     steps = 60 if args.quick else 200
-    print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads; medians over {blocks}x{block_steps} of each\n")
-    print(f"{'model':<5} {'optimizer':<9} {'trace':>5} {'plain ms':>9} {'measure ms':>11} {'cost (steps)':>13} "
-          f"{'cold (steps)':>13} {'HVPs':>5} {'in file (steps)':>16}")
+    print(
+        f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads; "
+        f"medians over {blocks}x{block_steps} of each\n"
+    )
+    print(
+        f"{'model':<5} {'optimizer':<9} {'trace':>5} {'plain ms':>9} {'measure ms':>11} {'cost (steps)':>13} "
+        f"{'cold (steps)':>13} {'HVPs':>5} {'in file (steps)':>16}"
+    )
     for model_name, build in (("mlp", mlp), ("cnn", cnn)):
         for opt_name, opt_cls in (("sgd", torch.optim.SGD), ("adam", torch.optim.Adam)):
             for trace in (10, 0):
-                plain, cold, warm, products = measure_block(build, opt_cls, trace_samples=trace, blocks=blocks,
-                                                            block_steps=block_steps, device=device)
+                plain, cold, warm, products = measure_block(
+                    build, opt_cls, trace_samples=trace, blocks=blocks, block_steps=block_steps, device=device
+                )
                 in_file = recorded_cost(build, opt_cls, steps=steps, device=device) if trace else float("nan")
-                print(f"{model_name:<5} {opt_name:<9} {trace:>5} {1e3 * plain:>9.2f} {1e3 * warm:>11.2f} {warm / plain:>12.1f}x "
-                      f"{cold / plain:>12.1f}x {products:>5.0f} {in_file:>15.1f}x")
+                print(
+                    f"{model_name:<5} {opt_name:<9} {trace:>5} {1e3 * plain:>9.2f} {1e3 * warm:>11.2f} "
+                    f"{warm / plain:>12.1f}x {cold / plain:>12.1f}x {products:>5.0f} {in_file:>15.1f}x"
+                )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Record-step cost of intercepting activation functions, on a GPT-2 from transformers.
 
-    python benchmarks/functional.py [--quick] [--clock wall|cpu] [--threads N] [--layers N] [--hidden N] [--seq N] [--batch N]
+    python benchmarks/functional.py [--quick] [--clock wall|cpu] [--threads N]
+        [--layers N] [--hidden N] [--seq N] [--batch N]
 
 A ``GPT2LMHeadModel`` built from a config (random init, eager attention, nothing downloaded)
 trains with three loops side by side on identical copies: plain (no Recorder); recording the
@@ -33,8 +34,14 @@ def gpt2(layers: int, hidden: int, seq: int, vocab: int):
 
     transformers.logging.set_verbosity_error()
     config = transformers.GPT2Config(
-        n_layer=layers, n_embd=hidden, n_head=max(1, hidden // 32), vocab_size=vocab, n_positions=seq,
-        bos_token_id=0, eos_token_id=0, attn_implementation="eager",
+        n_layer=layers,
+        n_embd=hidden,
+        n_head=max(1, hidden // 32),
+        vocab_size=vocab,
+        n_positions=seq,
+        bos_token_id=0,
+        eos_token_id=0,
+        attn_implementation="eager",
     )
     torch.manual_seed(0)
     return transformers.GPT2LMHeadModel(config)
@@ -82,7 +89,9 @@ def main():
             opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
             rec = None
             if probe is not None:
-                rec = dyntrace.Recorder(model, opt, os.path.join(tmp, f"{name}.h5"), every=1, probes=[probe], flush_every=3600)
+                rec = dyntrace.Recorder(
+                    model, opt, os.path.join(tmp, f"{name}.h5"), every=1, probes=[probe], flush_every=3600
+                )
                 recorders.append(rec)
             loops[name] = (model, opt, rec, [])
         calls = {"n": 0}
@@ -112,13 +121,20 @@ def main():
 
     median = {name: statistics.median(loop[3]) for name, loop in loops.items()}
     sites = [n for n in names if "/" in n]
-    print(f"GPT-2: {args.layers} layers, hidden {args.hidden}, sequence {args.seq}, batch {args.batch}, "
-          f"{torch.get_num_threads()} threads, {args.clock} clock; {blocks} blocks x {block_steps} steps per loop")
-    print(f"recorded columns: {len(names)} ({len(sites)} functional call sites: {', '.join(sites[:3])}{', …' if len(sites) > 3 else ''})")
+    print(
+        f"GPT-2: {args.layers} layers, hidden {args.hidden}, sequence {args.seq}, batch {args.batch}, "
+        f"{torch.get_num_threads()} threads, {args.clock} clock; {blocks} blocks x {block_steps} steps per loop"
+    )
+    print(
+        f"recorded columns: {len(names)} "
+        f"({len(sites)} functional call sites: {', '.join(sites[:3])}{', …' if len(sites) > 3 else ''})"
+    )
     for name, value in median.items():
         print(f"  {name:13s} median step {value * 1e3:8.2f} ms   x{value / median['plain']:.3f} plain")
-    print(f"record step, functional / module hooks only: x{median['functional'] / median['module hooks']:.3f} "
-          f"(interception alone: x{median['mode only'] / median['module hooks']:.3f})")
+    print(
+        f"record step, functional / module hooks only: x{median['functional'] / median['module hooks']:.3f} "
+        f"(interception alone: x{median['mode only'] / median['module hooks']:.3f})"
+    )
     print(f"function-mode handler calls per record step: {calls['n'] / (2 * blocks * block_steps):.0f}")
 
 

@@ -27,7 +27,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _fuzzing():
-    spec = importlib.util.spec_from_file_location("fuzzing", os.path.join(ROOT, "tests", "core", "fuzzing.py"))
+    spec = importlib.util.spec_from_file_location(
+        "fuzzing", os.path.join(ROOT, "tests", "core", "fuzzing.py")
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules["fuzzing"] = module
     spec.loader.exec_module(module)
@@ -36,28 +38,47 @@ def _fuzzing():
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--per-kind", type=int, default=60, help="variants of each kind (default 60: 540 in all)")
+    parser.add_argument(
+        "--per-kind", type=int, default=60, help="variants of each kind (default 60: 540 in all)"
+    )
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--deadline", type=float, default=120.0, help="seconds a variant may take before it is a hang")
-    parser.add_argument("--folder", default=None, help="where the bases and variants go (default: a temporary folder)")
+    parser.add_argument(
+        "--deadline", type=float, default=120.0, help="seconds a variant may take before it is a hang"
+    )
+    parser.add_argument(
+        "--folder", default=None, help="where the bases and variants go (default: a temporary folder)"
+    )
     args = parser.parse_args(argv)
     fuzzing = _fuzzing()
     folder = args.folder or tempfile.mkdtemp(prefix="dyntrace_fuzz_")
     t0 = time.perf_counter()
     bases = fuzzing.make_bases(os.path.join(folder, "bases"))
     variants = fuzzing.make_variants(bases, os.path.join(folder, "variants"), args.per_kind, args.seed)
-    print(f"{len(variants)} variants of {len(fuzzing.KINDS)} kinds from a closed and a killed run "
-          f"({os.path.getsize(bases['closed'])} and {os.path.getsize(bases['killed'])} bytes) in {folder}", flush=True)
+    print(
+        f"{len(variants)} variants of {len(fuzzing.KINDS)} kinds from a closed and a killed run "
+        f"({os.path.getsize(bases['closed'])} and {os.path.getsize(bases['killed'])} bytes) in {folder}",
+        flush=True,
+    )
 
     def progress(done, total, outcome):
         if done % 50 == 0 or done == total:
             print(f"  {done}/{total} ({time.perf_counter() - t0:.0f} s)", flush=True)
 
-    outcomes = fuzzing.run(variants, bases=bases, workers=args.workers, deadline=args.deadline, progress=progress)
+    outcomes = fuzzing.run(
+        variants, bases=bases, workers=args.workers, deadline=args.deadline, progress=progress
+    )
     table = fuzzing.summary(outcomes)
-    columns = ["variants", "valid", "hangs", "tracebacks", "exit0_invalid", "rejected_valid", "noted",
-               *(f"exit0_{c}" for c in fuzzing.COMMANDS)]
+    columns = [
+        "variants",
+        "valid",
+        "hangs",
+        "tracebacks",
+        "exit0_invalid",
+        "rejected_valid",
+        "noted",
+        *(f"exit0_{c}" for c in fuzzing.COMMANDS),
+    ]
     print(f"\n{'kind':<11}" + "".join(f"{c:>15}" for c in columns))
     totals = {c: 0 for c in columns}
     for kind in fuzzing.KINDS:
@@ -67,8 +88,10 @@ def main(argv=None) -> int:
             totals[c] += row[c]
     print(f"{'all':<11}" + "".join(f"{totals[c]:>15}" for c in columns))
     seconds = [r.get("seconds", 0.0) for o in outcomes for r in o.results.values()]
-    print(f"\n{len(seconds)} command runs, longest {max(seconds, default=0):.1f} s; "
-          f"{time.perf_counter() - t0:.0f} s in all with {args.workers} workers")
+    print(
+        f"\n{len(seconds)} command runs, longest {max(seconds, default=0):.1f} s; "
+        f"{time.perf_counter() - t0:.0f} s in all with {args.workers} workers"
+    )
     bad = [o for o in outcomes if o.problems]
     for o in bad:
         print(f"PROBLEM {o.variant.id} ({o.variant.what}): {'; '.join(o.problems)}")

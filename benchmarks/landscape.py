@@ -17,7 +17,8 @@ then the ratios dyntrace / floor (goal ≤ 1.1×) and loss-landscapes / dyntrace
 and the largest relative difference between dyntrace's and the floor's values. Repeats go
 round-robin over the contenders, so a busy spell on a shared machine hits all of them.
 
-Run: ``python benchmarks/landscape.py [--mlp-grid 21] [--cnn-grid 11] [--tiny-grid 51] [--repeat 3] [--threads N] [--clock wall|cpu]``
+Run: ``python benchmarks/landscape.py [--mlp-grid 21] [--cnn-grid 11] [--tiny-grid 51] [--repeat 3]
+[--threads N] [--clock wall|cpu]``
 """
 
 from __future__ import annotations
@@ -56,9 +57,15 @@ def cnn_case():
         nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         nn.Flatten(), nn.Linear(32 * 8 * 8, 10),
     )  # fmt: skip
-    with torch.no_grad():  # BatchNorm's bias as after training: loss-landscapes 3.0.6 divides by zero on an all-zero 1-D parameter
+    # BatchNorm's bias as after training: loss-landscapes 3.0.6 divides by zero on an all-zero
+    # 1-D parameter
+    with torch.no_grad():
         model[1].bias.normal_(0, 0.1)
-    return "CNN conv16-bn-conv32-fc, batch 128 of 3x32x32", model, (torch.randn(128, 3, 32, 32), torch.randint(0, 10, (128,)))
+    return (
+        "CNN conv16-bn-conv32-fc, batch 128 of 3x32x32",
+        model,
+        (torch.randn(128, 3, 32, 32), torch.randint(0, 10, (128,))),
+    )
 
 
 def floor_plane(model, batch, result, clock) -> tuple[float, np.ndarray]:
@@ -86,15 +93,23 @@ def loss_landscapes_plane(model, batch, n: int, clock) -> float:
     private = copy.deepcopy(model).eval()
     metric = loss_landscapes.metrics.Loss(F.cross_entropy, *batch)
     began = clock()
-    loss_landscapes.random_plane(private, metric, distance=1, steps=n, normalization="filter", deepcopy_model=False)
+    loss_landscapes.random_plane(
+        private, metric, distance=1, steps=n, normalization="filter", deepcopy_model=False
+    )
     return clock() - began
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--mlp-grid", type=int, default=21, help="grid points per axis for the MLP (default 21)")
-    parser.add_argument("--cnn-grid", type=int, default=11, help="grid points per axis for the CNN (default 11)")
-    parser.add_argument("--tiny-grid", type=int, default=51, help="grid points per axis for the tiny MLP (default 51)")
+    parser.add_argument(
+        "--mlp-grid", type=int, default=21, help="grid points per axis for the MLP (default 21)"
+    )
+    parser.add_argument(
+        "--cnn-grid", type=int, default=11, help="grid points per axis for the CNN (default 11)"
+    )
+    parser.add_argument(
+        "--tiny-grid", type=int, default=51, help="grid points per axis for the tiny MLP (default 51)"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="best of this many runs (default 3)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument(
@@ -108,7 +123,9 @@ def main():
     clock = time.perf_counter if args.clock == "wall" else time.process_time
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; {args.clock} clock, best of {args.repeat}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; {args.clock} clock, best of {args.repeat}"
+    )
     if loss_landscapes is None:
         print("loss-landscapes not importable: its column is skipped")
 
@@ -144,12 +161,17 @@ def main():
         per_point = {name: min(values) / points for name, values in seconds.items()}
         for name, seconds in per_point.items():
             print(f"  {name:34s} {seconds * 1e3:8.3f} ms/point")
-        print(f"  auto chose: {results['auto'].meta['method']} (trial s/point {results['auto'].meta.get('trial_seconds_per_point')})")
+        print(
+            f"  auto chose: {results['auto'].meta['method']} "
+            f"(trial s/point {results['auto'].meta.get('trial_seconds_per_point')})"
+        )
         auto = per_point["dyntrace auto"]
         floor = per_point["floor (plain forward per point)"]
         print(f"  dyntrace auto / floor            {auto / floor:6.2f}x   (goal <= 1.1x)")
         if loss_landscapes is not None:
-            print(f"  loss-landscapes / dyntrace auto  {per_point['loss-landscapes 3.0.6'] / auto:6.2f}x   (goal >= 5x)")
+            print(
+                f"  loss-landscapes / dyntrace auto  {per_point['loss-landscapes 3.0.6'] / auto:6.2f}x   (goal >= 5x)"
+            )
         for method in ("vmap", "sequential"):
             diff = np.max(np.abs(results[method].loss - floor_loss) / np.abs(floor_loss))
             print(f"  max relative difference, {method} vs floor: {diff:.1e}")

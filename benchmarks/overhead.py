@@ -39,14 +39,23 @@ import dyntrace
 
 
 def mlp():
-    return nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10)), (256, 784)
+    return nn.Sequential(
+        nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10)
+    ), (256, 784)
 
 
 def cnn():
     model = nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(32 * 4 * 4, 10),
+        nn.Conv2d(1, 16, 3, padding=1),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32 * 4 * 4, 10),
     )
     return model, (128, 1, 16, 16)
 
@@ -129,7 +138,11 @@ def batch_for(shape, device):
 
 def train_step(model, opt, x, y, rec=None):
     opt.zero_grad(set_to_none=True)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if AUTOCAST and x.dtype == torch.long else contextlib.nullcontext()
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if AUTOCAST and x.dtype == torch.long
+        else contextlib.nullcontext()
+    )
     with autocast:
         out = model(x)
         loss = nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]).float(), y.reshape(-1))
@@ -179,7 +192,10 @@ def compare(build, optimizer_cls, probes, *, blocks, block_steps, every=10):
     plain, non_record, record = [], [], []
     plain_total = recorded_total = 0.0
     counts = {}
-    with tempfile.TemporaryDirectory() as tmp, dyntrace.Recorder(model, opt, os.path.join(tmp, "run.h5"), every=every, probes=probes) as rec:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        dyntrace.Recorder(model, opt, os.path.join(tmp, "run.h5"), every=every, probes=probes) as rec,
+    ):
         for _ in range(3):
             train_step(model, opt, x, y, rec)  # warm-up: first record fixes histogram ranges
         if DEVICE.type == "cuda":
@@ -220,7 +236,10 @@ def profile(build, optimizer_cls, probes, *, steps=40):
     model, shape = build()
     model = model.to(DEVICE)
     plain_model = copy.deepcopy(model)
-    opt, plain_opt = optimizer_cls(model.parameters(), lr=1e-3), optimizer_cls(plain_model.parameters(), lr=1e-3)
+    opt, plain_opt = (
+        optimizer_cls(model.parameters(), lr=1e-3),
+        optimizer_cls(plain_model.parameters(), lr=1e-3),
+    )
     x, y = batch_for(shape, DEVICE)
     spent = collections.defaultdict(float)
 
@@ -236,7 +255,10 @@ def profile(build, optimizer_cls, probes, *, steps=40):
 
         setattr(obj, name, timed_call)
 
-    with tempfile.TemporaryDirectory() as tmp, dyntrace.Recorder(model, opt, os.path.join(tmp, "p.h5"), every=1, probes=probes) as rec:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        dyntrace.Recorder(model, opt, os.path.join(tmp, "p.h5"), every=1, probes=probes) as rec,
+    ):
         for probe in rec._pipeline.probes:
             for method in ("before_step", "after_step", "collect", "static", "check"):
                 wrap(probe, method, f"{probe.name}.{method}")
@@ -281,21 +303,39 @@ def memory_and_size(steps: int):
         size = os.path.getsize(path)
         with h5py.File(path, "r") as f:
             records = f["probes/gradients/step"].shape[0]
-            per_probe = {name: sum(ds.id.get_storage_size() for ds in group.values() if isinstance(ds, h5py.Dataset)) for name, group in f["probes"].items()}
+            per_probe = {
+                name: sum(ds.id.get_storage_size() for ds in group.values() if isinstance(ds, h5py.Dataset))
+                for name, group in f["probes"].items()
+            }
             scalars = sum(ds.id.get_storage_size() for ds in f["scalars"].values())
     return marks, size, records, per_probe, scalars
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="fewer blocks (a smoke run)")
     parser.add_argument("--steps", type=int, default=5000, help="steps of the memory run")
-    parser.add_argument("--ddp", action="store_true", help="measure under DDP on two CPU ranks instead (overhead_ddp.py)")
-    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="cpu: process CPU time, writer thread included (robust on a shared machine)")
+    parser.add_argument(
+        "--ddp", action="store_true", help="measure under DDP on two CPU ranks instead (overhead_ddp.py)"
+    )
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="cpu: process CPU time, writer thread included (robust on a shared machine)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    parser.add_argument("--profile", action="store_true", help="per-stage breakdown of a record step instead of the ratios")
-    parser.add_argument("--models", default=None, help=f"comma-separated, of {', '.join(MODELS)} (default: mlp,cnn on a CPU, all on CUDA)")
+    parser.add_argument(
+        "--profile", action="store_true", help="per-stage breakdown of a record step instead of the ratios"
+    )
+    parser.add_argument(
+        "--models",
+        default=None,
+        help=f"comma-separated, of {', '.join(MODELS)} (default: mlp,cnn on a CPU, all on CUDA)",
+    )
     args = parser.parse_args()
     global CLOCK, DEVICE, AUTOCAST
     CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
@@ -320,30 +360,51 @@ def main():
     if args.profile:
         for model_name in names:
             build = MODELS[model_name]
-            for label, opt_cls, probes in (("default", torch.optim.SGD, None), ("all", torch.optim.Adam, "all")):
+            for label, opt_cls, probes in (
+                ("default", torch.optim.SGD, None),
+                ("all", torch.optim.Adam, "all"),
+            ):
                 plain, total, rows = profile(build, opt_cls, probes)
-                print(f"\n{model_name}, {label} probes: plain step {plain:.2f} ms, record step {total:.2f} ms ({total / plain:.2f}x)")
+                print(
+                    f"\n{model_name}, {label} probes: plain step {plain:.2f} ms, "
+                    f"record step {total:.2f} ms ({total / plain:.2f}x)"
+                )
                 for stage, ms in rows:
                     print(f"  {stage:<44} {ms:7.3f} ms")
         return
     where = torch.cuda.get_device_name() if DEVICE.type == "cuda" else f"{torch.get_num_threads()} threads"
-    print(f"torch {torch.__version__}, {DEVICE} ({where}), {args.clock} clock; medians over {blocks}x{block_steps} steps each\n")
+    print(
+        f"torch {torch.__version__}, {DEVICE} ({where}), {args.clock} clock; "
+        f"medians over {blocks}x{block_steps} steps each\n"
+    )
     sync_head = f" {'syncs plain/non-rec/rec':>24}" if DEVICE.type == "cuda" else ""
-    print(f"{'model':<9} {'optimizer':<6} {'probes':<8} {'plain ms':>9} {'non-record':>11} {'record':>8} {'amortised@10':>13}{sync_head}")
+    print(
+        f"{'model':<9} {'optimizer':<6} {'probes':<8} {'plain ms':>9} "
+        f"{'non-record':>11} {'record':>8} {'amortised@10':>13}{sync_head}"
+    )
     for model_name in names:
         build = MODELS[model_name]
         if DEVICE.type == "cpu" and model_name in ("resnet18", "gpt"):
-            build = (lambda b: (lambda: b(16 if b is resnet18 else 2)))(build)  # CPU-sized batches
+            build = (lambda b: lambda: b(16 if b is resnet18 else 2))(build)  # CPU-sized batches
         for opt_name, opt_cls, probes in (("sgd", torch.optim.SGD, None), ("adam", torch.optim.Adam, "all")):
             r = compare(build, opt_cls, probes, blocks=blocks, block_steps=block_steps)
             label = "default" if probes is None else probes
             sync = r["syncs"]
             sync_cols = f" {sync['plain']:>10}/{sync['non_record']}/{sync['record']:<10}" if sync else ""
-            print(f"{model_name:<9} {opt_name:<6} {label:<8} {r['plain_ms']:>9.2f} {r['non_record']:>10.3f}x {r['record']:>7.3f}x {r['amortised']:>12.3f}x{sync_cols}")
+            print(
+                f"{model_name:<9} {opt_name:<6} {label:<8} {r['plain_ms']:>9.2f} "
+                f"{r['non_record']:>10.3f}x {r['record']:>7.3f}x {r['amortised']:>12.3f}x{sync_cols}"
+            )
     steps = 1000 if args.quick else args.steps
     marks, size, records, per_probe, scalars = memory_and_size(steps)
-    print(f"\nmemory over {steps} recorded steps (every=10, all probes): RSS {marks[0]:.1f} MB at step {steps // 5}, {marks[1]:.1f} MB at the end ({marks[1] - marks[0]:+.1f} MB)")
-    print(f"file: {size / 1e6:.2f} MB for {records} records and {steps} steps = {size / records / 1e3:.1f} kB per record")
+    print(
+        f"\nmemory over {steps} recorded steps (every=10, all probes): "
+        f"RSS {marks[0]:.1f} MB at step {steps // 5}, "
+        f"{marks[1]:.1f} MB at the end ({marks[1] - marks[0]:+.1f} MB)"
+    )
+    print(
+        f"file: {size / 1e6:.2f} MB for {records} records and {steps} steps = {size / records / 1e3:.1f} kB per record"
+    )
     parts = ", ".join(f"{k} {v / records / 1e3:.1f} kB" for k, v in per_probe.items())
     print(f"  stored per record: {parts}; scalar log {scalars / steps:.1f} B per step")
 

@@ -105,18 +105,35 @@ def _worker(rank: int, store: str, out: str, blocks: int, block_steps: int):
     if rank == 0:
         median = {key: statistics.median(values) for key, values in times.items() if values}
         p = median["plain"]
-        print(f"DDP on {WORLD} CPU ranks (gloo), MLP 784-512-512-10, global batch {GLOBAL_BATCH}; "
-              f"{blocks} blocks x {block_steps} steps each; default probes, every=2")
+        print(
+            f"DDP on {WORLD} CPU ranks (gloo), MLP 784-512-512-10, global batch {GLOBAL_BATCH}; "
+            f"{blocks} blocks x {block_steps} steps each; default probes, every=2"
+        )
         print(f"  plain DDP step (median)              {p * 1e3:8.2f} ms   1.00x")
         for mode in MODES:
-            print(f"  {mode:8s} non-record step            {median[f'{mode}/other'] * 1e3:8.2f} ms   {median[f'{mode}/other'] / p:.2f}x")
+            print(
+                f"  {mode:8s} non-record step            {median[f'{mode}/other'] * 1e3:8.2f} ms   "
+                f"{median[f'{mode}/other'] / p:.2f}x"
+            )
         for mode in MODES:
-            print(f"  {mode:8s} record step                {median[f'{mode}/record'] * 1e3:8.2f} ms   {median[f'{mode}/record'] / p:.2f}x")
+            print(
+                f"  {mode:8s} record step                {median[f'{mode}/record'] * 1e3:8.2f} ms   "
+                f"{median[f'{mode}/record'] / p:.2f}x"
+            )
         extra = median["reduce/record"] - median["rank0/record"]
-        print(f"  combining across ranks, record(reduce) - record(rank0): {extra * 1e3:+.2f} ms = {extra / p:+.2f}x a plain step")
+        print(
+            f"  combining across ranks, record(reduce) - record(rank0): {extra * 1e3:+.2f} ms = "
+            f"{extra / p:+.2f}x a plain step"
+        )
         for mode in ("reduce", "per_rank"):
-            print(f"  time inside the collectives ({mode}, per record step): {collective[mode] * 1e3:.2f} ms = {collective[mode] / p:.2f}x a plain step")
-        print(f"  the two reductions alone, ranks in step ({sizes[0]} + {sizes[1]} float64): {bare * 1e3:.3f} ms = {bare / p:.3f}x a plain step")
+            print(
+                f"  time inside the collectives ({mode}, per record step): "
+                f"{collective[mode] * 1e3:.2f} ms = {collective[mode] / p:.2f}x a plain step"
+            )
+        print(
+            f"  the two reductions alone, ranks in step ({sizes[0]} + {sizes[1]} float64): "
+            f"{bare * 1e3:.3f} ms = {bare / p:.3f}x a plain step"
+        )
         amortised = (median["reduce/record"] + 9 * median["reduce/other"]) / 10
         print(f"  amortised at every=10 (reduce): {amortised / p:.2f}x")
     dist.destroy_process_group()
@@ -138,14 +155,22 @@ def _bare_collectives(sizes, *, repeats: int) -> float:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="fewer blocks (a smoke run)")
     parser.add_argument("--blocks", type=int, default=8)
     parser.add_argument("--block-steps", type=int, default=10)
     args = parser.parse_args(argv)
     blocks = 2 if args.quick else args.blocks
     with tempfile.TemporaryDirectory() as tmp:
-        mp.start_processes(_worker, args=(os.path.join(tmp, "store"), tmp, blocks, args.block_steps), nprocs=WORLD, join=True, start_method="spawn")
+        mp.start_processes(
+            _worker,
+            args=(os.path.join(tmp, "store"), tmp, blocks, args.block_steps),
+            nprocs=WORLD,
+            join=True,
+            start_method="spawn",
+        )
 
 
 if __name__ == "__main__":

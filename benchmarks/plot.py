@@ -51,28 +51,42 @@ def layouts(n_layers: int) -> dict:
             FieldSpec("units", "int64", static=True),
         ],
         labels={"kind": kinds},
-        attrs={"nonfinite_scope": "sample", "saturation_eps": 0.05, "dead_patience": 3, "hist_sample": SAMPLE, "hist_scale": "value"},
+        attrs={
+            "nonfinite_scope": "sample",
+            "saturation_eps": 0.05,
+            "dead_patience": 3,
+            "hist_sample": SAMPLE,
+            "hist_scale": "value",
+        },
     )
 
     def param_layout(bins, unit, scale):
         return ProbeLayout(
             names=params,
-            fields=tensor_fields(bins, unit=unit) + [FieldSpec("edges", "float64", (bins + 1,), static=True, unit=unit)],
+            fields=tensor_fields(bins, unit=unit)
+            + [FieldSpec("edges", "float64", (bins + 1,), static=True, unit=unit)],
             attrs={"nonfinite_scope": "tensor", "hist_sample": SAMPLE, "hist_scale": scale},
         )
 
-    return {
-        "activations": act,
-        "gradients": param_layout(GRAD_EDGES[2], "log10 |g|", "log10_abs"),
-        "weights": param_layout(WEIGHT_BINS, "", "value"),
-    }, layers, kinds, params
+    return (
+        {
+            "activations": act,
+            "gradients": param_layout(GRAD_EDGES[2], "log10 |g|", "log10_abs"),
+            "weights": param_layout(WEIGHT_BINS, "", "value"),
+        },
+        layers,
+        kinds,
+        params,
+    )
 
 
 def _binned(rng, centres, mean, std, total):
     """Counts of about ``total`` normal samples per bin (rows: tensors), with under/overflow;
     Poisson noise so the file compresses like real counts do, not like a formula."""
     width = centres[..., 1] - centres[..., 0]
-    density = np.exp(-0.5 * ((centres - mean[:, None]) / std[:, None]) ** 2) / (std[:, None] * np.sqrt(2 * np.pi))
+    density = np.exp(-0.5 * ((centres - mean[:, None]) / std[:, None]) ** 2) / (
+        std[:, None] * np.sqrt(2 * np.pi)
+    )
     inside = rng.poisson(density * width[..., None] * total)
     rest = np.maximum(total - inside.sum(axis=1), 0)
     return np.concatenate([rest[:, None] // 2, inside, (rest - rest // 2)[:, None]], axis=1)
@@ -94,7 +108,12 @@ def _moments(mean, std, n):
 def build(path: str, *, steps: int, n_layers: int, every: int, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     lay, layers, kinds, params = layouts(n_layers)
-    meta = {"model_class": "SyntheticMLP", "n_parameters": n_layers * 65 * 64, "schedule": f"Every({every})", "config": {"synthetic": True}}
+    meta = {
+        "model_class": "SyntheticMLP",
+        "n_parameters": n_layers * 65 * 64,
+        "schedule": f"Every({every})",
+        "config": {"synthetic": True},
+    }
     f = fmt.create(path, meta, lay)
     depth = np.arange(n_layers) / max(1, n_layers - 1)
     relu = np.array([k == "relu" for k in kinds])
@@ -112,7 +131,12 @@ def build(path: str, *, steps: int, n_layers: int, every: int, seed: int = 0) ->
     for first in range(1, steps + 1, chunk):
         s = np.arange(first, min(first + chunk, steps + 1))
         t = s / steps
-        loss = 0.3 + 2.0 / (1 + np.exp((t - 0.4) * 40)) + 0.2 * np.exp(-5 * t) + 0.05 * rng.standard_normal(s.size)
+        loss = (
+            0.3
+            + 2.0 / (1 + np.exp((t - 0.4) * 40))
+            + 0.2 * np.exp(-5 * t)
+            + 0.05 * rng.standard_normal(s.size)
+        )
         acc = np.clip(1 - loss / 2.5 + 0.02 * rng.standard_normal(s.size), 0, 1)
         keys = [np.zeros(s.size, np.int32), np.ones(s.size, np.int32)]
         vals = [loss, acc]
@@ -132,12 +156,29 @@ def build(path: str, *, steps: int, n_layers: int, every: int, seed: int = 0) ->
             keys.append(np.full(rec.size, 4 + k, np.int32))
             base = {"grad_norm": 1.0, "param_norm": 20.0, "update_norm": 0.05, "dist_init": 5.0}[name]
             vals.append(base * (1 + 0.1 * rng.standard_normal(rec.size)) * (1 + rec / steps))
-        new = [] if names_done else ["loss", "accuracy", "lr/0", "val_loss", "grad_norm", "param_norm", "update_norm", "dist_init"]
+        new = (
+            []
+            if names_done
+            else [
+                "loss",
+                "accuracy",
+                "lr/0",
+                "val_loss",
+                "grad_norm",
+                "param_norm",
+                "update_norm",
+                "dist_init",
+            ]
+        )
         names_done = True
         order = np.argsort(np.concatenate(steps_col), kind="stable")
-        fmt.append_scalars(f, new, np.concatenate(steps_col)[order], np.concatenate(keys)[order], np.concatenate(vals)[order])
+        fmt.append_scalars(
+            f, new, np.concatenate(steps_col)[order], np.concatenate(keys)[order], np.concatenate(vals)[order]
+        )
 
-        batch = {probe: [] for probe in lay}  # records between two flushes go in one write, as the writer does
+        batch = {
+            probe: [] for probe in lay
+        }  # records between two flushes go in one write, as the writer does
         for step in rec:
             t = step / steps
             a_std = np.where(relu, 1.0, 0.4) * (0.3 + 0.7 * (1 - depth)) * (1 + 0.3 * t)
@@ -163,8 +204,12 @@ def build(path: str, *, steps: int, n_layers: int, every: int, seed: int = 0) ->
                 fmt.append_records(f, probe, rec, {k: np.stack([r[k] for r in records]) for k in records[0]})
             if first == 1:
                 fmt.write_static(f, "activations", {"edges": act_edges, "units": units})
-                fmt.write_static(f, "gradients", {"edges": np.broadcast_to(g_edges, (2 * n_layers, g_bins + 1))})
-                fmt.write_static(f, "weights", {"edges": np.broadcast_to(w_edges, (2 * n_layers, WEIGHT_BINS + 1))})
+                fmt.write_static(
+                    f, "gradients", {"edges": np.broadcast_to(g_edges, (2 * n_layers, g_bins + 1))}
+                )
+                fmt.write_static(
+                    f, "weights", {"edges": np.broadcast_to(w_edges, (2 * n_layers, WEIGHT_BINS + 1))}
+                )
         f.flush()
     fmt.mark_closed(f)
     f.close()
@@ -202,14 +247,18 @@ def main(argv=None):
     if args.rebuild or not os.path.exists(path):
         t0 = time.perf_counter()
         build(path, steps=args.steps, n_layers=args.layers, every=args.every)
-        print(f"built {path}: {args.steps} steps x {args.layers} layers, every {args.every} "
-              f"({os.path.getsize(path) / 2**20:.0f} MiB) in {time.perf_counter() - t0:.0f} s")
+        print(
+            f"built {path}: {args.steps} steps x {args.layers} layers, every {args.every} "
+            f"({os.path.getsize(path) / 2**20:.0f} MiB) in {time.perf_counter() - t0:.0f} s"
+        )
     out = args.out or tempfile.mkdtemp(prefix="dyntrace_bench_plots_")
     extra = [x for name in args.only for x in ("--only", name)]
     wall, cpu, peak, log = time_plot(path, out, extra)
     n_files = len([n for n in os.listdir(out) if n.endswith(".png")])
     print(log.rstrip())
-    print(f"dyntrace plot: {wall:.1f} s wall, {cpu:.1f} s CPU, {peak:.0f} MiB peak RSS, {n_files} figures in {out}")
+    print(
+        f"dyntrace plot: {wall:.1f} s wall, {cpu:.1f} s CPU, {peak:.0f} MiB peak RSS, {n_files} figures in {out}"
+    )
 
 
 if __name__ == "__main__":

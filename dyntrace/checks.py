@@ -34,7 +34,16 @@ def check_int(name: str, value, *, low=None, high=None, optional: bool = False, 
     return int(value)
 
 
-def check_number(name: str, value, *, low=None, high=None, strict_low: bool = False, optional: bool = False, error=ValueError):
+def check_number(
+    name: str,
+    value,
+    *,
+    low=None,
+    high=None,
+    strict_low: bool = False,
+    optional: bool = False,
+    error=ValueError,
+):
     """``value`` as a float, if it is a finite real number in its range (``strict_low``: > low)."""
     if optional and value is None:
         return None

@@ -71,7 +71,17 @@ import torch.distributed as dist
 
 from dyntrace.probes.activations import BOUNDS, ActivationsProbe, module_kind
 
-__all__ = ["MODES", "SCALAR_REDUCES", "active", "coordinator", "is_sharded", "rank_group", "Local", "Sync", "NullWriter"]
+__all__ = [
+    "MODES",
+    "SCALAR_REDUCES",
+    "active",
+    "coordinator",
+    "is_sharded",
+    "rank_group",
+    "Local",
+    "Sync",
+    "NullWriter",
+]
 
 MODES = ("reduce", "rank0", "per_rank")
 SCALAR_REDUCES = ("mean", "sum", "min", "max")
@@ -81,12 +91,16 @@ MAX_PENDING = 4096
 
 def check_mode(mode) -> None:
     if mode is not None and mode not in MODES:
-        raise ValueError(f"Invalid distributed: {mode!r} (expected one of {', '.join(map(repr, MODES))} or None)")
+        raise ValueError(
+            f"Invalid distributed: {mode!r} (expected one of {', '.join(map(repr, MODES))} or None)"
+        )
 
 
 def check_scalar_reduce(reduce) -> None:
     if reduce is not None and reduce not in SCALAR_REDUCES:
-        raise ValueError(f"Invalid reduce: {reduce!r} (expected one of {', '.join(map(repr, SCALAR_REDUCES))} or None)")
+        raise ValueError(
+            f"Invalid reduce: {reduce!r} (expected one of {', '.join(map(repr, SCALAR_REDUCES))} or None)"
+        )
 
 
 def is_sharded(probe) -> bool:
@@ -234,7 +248,11 @@ class _DeadTracker:
                 continue
             seen = seen.reshape(()) > 0
             is_dead = (mask <= 0) & seen
-            run = self.runs[i] if self.runs[i] is not None and self.runs[i].shape == mask.shape else torch.zeros(mask.shape, dtype=torch.int32, device=device)
+            run = (
+                self.runs[i]
+                if self.runs[i] is not None and self.runs[i].shape == mask.shape
+                else torch.zeros(mask.shape, dtype=torch.int32, device=device)
+            )
             self.runs[i] = torch.where(seen, torch.where(is_dead, run + 1, torch.zeros_like(run)), run)
             dead.append(is_dead.sum().double())
             persistent.append(torch.where(seen, (self.runs[i] >= self.patience).sum(), 0).double())
@@ -308,13 +326,21 @@ class Sync:
             layouts[name] = dataclasses.replace(layout, attrs={**layout.attrs, "distributed": note})
             if sharded and self.mode == "per_rank":
                 for r in range(self.world_size):
-                    attrs = {**layout.attrs, "distributed": f"rank {r} of {self.world_size}: its shard only", "rank": r}
+                    attrs = {
+                        **layout.attrs,
+                        "distributed": f"rank {r} of {self.world_size}: its shard only",
+                        "rank": r,
+                    }
                     layouts[rank_group(name, r)] = dataclasses.replace(layout, attrs=attrs)
         return local, layouts
 
     def meta(self, model) -> dict:
         """The root attribute ``distributed``: how this file was recorded."""
-        groups = [rank_group(p.name, r) for p, *_ in self._sharded for r in range(self.world_size)] if self.mode == "per_rank" else []
+        groups = (
+            [rank_group(p.name, r) for p, *_ in self._sharded for r in range(self.world_size)]
+            if self.mode == "per_rank"
+            else []
+        )
         return {
             "mode": self.mode,
             "world_size": self.world_size,
@@ -329,7 +355,12 @@ class Sync:
         if self.mode != "per_rank":
             return []
         alive = {id(p) for p in probes}
-        return [(rank_group(p.name, r), p) for p, *_ in self._sharded if id(p) in alive for r in range(self.world_size)]
+        return [
+            (rank_group(p.name, r), p)
+            for p, *_ in self._sharded
+            if id(p) in alive
+            for r in range(self.world_size)
+        ]
 
     # -- a record step, in order ---------------------------------------------------------------
 
@@ -345,7 +376,9 @@ class Sync:
                 kind = module_kind(module)
                 if state.edges is None and kind not in BOUNDS:
                     # prepend: runs before the probe's hook, which then finds the edges set
-                    handles.append(module.register_forward_hook(self._edge_hook(probe, state, kind), prepend=True))
+                    handles.append(
+                        module.register_forward_hook(self._edge_hook(probe, state, kind), prepend=True)
+                    )
         return handles
 
     def _edge_hook(self, probe, state, kind):
@@ -354,7 +387,11 @@ class Sync:
                 return
             ok = isinstance(output, torch.Tensor) and output.is_floating_point() and output.numel() > 0
             device = self._device(output if ok else None)
-            local = output.detach().abs().amax().double() if ok else torch.full((), float("-inf"), dtype=torch.float64, device=device)
+            local = (
+                output.detach().abs().amax().double()
+                if ok
+                else torch.full((), float("-inf"), dtype=torch.float64, device=device)
+            )
             largest = local.reshape(1).to(device)
             # Once per unbounded layer per run: the largest |x| over every rank's shard.
             dist.all_reduce(largest, op=dist.ReduceOp.MAX, group=self.group)
@@ -452,9 +489,15 @@ class Sync:
     def after_transfer(self, step: int, checks: dict) -> list[tuple[int, str, float]]:
         """Host-side checks of a record step; returns scalar events to log (mismatches)."""
         events = []
-        hi, lo = (float(np.asarray(checks[k]).reshape(-1)[0]) if k in checks else None for k in ("step", "-step"))
+        hi, lo = (
+            float(np.asarray(checks[k]).reshape(-1)[0]) if k in checks else None for k in ("step", "-step")
+        )
         if hi is not None and hi != lo:
-            self._warn("step", f"the ranks disagree on the step counter (from {int(lo)} to {int(hi)} at rank 0's step {step}): do all ranks call optimizer.step() in lockstep?")
+            self._warn(
+                "step",
+                f"the ranks disagree on the step counter (from {int(lo)} to {int(hi)} "
+                f"at rank 0's step {step}): do all ranks call optimizer.step() in lockstep?",
+            )
         if "fp_max" in checks:
             fp_hi, fp_lo = np.asarray(checks["fp_max"]), np.asarray(checks["fp_min"])
             differ = ~((fp_hi == fp_lo) | (np.isnan(fp_hi) & np.isnan(fp_lo)))
@@ -497,8 +540,14 @@ class Sync:
                 # a probe switched off on this rank still sends (empty) masks of the same sizes
                 masks = self._masks.get(probe.name) or [(None, s.units) for s in probe._state]
                 for index, (mask, units) in enumerate(masks):
-                    seen = torch.full((), 1.0 if mask is not None else 0.0, dtype=torch.float64, device=device)
-                    values = mask.double() if mask is not None else torch.zeros(int(units), dtype=torch.float64, device=device)
+                    seen = torch.full(
+                        (), 1.0 if mask is not None else 0.0, dtype=torch.float64, device=device
+                    )
+                    values = (
+                        mask.double()
+                        if mask is not None
+                        else torch.zeros(int(units), dtype=torch.float64, device=device)
+                    )
                     packer.add(probe.name, ("seen", index), seen, "max")
                     packer.add(probe.name, ("active", index), values, "max")
         self._masks = {}
@@ -510,7 +559,9 @@ class Sync:
                 continue
             group = slot.key if rank is None else rank_group(slot.key, rank)
             if isinstance(slot.field, tuple):
-                masks.setdefault(slot.key, {}).setdefault(slot.field[1], {})[slot.field[0]] = packer.read(sums, maxes, slot)
+                masks.setdefault(slot.key, {}).setdefault(slot.field[1], {})[slot.field[0]] = packer.read(
+                    sums, maxes, slot
+                )
             else:
                 out[(group, slot.field)] = packer.read(sums, maxes, slot)
         for name, layers in masks.items():
@@ -518,7 +569,9 @@ class Sync:
             group = name if rank is None else rank_group(name, rank)
             tracker = self._dead.setdefault(group, _DeadTracker(probe.dead_patience, len(layers)))
             order = sorted(layers)
-            dead, persistent = tracker.update([layers[i]["seen"] for i in order], [layers[i]["active"] for i in order], device)
+            dead, persistent = tracker.update(
+                [layers[i]["seen"] for i in order], [layers[i]["active"] for i in order], device
+            )
             out[(group, "dead")] = dead
             out[(group, "dead_persistent")] = persistent
         return out
@@ -528,7 +581,11 @@ class Sync:
         if not pending:
             return []
         values = [v for _, _, v, _ in pending]
-        numbers = torch.tensor([0.0 if isinstance(v, torch.Tensor) else float(v) for v in values], dtype=torch.float64, device="cpu")
+        numbers = torch.tensor(
+            [0.0 if isinstance(v, torch.Tensor) else float(v) for v in values],
+            dtype=torch.float64,
+            device="cpu",
+        )
         # numbers logged on the host: one small copy that waits for no kernel (non_blocking)
         packed = numbers.to(device, non_blocking=True)
         tensors = [i for i, v in enumerate(values) if isinstance(v, torch.Tensor)]
@@ -536,7 +593,9 @@ class Sync:
             packed[tensors] = torch.stack([values[i].to(device=device, dtype=torch.float64) for i in tensors])
         slots = []
         for rule in ("sum", "max", "min"):
-            index = [i for i, (_, _, _, r) in enumerate(pending) if (r if r in ("max", "min") else "sum") == rule]
+            index = [
+                i for i, (_, _, _, r) in enumerate(pending) if (r if r in ("max", "min") else "sum") == rule
+            ]
             if index:
                 packer.add("scalar", rule, packed[index], rule)
                 slots.append((packer.slots[-1], [pending[i] for i in index]))

@@ -1,7 +1,12 @@
 """User-facing errors. The CLI turns each into one line on stderr and a non-zero exit."""
 
 __all__ = [
-    "DyntraceError", "RunFileError", "SchemaVersionError", "RunFileBusyError", "MissingDataError", "UnknownNameError",
+    "DyntraceError",
+    "RunFileError",
+    "SchemaVersionError",
+    "RunFileBusyError",
+    "MissingDataError",
+    "UnknownNameError",
     "ConfigError",
 ]
 

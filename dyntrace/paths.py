@@ -32,8 +32,17 @@ class Point(nn.Module):
         return self.function(self.xy[0], self.xy[1])
 
 
-def optimizer_path(function, optimizer_name: str, *, lr: float, steps: int = 30, start=None, path=None,
-                   probes=("scalars", "gradients", "weights"), **options) -> np.ndarray:
+def optimizer_path(
+    function,
+    optimizer_name: str,
+    *,
+    lr: float,
+    steps: int = 30,
+    start=None,
+    path=None,
+    probes=("scalars", "gradients", "weights"),
+    **options,
+) -> np.ndarray:
     """Run ``steps`` updates of the named optimizer on a 2-D function; return the path.
 
     Args:
@@ -59,8 +68,14 @@ def optimizer_path(function, optimizer_name: str, *, lr: float, steps: int = 30,
     if path is not None:
         import dyntrace  # the recording side, only when a file is wanted
 
-        config = {"function": function.name, "optimizer": optimizer_name, "lr": lr, "steps": steps,
-                  "start": list(start), **options}
+        config = {
+            "function": function.name,
+            "optimizer": optimizer_name,
+            "lr": lr,
+            "steps": steps,
+            "start": list(start),
+            **options,
+        }
         rec = dyntrace.Recorder(point, optimizer, path, every=1, probes=list(probes), config=config)
     trail = [point.xy.detach().clone()]
     try:

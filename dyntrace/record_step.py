@@ -136,7 +136,9 @@ class RecordStep:
         """Static fields of the probes whose statics are not in the file yet (or changed)."""
         due = {}
         for probe in list(self.probes):
-            if probe.name in self.groups and (probe.name not in self._statics_written or probe.statics_changed):
+            if probe.name in self.groups and (
+                probe.name not in self._statics_written or probe.statics_changed
+            ):
                 statics = self.guard(probe, "static")
                 if statics:
                     due[probe.name] = statics
@@ -189,7 +191,9 @@ class RecordStep:
             self.scalars.write(host, failed)
         except Exception as exc:  # the recorder never kills training
             dropped = self.scalars.drop()
-            self.ctx.warn_once("flush", f"logging scalars at step {step} failed ({dropped} values dropped): {exc}")
+            self.ctx.warn_once(
+                "flush", f"logging scalars at step {step} failed ({dropped} values dropped): {exc}"
+            )
 
     def combine_scalars(self, step: int) -> None:
         """A scalars-only collective (``reduce=`` values), when no record step comes soon enough."""

@@ -106,7 +106,9 @@ class Recorder:
         self.schedule = as_schedule(every)
         self.step = 0  # completed iterations: optimizer steps, and steps skipped (see log)
         self._ctx = RecordContext(model, optimizer)
-        if trajectory is not None and not self._ctx.params:  # a model without parameters: scalars (and activations) only
+        if (
+            trajectory is not None and not self._ctx.params
+        ):  # a model without parameters: scalars (and activations) only
             self._ctx.warn_once("trajectory", "the model has no parameters: no trajectory is kept")
             trajectory = None
         self._armed = False
@@ -134,10 +136,18 @@ class Recorder:
                 raise DyntraceError(f"cannot write {self.path}: folder {parent} does not exist")
             try:
                 meta = describe_run(
-                    self._ctx.module, self._ctx.params, optimizer, config=config, schedule=self.schedule,
-                    probes=self._pipeline.probes, device=self._ctx.device, distributed=self._dist.meta(model),
+                    self._ctx.module,
+                    self._ctx.params,
+                    optimizer,
+                    config=config,
+                    schedule=self.schedule,
+                    probes=self._pipeline.probes,
+                    device=self._ctx.device,
+                    distributed=self._dist.meta(model),
                 )
-                self._writer = RunWriter(self.path, meta, layouts, trajectory=traj_spec, flush_every=flush_every)
+                self._writer = RunWriter(
+                    self.path, meta, layouts, trajectory=traj_spec, flush_every=flush_every
+                )
             except OSError as exc:
                 raise DyntraceError(f"cannot write {self.path}: {exc}") from None
         else:  # another rank: no file, no HDF5 work
@@ -181,7 +191,9 @@ class Recorder:
         """
         _distributed.check_scalar_reduce(reduce)
         if self._closed:
-            self._ctx.warn_once("log-closed", f"log() after the Recorder of {self.path} was closed: not recorded")
+            self._ctx.warn_once(
+                "log-closed", f"log() after the Recorder of {self.path} was closed: not recorded"
+            )
             return
         try:
             self._notice_skipped_step()
@@ -192,15 +204,22 @@ class Recorder:
             return  # another rank: its values are not recorded
         for name, value in scalars.items():
             if len(name.encode()) > SCALAR_NAME_BYTES:
-                self._ctx.warn_once(("log", name), f"log: a scalar name longer than {SCALAR_NAME_BYTES} bytes is not recorded ({name[:40]}…)")
+                self._ctx.warn_once(
+                    ("log", name),
+                    f"log: a scalar name longer than {SCALAR_NAME_BYTES} bytes is not recorded ({name[:40]}…)",
+                )
                 continue
             if isinstance(value, torch.Tensor):
                 if value.numel() != 1:
-                    self._ctx.warn_once(("log", name), f"log: {name} has {value.numel()} elements, not 1; skipped")
+                    self._ctx.warn_once(
+                        ("log", name), f"log: {name} has {value.numel()} elements, not 1; skipped"
+                    )
                     continue
                 value = value.detach().reshape(())
             elif not isinstance(value, _SCALAR_TYPES):
-                self._ctx.warn_once(("log", name), f"log: {name} is {type(value).__name__}, not a number; skipped")
+                self._ctx.warn_once(
+                    ("log", name), f"log: {name} is {type(value).__name__}, not a number; skipped"
+                )
                 continue
             if dist_reduce:
                 self._dist.add_scalar(self.step, name, value, reduce)
@@ -259,6 +278,7 @@ class Recorder:
         if not callable(closure):
             self._read_gradients()
             return None
+
         # optimizer.step(closure): the gradients exist only once the closure has run backward
         # (LBFGS, every Lightning run). Read them right after its first call, before the
         # optimizer changes any weight (LBFGS evaluates the closure again at moved weights).
@@ -300,7 +320,9 @@ class Recorder:
             self._dist.before_step(ctx)
             if any(p.needs_snapshot for p in self._pipeline.probes):
                 ctx.take_snapshot()
-        except Exception as exc:  # e.g. no memory for the snapshot: the probes that need it fail later, guarded
+        except (
+            Exception
+        ) as exc:  # e.g. no memory for the snapshot: the probes that need it fail later, guarded
             ctx.warn_once("before_step", f"preparing record step {self.step + 1} failed: {exc}")
         self._pipeline.each("before_step")
 
@@ -312,7 +334,9 @@ class Recorder:
         try:
             armed = bool(self.schedule(self.step + 1))
         except Exception as exc:
-            self._ctx.warn_once("schedule", f"the record schedule raised {exc!r}; step {self.step + 1} not recorded")
+            self._ctx.warn_once(
+                "schedule", f"the record schedule raised {exc!r}; step {self.step + 1} not recorded"
+            )
             armed = False
         if armed:
             self._ctx.step = self.step + 1
@@ -351,7 +375,11 @@ class Recorder:
         try:
             self._stance = torch.compiler.set_stance("force_eager")
         except Exception as exc:
-            self._ctx.warn_once("stance", f"cannot run compiled code eagerly on record steps ({exc}); activations inside compiled graphs are not recorded")
+            self._ctx.warn_once(
+                "stance",
+                f"cannot run compiled code eagerly on record steps ({exc}); "
+                "activations inside compiled graphs are not recorded",
+            )
 
     def _notice_skipped_step(self):
         """Count an iteration that ran backward but no ``optimizer.step()`` (see :meth:`log`)."""
@@ -377,12 +405,22 @@ class Recorder:
         if failed:
             dropped = self._dist.drop_pending()
             if dropped and self._writes:
-                self._ctx.warn_once("dist-close", f"{dropped} scalar value(s) logged with reduce= not written: the run ended with an exception, so no collective was attempted")
+                self._ctx.warn_once(
+                    "dist-close",
+                    f"{dropped} scalar value(s) logged with reduce= not written: "
+                    "the run ended with an exception, so no collective was attempted",
+                )
             return
         try:
-            self._pipeline.combine_scalars(self.step)  # always, so that no rank decides alone: one collective a run
+            self._pipeline.combine_scalars(
+                self.step
+            )  # always, so that no rank decides alone: one collective a run
         except Exception as exc:  # a rank died meanwhile: keep what rank 0 holds
-            self._ctx.warn_once("dist-close", f"the last collective at close failed ({exc}); scalars logged with reduce= since the last record step are lost")
+            self._ctx.warn_once(
+                "dist-close",
+                f"the last collective at close failed ({exc}); "
+                "scalars logged with reduce= since the last record step are lost",
+            )
 
     def _log_learning_rates(self, optimizer):
         for i, group in enumerate(optimizer.param_groups):

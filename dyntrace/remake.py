@@ -81,8 +81,14 @@ def landscape_of_run(
         if "line" in options:
             named = dict(zip(stored.names, _split(stored.flat[0], job.model, stored.names)))
             initial = [named[name] for name, _ in job.model.named_parameters()]
-        return job.landscape(options, initial=initial, trajectory=(stored.steps, stored.names, stored.flat),
-                             step=int(stored.steps[-1]), extra={"buffers": buffers, **stored.extra}, path=path)
+        return job.landscape(
+            options,
+            initial=initial,
+            trajectory=(stored.steps, stored.names, stored.flat),
+            step=int(stored.steps[-1]),
+            extra={"buffers": buffers, **stored.extra},
+            path=path,
+        )
 
 
 def _kinds(kinds) -> list[str]:
@@ -105,20 +111,33 @@ def _read(path: str) -> _Stored:
             trajectory = run.trajectory()
         except MissingDataError:
             trajectory = None
-        val_loss = run.scalar("val_loss") if "early_stop" in run.scalar_names and "val_loss" in run.scalar_names else None
+        val_loss = (
+            run.scalar("val_loss")
+            if "early_stop" in run.scalar_names and "val_loss" in run.scalar_names
+            else None
+        )
     if not config:
-        raise MissingDataError(f"{path}: no training config, so not a run of `dyntrace train` (which `dyntrace landscape` rebuilds); {_OWN}")
+        raise MissingDataError(
+            f"{path}: no training config, so not a run of `dyntrace train` "
+            f"(which `dyntrace landscape` rebuilds); {_OWN}"
+        )
     try:
         config = TrainConfig.from_dict(config)
     except ConfigError as exc:
-        raise MissingDataError(f"{path}: not a run of `dyntrace train` ({exc}), which `dyntrace landscape` rebuilds; {_OWN}") from None
+        raise MissingDataError(
+            f"{path}: not a run of `dyntrace train` ({exc}), which `dyntrace landscape` rebuilds; {_OWN}"
+        ) from None
     if not closed:
-        raise RunFileError(f"{path}: the run is still being written or was interrupted; wait for it to finish")
+        raise RunFileError(
+            f"{path}: the run is still being written or was interrupted; wait for it to finish"
+        )
     if trajectory is None:
         raise MissingDataError(f"{path}: no parameter trajectory, so no initial and final weights; {_REMAKE}")
     steps, names, flat = trajectory
     if len(steps) < 2:
-        raise MissingDataError(f"{path}: the trajectory holds {len(steps)} record(s), 2 or more are needed; {_REMAKE}")
+        raise MissingDataError(
+            f"{path}: the trajectory holds {len(steps)} record(s), 2 or more are needed; {_REMAKE}"
+        )
     extra = {"start_step": int(steps[0]), "source": "trajectory"}
     if val_loss is not None and config.early_stopping is not None:
         best = _best_step(*val_loss, config.early_stopping_min_delta)
@@ -127,8 +146,10 @@ def _read(path: str) -> _Stored:
             steps, flat = steps[keep], flat[keep]
             extra["weights"] = f"best val_loss at step {best} (restored by early stopping)"
         else:
-            extra["weights"] = (f"last trajectory record; early stopping restored the weights of step {best}, "
-                                "which the trajectory did not keep")
+            extra["weights"] = (
+                f"last trajectory record; early stopping restored the weights of step {best}, "
+                "which the trajectory did not keep"
+            )
     return _Stored(config, steps, names, flat, extra)
 
 
@@ -164,12 +185,16 @@ def _final_weights(model: nn.Module, names: list[str], final: np.ndarray, path: 
 
     params = dict(model.named_parameters())
     if list(params) != names:
-        raise DyntraceError(f"{path}: the trajectory's parameters ({len(names)}) do not match the model rebuilt from the config "
-                            f"({len(params)}); was the run made by another dyntrace version?")
+        raise DyntraceError(
+            f"{path}: the trajectory's parameters ({len(names)}) do not match the model rebuilt from the config "
+            f"({len(params)}); was the run made by another dyntrace version?"
+        )
     try:
         values = unflatten(model, final, names)
     except ValueError as exc:
-        raise DyntraceError(f"{path}: the trajectory does not fit the model rebuilt from the config ({exc})") from None
+        raise DyntraceError(
+            f"{path}: the trajectory does not fit the model rebuilt from the config ({exc})"
+        ) from None
     with torch.no_grad():
         for name, value in values.items():
             params[name].copy_(value)
@@ -183,7 +208,9 @@ def _recompute_running_stats(model: nn.Module, inputs: torch.Tensor, batch_size:
     mode with a cumulative average (momentum None), as ``torch.optim.swa_utils.update_bn``
     does; other modules (dropout) stay in eval mode. Returns whether there were any.
     """
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats]
+    norms = [
+        m for m in model.modules() if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats
+    ]
     if not norms:
         return False
     model.eval()

@@ -28,7 +28,10 @@ def describe_run(module, params, optimizer, *, config, schedule, probes, device,
         device: where the model lives.
         distributed: how a distributed run was recorded (:meth:`dyntrace.distributed.Sync.meta`).
     """
-    groups = [{**{k: v for k, v in g.items() if k != "params"}, "n_params": len(g["params"])} for g in optimizer.param_groups]
+    groups = [
+        {**{k: v for k, v in g.items() if k != "params"}, "n_params": len(g["params"])}
+        for g in optimizer.param_groups
+    ]
     meta = {
         "dyntrace_version": _dyntrace_version(),
         "torch_version": torch.__version__,
@@ -41,7 +44,9 @@ def describe_run(module, params, optimizer, *, config, schedule, probes, device,
         "model_class": type(module).__name__,
         "n_parameters": int(sum(p.numel() for p in params)),
         "device": str(device),
-        "optimizer": json.dumps({"class": type(optimizer).__name__, "param_groups": groups}, default=_jsonable),
+        "optimizer": json.dumps(
+            {"class": type(optimizer).__name__, "param_groups": groups}, default=_jsonable
+        ),
         "schedule": repr(schedule),
         "probes": json.dumps([{"name": p.name, "options": p.options()} for p in probes], default=str),
     }

@@ -70,7 +70,10 @@ class ScalarLog:
         for i, (step, name, value) in enumerate(pending):
             key = ("scalar", i)
             if key in failed:
-                self._warn(name, f"log: a value of {name!r} could not be moved to the host ({failed[key]!r}); dropped")
+                self._warn(
+                    name,
+                    f"log: a value of {name!r} could not be moved to the host ({failed[key]!r}); dropped",
+                )
                 continue
             if isinstance(value, torch.Tensor):
                 number = float(np.asarray(host[key]).reshape(-1)[0])

@@ -81,14 +81,24 @@ BASE: dict[str, Callable] = {
     "max": _extreme("max"),
     "norm": lambda raw: np.sqrt(raw("sumsq")),
     "frac_zero": Ratio("frac_zero", ("zero",), ("hist_count",), "zeros in the histogram sample"),
-    "frac_nonfinite": Ratio("frac_nonfinite", ("nonfinite",), ("hist_count",), "non-finite elements in the sample"),
+    "frac_nonfinite": Ratio(
+        "frac_nonfinite", ("nonfinite",), ("hist_count",), "non-finite elements in the sample"
+    ),
 }
 
 
 def encode(stats) -> str:
     """The ``stats`` attribute of a probe group: JSON of each declared ratio."""
-    return json.dumps({s.name: {"numerator": list(s.numerator), "denominator": list(s.denominator),
-                                "description": s.description} for s in stats})
+    return json.dumps(
+        {
+            s.name: {
+                "numerator": list(s.numerator),
+                "denominator": list(s.denominator),
+                "description": s.description,
+            }
+            for s in stats
+        }
+    )
 
 
 def decode(text) -> dict[str, Ratio]:

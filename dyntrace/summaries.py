@@ -119,7 +119,7 @@ def moments(flat: torch.Tensor, shift: torch.Tensor | None = None) -> torch.Tens
     would lose the variance of tightly clustered values (Adam's ψ, saturated sigmoids).
     """
     if flat.numel() == 0:
-        return empty_summary(0, flat.device)[:HIST - 3]
+        return empty_summary(0, flat.device)[: HIST - 3]
     return _moments_of([flat], None if shift is None else shift.reshape(1))[0]
 
 
@@ -179,7 +179,9 @@ def nice_ceiling(value: torch.Tensor) -> torch.Tensor:
     value = torch.where(torch.isfinite(value) & (value > 0), value, torch.ones_like(value))
     power = torch.pow(10.0, torch.floor(torch.log10(value)))
     m = value / power * (1 - 1e-12)  # absorbs the rounding of log10 at exact powers
-    mantissa = torch.where(m <= 1, 1.0, torch.where(m <= 2, 2.0, torch.where(m <= 2.5, 2.5, torch.where(m <= 5, 5.0, 10.0))))
+    mantissa = torch.where(
+        m <= 1, 1.0, torch.where(m <= 2, 2.0, torch.where(m <= 2.5, 2.5, torch.where(m <= 5, 5.0, 10.0)))
+    )
     return mantissa * power
 
 
@@ -226,7 +228,9 @@ def empty_summary(bins: int, device, rows: int | None = None) -> torch.Tensor:
     return out
 
 
-def summarise_tensor(x: torch.Tensor, edges, *, cap: int, magnitude: bool, centred: bool = True) -> torch.Tensor:
+def summarise_tensor(
+    x: torch.Tensor, edges, *, cap: int, magnitude: bool, centred: bool = True
+) -> torch.Tensor:
     """Exact moments of ``x`` and counts over a strided sample of it, packed in one vector.
 
     Layout (:data:`COLUMNS`): [count, sum, sumsq, min, max, zero, nonfinite, hist_count,
@@ -242,7 +246,9 @@ def summarise_tensor(x: torch.Tensor, edges, *, cap: int, magnitude: bool, centr
     return summarise_tensors([x], edges, cap=cap, magnitude=magnitude, centred=centred, device=x.device)[0]
 
 
-def summarise_tensors(tensors, edges, *, cap: int, magnitude: bool, centred: bool = False, device=None) -> torch.Tensor:
+def summarise_tensors(
+    tensors, edges, *, cap: int, magnitude: bool, centred: bool = False, device=None
+) -> torch.Tensor:
     """:func:`summarise_tensor` of many tensors at once: packed rows [T, 8 + bins + 2].
 
     The moments are taken per tensor (three reductions each); everything counted over the
@@ -266,7 +272,9 @@ def summarise_tensors(tensors, edges, *, cap: int, magnitude: bool, centred: boo
         return empty_summary(bins, where, rows=len(tensors))
     device = tensors[present[0]].device
     if any(tensors[i].device != device or not tensors[i].is_floating_point() for i in present):
-        return _one_by_one(tensors, edges, present, cap=cap, magnitude=magnitude, centred=centred, device=device)
+        return _one_by_one(
+            tensors, edges, present, cap=cap, magnitude=magnitude, centred=centred, device=device
+        )
     per_tensor = isinstance(lo, torch.Tensor) and lo.dim() == 1
     if lo is not None and per_tensor and len(present) < len(tensors):
         index = _constant(tuple(present), device, torch.long)
@@ -381,7 +389,9 @@ def _segments(sizes: tuple[int, ...], device):
     counts = _constant(sizes, device, torch.long)
     segment_key = (("segments",) + sizes, str(device), torch.long)
     if segment_key not in _CONSTANTS:
-        _CONSTANTS[segment_key] = torch.repeat_interleave(torch.arange(len(sizes), device=device), counts, output_size=sum(sizes))
+        _CONSTANTS[segment_key] = torch.repeat_interleave(
+            torch.arange(len(sizes), device=device), counts, output_size=sum(sizes)
+        )
     return _CONSTANTS[segment_key], _constant(sizes, device, torch.float64)
 
 
@@ -440,7 +450,10 @@ def to_host(parts: dict) -> tuple[dict, dict]:
             for field_name, tensor in items:
                 if isinstance(tensor, torch.Tensor):
                     if tensor.is_complex() or tensor.is_sparse:
-                        raise TypeError(f"cannot record a {'complex' if tensor.is_complex() else 'sparse'} tensor ({field_name or owner})")
+                        raise TypeError(
+                            f"cannot record a {'complex' if tensor.is_complex() else 'sparse'} tensor "
+                            f"({field_name or owner})"
+                        )
                     leaves[(owner, field_name)] = tensor
         except TypeError as exc:
             failed[owner] = exc

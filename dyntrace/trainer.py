@@ -137,7 +137,9 @@ class TrainConfig:
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot read config {path}: {exc}") from None
         if not isinstance(values, dict):
-            raise ConfigError(f"cannot read config {path}: expected a table of keys, got {type(values).__name__}")
+            raise ConfigError(
+                f"cannot read config {path}: expected a table of keys, got {type(values).__name__}"
+            )
         return cls.from_dict(values)
 
     @classmethod
@@ -159,10 +161,18 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ConfigError (or UnknownNameError) naming the first bad value."""
-        for kind, name in [("dataset", self.dataset), ("scaling", self.scaling), ("augmentation", self.augmentation),
-                           ("model", self.model), ("activation", self.activation), ("init", self.init),
-                           ("norm", self.norm), ("dropout", self.dropout_style), ("optimizer", self.optimizer),
-                           ("schedule", self.schedule)]:
+        for kind, name in [
+            ("dataset", self.dataset),
+            ("scaling", self.scaling),
+            ("augmentation", self.augmentation),
+            ("model", self.model),
+            ("activation", self.activation),
+            ("init", self.init),
+            ("norm", self.norm),
+            ("dropout", self.dropout_style),
+            ("optimizer", self.optimizer),
+            ("schedule", self.schedule),
+        ]:
             if not isinstance(name, str):
                 raise ConfigError(f"Invalid {kind}: {name!r} (a name)")
             catalog.get(kind, name)
@@ -256,25 +266,54 @@ class _Run:
         self.device = torch.device(c.device)
         data = _built(f"dataset {c.dataset!r}", make_dataset, c.dataset, seed=c.seed, **c.dataset_options)
         scaler = make_scaler(c.scaling).fit(data.X_train)
-        self.data = {split: (scaler.transform(getattr(data, f"X_{split}")).to(self.device),
-                             getattr(data, f"y_{split}").to(self.device)) for split in ("train", "val", "test")}
+        self.data = {
+            split: (
+                scaler.transform(getattr(data, f"X_{split}")).to(self.device),
+                getattr(data, f"y_{split}").to(self.device),
+            )
+            for split in ("train", "val", "test")
+        }
         self.classify = data.task == "classification"
         self.image_shape = data.image_shape
         if c.augmentation not in ("none", "mixup") and self.image_shape is None:
-            raise ConfigError(f"Invalid augmentation: {c.augmentation!r} needs images; {c.dataset!r} has none")
+            raise ConfigError(
+                f"Invalid augmentation: {c.augmentation!r} needs images; {c.dataset!r} has none"
+            )
         self.augment = make_augmentation(c.augmentation, **c.augmentation_options)
-        self.model = _built(f"model {c.model!r}", make_model, c.model, data.n_features, data.n_outputs,
-                            depth=c.depth, width=c.width, activation=c.activation, init=c.init, norm=c.norm,
-                            dropout=c.dropout, dropout_style=c.dropout_style,
-                            activation_options=c.activation_options, init_options=c.init_options,
-                            norm_options=c.norm_options).to(self.device)
-        self.optimizer = _built(f"optimizer {c.optimizer!r}", make_optimizer, c.optimizer, self.model.parameters(),
-                                lr=c.lr, **c.optimizer_options)
-        self.scheduler = _built(f"schedule {c.schedule!r}", make_scheduler, c.schedule, self.optimizer,
-                                **c.schedule_options)
+        self.model = _built(
+            f"model {c.model!r}",
+            make_model,
+            c.model,
+            data.n_features,
+            data.n_outputs,
+            depth=c.depth,
+            width=c.width,
+            activation=c.activation,
+            init=c.init,
+            norm=c.norm,
+            dropout=c.dropout,
+            dropout_style=c.dropout_style,
+            activation_options=c.activation_options,
+            init_options=c.init_options,
+            norm_options=c.norm_options,
+        ).to(self.device)
+        self.optimizer = _built(
+            f"optimizer {c.optimizer!r}",
+            make_optimizer,
+            c.optimizer,
+            self.model.parameters(),
+            lr=c.lr,
+            **c.optimizer_options,
+        )
+        self.scheduler = _built(
+            f"schedule {c.schedule!r}", make_scheduler, c.schedule, self.optimizer, **c.schedule_options
+        )
         self.criterion = nn.CrossEntropyLoss() if self.classify else nn.MSELoss()
-        self.stopper = (EarlyStopping(c.early_stopping, c.early_stopping_min_delta)
-                        if c.early_stopping is not None else None)
+        self.stopper = (
+            EarlyStopping(c.early_stopping, c.early_stopping_min_delta)
+            if c.early_stopping is not None
+            else None
+        )
         self.batches = torch.Generator().manual_seed(c.seed)
         self.rng = np.random.default_rng(c.seed)  # augmentation draws
         n = len(self.data["train"][0])
@@ -293,11 +332,25 @@ class _Run:
         os.makedirs(os.path.dirname(os.path.abspath(c.out)), exist_ok=True)
         step = 0
         # the start of the line slice (a copy: a model's worth of memory, only when asked for)
-        initial = ([p.detach().clone() for p in self.model.parameters()]
-                   if c.landscape is not None and "line" in c.landscape else None)
-        with dyntrace.Recorder(self.model, self.optimizer, c.out, every=c.every, probes=c.probes,
-                               config=c.to_dict(), trajectory=self.trajectory) as rec, \
-                tqdm(total=self.total_steps, disable=not progress, desc=os.path.basename(c.out), unit="step") as bar:
+        initial = (
+            [p.detach().clone() for p in self.model.parameters()]
+            if c.landscape is not None and "line" in c.landscape
+            else None
+        )
+        with (
+            dyntrace.Recorder(
+                self.model,
+                self.optimizer,
+                c.out,
+                every=c.every,
+                probes=c.probes,
+                config=c.to_dict(),
+                trajectory=self.trajectory,
+            ) as rec,
+            tqdm(
+                total=self.total_steps, disable=not progress, desc=os.path.basename(c.out), unit="step"
+            ) as bar,
+        ):
             for epoch in range(1, math.ceil(self.total_steps / self.steps_per_epoch) + 1):
                 self.model.train()
                 for index in self._epoch_batches():
@@ -346,15 +399,17 @@ class _Run:
         x, y = self.data["val"]
         return x[:examples], y[:examples]
 
-    def landscape(self, options: dict, *, initial=None, trajectory=None, step: int, extra: dict | None = None,
-                  path=None) -> dict:
+    def landscape(
+        self, options: dict, *, initial=None, trajectory=None, step: int, extra: dict | None = None, path=None
+    ) -> dict:
         """Compute the slices ``options`` asks for around the model's current weights and add
         them to the run file ``path`` (default ``config.out``; see :mod:`dyntrace.landscape.store`);
         returns them."""
         batch = self.landscape_batch(options["examples"])
         metric = landscape_store.accuracy if self.classify else None
-        results = landscape_store.compute(self.model, self.criterion, batch, options, initial=initial,
-                                          trajectory=trajectory, metric=metric)
+        results = landscape_store.compute(
+            self.model, self.criterion, batch, options, initial=initial, trajectory=trajectory, metric=metric
+        )
         loss = "cross_entropy" if self.classify else "mse"
         attrs = {"loss": loss, "batch": f"val[:{len(batch[0])}]", **(extra or {})}
         landscape_store.write(self.config.out if path is None else path, results, step=step, extra=attrs)
@@ -379,12 +434,16 @@ class _Run:
             y_a, y_b, lam = y, y, 1.0
         output = self.model(x)
         loss = mixed_loss(self.criterion, output, y_a, y_b, lam)
-        penalty = (l1_penalty(self.model, c.l1) if c.l1 else 0) + (l2_penalty(self.model, c.l2) if c.l2 else 0)
+        penalty = (l1_penalty(self.model, c.l1) if c.l1 else 0) + (
+            l2_penalty(self.model, c.l2) if c.l2 else 0
+        )
         self.optimizer.zero_grad(set_to_none=True)
         (loss + penalty).backward()
         self.optimizer.step()
         if c.weight_decay:
-            decoupled_weight_decay_(self.model, lr=self.optimizer.param_groups[0]["lr"], weight_decay=c.weight_decay)
+            decoupled_weight_decay_(
+                self.model, lr=self.optimizer.param_groups[0]["lr"], weight_decay=c.weight_decay
+            )
         self.scheduler.step()
         scalars = {"loss": loss.detach()}
         if self.classify and lam == 1.0:

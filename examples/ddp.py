@@ -49,9 +49,12 @@ y = torch.tensor(digits.target)
 x_train, y_train, x_val, y_val = x[:1500], y[:1500], x[1500:], y[1500:]
 
 model = nn.Sequential(
-    nn.Linear(64, 64), nn.Tanh(),
-    nn.Linear(64, 64), nn.ReLU(),
-    nn.Linear(64, 64), nn.Sigmoid(),
+    nn.Linear(64, 64),
+    nn.Tanh(),
+    nn.Linear(64, 64),
+    nn.ReLU(),
+    nn.Linear(64, 64),
+    nn.Sigmoid(),
     nn.Linear(64, 10),
 )
 ddp = DistributedDataParallel(model)
@@ -60,7 +63,13 @@ loss_fn = nn.CrossEntropyLoss()
 
 if rank == 0:
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-config = {"example": "ddp", "world_size": world, "global_batch": args.batch, "epochs": args.epochs, "mode": args.mode}
+config = {
+    "example": "ddp",
+    "world_size": world,
+    "global_batch": args.batch,
+    "epochs": args.epochs,
+    "mode": args.mode,
+}
 shard = args.batch // world
 with dyntrace.Recorder(ddp, optimizer, args.out, every=10, config=config, distributed=args.mode) as rec:
     for epoch in range(args.epochs):
@@ -80,8 +89,18 @@ with dyntrace.Recorder(ddp, optimizer, args.out, every=10, config=config, distri
             rec.log(val_loss=loss_fn(logits, y_val), val_accuracy=(logits.argmax(1) == y_val).float().mean())
 
 # The file is closed; every rank evaluates its share of the grid, rank 0 adds the plane.
-plane = landscape.plane(model, loss_fn, (x_train[:512], y_train[:512]), resolution=(args.resolution, args.resolution), method="sequential", path=args.out, name="plane")
+plane = landscape.plane(
+    model,
+    loss_fn,
+    (x_train[:512], y_train[:512]),
+    resolution=(args.resolution, args.resolution),
+    method="sequential",
+    path=args.out,
+    name="plane",
+)
 if rank == 0:
-    print(f"wrote {args.out}: {rec.step} steps on {world} rank(s), landscape {plane.loss.shape} "
-          f"in {plane.meta['seconds']:.1f} s; now run: dyntrace plot {args.out}")
+    print(
+        f"wrote {args.out}: {rec.step} steps on {world} rank(s), landscape {plane.loss.shape} "
+        f"in {plane.meta['seconds']:.1f} s; now run: dyntrace plot {args.out}"
+    )
 dist.destroy_process_group()

@@ -1,7 +1,7 @@
 """Quickstart: a plain PyTorch loop on scikit-learn's digits, recorded with two added lines.
 
-    python examples/quickstart.py            # writes runs/quickstart.h5 (a progress bar in a terminal)
-    dyntrace plot runs/quickstart.h5         # writes runs/quickstart_plots/
+python examples/quickstart.py            # writes runs/quickstart.h5 (a progress bar in a terminal)
+dyntrace plot runs/quickstart.h5         # writes runs/quickstart_plots/
 """
 
 import argparse
@@ -28,9 +28,12 @@ x_train, y_train, x_val, y_val = x[:1500], y[:1500], x[1500:], y[1500:]
 
 # An MLP with three kinds of activation, so every activation panel has something to show.
 model = nn.Sequential(
-    nn.Linear(64, 64), nn.Tanh(),
-    nn.Linear(64, 64), nn.ReLU(),
-    nn.Linear(64, 64), nn.Sigmoid(),
+    nn.Linear(64, 64),
+    nn.Tanh(),
+    nn.Linear(64, 64),
+    nn.ReLU(),
+    nn.Linear(64, 64),
+    nn.Sigmoid(),
     nn.Linear(64, 10),
 )
 optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)

@@ -16,9 +16,9 @@ import os
 import sys
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 import dyntrace
-from torch.overrides import TorchFunctionMode
 
 __all__ = ["NoSync", "SyncError"]
 
@@ -28,12 +28,24 @@ class SyncError(AssertionError):
 
 
 _FORBIDDEN = {
-    torch.bincount, torch.Tensor.bincount,
-    torch.nonzero, torch.Tensor.nonzero, torch.argwhere, torch.Tensor.argwhere,
-    torch.Tensor.item, torch.Tensor.tolist,
-    torch.unique, torch.Tensor.unique, torch.unique_consecutive, torch.Tensor.unique_consecutive,
-    torch.masked_select, torch.Tensor.masked_select,
-    torch.Tensor.__bool__, torch.Tensor.__float__, torch.Tensor.__int__, torch.Tensor.__index__,
+    torch.bincount,
+    torch.Tensor.bincount,
+    torch.nonzero,
+    torch.Tensor.nonzero,
+    torch.argwhere,
+    torch.Tensor.argwhere,
+    torch.Tensor.item,
+    torch.Tensor.tolist,
+    torch.unique,
+    torch.Tensor.unique,
+    torch.unique_consecutive,
+    torch.Tensor.unique_consecutive,
+    torch.masked_select,
+    torch.Tensor.masked_select,
+    torch.Tensor.__bool__,
+    torch.Tensor.__float__,
+    torch.Tensor.__int__,
+    torch.Tensor.__index__,
     torch.Tensor.__complex__,
 }
 
@@ -57,8 +69,14 @@ class NoSync(TorchFunctionMode):
             return func(*args, **kwargs)
         if func in _FORBIDDEN:
             raise SyncError(f"{getattr(func, '__qualname__', func)} forces a host-device sync")
-        if func in (torch.Tensor.__getitem__, torch.Tensor.__setitem__) and len(args) > 1 and _is_bool_index(args[1]):
-            raise SyncError("boolean-mask indexing forces a host-device sync (its result size depends on the data)")
+        if (
+            func in (torch.Tensor.__getitem__, torch.Tensor.__setitem__)
+            and len(args) > 1
+            and _is_bool_index(args[1])
+        ):
+            raise SyncError(
+                "boolean-mask indexing forces a host-device sync (its result size depends on the data)"
+            )
         if func in (torch.repeat_interleave, torch.Tensor.repeat_interleave):
             repeats = args[1] if len(args) > 1 else kwargs.get("repeats")
             if isinstance(repeats, torch.Tensor) and kwargs.get("output_size") is None:

@@ -10,10 +10,10 @@ import xml.etree.ElementTree as ET
 import matplotlib.image
 import pytest
 from click.testing import CliRunner
+from plots._runs import record_run, with_landscapes
 
 from dyntrace.cli import main
 from dyntrace.plots import COMPARISONS, FIGURES
-from plots._runs import record_run, with_landscapes
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -49,12 +49,23 @@ def test_plot_writes_every_figure_the_file_supports_beside_it(files, tmp_path):
 
 
 def test_only_draws_the_named_figures_in_svg_and_pdf(files, tmp_path):
-    result = invoke("plot", files["full"], "-o", tmp_path / "svg", "--format", "svg", "--only", "loss", "--only", "norms")
+    result = invoke(
+        "plot", files["full"], "-o", tmp_path / "svg", "--format", "svg", "--only", "loss", "--only", "norms"
+    )
     assert result.exit_code == 0, result.output
     assert sorted(os.listdir(tmp_path / "svg")) == ["loss.svg", "norms.svg"]
     root = ET.parse(tmp_path / "svg" / "loss.svg").getroot()
     assert root.tag == "{http://www.w3.org/2000/svg}svg"
-    result = invoke("plot", files["full"], "-o", tmp_path / "pdf", "--format", "pdf", "--only", "gradient_flow,activation_heatmaps")
+    result = invoke(
+        "plot",
+        files["full"],
+        "-o",
+        tmp_path / "pdf",
+        "--format",
+        "pdf",
+        "--only",
+        "gradient_flow,activation_heatmaps",
+    )
     assert result.exit_code == 0, result.output
     assert sorted(os.listdir(tmp_path / "pdf")) == ["activation_heatmaps.pdf", "gradient_flow.pdf"]
     data = (tmp_path / "pdf" / "gradient_flow.pdf").read_bytes()
@@ -74,7 +85,9 @@ def test_figures_a_file_cannot_support_are_named_in_one_short_note(files, tmp_pa
     written = [os.path.basename(p) for p in result.stdout.splitlines()]
     assert written == ["dashboard.png", "loss.png", "accuracy.png"]
     skipped = [n for n in FIGURES if f"{n}.png" not in written]
-    assert result.stderr.splitlines() == [f"note: {len(skipped)} figures need data this run lacks ({', '.join(skipped)}); --only NAME says why"]
+    assert result.stderr.splitlines() == [
+        f"note: {len(skipped)} figures need data this run lacks ({', '.join(skipped)}); --only NAME says why"
+    ]
 
 
 def test_figures_asked_for_by_name_get_one_note_each_saying_why(files, tmp_path):
@@ -124,10 +137,13 @@ def test_compare_skips_with_a_note_what_no_run_has(files, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["activation_std.png", "gradient_norms.png", "loss.png"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--labels", "a"], "1 labels for 2 runs"),
-    (["--labels", "a,"], "1 labels for 2 runs"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--labels", "a"], "1 labels for 2 runs"),
+        (["--labels", "a,"], "1 labels for 2 runs"),
+    ],
+)
 def test_compare_usage_errors(files, tmp_path, args, message):
     result = invoke("compare", files["full"], files["sgd"], *args, "-o", tmp_path)
     assert result.exit_code == 2 and "Traceback" not in result.output

@@ -77,7 +77,9 @@ def _cycle(graph) -> list[str] | None:
 
 
 def test_the_package_has_no_import_cycle():
-    graph = {name: {m for m in deps if m != "dyntrace"} for name, deps in _graph().items() if name != "dyntrace"}
+    graph = {
+        name: {m for m in deps if m != "dyntrace"} for name, deps in _graph().items() if name != "dyntrace"
+    }
     assert _cycle(graph) is None, " -> ".join(_cycle(graph))
 
 
@@ -90,5 +92,7 @@ def test_the_landscape_package_knows_neither_the_trainer_nor_the_catalog():
     graph = _graph()
     for name, deps in graph.items():
         if name.startswith("dyntrace.landscape"):
-            bad = {d for d in deps if d.startswith(("dyntrace.trainer", "dyntrace.catalog", "dyntrace.gallery"))}
+            bad = {
+                d for d in deps if d.startswith(("dyntrace.trainer", "dyntrace.catalog", "dyntrace.gallery"))
+            }
             assert not bad, f"{name} imports {sorted(bad)}"

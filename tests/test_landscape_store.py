@@ -20,8 +20,14 @@ from dyntrace.landscape.evaluate import METHODS
 from dyntrace.trainer import TrainConfig, train
 
 STEPS = 12
-QUICK = dict(width=16, batch_size=256, every=5, steps=STEPS, progress=False)  # 1257 digits → 5 steps per epoch
-SLICES = {"plane": {"resolution": [5, 3], "span": 0.5, "seed": 7}, "line": {"steps": 5}, "trajectory": {"resolution": 5}}
+QUICK = dict(
+    width=16, batch_size=256, every=5, steps=STEPS, progress=False
+)  # 1257 digits → 5 steps per epoch
+SLICES = {
+    "plane": {"resolution": [5, 3], "span": 0.5, "seed": 7},
+    "line": {"steps": 5},
+    "trajectory": {"resolution": 5},
+}
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +41,15 @@ def by_hand(path, flat):
     with dyntrace.open_run(path) as run:
         config = run.config
     data = make_dataset(config["dataset"], seed=config["seed"])
-    model = make_model(config["model"], data.n_features, data.n_outputs, depth=config["depth"], width=config["width"],
-                       activation=config["activation"], init=config["init"])
+    model = make_model(
+        config["model"],
+        data.n_features,
+        data.n_outputs,
+        depth=config["depth"],
+        width=config["width"],
+        activation=config["activation"],
+        init=config["init"],
+    )
     torch.nn.utils.vector_to_parameters(torch.as_tensor(flat), model.parameters())
     x, y = data.X_val[: config["landscape"]["examples"]], data.y_val[: config["landscape"]["examples"]]
     with torch.no_grad():
@@ -67,9 +80,20 @@ def test_random_plane_centre_is_the_final_loss(run_file):
     assert np.isfinite(plane.loss).all() and np.isfinite(plane.acc).all()
     np.testing.assert_array_equal(plane.x, [-0.5, -0.25, 0, 0.25, 0.5])
     meta = plane.meta
-    assert {k: meta[k] for k in ("kind", "seed", "normalisation", "ignore", "span", "resolution", "step", "loss", "metric")} == {
-        "kind": "random_plane", "seed": 7, "normalisation": "filter", "ignore": "biasbn", "span": 0.5,
-        "resolution": [5, 3], "step": STEPS, "loss": "cross_entropy", "metric": "accuracy"}
+    assert {
+        k: meta[k]
+        for k in ("kind", "seed", "normalisation", "ignore", "span", "resolution", "step", "loss", "metric")
+    } == {
+        "kind": "random_plane",
+        "seed": 7,
+        "normalisation": "filter",
+        "ignore": "biasbn",
+        "span": 0.5,
+        "resolution": [5, 3],
+        "step": STEPS,
+        "loss": "cross_entropy",
+        "metric": "accuracy",
+    }
     assert meta["method"] in METHODS and meta["seconds"] > 0
 
 
@@ -82,13 +106,21 @@ def test_trajectory_plane_holds_the_path_and_its_explained_variance(run_file):
     assert ev.shape == (2,) and 0 < ev[1] <= ev[0] <= 1 and ev.sum() <= 1 + 1e-12
     assert plane.meta["explained_variance"] == pytest.approx(list(ev))
     np.testing.assert_array_equal(plane.path[-1], [0, 0])  # the plane is centred on the final weights
-    np.testing.assert_array_equal(plane.path_steps, steps)  # the trajectory turned on by itself, stride 1 here
+    np.testing.assert_array_equal(
+        plane.path_steps, steps
+    )  # the trajectory turned on by itself, stride 1 here
     assert plane.meta["stride"] == 1 and plane.meta["records"] == STEPS + 1
     # PCA directions are unit vectors: the start lies at its distance from the final weights
     assert np.hypot(*plane.path[0]) <= np.linalg.norm(flat[0].astype(np.float64) - flat[-1]) * (1 + 1e-6)
-    assert np.hypot(*plane.path[0]) >= np.linalg.norm(flat[0].astype(np.float64) - flat[-1]) * np.sqrt(ev.sum()) * (1 - 1e-6)
+    assert np.hypot(*plane.path[0]) >= np.linalg.norm(flat[0].astype(np.float64) - flat[-1]) * np.sqrt(
+        ev.sum()
+    ) * (1 - 1e-6)
     assert plane.x[0] < plane.path[:, 0].min() and plane.x[-1] > plane.path[:, 0].max()
-    assert plane.meta["kind"] == "trajectory_plane" and plane.meta["normalisation"] == "unit" and plane.meta["step"] == STEPS
+    assert (
+        plane.meta["kind"] == "trajectory_plane"
+        and plane.meta["normalisation"] == "unit"
+        and plane.meta["step"] == STEPS
+    )
 
 
 def test_cli_recomputes_the_slices_and_draws_them(run_file, tmp_path):
@@ -96,15 +128,30 @@ def test_cli_recomputes_the_slices_and_draws_them(run_file, tmp_path):
     shutil.copy(run_file, path)
     with dyntrace.open_run(path) as run:
         trained = run.landscape("plane")
-    result = CliRunner().invoke(main, ["landscape", str(path), "--plane", "--trajectory", "--resolution", "3",
-                                       "--seed", "7", "-o", str(tmp_path / "figs")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "landscape",
+            str(path),
+            "--plane",
+            "--trajectory",
+            "--resolution",
+            "3",
+            "--seed",
+            "7",
+            "-o",
+            str(tmp_path / "figs"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     names = ["landscape_plane_contour.png", "landscape_plane_surface.png", "landscape_trajectory.png"]
     assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == names
     with dyntrace.open_run(path) as run:
         plane, line = run.landscape("plane"), run.landscape("line")
         assert run.landscape("trajectory").loss.shape == (3, 3)
-    assert plane.loss.shape == (3, 3) and plane.meta["span"] == 0.5  # the run's options, resolution from the CLI
+    assert (
+        plane.loss.shape == (3, 3) and plane.meta["span"] == 0.5
+    )  # the run's options, resolution from the CLI
     assert plane.loss[1, 1] == trained.loss[1, 2]  # rebuilt from the file: the same final loss
     assert line.loss.shape == (5,)  # not asked for: left as training wrote it
 
@@ -112,19 +159,39 @@ def test_cli_recomputes_the_slices_and_draws_them(run_file, tmp_path):
 def test_cli_on_runs_without_trajectory_or_config_exits_1_with_one_line(tmp_path):
     bare = train(out=str(tmp_path / "bare.h5"), **{**QUICK, "steps": 1})
     model = torch.nn.Linear(2, 2)
-    with dyntrace.Recorder(model, torch.optim.SGD(model.parameters(), lr=0.1), tmp_path / "own.h5", probes=["scalars"]):
+    with dyntrace.Recorder(
+        model, torch.optim.SGD(model.parameters(), lr=0.1), tmp_path / "own.h5", probes=["scalars"]
+    ):
         pass
     for path, expected in [(bare, "no parameter trajectory"), (tmp_path / "own.h5", "no training config")]:
         result = CliRunner().invoke(main, ["landscape", str(path)])
         assert result.exit_code == 1
-        assert result.output.count("\n") == 1 and expected in result.output and "dyntrace train" in result.output
+        assert (
+            result.output.count("\n") == 1 and expected in result.output and "dyntrace train" in result.output
+        )
         assert "Traceback" not in result.output
 
 
 def test_train_cli_regression_line_without_accuracy(tmp_path):
     out = tmp_path / "r.h5"
-    result = CliRunner().invoke(train_command, ["--dataset", "teacher_student", "--set", "dataset_options.n=300", "--steps", "3",
-                                                "--landscape", "line", "--landscape-resolution", "3", "-o", str(out), "--no-progress"])
+    result = CliRunner().invoke(
+        train_command,
+        [
+            "--dataset",
+            "teacher_student",
+            "--set",
+            "dataset_options.n=300",
+            "--steps",
+            "3",
+            "--landscape",
+            "line",
+            "--landscape-resolution",
+            "3",
+            "-o",
+            str(out),
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     with dyntrace.open_run(out) as run:
         assert run.landscape_names == ["line"] and "trajectory" not in run.info()["landscapes"]
@@ -139,13 +206,19 @@ def test_train_cli_regression_line_without_accuracy(tmp_path):
 
 def test_options_are_completed_and_checked():
     assert store.normalize_options("plane,trajectory") == {
-        "plane": store.DEFAULTS["plane"], "trajectory": store.DEFAULTS["trajectory"], "examples": 1024, "method": "auto"}
+        "plane": store.DEFAULTS["plane"],
+        "trajectory": store.DEFAULTS["trajectory"],
+        "examples": 1024,
+        "method": "auto",
+    }
     assert TrainConfig(landscape=["line"]).landscape["line"] == {"steps": 21}
-    for bad, message in [({"plane": {"resolutin": 3}}, "Invalid landscape option plane.resolutin"),
-                         ({"hill": {}}, "Invalid landscape key 'hill'"),
-                         ({"examples": 10}, "names no slice"),
-                         ({"line": {"steps": 1}}, "Invalid landscape line.steps: 1"),
-                         ({"plane": {"span": -1}}, "Invalid landscape plane.span: -1")]:
+    for bad, message in [
+        ({"plane": {"resolutin": 3}}, "Invalid landscape option plane.resolutin"),
+        ({"hill": {}}, "Invalid landscape key 'hill'"),
+        ({"examples": 10}, "names no slice"),
+        ({"line": {"steps": 1}}, "Invalid landscape line.steps: 1"),
+        ({"plane": {"span": -1}}, "Invalid landscape plane.span: -1"),
+    ]:
         with pytest.raises(ConfigError, match=message):
             TrainConfig(landscape=bad)
     with pytest.raises(ConfigError, match="Invalid trajectory: 0"):

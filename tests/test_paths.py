@@ -16,12 +16,15 @@ def test_sgd_zigzag_is_exactly_geometric():
     np.testing.assert_allclose(path[:, 1], 2 * (-0.9) ** t, rtol=1e-12)
 
 
-@pytest.mark.parametrize("name, lr, expected", [
-    ("sgd", 0.95, (-0.387, -0.094)),
-    ("momentum", 0.1, (0.814, 0.273)),
-    ("adagrad", 1.5, (-0.136, 0.000)),
-    ("adam", 0.3, (0.020, 0.322)),
-])
+@pytest.mark.parametrize(
+    "name, lr, expected",
+    [
+        ("sgd", 0.95, (-0.387, -0.094)),
+        ("momentum", 0.1, (0.814, 0.273)),
+        ("adagrad", 1.5, (-0.136, 0.000)),
+        ("adam", 0.3, (0.020, 0.322)),
+    ],
+)
 def test_book_positions_after_29_updates(name, lr, expected):
     path = optimizer_path(FUNCTIONS["bowl"], name, lr=lr, book=True)
     np.testing.assert_allclose(path[29], expected, atol=5e-4)
@@ -50,5 +53,11 @@ def test_recorded_path(tmp_path):
         np.testing.assert_array_equal(steps, np.arange(11))
         np.testing.assert_allclose(np.stack([xs, ys], axis=1), path, rtol=1e-12)
         np.testing.assert_allclose(losses, path[:, 0] ** 2 / 20 + path[:, 1] ** 2, rtol=1e-12)
-        assert run.config == {"function": "bowl", "optimizer": "momentum", "lr": 0.1, "steps": 10,
-                              "start": [-7.0, 2.0], "momentum": 0.5}
+        assert run.config == {
+            "function": "bowl",
+            "optimizer": "momentum",
+            "lr": 0.1,
+            "steps": 10,
+            "start": [-7.0, 2.0],
+            "momentum": 0.5,
+        }

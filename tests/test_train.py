@@ -28,8 +28,10 @@ def test_digits_end_to_end(tmp_path):
     assert path == out
     with dyntrace.open_run(path) as run:
         config = run.config
-        assert config == TrainConfig(dataset="digits", steps=12, out=out, width=16, batch_size=256,
-                                         every=5).to_dict()
+        assert (
+            config
+            == TrainConfig(dataset="digits", steps=12, out=out, width=16, batch_size=256, every=5).to_dict()
+        )
         steps, values = run.scalar("loss")
         np.testing.assert_array_equal(steps, np.arange(1, 13))  # one value per optimizer step
         assert np.all(np.isfinite(values)) and values[0] > 2.0  # ≈ ln 10 at the start
@@ -60,15 +62,25 @@ def test_train_leaves_the_callers_rng_alone(tmp_path):
 
 def test_early_stopping_ends_the_run(tmp_path):
     # no val_loss drop can beat min_delta = 10: the best stays epoch 1, stop after `patience` more
-    path = train(epochs=20, early_stopping=2, early_stopping_min_delta=10.0, out=str(tmp_path / "e.h5"), **QUICK)
+    path = train(
+        epochs=20, early_stopping=2, early_stopping_min_delta=10.0, out=str(tmp_path / "e.h5"), **QUICK
+    )
     with dyntrace.open_run(path) as run:
         assert run.scalar("early_stop")[1].tolist() == [3.0]
         assert len(run.scalar("val_loss")[1]) == 3 and run.scalar("loss")[0][-1] == 15
 
 
 # Every catalog entry of every kind the trainer takes, cycled over a few short runs.
-_KINDS = {"activation": "activation", "init": "init", "optimizer": "optimizer", "schedule": "schedule",
-          "norm": "norm", "augmentation": "augmentation", "scaling": "scaling", "dropout": "dropout_style"}
+_KINDS = {
+    "activation": "activation",
+    "init": "init",
+    "optimizer": "optimizer",
+    "schedule": "schedule",
+    "norm": "norm",
+    "augmentation": "augmentation",
+    "scaling": "scaling",
+    "dropout": "dropout_style",
+}
 _OPTIONS = {"step": {"step_size": 2}, "cosine": {"total_steps": 3}, "warmup": {"warmup_steps": 2}}
 
 
@@ -81,9 +93,19 @@ def _cycled_runs():
 @pytest.mark.parametrize("choice", _cycled_runs(), ids=lambda c: f"{c['optimizer']}-{c['activation']}")
 def test_every_catalog_entry_trains(tmp_path, choice):
     model = "cnn_digits" if choice["norm"] == "instance" else "mlp"
-    path = train(model=model, depth=1, steps=3, dropout=0.1, l1=1e-4, l2=1e-3, weight_decay=1e-3,
-                 schedule_options=_OPTIONS.get(choice["schedule"], {}), out=str(tmp_path / "c.h5"),
-                 **choice, **{**QUICK, "every": 1, "width": 4})
+    path = train(
+        model=model,
+        depth=1,
+        steps=3,
+        dropout=0.1,
+        l1=1e-4,
+        l2=1e-3,
+        weight_decay=1e-3,
+        schedule_options=_OPTIONS.get(choice["schedule"], {}),
+        out=str(tmp_path / "c.h5"),
+        **choice,
+        **{**QUICK, "every": 1, "width": 4},
+    )
     assert losses(path)[0].tolist() == [1, 2, 3]  # the step hooks fire once per step (Lookahead too)
 
 
@@ -93,15 +115,18 @@ def test_generated_datasets_train(tmp_path, dataset):
     assert np.all(np.isfinite(losses(path)[1]))
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"lr": -1.0}, "Invalid lr: -1.0 (expected a finite number > 0.0)"),
-    ({"depth": 1.5}, "Invalid depth: 1.5 (expected an int >= 0)"),
-    ({"dropout": 1.0}, "Invalid dropout: 1.0 (in [0, 1))"),
-    ({"optimizer_options": 3}, "Invalid optimizer_options: 3"),
-    ({"optimizer": "lookahead", "optimizer_options": {"k": 0}}, "optimizer 'lookahead': Invalid k: 0"),
-    ({"optimizer_options": {"momentm": 0.9}}, "unexpected keyword argument 'momentm'"),
-    ({"augmentation": "cutmix", "dataset": "blobs"}, "Invalid augmentation: 'cutmix' needs images"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"lr": -1.0}, "Invalid lr: -1.0 (expected a finite number > 0.0)"),
+        ({"depth": 1.5}, "Invalid depth: 1.5 (expected an int >= 0)"),
+        ({"dropout": 1.0}, "Invalid dropout: 1.0 (in [0, 1))"),
+        ({"optimizer_options": 3}, "Invalid optimizer_options: 3"),
+        ({"optimizer": "lookahead", "optimizer_options": {"k": 0}}, "optimizer 'lookahead': Invalid k: 0"),
+        ({"optimizer_options": {"momentm": 0.9}}, "unexpected keyword argument 'momentm'"),
+        ({"augmentation": "cutmix", "dataset": "blobs"}, "Invalid augmentation: 'cutmix' needs images"),
+    ],
+)
 def test_bad_values_raise_one_clear_line(tmp_path, changes, message):
     with pytest.raises(ConfigError) as info:
         train(steps=1, out=str(tmp_path / "x.h5"), **{**QUICK, **changes})
@@ -130,8 +155,24 @@ def test_cli_trains_from_config_file_with_overrides(tmp_path):
     config = tmp_path / "c.json"
     config.write_text(json.dumps({"optimizer": "adam", "lr": 0.001, "width": 16, "batch_size": 256}))
     out = tmp_path / "cli.h5"
-    result = CliRunner().invoke(command, ["--config", str(config), "--steps", "4", "--lr", "0.002", "--every", "2",
-                                          "--set", "schedule_options.warmup_steps=2", "-o", str(out), "--no-progress"])
+    result = CliRunner().invoke(
+        command,
+        [
+            "--config",
+            str(config),
+            "--steps",
+            "4",
+            "--lr",
+            "0.002",
+            "--every",
+            "2",
+            "--set",
+            "schedule_options.warmup_steps=2",
+            "-o",
+            str(out),
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     with dyntrace.open_run(out) as run:
         assert (run.config["optimizer"], run.config["lr"], run.config["steps"]) == ("adam", 0.002, 4)
@@ -139,13 +180,18 @@ def test_cli_trains_from_config_file_with_overrides(tmp_path):
         assert len(run.scalar("loss")[1]) == 4
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["--optimizer", "adm"], "unknown optimizer 'adm'; did you mean 'adam'?"),
-    (["--set", "lrr=1"], "unknown config key 'lrr'; did you mean 'lr'?"),
-    (["--augmentation", "cutout", "--dataset", "blobs"], "needs images"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--optimizer", "adm"], "unknown optimizer 'adm'; did you mean 'adam'?"),
+        (["--set", "lrr=1"], "unknown config key 'lrr'; did you mean 'lr'?"),
+        (["--augmentation", "cutout", "--dataset", "blobs"], "needs images"),
+    ],
+)
 def test_cli_errors_are_one_line_without_traceback(tmp_path, args, expected):
-    result = CliRunner().invoke(command, [*args, "--steps", "1", "-o", str(tmp_path / "x.h5"), "--no-progress"])
+    result = CliRunner().invoke(
+        command, [*args, "--steps", "1", "-o", str(tmp_path / "x.h5"), "--no-progress"]
+    )
     assert result.exit_code != 0
     assert expected in result.output and "Traceback" not in result.output
     assert len([line for line in result.output.splitlines() if line.startswith("Error")]) == 1

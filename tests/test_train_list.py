@@ -33,8 +33,12 @@ def test_every_entry_once_with_one_line_of_its_own():
 
 def test_aliases_point_to_the_name_that_shares_their_entry():
     listing = _listing()
-    aliases = {(kind, name): text.removeprefix("alias of ") for kind, entries in listing.items()
-               for name, text in entries.items() if text.startswith("alias of ")}
+    aliases = {
+        (kind, name): text.removeprefix("alias of ")
+        for kind, entries in listing.items()
+        for name, text in entries.items()
+        if text.startswith("alias of ")
+    }
     assert aliases == {("activation", "swish"): "silu", ("optimizer", "nag"): "nesterov"}
     for (kind, name), main in aliases.items():
         assert catalog.get(kind, name) is catalog.get(kind, main)

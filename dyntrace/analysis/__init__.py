@@ -17,7 +17,14 @@ from dyntrace.analysis.curvature import (
     sgd_threshold,
     sharpness_of,
 )
-from dyntrace.analysis.diagnoses import KINDS, Diagnosis, Thresholds, diagnose, gradient_flow, gradient_flow_ratio
+from dyntrace.analysis.diagnoses import (
+    KINDS,
+    Diagnosis,
+    Thresholds,
+    diagnose,
+    gradient_flow,
+    gradient_flow_ratio,
+)
 from dyntrace.analysis.noise import (
     MinibatchNoise,
     NoiseScale,
@@ -37,28 +44,63 @@ from dyntrace.analysis.radam import (
     rho_t,
     simulate_psi_variance,
 )
-from dyntrace.analysis.stats import interval_means, roughness
 from dyntrace.analysis.smoothing import Bands, decimate, decimate_bands, ewma, kaiser_smooth, moving_average
+from dyntrace.analysis.stats import interval_means, roughness
 from dyntrace.analysis.summaries import fraction, hist_mean, hist_quantiles, merge_windows, moments, rebin
 
 __all__ = [
     # smoothing
-    "ewma", "moving_average", "kaiser_smooth", "decimate", "decimate_bands", "Bands",
+    "ewma",
+    "moving_average",
+    "kaiser_smooth",
+    "decimate",
+    "decimate_bands",
+    "Bands",
     # plateaus
-    "find_plateaus", "Plateau", "first_escape",
+    "find_plateaus",
+    "Plateau",
+    "first_escape",
     # noise
-    "minibatch_noise", "MinibatchNoise", "gradient_noise_scale", "NoiseScale", "noise_scale_estimate",
+    "minibatch_noise",
+    "MinibatchNoise",
+    "gradient_noise_scale",
+    "NoiseScale",
+    "noise_scale_estimate",
     "NoiseScaleEstimate",
     # curvature
-    "sgd_threshold", "adam_threshold", "edge_of_stability", "EdgeOfStability", "sharpness_of", "measurement_cost",
-    "noise_scale_records", "noise_scale_of_run", "NoiseScaleRecord",
+    "sgd_threshold",
+    "adam_threshold",
+    "edge_of_stability",
+    "EdgeOfStability",
+    "sharpness_of",
+    "measurement_cost",
+    "noise_scale_records",
+    "noise_scale_of_run",
+    "NoiseScaleRecord",
     # radam
-    "rho_inf", "rho_t", "rectification", "is_rectified", "psi_variance_exact", "psi_variance_approx",
-    "simulate_psi_variance", "PsiVariance",
+    "rho_inf",
+    "rho_t",
+    "rectification",
+    "is_rectified",
+    "psi_variance_exact",
+    "psi_variance_approx",
+    "simulate_psi_variance",
+    "PsiVariance",
     # stats
-    "interval_means", "roughness",
+    "interval_means",
+    "roughness",
     # summaries
-    "moments", "fraction", "hist_quantiles", "hist_mean", "merge_windows", "rebin",
+    "moments",
+    "fraction",
+    "hist_quantiles",
+    "hist_mean",
+    "merge_windows",
+    "rebin",
     # diagnoses
-    "diagnose", "Diagnosis", "Thresholds", "KINDS", "gradient_flow", "gradient_flow_ratio",
+    "diagnose",
+    "Diagnosis",
+    "Thresholds",
+    "KINDS",
+    "gradient_flow",
+    "gradient_flow_ratio",
 ]

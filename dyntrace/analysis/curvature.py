@@ -102,7 +102,9 @@ def edge_of_stability(steps, sharpness, threshold, *, reach: float = 0.9, settle
     s = np.asarray(sharpness, dtype=np.float64)
     t = np.broadcast_to(np.asarray(threshold, dtype=np.float64), s.shape)
     if s.ndim != 1 or steps.shape != s.shape:
-        raise ValueError(f"steps and sharpness must be 1-D of the same shape, got {steps.shape} and {s.shape}")
+        raise ValueError(
+            f"steps and sharpness must be 1-D of the same shape, got {steps.shape} and {s.shape}"
+        )
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = s / t
     finite = np.isfinite(ratio)
@@ -143,7 +145,12 @@ def sharpness_of(run, *, preconditioned: bool | None = None):
         index = np.searchsorted(t_steps, steps)
         hit = (index < t_steps.size) & (t_steps[np.minimum(index, t_steps.size - 1)] == steps)
         threshold[hit] = t_values[index[hit]]
-    return steps, np.asarray(values, dtype=np.float64), threshold, "preconditioned" if preconditioned else "hessian"
+    return (
+        steps,
+        np.asarray(values, dtype=np.float64),
+        threshold,
+        "preconditioned" if preconditioned else "hessian",
+    )
 
 
 def measurement_cost(run) -> float:
@@ -194,23 +201,38 @@ def noise_scale_records(run) -> NoiseScaleRecord:
             fields[name] = np.asarray(values, dtype=np.float64).reshape(len(steps), -1)[:, 0]
         ranks = np.where(fields["ranks"] > 0, fields["ranks"], np.nan)
         return NoiseScaleRecord(
-            steps, fields["sq_small"] / ranks, fields["sq_big"] / ranks, fields["b_small"] / ranks,
-            fields["b_big"] / ranks, "noise_scale", fields["b_big"] / ranks,
+            steps,
+            fields["sq_small"] / ranks,
+            fields["sq_big"] / ranks,
+            fields["b_small"] / ranks,
+            fields["b_big"] / ranks,
+            "noise_scale",
+            fields["b_big"] / ranks,
         )
     names = set(run.scalar_names)
-    wanted = ("curvature/grad_sq", "curvature/train_grad_sq", "curvature/batch_size", "curvature/train_batch_size")
+    wanted = (
+        "curvature/grad_sq",
+        "curvature/train_grad_sq",
+        "curvature/batch_size",
+        "curvature/train_batch_size",
+    )
     if all(n in names for n in wanted):
         series = [run.scalar(n) for n in wanted]
         common = series[0][0]
         for s, _ in series[1:]:
             common = np.intersect1d(common, s)
-        meas, train, b_meas, b_train = (np.asarray(v, dtype=np.float64)[np.isin(s, common)] for s, v in series)
+        meas, train, b_meas, b_train = (
+            np.asarray(v, dtype=np.float64)[np.isin(s, common)] for s, v in series
+        )
         small_is_train = b_train < b_meas
         return NoiseScaleRecord(
             common,
-            np.where(small_is_train, train, meas), np.where(small_is_train, meas, train),
-            np.where(small_is_train, b_train, b_meas), np.where(small_is_train, b_meas, b_train),
-            "curvature", b_train,
+            np.where(small_is_train, train, meas),
+            np.where(small_is_train, meas, train),
+            np.where(small_is_train, b_train, b_meas),
+            np.where(small_is_train, b_meas, b_train),
+            "curvature",
+            b_train,
         )
     raise MissingDataError(
         f"{_where(run)}: no gradient norms at two batch sizes (recorded by the 'noise_scale' probe under "
@@ -232,7 +254,9 @@ def noise_scale_of_run(run, *, beta: float = 0.98):
     rec = noise_scale_records(run)
     keep = np.isfinite(rec.sq_small) & np.isfinite(rec.sq_big) & (rec.b_big > rec.b_small) & (rec.b_small > 0)
     if not keep.any():
-        raise MissingDataError(f"{_where(run)}: no record with two different batch sizes for the gradient noise scale")
+        raise MissingDataError(
+            f"{_where(run)}: no record with two different batch sizes for the gradient noise scale"
+        )
     scale: NoiseScale = gradient_noise_scale(
         rec.sq_small[keep], rec.sq_big[keep], rec.b_small[keep], rec.b_big[keep], beta=beta
     )

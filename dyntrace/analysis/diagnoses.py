@@ -83,8 +83,16 @@ def diagnose(run, *, thresholds=None):
     """
     th = Thresholds() if thresholds is None else thresholds
     found = []
-    checks = (_gradient_flow_checks, _grad_norm_growth, _unit_checks, _loss_checks, _plateaus, _overfitting,
-              _edge_of_stability, _batch_size)
+    checks = (
+        _gradient_flow_checks,
+        _grad_norm_growth,
+        _unit_checks,
+        _loss_checks,
+        _plateaus,
+        _overfitting,
+        _edge_of_stability,
+        _batch_size,
+    )
     for check in checks:
         try:
             found.extend(check(run, th))
@@ -117,7 +125,9 @@ def gradient_flow(run, *, include_all: bool = False):
             pass
         layers.setdefault(name.rpartition(".")[0] or name, []).append((steps, norm))
     if not layers:
-        raise MissingDataError("the run has no gradient norms of trained parameters (recorded by the 'gradients' probe)")
+        raise MissingDataError(
+            "the run has no gradient norms of trained parameters (recorded by the 'gradients' probe)"
+        )
     steps = np.unique(np.concatenate([s for series in layers.values() for s, _ in series]))
     norms = np.full((steps.size, len(layers)), np.nan)
     for j, series in enumerate(layers.values()):
@@ -163,23 +173,44 @@ def _gradient_flow_checks(run, th):
     out = []
     for i, j in _stretches(low_ratio):
         worst = float(ratio[i : j + 1].min())
-        out.append(Diagnosis(
-            "vanishing_gradients", "warning", int(steps[i]), int(steps[j]),
-            f"vanishing gradients: the gradient norm of {first} falls to {worst:.2g} × that of {last}",
-            worst, first))
+        out.append(
+            Diagnosis(
+                "vanishing_gradients",
+                "warning",
+                int(steps[i]),
+                int(steps[j]),
+                f"vanishing gradients: the gradient norm of {first} falls to {worst:.2g} × that of {last}",
+                worst,
+                first,
+            )
+        )
     for i, j in _stretches(tiny):
         row, col = np.unravel_index(np.argmin(filled[i : j + 1]), (j + 1 - i, len(names)))
         worst = float(filled[i + row, col])
-        out.append(Diagnosis(
-            "vanishing_gradients", "warning", int(steps[i]), int(steps[j]),
-            f"vanishing gradients: the gradient norm of {names[col]} is down to {worst:.2g}",
-            worst, names[col]))
+        out.append(
+            Diagnosis(
+                "vanishing_gradients",
+                "warning",
+                int(steps[i]),
+                int(steps[j]),
+                f"vanishing gradients: the gradient norm of {names[col]} is down to {worst:.2g}",
+                worst,
+                names[col],
+            )
+        )
     for i, j in _stretches(exploding):
         worst = float(ratio[i : j + 1].max())
-        out.append(Diagnosis(
-            "exploding_gradients", "critical", int(steps[i]), int(steps[j]),
-            f"exploding gradients: the gradient norm of {first} reaches {worst:.2g} × that of {last}",
-            worst, first))
+        out.append(
+            Diagnosis(
+                "exploding_gradients",
+                "critical",
+                int(steps[i]),
+                int(steps[j]),
+                f"exploding gradients: the gradient norm of {first} reaches {worst:.2g} × that of {last}",
+                worst,
+                first,
+            )
+        )
     return out
 
 
@@ -190,10 +221,17 @@ def _grad_norm_growth(run, th):
     out = []
     if not finite.all():
         bad = np.flatnonzero(~finite)
-        out.append(Diagnosis(
-            "exploding_gradients", "critical", int(steps[bad[0]]), int(steps[-1]),
-            f"the global gradient norm is not finite at {bad.size} steps, first at step {steps[bad[0]]}",
-            float(bad.size), "grad_norm"))
+        out.append(
+            Diagnosis(
+                "exploding_gradients",
+                "critical",
+                int(steps[bad[0]]),
+                int(steps[-1]),
+                f"the global gradient norm is not finite at {bad.size} steps, first at step {steps[bad[0]]}",
+                float(bad.size),
+                "grad_norm",
+            )
+        )
     early = g[finite][: max(3, finite.sum() // 20)]
     if early.size == 0:
         return out
@@ -202,10 +240,17 @@ def _grad_norm_growth(run, th):
         grown = finite & (growth > th.grad_growth)
     for i, j in _stretches(grown):
         worst = float(growth[i : j + 1].max())
-        out.append(Diagnosis(
-            "exploding_gradients", "critical", int(steps[i]), int(steps[j]),
-            f"the global gradient norm grows to {worst:.2g} × its early median",
-            worst, "grad_norm"))
+        out.append(
+            Diagnosis(
+                "exploding_gradients",
+                "critical",
+                int(steps[i]),
+                int(steps[j]),
+                f"the global gradient norm grows to {worst:.2g} × its early median",
+                worst,
+                "grad_norm",
+            )
+        )
     return out
 
 
@@ -239,9 +284,17 @@ def _unit_checks(run, th):
                 high = frac >= limit
             for i, j in _stretches(high):
                 worst = float(frac[i : j + 1].max())
-                out.append(Diagnosis(
-                    kind, "warning", int(steps[i]), int(steps[j]),
-                    f"in {label}: up to {worst:.0%} {what}", worst, layer))
+                out.append(
+                    Diagnosis(
+                        kind,
+                        "warning",
+                        int(steps[i]),
+                        int(steps[j]),
+                        f"in {label}: up to {worst:.0%} {what}",
+                        worst,
+                        layer,
+                    )
+                )
     return out
 
 
@@ -271,30 +324,54 @@ def _loss_checks(run, th):
     out = []
     if not finite.all():
         bad = np.flatnonzero(~finite)
-        out.append(Diagnosis(
-            "divergence", "critical", int(steps[bad[0]]), int(steps[-1]),
-            f"the loss is not finite at {bad.size} steps, first at step {steps[bad[0]]}",
-            float(bad.size), "loss"))
+        out.append(
+            Diagnosis(
+                "divergence",
+                "critical",
+                int(steps[bad[0]]),
+                int(steps[-1]),
+                f"the loss is not finite at {bad.size} steps, first at step {steps[bad[0]]}",
+                float(bad.size),
+                "loss",
+            )
+        )
     if finite.sum() < 3:
         return out
     trend = _loss_trend(loss, th.spike_window)
     residual = loss - trend
     sigma = 1.4826 * np.median(np.abs(residual[finite]))  # robust std (MAD)
     with np.errstate(invalid="ignore"):
-        spike = finite & (residual > (th.spike_ratio - 1) * np.abs(trend)) & (residual > th.spike_sigma * sigma)
+        spike = (
+            finite & (residual > (th.spike_ratio - 1) * np.abs(trend)) & (residual > th.spike_sigma * sigma)
+        )
     for i, j in _stretches(spike):
         worst = float(np.max(loss[i : j + 1] / trend[i : j + 1]))
-        out.append(Diagnosis(
-            "loss_spike", "warning", int(steps[i]), int(steps[j]),
-            f"loss spike: up to {worst:.3g} × its running median", worst, "loss"))
+        out.append(
+            Diagnosis(
+                "loss_spike",
+                "warning",
+                int(steps[i]),
+                int(steps[j]),
+                f"loss spike: up to {worst:.3g} × its running median",
+                worst,
+                "loss",
+            )
+        )
     smooth = kaiser_smooth(trend)
     low = int(np.argmin(smooth))
     ratio = smooth[-1] / smooth[low]
     if smooth[low] > 0 and ratio >= th.divergence_factor and smooth[-1] > smooth[0]:
-        out.append(Diagnosis(
-            "divergence", "critical", int(steps[low]), int(steps[-1]),
-            f"the loss diverges: it ends at {ratio:.3g} × its minimum (step {steps[low]}), above where it began",
-            float(ratio), "loss"))
+        out.append(
+            Diagnosis(
+                "divergence",
+                "critical",
+                int(steps[low]),
+                int(steps[-1]),
+                f"the loss diverges: it ends at {ratio:.3g} × its minimum (step {steps[low]}), above where it began",
+                float(ratio),
+                "loss",
+            )
+        )
     return out
 
 
@@ -309,15 +386,29 @@ def _plateaus(run, th):
     out = []
     for p in find_plateaus(steps, loss):
         if p.escape is not None:
-            out.append(Diagnosis(
-                "plateau", "info", p.start, p.end,
-                f"plateau at loss {p.level:.3g} from step {p.start} to {p.end}, escaped at step {p.escape}",
-                p.level, "loss"))
+            out.append(
+                Diagnosis(
+                    "plateau",
+                    "info",
+                    p.start,
+                    p.end,
+                    f"plateau at loss {p.level:.3g} from step {p.start} to {p.end}, escaped at step {p.escape}",
+                    p.level,
+                    "loss",
+                )
+            )
         elif p.end == steps[-1] and p.level >= th.stuck_fraction * initial:
-            out.append(Diagnosis(
-                "plateau", "warning", p.start, p.end,
-                f"the loss is stuck at {p.level:.3g} from step {p.start} to the end (it began at {initial:.3g})",
-                p.level, "loss"))
+            out.append(
+                Diagnosis(
+                    "plateau",
+                    "warning",
+                    p.start,
+                    p.end,
+                    f"the loss is stuck at {p.level:.3g} from step {p.start} to the end (it began at {initial:.3g})",
+                    p.level,
+                    "loss",
+                )
+            )
     return out
 
 
@@ -333,11 +424,18 @@ def _overfitting(run, th):
     st = kaiser_smooth(np.asarray(train, dtype=np.float64))
     at_low, at_end = np.interp([vsteps[low], vsteps[-1]], tsteps, st)
     if rise >= th.overfit_rise and at_end < at_low:
-        return [Diagnosis(
-            "overfitting", "warning", int(vsteps[low]), int(vsteps[-1]),
-            f"overfitting: the validation loss rises {rise:.0%} above its minimum at step {vsteps[low]}"
-            f" while the training loss keeps falling ({at_low:.3g} → {at_end:.3g})",
-            float(rise), "val_loss")]
+        return [
+            Diagnosis(
+                "overfitting",
+                "warning",
+                int(vsteps[low]),
+                int(vsteps[-1]),
+                f"overfitting: the validation loss rises {rise:.0%} above its minimum at step {vsteps[low]}"
+                f" while the training loss keeps falling ({at_low:.3g} → {at_end:.3g})",
+                float(rise),
+                "val_loss",
+            )
+        ]
     return []
 
 
@@ -351,13 +449,26 @@ def _edge_of_stability(run, th):
     lo, hi = th.eos_band
     if after < th.eos_records or not lo <= eos.hover <= hi:
         return []
-    what = "the preconditioned sharpness λ_max(P⁻¹H)" if kind == "preconditioned" else "the sharpness λ_max(H)"
-    limit = "(2+2β₁)/((1−β₁)η)" if kind == "preconditioned" else "its stability threshold (2/η for gradient descent)"
-    return [Diagnosis(
-        "edge_of_stability", "info", eos.reached, int(steps[-1]),
-        f"at the edge of stability from step {eos.reached}: {what} hovers at {eos.hover:.2f} × {limit}, "
-        f"up from {eos.initial:.2f} × at the start; the loss may fall non-monotonically",
-        eos.hover, "curvature/precond_sharpness" if kind == "preconditioned" else "curvature/sharpness")]
+    what = (
+        "the preconditioned sharpness λ_max(P⁻¹H)" if kind == "preconditioned" else "the sharpness λ_max(H)"
+    )
+    limit = (
+        "(2+2β₁)/((1−β₁)η)"
+        if kind == "preconditioned"
+        else "its stability threshold (2/η for gradient descent)"
+    )
+    return [
+        Diagnosis(
+            "edge_of_stability",
+            "info",
+            eos.reached,
+            int(steps[-1]),
+            f"at the edge of stability from step {eos.reached}: {what} hovers at {eos.hover:.2f} × {limit}, "
+            f"up from {eos.initial:.2f} × at the start; the loss may fall non-monotonically",
+            eos.hover,
+            "curvature/precond_sharpness" if kind == "preconditioned" else "curvature/sharpness",
+        )
+    ]
 
 
 def _batch_size(run, th):
@@ -373,15 +484,29 @@ def _batch_size(run, th):
     used = float(np.median(batch[late][ok]))
     start, end = int(steps[late][ok][0]), int(steps[-1])
     if ratio <= 1.0 / th.noise_scale_factor:
-        return [Diagnosis(
-            "batch_size", "info", start, end,
-            f"batch size far below the gradient noise scale: {used:.0f} examples against B_simple ≈ {noise:.3g}; "
-            "gradient noise dominates each step, a larger batch would cut the steps nearly in proportion",
-            ratio, "batch")]
+        return [
+            Diagnosis(
+                "batch_size",
+                "info",
+                start,
+                end,
+                f"batch size far below the gradient noise scale: {used:.0f} examples against B_simple ≈ {noise:.3g}; "
+                "gradient noise dominates each step, a larger batch would cut the steps nearly in proportion",
+                ratio,
+                "batch",
+            )
+        ]
     if ratio >= th.noise_scale_factor:
-        return [Diagnosis(
-            "batch_size", "info", start, end,
-            f"batch size far above the gradient noise scale: {used:.0f} examples against B_simple ≈ {noise:.3g}; "
-            "each step is nearly noise-free, so extra examples buy little",
-            ratio, "batch")]
+        return [
+            Diagnosis(
+                "batch_size",
+                "info",
+                start,
+                end,
+                f"batch size far above the gradient noise scale: {used:.0f} examples against B_simple ≈ {noise:.3g}; "
+                "each step is nearly noise-free, so extra examples buy little",
+                ratio,
+                "batch",
+            )
+        ]
     return []

@@ -7,7 +7,11 @@ import numpy as np
 from dyntrace.analysis.smoothing import _window_mean, ewma
 
 __all__ = [
-    "MinibatchNoise", "minibatch_noise", "NoiseScale", "gradient_noise_scale", "NoiseScaleEstimate",
+    "MinibatchNoise",
+    "minibatch_noise",
+    "NoiseScale",
+    "gradient_noise_scale",
+    "NoiseScaleEstimate",
     "noise_scale_estimate",
 ]
 
@@ -82,7 +86,9 @@ def gradient_noise_scale(sq_norm_small, sq_norm_big, b_small, b_big, *, beta=0.9
     small = np.asarray(sq_norm_small, dtype=np.float64)
     big = np.asarray(sq_norm_big, dtype=np.float64)
     if small.shape != big.shape or small.ndim != 1:
-        raise ValueError(f"sq_norm_small and sq_norm_big must be 1-D of the same shape, got {small.shape} and {big.shape}")
+        raise ValueError(
+            f"sq_norm_small and sq_norm_big must be 1-D of the same shape, got {small.shape} and {big.shape}"
+        )
     b_small = np.asarray(b_small, dtype=np.float64)
     b_big = np.asarray(b_big, dtype=np.float64)
     if np.any(b_small <= 0) or np.any(b_big <= b_small):
@@ -122,7 +128,9 @@ def noise_scale_estimate(sq_norm_small, sq_norm_big, b_small, b_big) -> NoiseSca
     b_small = np.broadcast_to(np.asarray(b_small, dtype=np.float64), small.shape)
     b_big = np.broadcast_to(np.asarray(b_big, dtype=np.float64), small.shape)
     if small.shape != big.shape or small.ndim != 1:
-        raise ValueError(f"sq_norm_small and sq_norm_big must be 1-D of the same shape, got {small.shape} and {big.shape}")
+        raise ValueError(
+            f"sq_norm_small and sq_norm_big must be 1-D of the same shape, got {small.shape} and {big.shape}"
+        )
     if np.any(b_small <= 0) or np.any(b_big <= b_small):
         raise ValueError("need 0 < b_small < b_big for every record")
     keep = np.isfinite(small) & np.isfinite(big)

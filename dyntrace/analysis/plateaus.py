@@ -79,7 +79,9 @@ def find_plateaus(steps, loss, *, window=None, threshold=0.01, min_length=None, 
     box = np.ones(window | 1)
     noise_var = np.maximum(_window_mean(diff**2, box)[0] - _window_mean(diff, box)[0] ** 2, 0.0) / 2
     kernel = np.kaiser(taps, 2.0)
-    allowance = _NOISE_Z * np.linalg.norm(kernel / kernel.sum()) * np.sqrt(noise_var[window:] + noise_var[:-window])
+    allowance = (
+        _NOISE_Z * np.linalg.norm(kernel / kernel.sum()) * np.sqrt(noise_var[window:] + noise_var[:-window])
+    )
     change = np.abs(s[window:] - s[:-window])
     # Within the noise is flat only if also slow next to the curve's overall pace: a noisy
     # loss that falls as fast as the run does on average is descending, not on a plateau.
@@ -102,7 +104,11 @@ def find_plateaus(steps, loss, *, window=None, threshold=0.01, min_length=None, 
         escape = _persistent_escape(s, stop, level - escape_drop * abs(level), window)
         if escape is not None and not _leaves_faster(loss, first, stop, window):
             continue  # the loss goes on falling as it did: a slow descent, not a plateau
-        plateaus.append(Plateau(int(steps[first]), int(steps[stop - 1]), None if escape is None else int(steps[escape]), level))
+        plateaus.append(
+            Plateau(
+                int(steps[first]), int(steps[stop - 1]), None if escape is None else int(steps[escape]), level
+            )
+        )
     return plateaus
 
 

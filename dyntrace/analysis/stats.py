@@ -17,7 +17,9 @@ def interval_means(steps, values, ends):
     values = np.asarray(values, dtype=np.float64)
     ends = np.asarray(ends)
     if steps.shape != values.shape or values.ndim != 1:
-        raise ValueError(f"steps and values must be 1-D of the same shape, got {steps.shape} and {values.shape}")
+        raise ValueError(
+            f"steps and values must be 1-D of the same shape, got {steps.shape} and {values.shape}"
+        )
     if ends.ndim != 1 or np.any(np.diff(ends) < 0):
         raise ValueError("ends must be a non-decreasing 1-D array of steps")
     finite = np.isfinite(values)

@@ -10,8 +10,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = [
-    "moments", "fraction", "hist_quantiles", "hist_mean", "merge_windows", "rebin"]
+__all__ = ["moments", "fraction", "hist_quantiles", "hist_mean", "merge_windows", "rebin"]
 
 
 def moments(count, total, total_sq):

@@ -38,8 +38,6 @@ _KINDS = {
 }
 
 
-
-
 def normalize(name: str) -> str:
     """Canonical spelling of a catalog name: lower case, ``-`` and spaces become ``_``."""
     return str(name).strip().lower().replace("-", "_").replace(" ", "_")

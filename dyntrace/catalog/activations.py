@@ -9,7 +9,15 @@ from torch import nn
 
 from dyntrace.catalog import lookup
 
-__all__ = ["ACTIVATIONS", "make_activation", "BinaryStep", "Identity", "Softmax", "SoftExponential", "soft_exponential"]
+__all__ = [
+    "ACTIVATIONS",
+    "make_activation",
+    "BinaryStep",
+    "Identity",
+    "Softmax",
+    "SoftExponential",
+    "soft_exponential",
+]
 
 
 class BinaryStep(nn.Module):

@@ -32,7 +32,9 @@ class BookAdam(torch.optim.Optimizer):
     Saito, "Deep Learning from Scratch" (2016), ``common/optimizer.py``.
     """
 
-    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-7):
+    def __init__(
+        self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-7
+    ):
         if not lr >= 0.0:
             raise ConfigError(f"Invalid learning rate: {lr}")
         if not eps >= 0.0:

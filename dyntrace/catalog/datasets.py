@@ -13,7 +13,16 @@ import torch
 
 from dyntrace.catalog import ConfigError, lookup
 
-__all__ = ["Dataset", "DATASETS", "make_dataset", "digits", "two_spirals", "blobs", "teacher_student", "deep_linear"]
+__all__ = [
+    "Dataset",
+    "DATASETS",
+    "make_dataset",
+    "digits",
+    "two_spirals",
+    "blobs",
+    "teacher_student",
+    "deep_linear",
+]
 
 
 @dataclass
@@ -48,20 +57,31 @@ def _split(name, X, y, *, task, seed, val_fraction, test_fraction, limit=None, i
     from sklearn.model_selection import train_test_split  # sklearn is slow to import: only when used
 
     if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise ConfigError(f"Invalid split: val_fraction={val_fraction!r}, test_fraction={test_fraction!r} "
-                          "(each in (0, 1), sum < 1)")
+        raise ConfigError(
+            f"Invalid split: val_fraction={val_fraction!r}, test_fraction={test_fraction!r} "
+            "(each in (0, 1), sum < 1)"
+        )
     classify = task == "classification"
     X_rest, X_test, y_rest, y_test = train_test_split(
-        X, y, test_size=test_fraction, random_state=seed, stratify=y if classify else None)
+        X, y, test_size=test_fraction, random_state=seed, stratify=y if classify else None
+    )
     X_train, X_val, y_train, y_val = train_test_split(
-        X_rest, y_rest, test_size=val_fraction / (1 - test_fraction), random_state=seed,
-        stratify=y_rest if classify else None)
+        X_rest,
+        y_rest,
+        test_size=val_fraction / (1 - test_fraction),
+        random_state=seed,
+        stratify=y_rest if classify else None,
+    )
     if limit is not None and limit < len(X_train):
         if limit < 1:
             raise ConfigError(f"Invalid limit: {limit!r} (>= 1 training examples)")
         X_train, _, y_train, _ = train_test_split(
-            X_train, y_train, train_size=limit, random_state=seed,
-            stratify=y_train if classify and limit >= len(np.unique(y_train)) else None)
+            X_train,
+            y_train,
+            train_size=limit,
+            random_state=seed,
+            stratify=y_train if classify and limit >= len(np.unique(y_train)) else None,
+        )
 
     def x(a):
         return torch.as_tensor(np.asarray(a, dtype=np.float32))
@@ -70,12 +90,24 @@ def _split(name, X, y, *, task, seed, val_fraction, test_fraction, limit=None, i
         return torch.as_tensor(np.asarray(a, dtype=np.int64 if classify else np.float32))
 
     n_outputs = int(y.max()) + 1 if classify else y.shape[1]
-    return Dataset(name, x(X_train), t(y_train), x(X_val), t(y_val), x(X_test), t(y_test),
-                   task=task, n_features=X.shape[1], n_outputs=n_outputs, image_shape=image_shape)
+    return Dataset(
+        name,
+        x(X_train),
+        t(y_train),
+        x(X_val),
+        t(y_val),
+        x(X_test),
+        t(y_test),
+        task=task,
+        n_features=X.shape[1],
+        n_outputs=n_outputs,
+        image_shape=image_shape,
+    )
 
 
-def digits(seed: int = 0, *, limit: int | None = None, val_fraction: float = 0.15,
-           test_fraction: float = 0.15) -> Dataset:
+def digits(
+    seed: int = 0, *, limit: int | None = None, val_fraction: float = 0.15, test_fraction: float = 0.15
+) -> Dataset:
     """scikit-learn's bundled handwritten digits: 1797 images 8×8, pixels / 16 ∈ [0, 1], 10 classes.
 
     The offline stand-in for MNIST. ``limit`` keeps that many training examples (stratified;
@@ -84,12 +116,28 @@ def digits(seed: int = 0, *, limit: int | None = None, val_fraction: float = 0.1
     from sklearn.datasets import load_digits
 
     data = load_digits()
-    return _split("digits", data.data / 16.0, data.target, task="classification", seed=seed,
-                  val_fraction=val_fraction, test_fraction=test_fraction, limit=limit, image_shape=(1, 8, 8))
+    return _split(
+        "digits",
+        data.data / 16.0,
+        data.target,
+        task="classification",
+        seed=seed,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        limit=limit,
+        image_shape=(1, 8, 8),
+    )
 
 
-def two_spirals(seed: int = 0, *, n: int = 1000, turns: float = 1.5, noise: float = 0.05,
-                val_fraction: float = 0.15, test_fraction: float = 0.15) -> Dataset:
+def two_spirals(
+    seed: int = 0,
+    *,
+    n: int = 1000,
+    turns: float = 1.5,
+    noise: float = 0.05,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+) -> Dataset:
     """Two interleaved spirals in 2-D, n points in all (half per class).
 
     Class c at t ~ U(0, 1): r = t, angle 2π·turns·t + cπ, plus N(0, noise²) on each coordinate.
@@ -99,25 +147,55 @@ def two_spirals(seed: int = 0, *, n: int = 1000, turns: float = 1.5, noise: floa
     t = np.sqrt(rng.uniform(size=n))  # √U: uniform density along the spiral's area
     angle = 2 * np.pi * turns * t + np.pi * label
     X = np.stack([t * np.cos(angle), t * np.sin(angle)], axis=1) + rng.normal(0, noise, size=(n, 2))
-    return _split("two_spirals", X, label, task="classification", seed=seed,
-                  val_fraction=val_fraction, test_fraction=test_fraction)
+    return _split(
+        "two_spirals",
+        X,
+        label,
+        task="classification",
+        seed=seed,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+    )
 
 
-def blobs(seed: int = 0, *, n: int = 1000, centers: int = 3, n_features: int = 2, std: float = 1.0,
-          val_fraction: float = 0.15, test_fraction: float = 0.15) -> Dataset:
+def blobs(
+    seed: int = 0,
+    *,
+    n: int = 1000,
+    centers: int = 3,
+    n_features: int = 2,
+    std: float = 1.0,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+) -> Dataset:
     """Isotropic Gaussian blobs (``sklearn.datasets.make_blobs``): ``centers`` classes, centres in
     [−10, 10]^n_features, standard deviation ``std``.
     """
     from sklearn.datasets import make_blobs
 
     X, y = make_blobs(n_samples=n, centers=centers, n_features=n_features, cluster_std=std, random_state=seed)
-    return _split("blobs", X, y, task="classification", seed=seed,
-                  val_fraction=val_fraction, test_fraction=test_fraction)
+    return _split(
+        "blobs",
+        X,
+        y,
+        task="classification",
+        seed=seed,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+    )
 
 
-def teacher_student(seed: int = 0, *, n: int = 2000, n_features: int = 10, n_outputs: int = 1,
-                    teacher_width: int = 32, noise: float = 0.1, val_fraction: float = 0.15,
-                    test_fraction: float = 0.15) -> Dataset:
+def teacher_student(
+    seed: int = 0,
+    *,
+    n: int = 2000,
+    n_features: int = 10,
+    n_outputs: int = 1,
+    teacher_width: int = 32,
+    noise: float = 0.1,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+) -> Dataset:
     """Regression on a random teacher network: x ~ N(0, I),
     y = tanh(x W₁ / √n_features) W₂ / √teacher_width + N(0, noise²), W₁, W₂ ~ N(0, 1).
     """
@@ -127,13 +205,28 @@ def teacher_student(seed: int = 0, *, n: int = 2000, n_features: int = 10, n_out
     W2 = rng.normal(size=(teacher_width, n_outputs))
     y = np.tanh(X @ W1 / np.sqrt(n_features)) @ W2 / np.sqrt(teacher_width)
     y = y + rng.normal(0, noise, size=y.shape)
-    return _split("teacher_student", X, y, task="regression", seed=seed,
-                  val_fraction=val_fraction, test_fraction=test_fraction)
+    return _split(
+        "teacher_student",
+        X,
+        y,
+        task="regression",
+        seed=seed,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+    )
 
 
-def deep_linear(seed: int = 0, *, n: int = 1000, n_features: int = 8, n_outputs: int = 8,
-                singular_values: tuple[float, ...] = (4.0, 2.0, 1.0, 0.5), noise: float = 0.0,
-                val_fraction: float = 0.15, test_fraction: float = 0.15) -> Dataset:
+def deep_linear(
+    seed: int = 0,
+    *,
+    n: int = 1000,
+    n_features: int = 8,
+    n_outputs: int = 8,
+    singular_values: tuple[float, ...] = (4.0, 2.0, 1.0, 0.5),
+    noise: float = 0.0,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+) -> Dataset:
     """Linear targets y = W x (+ noise) from a low-rank teacher W = U diag(s) Vᵀ, x ~ N(0, I).
 
     U, V are random orthonormal (n_outputs × r, n_features × r), s = ``singular_values``
@@ -143,16 +236,25 @@ def deep_linear(seed: int = 0, *, n: int = 1000, n_features: int = 8, n_outputs:
     """
     s = np.asarray(singular_values, dtype=float)
     if len(s) > min(n_features, n_outputs):
-        raise ConfigError(f"Invalid singular_values: {len(s)} values (at most min(n_features, n_outputs) = "
-                          f"{min(n_features, n_outputs)})")
+        raise ConfigError(
+            f"Invalid singular_values: {len(s)} values (at most min(n_features, n_outputs) = "
+            f"{min(n_features, n_outputs)})"
+        )
     rng = np.random.default_rng(seed)
     U = np.linalg.qr(rng.normal(size=(n_outputs, len(s))))[0]
     V = np.linalg.qr(rng.normal(size=(n_features, len(s))))[0]
     W = U @ np.diag(s) @ V.T
     X = rng.normal(size=(n, n_features))
     y = X @ W.T + rng.normal(0, noise, size=(n, n_outputs))
-    return _split("deep_linear", X, y, task="regression", seed=seed,
-                  val_fraction=val_fraction, test_fraction=test_fraction)
+    return _split(
+        "deep_linear",
+        X,
+        y,
+        task="regression",
+        seed=seed,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+    )
 
 
 DATASETS = {

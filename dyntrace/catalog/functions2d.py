@@ -9,7 +9,6 @@ from typing import Callable
 
 import numpy as np
 
-
 __all__ = ["Function2D", "FUNCTIONS", "bowl", "rosenbrock", "saddle", "plateau", "double_well"]
 
 
@@ -49,30 +48,66 @@ class Function2D:
 
 
 bowl = Function2D(
-    "bowl", "x²/20 + y²", lambda x, y: x**2 / 20 + y**2,
-    start=(-7.0, 2.0), minimum=(0.0, 0.0), xlim=(-10.0, 10.0), ylim=(-5.0, 5.0),
-    note="the anisotropic bowl of Saito's book, ch. 6: SGD zig-zags along y and crawls along x")
+    "bowl",
+    "x²/20 + y²",
+    lambda x, y: x**2 / 20 + y**2,
+    start=(-7.0, 2.0),
+    minimum=(0.0, 0.0),
+    xlim=(-10.0, 10.0),
+    ylim=(-5.0, 5.0),
+    note="the anisotropic bowl of Saito's book, ch. 6: SGD zig-zags along y and crawls along x",
+)
 
 rosenbrock = Function2D(
-    "rosenbrock", "(1 − x)² + 100(y − x²)²", lambda x, y: (1 - x) ** 2 + 100 * (y - x**2) ** 2,
-    start=(-1.5, 2.0), minimum=(1.0, 1.0), xlim=(-2.0, 2.0), ylim=(-1.0, 3.0),
-    note="Rosenbrock's banana valley: quick to reach the valley, slow to follow it to (1, 1)")
+    "rosenbrock",
+    "(1 − x)² + 100(y − x²)²",
+    lambda x, y: (1 - x) ** 2 + 100 * (y - x**2) ** 2,
+    start=(-1.5, 2.0),
+    minimum=(1.0, 1.0),
+    xlim=(-2.0, 2.0),
+    ylim=(-1.0, 3.0),
+    note="Rosenbrock's banana valley: quick to reach the valley, slow to follow it to (1, 1)",
+)
 
 saddle = Function2D(
-    "saddle", "x² − y²", lambda x, y: x**2 - y**2,
-    start=(-2.0, 0.01), minimum=None, xlim=(-2.5, 2.5), ylim=(-2.5, 2.5),
-    note="a saddle at the origin: from near y = 0 the escape direction's gradient starts tiny")
+    "saddle",
+    "x² − y²",
+    lambda x, y: x**2 - y**2,
+    start=(-2.0, 0.01),
+    minimum=None,
+    xlim=(-2.5, 2.5),
+    ylim=(-2.5, 2.5),
+    note="a saddle at the origin: from near y = 0 the escape direction's gradient starts tiny",
+)
 
 plateau = Function2D(
-    "plateau", "1 − exp(−(x² + y²)/2)", lambda x, y: 1 - _exp(-(x**2 + y**2) / 2),
-    start=(-3.0, 2.0), minimum=(0.0, 0.0), xlim=(-4.0, 4.0), ylim=(-3.0, 3.0),
+    "plateau",
+    "1 − exp(−(x² + y²)/2)",
+    lambda x, y: 1 - _exp(-(x**2 + y**2) / 2),
+    start=(-3.0, 2.0),
+    minimum=(0.0, 0.0),
+    xlim=(-4.0, 4.0),
+    ylim=(-3.0, 3.0),
     note="a Gaussian well in a plateau: |∇f| ≈ 5e-3 at the start, so plain SGD barely moves "
-         "while momentum and adaptive methods leave the plateau sooner")
+    "while momentum and adaptive methods leave the plateau sooner",
+)
 
 double_well = Function2D(
-    "double_well", "x² + (y² − 1)²/4", lambda x, y: x**2 + (y**2 - 1) ** 2 / 4,
-    start=(-2.0, 0.001), minimum=(0.0, 1.0), xlim=(-2.5, 2.5), ylim=(-1.6, 1.6),
+    "double_well",
+    "x² + (y² − 1)²/4",
+    lambda x, y: x**2 + (y**2 - 1) ** 2 / 4,
+    start=(-2.0, 0.001),
+    minimum=(0.0, 1.0),
+    xlim=(-2.5, 2.5),
+    ylim=(-1.6, 1.6),
     note="two minima, (0, ±1), and a saddle between them at the origin (f = 1/4, curvature 2 along x, "
-         "−1 along y): from near y = 0 the way down to a minimum starts with a tiny gradient")
+    "−1 along y): from near y = 0 the way down to a minimum starts with a tiny gradient",
+)
 
-FUNCTIONS = {"bowl": bowl, "rosenbrock": rosenbrock, "saddle": saddle, "plateau": plateau, "double_well": double_well}
+FUNCTIONS = {
+    "bowl": bowl,
+    "rosenbrock": rosenbrock,
+    "saddle": saddle,
+    "plateau": plateau,
+    "double_well": double_well,
+}

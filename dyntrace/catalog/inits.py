@@ -17,9 +17,22 @@ from torch import nn
 from dyntrace.catalog import ConfigError, lookup
 
 __all__ = [
-    "INITS", "init_", "fans",
-    "zeros", "constant", "normal", "uniform", "lecun", "xavier_normal", "xavier_uniform",
-    "he_normal", "he_uniform", "orthogonal", "book_xavier", "book_he", "torch_default",
+    "INITS",
+    "init_",
+    "fans",
+    "zeros",
+    "constant",
+    "normal",
+    "uniform",
+    "lecun",
+    "xavier_normal",
+    "xavier_uniform",
+    "he_normal",
+    "he_uniform",
+    "orthogonal",
+    "book_xavier",
+    "book_he",
+    "torch_default",
 ]
 
 _LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)

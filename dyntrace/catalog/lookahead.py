@@ -115,8 +115,13 @@ class Lookahead(torch.optim.Optimizer):
         self.param_groups = self.optimizer.param_groups
 
     def __getstate__(self) -> dict:
-        return {**super().__getstate__(), "optimizer": self.optimizer, "k": self.k,
-                "alpha": self.alpha, "_inner_steps": self._inner_steps}
+        return {
+            **super().__getstate__(),
+            "optimizer": self.optimizer,
+            "k": self.k,
+            "alpha": self.alpha,
+            "_inner_steps": self._inner_steps,
+        }
 
     def __repr__(self) -> str:
         return f"Lookahead(k={self.k}, alpha={self.alpha}, optimizer={self.optimizer!r})"

@@ -3,8 +3,8 @@
 ``t`` counts completed optimizer steps: the first step uses factor(0). Each schedule is a small
 frozen dataclass (picklable, so ``LambdaLR.state_dict`` saves it). ``make_scheduler`` wraps one
 in ``torch.optim.lr_scheduler.LambdaLR``; call ``scheduler.step()`` after every optimizer step.
-This module imports torch only inside ``make_scheduler``. Any schedule takes ``warmup_steps=w``: the factor rises linearly (t+1)/w over the first w
-steps, then the schedule runs from its own t = 0.
+This module imports torch only inside ``make_scheduler``. Any schedule takes ``warmup_steps=w``:
+the factor rises linearly (t+1)/w over the first w steps, then the schedule runs from its own t = 0.
 """
 
 import math
@@ -13,8 +13,16 @@ from dataclasses import dataclass
 from dyntrace.catalog import ConfigError, lookup
 
 __all__ = [
-    "SCHEDULES", "make_schedule", "make_scheduler",
-    "Constant", "Step", "Exponential", "InverseTime", "InvSqrt", "Cosine", "Warmup",
+    "SCHEDULES",
+    "make_schedule",
+    "make_scheduler",
+    "Constant",
+    "Step",
+    "Exponential",
+    "InverseTime",
+    "InvSqrt",
+    "Cosine",
+    "Warmup",
 ]
 
 
@@ -39,7 +47,12 @@ class Step:
     gamma: float = 0.5
 
     def __post_init__(self):
-        _check(isinstance(self.step_size, int) and self.step_size >= 1, "step_size", self.step_size, "an integer >= 1")
+        _check(
+            isinstance(self.step_size, int) and self.step_size >= 1,
+            "step_size",
+            self.step_size,
+            "an integer >= 1",
+        )
         _check(self.gamma > 0, "gamma", self.gamma, "> 0")
 
     def __call__(self, t: int) -> float:

@@ -18,8 +18,19 @@ from dyntrace.catalog.regularizers import make_dropout
 __all__ = ["MODELS", "make_model", "mlp", "cnn_digits"]
 
 
-def _block(index: int, layer: nn.Module, features: int, *, dims: int, activation: str, norm: str,
-           dropout: float, dropout_style: str, activation_options: dict, norm_options: dict) -> list:
+def _block(
+    index: int,
+    layer: nn.Module,
+    features: int,
+    *,
+    dims: int,
+    activation: str,
+    norm: str,
+    dropout: float,
+    dropout_style: str,
+    activation_options: dict,
+    norm_options: dict,
+) -> list:
     """[(name, module)] for one hidden layer: layer → norm → activation → dropout."""
     parts = [(f"fc{index}" if dims == 1 else f"conv{index}", wrap_layer(norm, layer))]
     norm_module = make_norm(norm, features, dims=dims, **norm_options)
@@ -40,10 +51,22 @@ def _check(depth: int, width: int, dropout: float) -> None:
         raise ConfigError(f"Invalid dropout: {dropout!r} (in [0, 1))")
 
 
-def mlp(n_in: int, n_out: int, *, depth: int, width: int, activation: str, init: str,
-        norm: str = "none", dropout: float = 0.0, dropout_style: str = "inverted", bias: bool = True,
-        activation_options: dict | None = None, init_options: dict | None = None,
-        norm_options: dict | None = None) -> nn.Sequential:
+def mlp(
+    n_in: int,
+    n_out: int,
+    *,
+    depth: int,
+    width: int,
+    activation: str,
+    init: str,
+    norm: str = "none",
+    dropout: float = 0.0,
+    dropout_style: str = "inverted",
+    bias: bool = True,
+    activation_options: dict | None = None,
+    init_options: dict | None = None,
+    norm_options: dict | None = None,
+) -> nn.Sequential:
     """Multilayer perceptron n_in → [width] × depth → n_out (inputs (N, n_in), outputs (N, n_out)).
 
     Args:
@@ -58,17 +81,38 @@ def mlp(n_in: int, n_out: int, *, depth: int, width: int, activation: str, init:
     _check(depth, width, dropout)
     layers = []
     for i in range(1, depth + 1):
-        layers += _block(i, nn.Linear(n_in if i == 1 else width, width, bias=bias), width, dims=1,
-                         activation=activation, norm=norm, dropout=dropout, dropout_style=dropout_style,
-                         activation_options=activation_options or {}, norm_options=norm_options or {})
+        layers += _block(
+            i,
+            nn.Linear(n_in if i == 1 else width, width, bias=bias),
+            width,
+            dims=1,
+            activation=activation,
+            norm=norm,
+            dropout=dropout,
+            dropout_style=dropout_style,
+            activation_options=activation_options or {},
+            norm_options=norm_options or {},
+        )
     layers.append(("out", nn.Linear(width if depth else n_in, n_out, bias=bias)))
     return init_(nn.Sequential(OrderedDict(layers)), init, **(init_options or {}))
 
 
-def cnn_digits(n_in: int = 64, n_out: int = 10, *, depth: int = 2, width: int = 16, activation: str = "relu",
-               init: str = "he_normal", norm: str = "none", dropout: float = 0.0,
-               dropout_style: str = "inverted", bias: bool = True, activation_options: dict | None = None,
-               init_options: dict | None = None, norm_options: dict | None = None) -> nn.Sequential:
+def cnn_digits(
+    n_in: int = 64,
+    n_out: int = 10,
+    *,
+    depth: int = 2,
+    width: int = 16,
+    activation: str = "relu",
+    init: str = "he_normal",
+    norm: str = "none",
+    dropout: float = 0.0,
+    dropout_style: str = "inverted",
+    bias: bool = True,
+    activation_options: dict | None = None,
+    init_options: dict | None = None,
+    norm_options: dict | None = None,
+) -> nn.Sequential:
     """Small CNN for 8×8 digits; takes flat (N, 64) inputs like the MLP (``image`` unflattens them).
 
     ``depth`` blocks (1–3) of conv 3×3 (padding 1, ``width``·2^(i−1) channels) → norm → act →
@@ -84,9 +128,18 @@ def cnn_digits(n_in: int = 64, n_out: int = 10, *, depth: int = 2, width: int = 
     channels = 1
     for i in range(1, depth + 1):
         out_channels = width * 2 ** (i - 1)
-        layers += _block(i, nn.Conv2d(channels, out_channels, 3, padding=1, bias=bias), out_channels, dims=2,
-                         activation=activation, norm=norm, dropout=dropout, dropout_style=dropout_style,
-                         activation_options=activation_options or {}, norm_options=norm_options or {})
+        layers += _block(
+            i,
+            nn.Conv2d(channels, out_channels, 3, padding=1, bias=bias),
+            out_channels,
+            dims=2,
+            activation=activation,
+            norm=norm,
+            dropout=dropout,
+            dropout_style=dropout_style,
+            activation_options=activation_options or {},
+            norm_options=norm_options or {},
+        )
         layers.append((f"pool{i}", nn.MaxPool2d(2)))
         channels = out_channels
     side = 8 // 2**depth

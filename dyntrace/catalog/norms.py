@@ -11,7 +11,18 @@ from torch import nn
 
 from dyntrace.catalog import ConfigError, lookup
 
-__all__ = ["NORMS", "BOOK_BATCHNORM", "make_norm", "wrap_layer", "batch", "layer", "instance", "group", "weight", "none"]
+__all__ = [
+    "NORMS",
+    "BOOK_BATCHNORM",
+    "make_norm",
+    "wrap_layer",
+    "batch",
+    "layer",
+    "instance",
+    "group",
+    "weight",
+    "none",
+]
 
 # The book's BatchNorm: running ← 0.9·running + 0.1·batch, ε = 1e-6. torch's momentum is the
 # weight of the new batch statistic, so 0.9 in the book is 0.1 here.
@@ -50,7 +61,9 @@ def instance(features: int, dims: int = 2, **options) -> nn.Module:
     Images only (dims=2). Reference: Ulyanov, Vedaldi & Lempitsky, 2016.
     """
     if dims != 2:
-        raise ConfigError(f"Invalid dims: {dims!r} (instance norm needs images, dims=2; use 'layer' for features)")
+        raise ConfigError(
+            f"Invalid dims: {dims!r} (instance norm needs images, dims=2; use 'layer' for features)"
+        )
     return nn.InstanceNorm2d(features, **{"affine": True, **options})
 
 

@@ -13,8 +13,18 @@ from dyntrace.catalog.book_adam import BookAdam
 from dyntrace.catalog.lookahead import Lookahead
 
 __all__ = [
-    "OPTIMIZERS", "BOOK_OPTIONS", "make_optimizer",
-    "sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "radam", "lookahead",
+    "OPTIMIZERS",
+    "BOOK_OPTIONS",
+    "make_optimizer",
+    "sgd",
+    "momentum",
+    "nesterov",
+    "adagrad",
+    "rmsprop",
+    "adam",
+    "adamw",
+    "radam",
+    "lookahead",
 ]
 
 
@@ -58,8 +68,9 @@ def rmsprop(params, *, lr: float, alpha: float = 0.99, eps: float = 1e-8, **opti
     return torch.optim.RMSprop(params, lr=lr, alpha=alpha, eps=eps, **options)
 
 
-def adam(params, *, lr: float, betas=(0.9, 0.999), eps: float = 1e-8, eps_placement: str = "torch",
-         **options) -> torch.optim.Optimizer:
+def adam(
+    params, *, lr: float, betas=(0.9, 0.999), eps: float = 1e-8, eps_placement: str = "torch", **options
+) -> torch.optim.Optimizer:
     """Adam with bias correction: m ← β₁m + (1−β₁)g, v ← β₂v + (1−β₂)g², m̂ = m/(1−β₁ᵗ),
     v̂ = v/(1−β₂ᵗ), θ ← θ − η m̂ / (√v̂ + ε) (β = 0.9/0.999, ε = 1e-8).
 
@@ -95,8 +106,9 @@ def radam(params, *, lr: float, **options) -> torch.optim.RAdam:
     return torch.optim.RAdam(params, lr=lr, **options)
 
 
-def lookahead(params, *, lr: float, inner: str = "adam", k: int = 5, alpha: float = 0.5,
-              book: bool = False, **options) -> Lookahead:
+def lookahead(
+    params, *, lr: float, inner: str = "adam", k: int = 5, alpha: float = 0.5, book: bool = False, **options
+) -> Lookahead:
     """Lookahead around the optimizer named ``inner`` (default adam): k fast steps, then
     φ ← φ + α(θ − φ), θ ← φ (k = 5, α = 0.5). ``options`` go to the inner optimizer.
 

@@ -18,11 +18,26 @@ from torch import nn
 from dyntrace.catalog import ConfigError, lookup
 
 __all__ = [
-    "REGULARIZERS", "DROPOUTS", "AUGMENTATIONS", "SCALERS",
-    "l1_penalty", "l2_penalty", "decoupled_weight_decay_",
-    "BookDropout", "make_dropout", "EarlyStopping",
-    "no_augmentation", "mixup", "cutout", "cutmix", "mixed_loss", "make_augmentation",
-    "NoScaling", "Standardize", "MinMaxScale", "make_scaler",
+    "REGULARIZERS",
+    "DROPOUTS",
+    "AUGMENTATIONS",
+    "SCALERS",
+    "l1_penalty",
+    "l2_penalty",
+    "decoupled_weight_decay_",
+    "BookDropout",
+    "make_dropout",
+    "EarlyStopping",
+    "no_augmentation",
+    "mixup",
+    "cutout",
+    "cutmix",
+    "mixed_loss",
+    "make_augmentation",
+    "NoScaling",
+    "Standardize",
+    "MinMaxScale",
+    "make_scaler",
 ]
 
 _LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -213,7 +228,9 @@ def cutmix(x: torch.Tensor, y: torch.Tensor, *, rng: np.random.Generator, alpha:
     return mixed, y, y[perm], float(lam)
 
 
-def mixed_loss(criterion, output: torch.Tensor, y_a: torch.Tensor, y_b: torch.Tensor, lam: float) -> torch.Tensor:
+def mixed_loss(
+    criterion, output: torch.Tensor, y_a: torch.Tensor, y_b: torch.Tensor, lam: float
+) -> torch.Tensor:
     """λ·criterion(output, y_a) + (1 − λ)·criterion(output, y_b)."""
     if lam == 1.0:
         return criterion(output, y_a)

@@ -15,11 +15,28 @@ __all__ = ["command"]
 
 @click.command("compare")
 @click.argument("run_files", nargs=-1, required=True, type=click.Path())  # checked by open_run
-@click.option("--labels", default=None, metavar="A,B,…", help="Comma-separated names of the runs [default: file stems].")
-@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="Folder for the figures [default: <first run stem>_compare beside it].")
-@click.option("--format", "fmt", type=click.Choice(["png", "svg", "pdf"]), default="png", show_default=True, help="File format.")
-@click.option("--dpi", type=click.IntRange(10, 1200), default=120, show_default=True, help="Resolution of PNGs.")
+@click.option(
+    "--labels", default=None, metavar="A,B,…", help="Comma-separated names of the runs [default: file stems]."
+)
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Folder for the figures [default: <first run stem>_compare beside it].",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["png", "svg", "pdf"]),
+    default="png",
+    show_default=True,
+    help="File format.",
+)
+@click.option(
+    "--dpi", type=click.IntRange(10, 1200), default=120, show_default=True, help="Resolution of PNGs."
+)
 def command(run_files, labels, out_dir, fmt, dpi):
     """Overlay runs: loss curves, activation std and gradient norm by layer, and effective step
     sizes (where the runs have the 'steps' probe). Prints each path written; a figure no run
@@ -30,8 +47,10 @@ def command(run_files, labels, out_dir, fmt, dpi):
     if labels is not None:
         label_list = [x.strip() for x in labels.split(",")]
         if len(label_list) != len(run_files) or not all(label_list):
-            raise click.BadParameter(f"{len(label_list)} labels for {len(run_files)} runs: give one non-empty label per run",
-                                     param_hint="--labels")
+            raise click.BadParameter(
+                f"{len(label_list)} labels for {len(run_files)} runs: give one non-empty label per run",
+                param_hint="--labels",
+            )
     import matplotlib
 
     matplotlib.use("Agg")  # files only; in the command, never at import of the library

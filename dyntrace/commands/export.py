@@ -11,9 +11,17 @@ __all__ = ["command"]
 
 @click.command("export")
 @click.argument("run_files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--tensorboard", "logdir", required=True, type=click.Path(file_okay=False), metavar="DIR",
-              help="Write TensorBoard event files into DIR/<run stem>/ (then: tensorboard --logdir DIR).")
-@click.option("--histograms/--no-histograms", default=True, show_default=True, help="Also write the probes' histograms.")
+@click.option(
+    "--tensorboard",
+    "logdir",
+    required=True,
+    type=click.Path(file_okay=False),
+    metavar="DIR",
+    help="Write TensorBoard event files into DIR/<run stem>/ (then: tensorboard --logdir DIR).",
+)
+@click.option(
+    "--histograms/--no-histograms", default=True, show_default=True, help="Also write the probes' histograms."
+)
 def command(run_files, logdir, histograms):
     """Write runs as TensorBoard event files: every logged scalar at every step, and the probes'
     histograms at the record steps, with TensorBoard's own writer. Each run goes to its own

@@ -8,7 +8,15 @@ __all__ = ["command"]
 
 
 @click.command("gallery")
-@click.option("-o", "--out", "out_dir", default="gallery", show_default=True, type=click.Path(file_okay=False), help="Folder for the PNGs, README.md and runs/.")
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    default="gallery",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder for the PNGs, README.md and runs/.",
+)
 @click.option("--only", "only", multiple=True, metavar="NAME", help="Build only this entry (repeatable).")
 @click.option("--quick", is_flag=True, help="Small settings: seconds per entry (what the tests run).")
 @click.option("--list", "list_only", is_flag=True, help="List the entries and exit.")

@@ -42,11 +42,17 @@ def _format(info: dict) -> str:
         f"torch {info['versions']['torch_version']}, python {info['versions']['python_version']})",
         f"  model       {info['model']} with {info['n_parameters']} parameters; optimizer {info['optimizer']}",
         f"  steps       {info['steps']}; {info['records']} record steps ({info['schedule']})"
-        + (f"; {info['skipped_steps']} skipped (no optimizer.step(): non-finite gradients)" if info.get("skipped_steps") else ""),
+        + (
+            f"; {info['skipped_steps']} skipped (no optimizer.step(): non-finite gradients)"
+            if info.get("skipped_steps")
+            else ""
+        ),
         f"  scalars     {', '.join(info['scalars']) or '-'}",
     ]
     for probe, p in info["probes"].items():
-        lines.append(f"  {probe:<11} {p['records']} records x {p['tensors']} tensors: {', '.join(p['fields'])}")
+        lines.append(
+            f"  {probe:<11} {p['records']} records x {p['tensors']} tensors: {', '.join(p['fields'])}"
+        )
     if info["layers"]:
         lines.append(f"  layers      {', '.join(info['layers'])}")
     for note in info.get("notes", []):

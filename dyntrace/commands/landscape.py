@@ -13,7 +13,10 @@ __all__ = ["command"]
 
 # figure file stem → (slice, figure function name in dyntrace.plots.landscape)
 _FIGURES = {
-    "plane": [("landscape_plane_contour", "plot_landscape_contour"), ("landscape_plane_surface", "plot_landscape_surface")],
+    "plane": [
+        ("landscape_plane_contour", "plot_landscape_contour"),
+        ("landscape_plane_surface", "plot_landscape_surface"),
+    ],
     "line": [("landscape_line", "plot_landscape_line")],
     "trajectory": [("landscape_trajectory", "plot_landscape_contour")],
 }
@@ -24,8 +27,15 @@ def _describe(name: str, result) -> str:
     from dyntrace.landscape.results import PlaneResult
 
     meta = result.meta
-    size = f"{len(result.x)}x{len(result.y)} grid" if isinstance(result, PlaneResult) else f"{len(result.t)} points"
-    line = f"/landscape/{name}: {meta.get('kind')}, {size}, {meta.get('method')}, {meta.get('seconds', float('nan')):.2f} s"
+    size = (
+        f"{len(result.x)}x{len(result.y)} grid"
+        if isinstance(result, PlaneResult)
+        else f"{len(result.t)} points"
+    )
+    line = (
+        f"/landscape/{name}: {meta.get('kind')}, {size}, {meta.get('method')}, "
+        f"{meta.get('seconds', float('nan')):.2f} s"
+    )
     if isinstance(result, PlaneResult) and result.explained_variance is not None:
         ev = 100 * result.explained_variance
         line += f", explained variance {ev[0]:.1f} % + {ev[1]:.1f} %"
@@ -37,15 +47,44 @@ def _describe(name: str, result) -> str:
 @click.option("--plane", is_flag=True, help="Random filter-normalised plane around the final weights.")
 @click.option("--line", is_flag=True, help="Straight line from the initial to the final weights.")
 @click.option("--trajectory", is_flag=True, help="PCA plane of the recorded trajectory, with its path.")
-@click.option("--resolution", type=click.IntRange(2, 1001), metavar="N",
-              help="Grid points per axis (points on the line) [default: the run's landscape config, else 21].")
-@click.option("--span", type=click.FloatRange(0, 1e6, min_open=True), callback=lambda ctx, param, value: _finite(value),
-              metavar="S", help="Half-width of the random plane [default 1.0].")
-@click.option("--seed", type=click.IntRange(0, 2**63 - 1), metavar="K", help="Seed of the random plane's directions [default 0].")
-@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="Also draw the slices into this folder.")
-@click.option("--format", "fmt", type=click.Choice(["png", "svg", "pdf"]), default="png", show_default=True, help="Figure file format.")
-@click.option("--dpi", type=click.IntRange(10, 1200), default=120, show_default=True, help="Resolution of PNGs.")
+@click.option(
+    "--resolution",
+    type=click.IntRange(2, 1001),
+    metavar="N",
+    help="Grid points per axis (points on the line) [default: the run's landscape config, else 21].",
+)
+@click.option(
+    "--span",
+    type=click.FloatRange(0, 1e6, min_open=True),
+    callback=lambda ctx, param, value: _finite(value),
+    metavar="S",
+    help="Half-width of the random plane [default 1.0].",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(0, 2**63 - 1),
+    metavar="K",
+    help="Seed of the random plane's directions [default 0].",
+)
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Also draw the slices into this folder.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["png", "svg", "pdf"]),
+    default="png",
+    show_default=True,
+    help="Figure file format.",
+)
+@click.option(
+    "--dpi", type=click.IntRange(10, 1200), default=120, show_default=True, help="Resolution of PNGs."
+)
 def command(run_file, plane, line, trajectory, resolution, span, seed, out_dir, fmt, dpi):
     """Compute loss-landscape slices of a run made by `dyntrace train` and store them in RUN_FILE.
 

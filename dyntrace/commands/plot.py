@@ -18,7 +18,9 @@ def _figure_names(ctx, param, value):
     names = [n.strip() for item in value for n in item.split(",") if n.strip()]
     unknown = [n for n in names if n not in FIGURES]
     if unknown:
-        raise click.BadParameter(f"unknown figure {unknown[0]!r}; valid: {', '.join(FIGURES)}", ctx=ctx, param=param)
+        raise click.BadParameter(
+            f"unknown figure {unknown[0]!r}; valid: {', '.join(FIGURES)}", ctx=ctx, param=param
+        )
     return names
 
 
@@ -39,12 +41,36 @@ def out_folder(path: str) -> str:
 
 @click.command("plot")
 @click.argument("run_file", type=click.Path())  # checked by open_run: one clear line
-@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="Folder for the figures [default: <run stem>_plots beside RUN_FILE].")
-@click.option("--format", "fmt", type=click.Choice(["png", "svg", "pdf"]), default="png", show_default=True, help="File format.")
-@click.option("--dpi", type=click.IntRange(10, 1200), default=120, show_default=True, help="Resolution of PNGs (and of heatmaps in SVG/PDF).")
-@click.option("--only", multiple=True, callback=_figure_names, metavar="NAME",
-              help="Draw only these figures (repeat, or separate with commas).")
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Folder for the figures [default: <run stem>_plots beside RUN_FILE].",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["png", "svg", "pdf"]),
+    default="png",
+    show_default=True,
+    help="File format.",
+)
+@click.option(
+    "--dpi",
+    type=click.IntRange(10, 1200),
+    default=120,
+    show_default=True,
+    help="Resolution of PNGs (and of heatmaps in SVG/PDF).",
+)
+@click.option(
+    "--only",
+    multiple=True,
+    callback=_figure_names,
+    metavar="NAME",
+    help="Draw only these figures (repeat, or separate with commas).",
+)
 def command(run_file, out_dir, fmt, dpi, only):
     """Draw the dashboard and every figure RUN_FILE supports into a folder; print each path.
 
@@ -87,7 +113,12 @@ def command(run_file, out_dir, fmt, dpi, only):
             else:
                 lacking.append(name)
         if lacking:  # one line, not one per figure: a default run lacks several probes' figures
-            click.echo(f"note: {len(lacking)} figure{'s' if len(lacking) > 1 else ''} need{'' if len(lacking) > 1 else 's'} "
-                       f"data this run lacks ({', '.join(lacking)}); --only NAME says why", err=True)
+            click.echo(
+                f"note: {len(lacking)} figure{'s' if len(lacking) > 1 else ''} need{'' if len(lacking) > 1 else 's'} "
+                f"data this run lacks ({', '.join(lacking)}); --only NAME says why",
+                err=True,
+            )
         if written == 0:
-            raise DyntraceError(f"{run_file}: none of the figures ({', '.join(names)}) could be drawn from this file")
+            raise DyntraceError(
+                f"{run_file}: none of the figures ({', '.join(names)}) could be drawn from this file"
+            )

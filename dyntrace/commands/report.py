@@ -11,10 +11,19 @@ __all__ = ["command"]
 
 @click.command("report")
 @click.argument("run_files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("-o", "--out", type=click.Path(dir_okay=False), default=None,
-              help="The HTML file to write [default: <first run stem>_report.html beside it].")
-@click.option("--labels", default=None, metavar="A,B,…", help="Comma-separated names of the runs [default: file stems].")
-@click.option("--dpi", type=click.IntRange(30, 300), default=100, show_default=True, help="Resolution of the figures.")
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="The HTML file to write [default: <first run stem>_report.html beside it].",
+)
+@click.option(
+    "--labels", default=None, metavar="A,B,…", help="Comma-separated names of the runs [default: file stems]."
+)
+@click.option(
+    "--dpi", type=click.IntRange(30, 300), default=100, show_default=True, help="Resolution of the figures."
+)
 def command(run_files, out, labels, dpi):
     """Write one self-contained HTML page of the runs: description, config, diagnoses linked to
     the figures and steps that show them, the dashboard, every figure each file supports, and the
@@ -24,8 +33,10 @@ def command(run_files, out, labels, dpi):
     if labels is not None:
         label_list = [x.strip() for x in labels.split(",")]
         if len(label_list) != len(run_files) or not all(label_list):
-            raise click.BadParameter(f"{len(label_list)} labels for {len(run_files)} runs: give one non-empty label per run",
-                                     param_hint="--labels")
+            raise click.BadParameter(
+                f"{len(label_list)} labels for {len(run_files)} runs: give one non-empty label per run",
+                param_hint="--labels",
+            )
     import matplotlib
 
     matplotlib.use("Agg")  # files only; in the command, never at import of the library

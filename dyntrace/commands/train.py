@@ -17,8 +17,15 @@ __all__ = ["command", "check_config"]
 # Upper bounds of what `dyntrace train` builds (the Python API leaves them to the caller): far
 # beyond the reference experiments, well short of a machine that stalls for an hour.
 MAXIMA = {
-    "depth": 256, "width": 1 << 14, "batch_size": 1 << 20, "epochs": 10**6, "steps": 10**9, "every": 10**9,
-    "trajectory": 10**9, "early_stopping": 10**6, "seed": 2**63 - 1,
+    "depth": 256,
+    "width": 1 << 14,
+    "batch_size": 1 << 20,
+    "epochs": 10**6,
+    "steps": 10**9,
+    "every": 10**9,
+    "trajectory": 10**9,
+    "early_stopping": 10**6,
+    "seed": 2**63 - 1,
 }
 MAX_PARAMETERS = 1 << 31  # a rough count: width² per hidden layer
 LANDSCAPE_MAXIMA = {"resolution": 1001, "steps": 100_001, "examples": 1 << 20}
@@ -36,24 +43,33 @@ def check_config(config) -> None:
             raise ConfigError(f"Invalid {key}: {value} (at most {top})")
     rough = config.width * config.width * max(1, config.depth)
     if rough > MAX_PARAMETERS:
-        raise ConfigError(f"Invalid model size: depth {config.depth} x width {config.width} is about {rough:.2g} "
-                          f"parameters (at most {MAX_PARAMETERS:.2g})")
+        raise ConfigError(
+            f"Invalid model size: depth {config.depth} x width {config.width} is about {rough:.2g} "
+            f"parameters (at most {MAX_PARAMETERS:.2g})"
+        )
     check_device(config.device)
     for kind, options in (config.landscape or {}).items():
         if not isinstance(options, dict):
             if kind == "examples" and isinstance(options, int) and options > LANDSCAPE_MAXIMA["examples"]:
-                raise ConfigError(f"Invalid landscape examples: {options} (at most {LANDSCAPE_MAXIMA['examples']})")
+                raise ConfigError(
+                    f"Invalid landscape examples: {options} (at most {LANDSCAPE_MAXIMA['examples']})"
+                )
             continue
         for key in ("resolution", "steps"):
             value = options.get(key)
             sizes = value if isinstance(value, (list, tuple)) else [value]
             for size in sizes:
                 if isinstance(size, int) and size > LANDSCAPE_MAXIMA[key]:
-                    raise ConfigError(f"Invalid landscape {kind}.{key}: {value} (at most {LANDSCAPE_MAXIMA[key]} a side)")
+                    raise ConfigError(
+                        f"Invalid landscape {kind}.{key}: {value} (at most {LANDSCAPE_MAXIMA[key]} a side)"
+                    )
             if key == "resolution" and all(isinstance(v, int) for v in sizes) and value is not None:
                 points = sizes[0] * sizes[-1]
                 if points > MAX_GRID_POINTS:
-                    raise ConfigError(f"Invalid landscape {kind}.resolution: {value} ({points} grid points; at most {MAX_GRID_POINTS})")
+                    raise ConfigError(
+                        f"Invalid landscape {kind}.resolution: {value} "
+                        f"({points} grid points; at most {MAX_GRID_POINTS})"
+                    )
 
 
 def check_device(device) -> None:
@@ -71,7 +87,9 @@ def check_device(device) -> None:
     if parsed.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0 or (parsed.index or 0) >= count:
-            raise ConfigError(f"Invalid device: {device!r} (this machine has {count} CUDA device{'' if count == 1 else 's'})")
+            raise ConfigError(
+                f"Invalid device: {device!r} (this machine has {count} CUDA device{'' if count == 1 else 's'})"
+            )
     elif parsed.type == "mps":
         if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
             raise ConfigError(f"Invalid device: {device!r} (MPS is not available here)")
@@ -128,7 +146,9 @@ def _slices(ctx, param, value):
     names = [name.strip() for name in value.split(",") if name.strip()]
     unknown = [name for name in names if name not in _SLICES]
     if unknown or not names:
-        raise click.BadParameter(f"unknown slice {unknown[0] if unknown else value!r}; valid: {', '.join(_SLICES)}")
+        raise click.BadParameter(
+            f"unknown slice {unknown[0] if unknown else value!r}; valid: {', '.join(_SLICES)}"
+        )
     return names
 
 
@@ -137,14 +157,21 @@ def _landscape(base, slices, resolution):
     them), or the file's own; ``resolution`` set on every slice."""
     table = dict(base or {})
     if slices is not None:
-        table = {**{key: table[key] for key in ("examples", "method") if key in table},
-                 **{name: dict(table.get(name) or {}) for name in slices}}
+        table = {
+            **{key: table[key] for key in ("examples", "method") if key in table},
+            **{name: dict(table.get(name) or {}) for name in slices},
+        }
     if resolution is not None:
         if not any(name in table for name in _SLICES):
-            raise click.UsageError("--landscape-resolution needs --landscape (or a landscape table in --config)")
+            raise click.UsageError(
+                "--landscape-resolution needs --landscape (or a landscape table in --config)"
+            )
         for name in _SLICES:
             if name in table:
-                table[name] = {**(table[name] or {}), ("steps" if name == "line" else "resolution"): resolution}
+                table[name] = {
+                    **(table[name] or {}),
+                    ("steps" if name == "line" else "resolution"): resolution,
+                }
     return table or None
 
 
@@ -159,7 +186,10 @@ _DESCRIPTIONS = {
     ("activation", "gelu"): "GELU x·Φ(x), Φ the standard normal CDF (Hendrycks & Gimpel, 2016).",
     ("activation", "silu"): "SiLU / swish x·σ(x) (Ramachandran et al., 2017; β = 1).",
     ("activation", "softsign"): "Softsign x/(1 + |x|) ∈ (−1, 1): like tanh with polynomial tails.",
-    ("dropout", "inverted"): "Inverted dropout (torch's): in training drop with probability p and scale the rest by 1/(1 − p); identity in evaluation.",
+    ("dropout", "inverted"): (
+        "Inverted dropout (torch's): in training drop with probability p and scale the rest by 1/(1 − p); "
+        "identity in evaluation."
+    ),
 }
 
 
@@ -198,10 +228,21 @@ def _print_catalog(ctx, param, value):
 
 
 @click.command("train")
-@click.option("--list", "list_catalog", is_flag=True, expose_value=False, is_eager=True, callback=_print_catalog,
-              help="Print every catalog entry by kind, with a one-line description (aliases marked), and exit.")
-@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
-              help="TOML or JSON file with TrainConfig keys; options given here override it.")
+@click.option(
+    "--list",
+    "list_catalog",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_catalog,
+    help="Print every catalog entry by kind, with a one-line description (aliases marked), and exit.",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="TOML or JSON file with TrainConfig keys; options given here override it.",
+)
 @click.option("--dataset", callback=_name("dataset"), help="Data set (default digits).")
 @click.option("--model", callback=_name("model"), help="mlp or cnn_digits.")
 @click.option("--depth", type=click.IntRange(0), help="Hidden layers (cnn_digits: conv blocks).")
@@ -225,14 +266,32 @@ def _print_catalog(ctx, param, value):
 @click.option("--seed", type=click.IntRange(0), help="Random seed.")
 @click.option("--every", type=click.IntRange(1), help="Record the probes every N steps.")
 @click.option("--probes", callback=_probes, help="'all' or comma-separated probe names.")
-@click.option("--trajectory", type=click.IntRange(1), help="Keep the flat parameters every N steps (and first, last).")
-@click.option("--landscape", callback=_slices, is_flag=False, flag_value=",".join(_SLICES), metavar="[plane,line,trajectory]",
-              help="After training, store these loss-landscape slices in the run file (alone: all three).")
-@click.option("--landscape-resolution", type=click.IntRange(2), metavar="N",
-              help="Grid points per axis of the planes, points on the line (default 21).")
+@click.option(
+    "--trajectory", type=click.IntRange(1), help="Keep the flat parameters every N steps (and first, last)."
+)
+@click.option(
+    "--landscape",
+    callback=_slices,
+    is_flag=False,
+    flag_value=",".join(_SLICES),
+    metavar="[plane,line,trajectory]",
+    help="After training, store these loss-landscape slices in the run file (alone: all three).",
+)
+@click.option(
+    "--landscape-resolution",
+    type=click.IntRange(2),
+    metavar="N",
+    help="Grid points per axis of the planes, points on the line (default 21).",
+)
 @click.option("--device", help="torch device (default cpu).")
-@click.option("--set", "assignments", multiple=True, callback=_assignments, metavar="KEY=VALUE",
-              help="Any config key; KEY.SUB for options tables. Repeatable.")
+@click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    callback=_assignments,
+    metavar="KEY=VALUE",
+    help="Any config key; KEY.SUB for options tables. Repeatable.",
+)
 @click.option("-o", "--out", type=click.Path(dir_okay=False), help="Run file to write (default run.h5).")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 def command(config_file, assignments, progress, landscape, landscape_resolution, **options):

@@ -40,7 +40,9 @@ def _tensorboard():
         from tensorboard.compat.proto import event_pb2, summary_pb2
         from tensorboard.summary.writer.event_file_writer import EventFileWriter
     except ImportError:
-        raise DyntraceError("exporting to TensorBoard needs the tensorboard package: pip install 'dyntrace[tensorboard]'") from None
+        raise DyntraceError(
+            "exporting to TensorBoard needs the tensorboard package: pip install 'dyntrace[tensorboard]'"
+        ) from None
     return EventFileWriter, event_pb2, summary_pb2
 
 
@@ -98,7 +100,9 @@ def _scalars(run, writer, event_pb2, summary_pb2, wall: float) -> int:
         for step, value in zip(steps.tolist(), values.tolist()):
             by_step.setdefault(step, []).append(summary_pb2.Summary.Value(tag=name, simple_value=value))
     for step in sorted(by_step):
-        writer.add_event(event_pb2.Event(wall_time=wall, step=step, summary=summary_pb2.Summary(value=by_step[step])))
+        writer.add_event(
+            event_pb2.Event(wall_time=wall, step=step, summary=summary_pb2.Summary(value=by_step[step]))
+        )
     return sum(len(v) for v in by_step.values())
 
 
@@ -110,15 +114,20 @@ def _histograms(run, writer, event_pb2, summary_pb2, wall: float) -> int:
         for name in run.names(probe):
             hist = run.hist(probe, name)
             magnitude = hist.scale == "log10_abs"
-            description = (f"{probe} of {name}: histogram of log10 |x| (exact zeros counted below the first edge)"
-                           if magnitude else f"{probe} of {name}: histogram of values")
+            description = (
+                f"{probe} of {name}: histogram of log10 |x| (exact zeros counted below the first edge)"
+                if magnitude
+                else f"{probe} of {name}: histogram of values"
+            )
             for r, step in enumerate(hist.steps.tolist()):
                 proto = histogram_proto(hist, r, summary_pb2)
                 value = summary_pb2.Summary.Value(tag=f"{probe}/{name}", histo=proto)
                 if r == 0:  # TensorBoard keeps the first metadata of a tag
                     value.metadata.plugin_data.plugin_name = "histograms"
                     value.metadata.summary_description = description
-                writer.add_event(event_pb2.Event(wall_time=wall, step=step, summary=summary_pb2.Summary(value=[value])))
+                writer.add_event(
+                    event_pb2.Event(wall_time=wall, step=step, summary=summary_pb2.Summary(value=[value]))
+                )
                 written += 1
     return written
 
@@ -127,7 +136,9 @@ def histogram_proto(hist, r: int, summary_pb2=None):
     """The ``HistogramProto`` of record ``r`` of a :class:`dyntrace.io.reader.Histogram` (see the module docstring)."""
     if summary_pb2 is None:
         summary_pb2 = _tensorboard()[2]
-    edges = hist.edges if hist.edges.ndim == 1 else hist.edges[r]  # fixed bins, or a range that follows the data
+    edges = (
+        hist.edges if hist.edges.ndim == 1 else hist.edges[r]
+    )  # fixed bins, or a range that follows the data
     width = float(edges[-1] - edges[-2]) if len(edges) > 1 else 1.0
     counts = hist.counts[r].astype(np.float64)
     below = float(hist.underflow[r]) + (float(hist.zeros[r]) if hist.scale == "log10_abs" else 0.0)
@@ -136,12 +147,25 @@ def histogram_proto(hist, r: int, summary_pb2=None):
     low, high = float(edges[0]), float(edges[-1])
     if below > 0:
         low = float(edges[0]) - width
-        limits, buckets, centres = [float(edges[0])] + limits, [below] + buckets, [float(edges[0]) - width / 2] + centres
+        limits, buckets, centres = (
+            [float(edges[0])] + limits,
+            [below] + buckets,
+            [float(edges[0]) - width / 2] + centres,
+        )
     if above > 0:
         high = float(edges[-1]) + width
-        limits, buckets, centres = limits + [high], buckets + [above], centres + [float(edges[-1]) + width / 2]
+        limits, buckets, centres = (
+            limits + [high],
+            buckets + [above],
+            centres + [float(edges[-1]) + width / 2],
+        )
     buckets_a, centres_a = np.asarray(buckets), np.asarray(centres)
     return summary_pb2.HistogramProto(
-        min=low, max=high, num=float(buckets_a.sum()), sum=float(buckets_a @ centres_a),
-        sum_squares=float(buckets_a @ centres_a**2), bucket_limit=[float(x) for x in limits], bucket=[float(b) for b in buckets],
+        min=low,
+        max=high,
+        num=float(buckets_a.sum()),
+        sum=float(buckets_a @ centres_a),
+        sum_squares=float(buckets_a @ centres_a**2),
+        bucket_limit=[float(x) for x in limits],
+        bucket=[float(b) for b in buckets],
     )

@@ -54,7 +54,11 @@ VARIANTS = {
     "adam_warmup": {"schedule": "warmup", "schedule_options": {"warmup_steps": WARMUP}},
     "radam": {"optimizer": "radam"},
 }
-LABELS = {"adam": "Adam (lr 0.03)", "adam_warmup": f"Adam + warm-up ({WARMUP} steps)", "radam": "RAdam (lr 0.03)"}
+LABELS = {
+    "adam": "Adam (lr 0.03)",
+    "adam_warmup": f"Adam + warm-up ({WARMUP} steps)",
+    "radam": "RAdam (lr 0.03)",
+}
 RIDGE_STEPS = 20  # stacked gradient histograms of the first updates
 COLOR_NAMES = {"adam": "Adam", "adam_warmup": "Adam + warmup", "radam": "RAdam"}  # theme.METHOD_COLORS keys
 
@@ -88,15 +92,24 @@ def _record_iid(steps, path):
 
     import dyntrace
 
-    config = {"what": "Adam on loss = θ·z, z ~ N(0, 1) fresh each step: i.i.d. N(0, 1) gradients",
-              "coordinates": IID_COORDINATES, "steps": steps, "optimizer": "adam", "lr": 1e-3,
-              "betas": [0.9, 0.999], "eps": 1e-8, "seed": SEED}
+    config = {
+        "what": "Adam on loss = θ·z, z ~ N(0, 1) fresh each step: i.i.d. N(0, 1) gradients",
+        "coordinates": IID_COORDINATES,
+        "steps": steps,
+        "optimizer": "adam",
+        "lr": 1e-3,
+        "betas": [0.9, 0.999],
+        "eps": 1e-8,
+        "seed": SEED,
+    }
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)
         model = torch.nn.Linear(IID_COORDINATES, 1, bias=False)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
         draws = torch.Generator().manual_seed(SEED)
-        with dyntrace.Recorder(model, optimizer, path, every=_Schedule(IID_DENSE, 20), probes=["adaptive"], config=config) as rec:
+        with dyntrace.Recorder(
+            model, optimizer, path, every=_Schedule(IID_DENSE, 20), probes=["adaptive"], config=config
+        ) as rec:
             for _ in range(steps):
                 z = torch.randn(IID_COORDINATES, generator=draws)
                 optimizer.zero_grad(set_to_none=True)
@@ -114,6 +127,7 @@ def runs(quick: bool) -> dict:
 
 
 # -- reading --------------------------------------------------------------------------------------
+
 
 def _weights(run):
     return [n for n in run.names("gradients") if n.endswith("weight")]
@@ -147,6 +161,7 @@ def _mean_loss(run, first, last):
 
 # -- figure ---------------------------------------------------------------------------------------
 
+
 def _ridges(ax, run, title, n_steps, xlim):
     """The paper's stacked histograms: log10|g| of every weight coordinate at updates 1…n, one
     curve per update offset upwards (fractions of all coordinates, zeros included); the share
@@ -176,7 +191,9 @@ def _ridges(ax, run, title, n_steps, xlim):
     ax.axvline(z0 + span, color=NEUTRAL, lw=0.6, ls=":")
     ax.set_xlim(z0 - 0.2, hi)
     ticks = np.arange(np.ceil(lo / 2) * 2, np.floor(hi) + 1, 2)
-    ax.set_xticks([z0, z0 + span / 2, z0 + span, *ticks], ["0", "50", "100 %", *[f"1e{int(t)}" for t in ticks]])
+    ax.set_xticks(
+        [z0, z0 + span / 2, z0 + span, *ticks], ["0", "50", "100 %", *[f"1e{int(t)}" for t in ticks]]
+    )
     ax.set_xlabel("left: share of g = 0  |  right: |g| of the other weight coordinates (log)")
     ax.set_ylabel("update t (each curve: fraction of coordinates per bin)")
     ax.set_yticks([1, 5, 10, 15, 20][: 1 + n_steps // 5])
@@ -202,8 +219,15 @@ def _zero_fraction(ax, runs, keys, n_steps):
     for i, key in enumerate(keys):
         steps, _, _, zero = gradient_histograms(runs[key])
         keep = steps <= n_steps
-        ax.plot(steps[keep], 100 * zero[keep], color=method_color(COLOR_NAMES[key]), lw=1.8, marker="o", ms=3,
-                label=LABELS[key])
+        ax.plot(
+            steps[keep],
+            100 * zero[keep],
+            color=method_color(COLOR_NAMES[key]),
+            lw=1.8,
+            marker="o",
+            ms=3,
+            label=LABELS[key],
+        )
     ax.set_ylim(0, 100)
     ax.set_xlabel("update t")
     ax.set_ylabel("weight gradients exactly 0 (%)")
@@ -218,9 +242,20 @@ def _simulation(ax, iid_run):
     sim = _simulated(int(iid_run.config["steps"]))
     adam, radam = method_color("adam"), method_color("radam")
     ax.plot(sim.t, sim.var_adam, color=adam, lw=1.6, label=f"Var[ψ_t], Adam (simulated, {SIM_CHAINS} chains)")
-    ax.plot(sim.t, sim.var_rectified, color=radam, lw=1.6, label="Var[r_t ψ_t], rectified as RAdam (simulated)")
+    ax.plot(
+        sim.t, sim.var_rectified, color=radam, lw=1.6, label="Var[r_t ψ_t], rectified as RAdam (simulated)"
+    )
     t, var, r = _recorded_psi(iid_run)
-    ax.plot(t, var, ls="none", marker="o", ms=4, mfc="none", mec=adam, label="recorded Var[ψ_t] (65 536 coordinates)")
+    ax.plot(
+        t,
+        var,
+        ls="none",
+        marker="o",
+        ms=4,
+        mfc="none",
+        mec=adam,
+        label="recorded Var[ψ_t] (65 536 coordinates)",
+    )
     ax.plot(t, r**2 * var, ls="none", marker="s", ms=4, mfc="none", mec=radam, label="recorded r_t² Var[ψ_t]")
     ax.axvline(6, color="k", lw=0.8, ls=":")
     ax.text(6.3, 2e3, "ρ_t > 5 from t = 6", fontsize="small")
@@ -263,8 +298,13 @@ def figure(runs):
     _zero_fraction(a_zero, runs, keys, RIDGE_STEPS * 2)
     from dyntrace.plots.theme import method_color
 
-    plot_compare_loss([runs[k] for k in keys], labels=[LABELS[k] for k in keys], ax=a_loss, beta=0.9,
-                      colors=[method_color(COLOR_NAMES[k]) for k in keys])
+    plot_compare_loss(
+        [runs[k] for k in keys],
+        labels=[LABELS[k] for k in keys],
+        ax=a_loss,
+        beta=0.9,
+        colors=[method_color(COLOR_NAMES[k]) for k in keys],
+    )
     a_loss.set_title("Training loss (faint: per step; solid: EWMA β = 0.9)")
     plot_rectification(runs["radam"], ax=a_rect)
     a_rect.set_title("RAdam run: ρ_t and r_t as recorded")
@@ -274,8 +314,9 @@ def figure(runs):
         _ridges(ax, runs[key], f"{LABELS[key]}: updates 1–{RIDGE_STEPS}", RIDGE_STEPS, xlim)
     for ax in ridges[1:]:
         ax.set_ylabel("")
-    middle.suptitle("Stacked histograms of the weight gradients, one curve per update (dark: first)",
-                    fontweight="bold")
+    middle.suptitle(
+        "Stacked histograms of the weight gradients, one curve per update (dark: first)", fontweight="bold"
+    )
     b_var, b_sim = bottom.subplots(1, 2)
     plot_psi_variance(runs["iid"], ax=b_var, sigma=1.0)
     b_var.set_title("Var[ψ] across 65 536 coordinates (recorded) vs the formula at ρ_t (σ = 1)")
@@ -284,6 +325,7 @@ def figure(runs):
 
 
 # -- claims ---------------------------------------------------------------------------------------
+
 
 def _at(run, field, name, step):
     steps, values = run.field("adaptive", field, name)
@@ -302,35 +344,66 @@ def claims(runs):
     name = radam.names("adaptive")[0]
     rho = {t: float(_at(radam, "rho", name, t)) for t in (5, 6)}
     r = {t: float(_at(radam, "r", name, t)) for t in (6, 100)}
-    out.append(claim("ρ_t recorded at steps 5 and 6 (β₂ = 0.999)", ", ".join(f"{v:.4f}" for v in rho.values()),
-                     abs(rho[5] - 4.996) < 5e-4 and abs(rho[6] - 5.994) < 5e-4, "ρ₅ = 4.996, ρ₆ = 5.994", kind="check"))
-    out.append(claim("r_t recorded at steps 6 and 100", ", ".join(f"{v:.4f}" for v in r.values()),
-                     abs(r[6] - 0.0258) < 2e-4 and abs(r[100] - 0.215) < 1e-3, "r₆ ≈ 0.0258, r₁₀₀ ≈ 0.215", kind="check"))
+    out.append(
+        claim(
+            "ρ_t recorded at steps 5 and 6 (β₂ = 0.999)",
+            ", ".join(f"{v:.4f}" for v in rho.values()),
+            abs(rho[5] - 4.996) < 5e-4 and abs(rho[6] - 5.994) < 5e-4,
+            "ρ₅ = 4.996, ρ₆ = 5.994",
+            kind="check",
+        )
+    )
+    out.append(
+        claim(
+            "r_t recorded at steps 6 and 100",
+            ", ".join(f"{v:.4f}" for v in r.values()),
+            abs(r[6] - 0.0258) < 2e-4 and abs(r[100] - 0.215) < 1e-3,
+            "r₆ ≈ 0.0258, r₁₀₀ ≈ 0.215",
+            kind="check",
+        )
+    )
     steps, rectified = radam.field("adaptive", "rectified", name)
     _, state_step = radam.field("adaptive", "state_step", name)
     first = int(state_step[rectified == 1].min())
-    out.append(claim("RAdam's steps are rectified from step 6 on (torch: ρ_t > 5), not before",
-                     f"first rectified step {first}; steps 1–5 rectified: {int(rectified[state_step <= 5].sum())}",
-                     first == 6 and not rectified[state_step <= 5].any() and rectified[state_step >= 6].all(),
-                     "from step 6 (ρ₆ = 5.994 > 5)", kind="check"))
+    out.append(
+        claim(
+            "RAdam's steps are rectified from step 6 on (torch: ρ_t > 5), not before",
+            f"first rectified step {first}; steps 1–5 rectified: {int(rectified[state_step <= 5].sum())}",
+            first == 6 and not rectified[state_step <= 5].any() and rectified[state_step >= 6].all(),
+            "from step 6 (ρ₆ = 5.994 > 5)",
+            kind="check",
+        )
+    )
 
     zero = {}
     for key in VARIANTS:
         s, _, _, z = gradient_histograms(runs[key])
         zero[key] = {t: float(z[s == t][0]) for t in (1, 5, 10)}
-    out.append(claim(
-        "share of weight gradients exactly zero at updates 1 / 5 / 10 (dead ReLUs): Adam without warm-up jumps past 60 % "
-        "by update 5; with warm-up and RAdam it stays within 10 points of its start",
-        {LABELS[k]: " / ".join(f"{v:.0%}" for v in z.values()) for k, z in zero.items()},
-        zero["adam"][5] > 0.6 and zero["adam"][10] > 0.6
-        and all(abs(zero[k][t] - zero[k][1]) < 0.1 for k in ("adam_warmup", "radam") for t in (5, 10)),
-        "paper (a Transformer): without warm-up the gradient magnitudes shift towards small values within ~10 updates", kind="phenomenon"))
+    out.append(
+        claim(
+            "share of weight gradients exactly zero at updates 1 / 5 / 10 (dead ReLUs): "
+            "Adam without warm-up jumps past 60 % by update 5; "
+            "with warm-up and RAdam it stays within 10 points of its start",
+            {LABELS[k]: " / ".join(f"{v:.0%}" for v in z.values()) for k, z in zero.items()},
+            zero["adam"][5] > 0.6
+            and zero["adam"][10] > 0.6
+            and all(abs(zero[k][t] - zero[k][1]) < 0.1 for k in ("adam_warmup", "radam") for t in (5, 10)),
+            "paper (a Transformer): without warm-up the gradient magnitudes shift towards small values "
+            "within ~10 updates",
+            kind="phenomenon",
+        )
+    )
     windows = [(a + 1, a + 20) for a in range(0, 100, 20)]
     loss = {k: [_mean_loss(runs[k], a, b) for a, b in windows] for k in VARIANTS}
-    out.append(claim("mean training loss in the 20-step windows of steps 1–100: Adam without warm-up highest in each",
-                     {LABELS[k]: " / ".join(f"{v:.2f}" for v in values) for k, values in loss.items()},
-                     all(loss["adam"][i] > max(loss["adam_warmup"][i], loss["radam"][i]) for i in range(len(windows))),
-                     "Adam trails warm-up and RAdam early on", kind="phenomenon"))
+    out.append(
+        claim(
+            "mean training loss in the 20-step windows of steps 1–100: Adam without warm-up highest in each",
+            {LABELS[k]: " / ".join(f"{v:.2f}" for v in values) for k, values in loss.items()},
+            all(loss["adam"][i] > max(loss["adam_warmup"][i], loss["radam"][i]) for i in range(len(windows))),
+            "Adam trails warm-up and RAdam early on",
+            kind="phenomenon",
+        )
+    )
 
     iid = runs["iid"]
     t, var, rr = _recorded_psi(iid)
@@ -339,23 +412,40 @@ def claims(runs):
     exact = {s: float(psi_variance_exact(rho_t(s, 0.999))) for s in measured}
     sim = _simulated(int(iid.config["steps"]))
     simulated = {s: float(sim.var_adam[s - 1]) for s in measured}
-    out.append(claim(
-        "Var[ψ_t] across 65 536 i.i.d. N(0, 1) coordinates, recorded at t = " + ", ".join(map(str, measured))
-        + ": within 6 % of the simulation, and of the formula at ρ_t for t ≤ 100",
-        list(measured.values()),
-        len(measured) >= 3 and all(abs(measured[s] / simulated[s] - 1) < 0.06 for s in measured)
-        and all(abs(measured[s] / exact[s] - 1) < 0.06 for s in measured if s <= 100),
-        "exact at ρ = 5 / 10 / 100: 0.2520 / 0.0756 / 0.00519 (at ρ_t: " + ", ".join(f"{v:.3g}" for v in exact.values())
-        + "); simulated 0.252 / 0.0756 / 5e-3 / 5.4e-4 (t = 5 / 10 / 100 / 1000; here: "
-        + ", ".join(f"{v:.3g}" for v in simulated.values()) + ")", kind="check"))
+    out.append(
+        claim(
+            "Var[ψ_t] across 65 536 i.i.d. N(0, 1) coordinates, recorded at t = "
+            + ", ".join(map(str, measured))
+            + ": within 6 % of the simulation, and of the formula at ρ_t for t ≤ 100",
+            list(measured.values()),
+            len(measured) >= 3
+            and all(abs(measured[s] / simulated[s] - 1) < 0.06 for s in measured)
+            and all(abs(measured[s] / exact[s] - 1) < 0.06 for s in measured if s <= 100),
+            "exact at ρ = 5 / 10 / 100: 0.2520 / 0.0756 / 0.00519 (at ρ_t: "
+            + ", ".join(f"{v:.3g}" for v in exact.values())
+            + "); simulated 0.252 / 0.0756 / 5e-3 / 5.4e-4 (t = 5 / 10 / 100 / 1000; here: "
+            + ", ".join(f"{v:.3g}" for v in simulated.values())
+            + ")",
+            kind="check",
+        )
+    )
     late = sim.var_rectified[49:] if sim.t.size >= 50 else sim.var_rectified[9:]
     rec_late = (rr**2 * var)[t >= (50 if t.max() >= 100 else 10)]
-    out.append(claim(
-        "simulated Var[ψ_t] at t = 5 and 100; rectified Var[r_t ψ_t] for t ≥ 50: simulated range, recorded range",
-        {"t=5": sim.var_adam[4], "t=100": sim.var_adam[min(99, sim.t.size - 1)],
-         "rectified (sim)": f"{np.nanmin(late):.2e}–{np.nanmax(late):.2e}",
-         "rectified (recorded)": f"{np.nanmin(rec_late):.2e}–{np.nanmax(rec_late):.2e}"},
-        abs(sim.var_adam[4] - 0.252) < 0.015 and abs(sim.var_adam[min(99, sim.t.size - 1)] - 5e-3) < 6e-4
-        and np.all((late > 2.0e-4) & (late < 2.6e-4)) and np.all((rec_late > 1.9e-4) & (rec_late < 2.7e-4)),
-        "0.252 → 5e-3; rectified ≈ 2.3e-4 (nearly flat)", kind="phenomenon"))
+    out.append(
+        claim(
+            "simulated Var[ψ_t] at t = 5 and 100; rectified Var[r_t ψ_t] for t ≥ 50: simulated range, recorded range",
+            {
+                "t=5": sim.var_adam[4],
+                "t=100": sim.var_adam[min(99, sim.t.size - 1)],
+                "rectified (sim)": f"{np.nanmin(late):.2e}–{np.nanmax(late):.2e}",
+                "rectified (recorded)": f"{np.nanmin(rec_late):.2e}–{np.nanmax(rec_late):.2e}",
+            },
+            abs(sim.var_adam[4] - 0.252) < 0.015
+            and abs(sim.var_adam[min(99, sim.t.size - 1)] - 5e-3) < 6e-4
+            and np.all((late > 2.0e-4) & (late < 2.6e-4))
+            and np.all((rec_late > 1.9e-4) & (rec_late < 2.7e-4)),
+            "0.252 → 5e-3; rectified ≈ 2.3e-4 (nearly flat)",
+            kind="phenomenon",
+        )
+    )
     return out

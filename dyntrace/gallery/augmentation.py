@@ -15,13 +15,16 @@ import numpy as np
 
 from dyntrace.gallery.base import claim
 
-TITLE = "Mixup, Cutout, CutMix on digits: mixed labels stop the network from memorising and lower its confidence"
+TITLE = (
+    "Mixup, Cutout, CutMix on digits: mixed labels stop the network from memorising and lower its confidence"
+)
 CAPTION = """
 Top: three training images as the network sees them in its first step, with the target it is
 trained on (a digit, or λ·digit + (1 − λ)·digit). Mixup blends two whole images and their labels;
 Cutout blanks a 3×3 square and keeps the label; CutMix pastes a box from another image and mixes
-the labels by the area (red outlines: the square or the box, which may fall on blank pixels). Bottom (an MLP on 300 training digits, 150 epochs): left, the loss on the
-clean training set and on validation images. Without augmentation the training loss falls to
+the labels by the area (red outlines: the square or the box, which may fall on blank pixels).
+Bottom (an MLP on 300 training digits, 150 epochs): left, the loss on the clean training set
+and on validation images. Without augmentation the training loss falls to
 10⁻³ — the 300 images are memorised — while the validation loss stays 100 times higher; Mixup and
 CutMix cannot drive their training loss below what their mixed targets allow, and the gap
 between the two losses shrinks to a few times. Middle, the confidence (mean largest probability)
@@ -49,7 +52,12 @@ METHODS = {  # label: (catalog augmentation, options)
     "cutout": ("cutout", {"size": 3}),
     "cutmix": ("cutmix", {"alpha": 1.0}),
 }
-NAMES = {"none": "no augmentation", "mixup": "Mixup (α = 1)", "cutout": "Cutout (3×3)", "cutmix": "CutMix (α = 1)"}
+NAMES = {
+    "none": "no augmentation",
+    "mixup": "Mixup (α = 1)",
+    "cutout": "Cutout (3×3)",
+    "cutmix": "CutMix (α = 1)",
+}
 COLORS = {"none": "#222222", "mixup": "#0173b2", "cutout": "#029e73", "cutmix": "#d55e00"}
 IMAGENET = {"mixup": 1.1, "cutout": 0.8, "cutmix": 2.3}  # top-1 gains, ResNet-50 (Yun et al. 2019, Table 1)
 
@@ -73,8 +81,11 @@ def _evaluate(model, x, y):
     with torch.no_grad():
         logits = model(x)
         p = F.softmax(logits, dim=1)
-        return {"loss": F.cross_entropy(logits, y), "accuracy": (logits.argmax(1) == y).float().mean(),
-                "confidence": p.max(1).values.mean()}
+        return {
+            "loss": F.cross_entropy(logits, y),
+            "accuracy": (logits.argmax(1) == y).float().mean(),
+            "confidence": p.max(1).values.mean(),
+        }
 
 
 def _train(path: str, method: str, options: dict, epochs: int) -> None:
@@ -97,17 +108,35 @@ def _train(path: str, method: str, options: dict, epochs: int) -> None:
     # the first minibatch's first images, before and after the augmentation (for the figure)
     first = torch.randperm(len(x), generator=torch.Generator().manual_seed(SEED))[:BATCH]
     aug, y_a, y_b, lam = augment(x[first].view(-1, *shape), y[first], rng=np.random.default_rng(SEED))
-    examples = {"image_shape": list(shape), "images": x[first][:EXAMPLES].tolist(),
-                "augmented": aug.reshape(len(first), -1)[:EXAMPLES].tolist(), "label_a": y_a[:EXAMPLES].tolist(),
-                "label_b": y_b[:EXAMPLES].tolist(), "lam": float(lam)}
+    examples = {
+        "image_shape": list(shape),
+        "images": x[first][:EXAMPLES].tolist(),
+        "augmented": aug.reshape(len(first), -1)[:EXAMPLES].tolist(),
+        "label_a": y_a[:EXAMPLES].tolist(),
+        "label_b": y_b[:EXAMPLES].tolist(),
+        "lam": float(lam),
+    }
     if method in ("cutout", "cutmix"):  # where the hole or the pasted box is: the same draws on images i + 1
         marks = torch.arange(1.0, len(first) + 1).view(-1, 1, 1, 1).expand(-1, *shape).clone()
         marked = augment(marks, y[first], rng=np.random.default_rng(SEED))[0]
         examples["changed"] = (marked != marks).reshape(len(first), -1)[:EXAMPLES].int().tolist()
-    config = {"dataset": "digits", "limit": LIMIT, "model": "mlp", "depth": DEPTH, "width": WIDTH,
-              "activation": "relu", "init": "he_normal", "optimizer": "adam", "lr": LR, "batch_size": BATCH,
-              "epochs": epochs, "augmentation": method, "augmentation_options": options, "seed": SEED,
-              "examples": examples}
+    config = {
+        "dataset": "digits",
+        "limit": LIMIT,
+        "model": "mlp",
+        "depth": DEPTH,
+        "width": WIDTH,
+        "activation": "relu",
+        "init": "he_normal",
+        "optimizer": "adam",
+        "lr": LR,
+        "batch_size": BATCH,
+        "epochs": epochs,
+        "augmentation": method,
+        "augmentation_options": options,
+        "seed": SEED,
+        "examples": examples,
+    }
     criterion = torch.nn.CrossEntropyLoss()
     with dyntrace.Recorder(model, optimizer, path, every=50, probes=["scalars"], config=config) as rec:
         for _ in range(epochs):
@@ -146,7 +175,9 @@ def figure(runs):
     for cell, key in zip(cells, keys):
         plot_augmented_examples(runs[key], count=3, ax=list(cell.subplots(1, 3)), original=key == "none")
         cell.suptitle(NAMES[key], fontsize="medium", color=COLORS[key], fontweight="bold")
-    top.suptitle("Three training images of the first step, as the network sees them, with their training targets")
+    top.suptitle(
+        "Three training images of the first step, as the network sees them, with their training targets"
+    )
 
     left, middle, right = bottom.subplots(1, 3)
     for key in keys:
@@ -179,29 +210,48 @@ def claims(runs):
         claim_no_memorising(runs["none"], runs["mixup"], runs["cutmix"], runs["cutout"]),
         claim_smaller_gap(runs["none"], runs["mixup"], runs["cutmix"], runs["cutout"]),
         claim_less_confident(runs["none"], runs["mixup"], runs["cutmix"], runs["cutout"]),
-        claim("no gain in accuracy here: every augmentation within 3 points of no augmentation (validation)",
-              {name[k]: accuracy[k] for k in METHODS}, all(abs(accuracy[k] - accuracy["none"]) <= 0.03 for k in METHODS),
-              "ImageNet, ResNet-50 (Yun et al. 2019): +" + ", +".join(f"{v}" for v in IMAGENET.values())
-              + " points top-1 (not reproduced on 300 digits)", kind="phenomenon"),
+        claim(
+            "no gain in accuracy here: every augmentation within 3 points of no augmentation (validation)",
+            {name[k]: accuracy[k] for k in METHODS},
+            all(abs(accuracy[k] - accuracy["none"]) <= 0.03 for k in METHODS),
+            "ImageNet, ResNet-50 (Yun et al. 2019): +"
+            + ", +".join(f"{v}" for v in IMAGENET.values())
+            + " points top-1 (not reproduced on 300 digits)",
+            kind="phenomenon",
+        ),
     ]
     _, lam = runs["mixup"].scalar("mix_lambda")
-    out.append(claim("Mixup's λ is drawn from Beta(1, 1) = uniform: mean over the steps", float(np.mean(lam)),
-                     abs(np.mean(lam) - 0.5) < 4 / np.sqrt(12 * len(lam)), f"0.5 ± 4 standard errors ({len(lam)} draws)"))
+    out.append(
+        claim(
+            "Mixup's λ is drawn from Beta(1, 1) = uniform: mean over the steps",
+            float(np.mean(lam)),
+            abs(np.mean(lam) - 0.5) < 4 / np.sqrt(12 * len(lam)),
+            f"0.5 ± 4 standard errors ({len(lam)} draws)",
+        )
+    )
     return out
 
 
 def _ends(name, none, mixup, cutmix, cutout):
-    return {"no augmentation": _end(none, name), "Mixup": _end(mixup, name), "Cutout": _end(cutout, name),
-            "CutMix": _end(cutmix, name)}
+    return {
+        "no augmentation": _end(none, name),
+        "Mixup": _end(mixup, name),
+        "Cutout": _end(cutout, name),
+        "CutMix": _end(cutmix, name),
+    }
 
 
 def claim_no_memorising(none, mixup, cutmix, cutout):
     """Mixed-label runs keep their clean training loss ≥ 10 × the plain run's (a control: plain runs in their place)."""
     train = _ends("train_loss", none, mixup, cutmix, cutout)
-    return claim("Mixup and CutMix stop the network from memorising: their clean training loss stays ≥ 10 × no "
-                 "augmentation's (last 10 epochs)", train,
-                 min(train["Mixup"], train["CutMix"]) >= 10 * train["no augmentation"],
-                 "mixed targets cannot be fitted exactly", kind="phenomenon")
+    return claim(
+        "Mixup and CutMix stop the network from memorising: their clean training loss stays ≥ 10 × no "
+        "augmentation's (last 10 epochs)",
+        train,
+        min(train["Mixup"], train["CutMix"]) >= 10 * train["no augmentation"],
+        "mixed targets cannot be fitted exactly",
+        kind="phenomenon",
+    )
 
 
 def claim_smaller_gap(none, mixup, cutmix, cutout):
@@ -209,16 +259,24 @@ def claim_smaller_gap(none, mixup, cutmix, cutout):
     train = _ends("train_loss", none, mixup, cutmix, cutout)
     val = _ends("val_loss", none, mixup, cutmix, cutout)
     gap = {k: val[k] / train[k] for k in train}
-    return claim("… and the gap between validation and training loss shrinks (validation / training loss)", gap,
-                 max(gap["Mixup"], gap["CutMix"]) * 5 <= gap["no augmentation"],
-                 "≥ 5 × smaller than without augmentation", kind="phenomenon")
+    return claim(
+        "… and the gap between validation and training loss shrinks (validation / training loss)",
+        gap,
+        max(gap["Mixup"], gap["CutMix"]) * 5 <= gap["no augmentation"],
+        "≥ 5 × smaller than without augmentation",
+        kind="phenomenon",
+    )
 
 
 def claim_less_confident(none, mixup, cutmix, cutout):
     """Mixed labels lower the validation confidence by ≥ 0.05; Cutout's one-hot labels do not."""
     confidence = _ends("val_confidence", none, mixup, cutmix, cutout)
-    return claim("label mixing lowers the confidence on validation images: Mixup and CutMix ≥ 0.05 below no "
-                 "augmentation, Cutout (one-hot labels) within 0.05 of it", confidence,
-                 max(confidence["Mixup"], confidence["CutMix"]) <= confidence["no augmentation"] - 0.05
-                 and abs(confidence["Cutout"] - confidence["no augmentation"]) < 0.05,
-                 "a confidence penalty (Wang et al., CVPR 2023)", kind="phenomenon")
+    return claim(
+        "label mixing lowers the confidence on validation images: Mixup and CutMix ≥ 0.05 below no "
+        "augmentation, Cutout (one-hot labels) within 0.05 of it",
+        confidence,
+        max(confidence["Mixup"], confidence["CutMix"]) <= confidence["no augmentation"] - 0.05
+        and abs(confidence["Cutout"] - confidence["no augmentation"]) < 0.05,
+        "a confidence penalty (Wang et al., CVPR 2023)",
+        kind="phenomenon",
+    )

@@ -49,7 +49,13 @@ class Claim:
             raise ValueError(f"Invalid claim kind: {self.kind!r} (expected one of {', '.join(CLAIM_KINDS)})")
 
     def to_dict(self) -> dict:
-        return {"text": self.text, "measured": self.measured, "expected": self.expected, "passed": self.passed, "kind": self.kind}
+        return {
+            "text": self.text,
+            "measured": self.measured,
+            "expected": self.expected,
+            "passed": self.passed,
+            "kind": self.kind,
+        }
 
 
 def claim(text: str, measured, passed: bool, expected: str = "", *, kind: str = "check") -> Claim:

@@ -44,8 +44,11 @@ SWEET_SPOT = (0.05, 0.6)  # where the book's net learns without BatchNorm: scale
 
 def runs(quick: bool) -> dict:
     indices = QUICK_SCALES if quick else range(len(SCALES))
-    return {f"{variant}_{i:02d}": BASE.replace(init_options={"std": SCALES[i]}, **options)
-            for variant, options in VARIANTS.items() for i in indices}
+    return {
+        f"{variant}_{i:02d}": BASE.replace(init_options={"std": SCALES[i]}, **options)
+        for variant, options in VARIANTS.items()
+        for i in indices
+    }
 
 
 def figure(runs):
@@ -77,18 +80,40 @@ def claims(runs):
     from dyntrace.plots.batchnorm_grid import runs_by_scale
 
     scales, by_norm = runs_by_scale(runs)
-    final = {norm: np.array([r.scalar("train_accuracy")[1][-1] for r in row]) for norm, row in by_norm.items()}
+    final = {
+        norm: np.array([r.scalar("train_accuracy")[1][-1] for r in row]) for norm, row in by_norm.items()
+    }
     bn, plain = final["batch"], final["none"]
     out = []
-    out.append(claim(f"with BatchNorm: scales that learn (final train accuracy ≥ {LEARNS}) out of {len(scales)}",
-                     f"{int(np.sum(bn >= LEARNS))} of {len(scales)} (accuracy {bn.min():.2f}–{bn.max():.2f})",
-                     np.mean(bn >= LEARNS) >= 0.85, "almost every scale", kind="phenomenon"))
+    out.append(
+        claim(
+            f"with BatchNorm: scales that learn (final train accuracy ≥ {LEARNS}) out of {len(scales)}",
+            f"{int(np.sum(bn >= LEARNS))} of {len(scales)} (accuracy {bn.min():.2f}–{bn.max():.2f})",
+            np.mean(bn >= LEARNS) >= 0.85,
+            "almost every scale",
+            kind="phenomenon",
+        )
+    )
     learned = scales[plain >= LEARNS]
-    out.append(claim(f"without: scales that learn (final train accuracy ≥ {LEARNS})",
-                     ", ".join(f"{s:.2g}" for s in learned) or "none",
-                     learned.size >= 1 and np.all((learned >= SWEET_SPOT[0]) & (learned <= SWEET_SPOT[1])) and learned.size <= 0.3 * len(scales),
-                     "only scales near 0.1–0.3", kind="phenomenon"))
+    out.append(
+        claim(
+            f"without: scales that learn (final train accuracy ≥ {LEARNS})",
+            ", ".join(f"{s:.2g}" for s in learned) or "none",
+            learned.size >= 1
+            and np.all((learned >= SWEET_SPOT[0]) & (learned <= SWEET_SPOT[1]))
+            and learned.size <= 0.3 * len(scales),
+            "only scales near 0.1–0.3",
+            kind="phenomenon",
+        )
+    )
     outside = (scales < SWEET_SPOT[0]) | (scales > SWEET_SPOT[1])
-    out.append(claim("outside 0.05–0.6: scales where BatchNorm ends ahead", f"{int(np.sum(bn[outside] > plain[outside]))} of {int(outside.sum())}",
-                     np.all(bn[outside] > plain[outside]), "all", kind="phenomenon"))
+    out.append(
+        claim(
+            "outside 0.05–0.6: scales where BatchNorm ends ahead",
+            f"{int(np.sum(bn[outside] > plain[outside]))} of {int(outside.sum())}",
+            np.all(bn[outside] > plain[outside]),
+            "all",
+            kind="phenomenon",
+        )
+    )
     return out

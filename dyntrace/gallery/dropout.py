@@ -86,16 +86,33 @@ def _train(path: str, p: float, epochs: int) -> None:
 
     torch.manual_seed(SEED)
     data = make_dataset("digits", seed=SEED, limit=LIMIT)
-    model = make_model("mlp", 64, 10, depth=DEPTH, width=WIDTH, activation="relu", init="he_normal", dropout=p)
+    model = make_model(
+        "mlp", 64, 10, depth=DEPTH, width=WIDTH, activation="relu", init="he_normal", dropout=p
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
     order = torch.Generator().manual_seed(SEED)
     choose = torch.Generator().manual_seed(SEED + 1)
-    masks = [{f"act{i}": torch.rand(WIDTH, generator=choose) >= REMOVED for i in range(1, DEPTH + 1)}
-             for _ in range(MASKS)]
-    config = {"dataset": "digits", "limit": LIMIT, "model": "mlp", "depth": DEPTH, "width": WIDTH,
-              "activation": "relu", "init": "he_normal", "dropout": p, "dropout_style": "inverted",
-              "optimizer": "adam", "lr": LR, "batch_size": BATCH, "epochs": epochs, "seed": SEED,
-              "robustness_test": {"removed": REMOVED, "masks": MASKS}}
+    masks = [
+        {f"act{i}": torch.rand(WIDTH, generator=choose) >= REMOVED for i in range(1, DEPTH + 1)}
+        for _ in range(MASKS)
+    ]
+    config = {
+        "dataset": "digits",
+        "limit": LIMIT,
+        "model": "mlp",
+        "depth": DEPTH,
+        "width": WIDTH,
+        "activation": "relu",
+        "init": "he_normal",
+        "dropout": p,
+        "dropout_style": "inverted",
+        "optimizer": "adam",
+        "lr": LR,
+        "batch_size": BATCH,
+        "epochs": epochs,
+        "seed": SEED,
+        "robustness_test": {"removed": REMOVED, "masks": MASKS},
+    }
     probes = ["scalars", ActivationsProbe(modules=["act*", "drop*"])]  # ReLU and dropout outputs
     x, y = data.X_train, data.y_train
     with dyntrace.Recorder(model, optimizer, path, every=25, probes=probes, config=config) as rec:
@@ -111,8 +128,12 @@ def _train(path: str, p: float, epochs: int) -> None:
             with torch.no_grad():
                 for split, (xs, ys) in (("train", (x, y)), ("val", (data.X_val, data.y_val))):
                     logits = model(xs)
-                    rec.log(**{f"{split}_loss": F.cross_entropy(logits, ys),
-                               f"{split}_accuracy": (logits.argmax(1) == ys).float().mean()})
+                    rec.log(
+                        **{
+                            f"{split}_loss": F.cross_entropy(logits, ys),
+                            f"{split}_accuracy": (logits.argmax(1) == ys).float().mean(),
+                        }
+                    )
                 rec.log(val_accuracy_half_removed=_damaged_accuracy(model, data.X_val, data.y_val, masks))
 
 
@@ -143,11 +164,20 @@ def figure(runs):
     fig = Figure(figsize=(16, 5.4), layout="constrained")
     left, middle, right = fig.subplots(1, 3)
     run = runs["dropout"]
-    for name, color, label, fill in (("act1", "#949494", "ReLU output (before dropout)", True),
-                                     ("drop1", COLORS["dropout"], "after dropout (p = 0.5)", False)):
+    for name, color, label, fill in (
+        ("act1", "#949494", "ReLU output (before dropout)", True),
+        ("drop1", COLORS["dropout"], "after dropout (p = 0.5)", False),
+    ):
         edges, density, zero = _nonzero_density(run, name)
-        left.stairs(density, edges, color=color, lw=1.8, fill=fill, alpha=0.6 if fill else 1,
-                    label=f"{label}: {zero:.0%} exactly 0")
+        left.stairs(
+            density,
+            edges,
+            color=color,
+            lw=1.8,
+            fill=fill,
+            alpha=0.6 if fill else 1,
+            label=f"{label}: {zero:.0%} exactly 0",
+        )
     left.set_xlim(0, 4)
     left.set_xlabel("output value (first hidden layer, training mode)")
     left.set_ylabel("density of the non-zero outputs")
@@ -157,10 +187,20 @@ def figure(runs):
         r, color = runs[key], COLORS[key]
         epochs = np.arange(1, len(r.scalar("train_loss")[1]) + 1)
         middle.plot(epochs, r.scalar("train_loss")[1], color=color, lw=1.8, label=f"{NAMES[key]}: training")
-        middle.plot(epochs, r.scalar("val_loss")[1], color=color, lw=1.4, ls="--", label=f"{NAMES[key]}: validation")
-        right.plot(epochs, r.scalar("val_accuracy")[1], color=color, lw=1.8, label=f"{NAMES[key]}: whole network")
-        right.plot(epochs, r.scalar("val_accuracy_half_removed")[1], color=color, lw=1.8, ls=":",
-                   label=f"{NAMES[key]}: half the units removed")
+        middle.plot(
+            epochs, r.scalar("val_loss")[1], color=color, lw=1.4, ls="--", label=f"{NAMES[key]}: validation"
+        )
+        right.plot(
+            epochs, r.scalar("val_accuracy")[1], color=color, lw=1.8, label=f"{NAMES[key]}: whole network"
+        )
+        right.plot(
+            epochs,
+            r.scalar("val_accuracy_half_removed")[1],
+            color=color,
+            lw=1.8,
+            ls=":",
+            label=f"{NAMES[key]}: half the units removed",
+        )
     middle.set_yscale("log")
     middle.set_xlabel("epoch")
     middle.set_ylabel("loss (cross-entropy, evaluation mode)")
@@ -182,14 +222,26 @@ def claims(runs):
     _, drop_zero = run.stat("activations", "drop1", "frac_zero")
     predicted = 1 - (1 - relu_zero) * (1 - P)
     error = float(np.max(np.abs(drop_zero - predicted)))
-    out.append(claim("dropout zeroes half of the units the ReLU left: share of zeros after dropout = 1 − (1 − z)(1 − p), "
-                     "z the ReLU's (largest deviation over the records, layer 1)", error, error < 0.03,
-                     "0 ± 0.03 (random draws of 3200 outputs)"))
+    out.append(
+        claim(
+            "dropout zeroes half of the units the ReLU left: share of zeros after dropout = 1 − (1 − z)(1 − p), "
+            "z the ReLU's (largest deviation over the records, layer 1)",
+            error,
+            error < 0.03,
+            "0 ± 0.03 (random draws of 3200 outputs)",
+        )
+    )
     _, relu_mean = run.stat("activations", "act1", "mean")
     _, drop_mean = run.stat("activations", "drop1", "mean")
     ratio = float(np.mean(drop_mean) / np.mean(relu_mean))
-    out.append(claim("inverted dropout keeps the mean: mean after dropout / mean before (layer 1, over the records)",
-                     ratio, abs(ratio - 1) < 0.05, "1 (survivors × 1/(1 − p))"))
+    out.append(
+        claim(
+            "inverted dropout keeps the mean: mean after dropout / mean before (layer 1, over the records)",
+            ratio,
+            abs(ratio - 1) < 0.05,
+            "1 (survivors × 1/(1 − p))",
+        )
+    )
     out.append(claim_robust(runs["dropout"], runs["no_dropout"]))
     out.append(claim_narrower_gap(runs["dropout"], runs["no_dropout"]))
     return out
@@ -204,16 +256,23 @@ def claim_robust(dropout, plain):
     """The dropout run keeps ≥ 80 % of its accuracy with half the units removed, the plain run < 65 % (a
     control: a run without dropout in the dropout run's place)."""
     kept = [_end(r, "val_accuracy_half_removed") / _end(r, "val_accuracy") for r in (dropout, plain)]
-    return claim("with half the hidden units removed, the dropout-trained network keeps ≥ 80 % of its validation "
-                 "accuracy, the one trained without dropout < 65 % (share kept, last 5 epochs)",
-                 dict(zip(_names(dropout, plain), kept)),
-                 kept[0] >= 0.8 and kept[1] < 0.65, "dropout trains every unit to work without the others",
-                 kind="phenomenon")
+    return claim(
+        "with half the hidden units removed, the dropout-trained network keeps ≥ 80 % of its validation "
+        "accuracy, the one trained without dropout < 65 % (share kept, last 5 epochs)",
+        dict(zip(_names(dropout, plain), kept)),
+        kept[0] >= 0.8 and kept[1] < 0.65,
+        "dropout trains every unit to work without the others",
+        kind="phenomenon",
+    )
 
 
 def claim_narrower_gap(dropout, plain):
     """The validation / training loss ratio is ≥ 2 × smaller with dropout."""
     gap = [_end(r, "val_loss") / _end(r, "train_loss") for r in (dropout, plain)]
-    return claim("dropout narrows the gap between validation and training loss (validation / training, clean)",
-                 dict(zip(_names(dropout, plain), gap)),
-                 gap[0] * 2 <= gap[1], "≥ 2 × narrower", kind="phenomenon")
+    return claim(
+        "dropout narrows the gap between validation and training loss (validation / training, clean)",
+        dict(zip(_names(dropout, plain), gap)),
+        gap[0] * 2 <= gap[1],
+        "≥ 2 × narrower",
+        kind="phenomenon",
+    )

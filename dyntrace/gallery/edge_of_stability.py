@@ -10,7 +10,9 @@ import numpy as np
 
 from dyntrace.gallery.base import claim
 
-TITLE = "The edge of stability: sharpness rises to 2/η and hovers there; Adam's preconditioned sharpness at 38/η"
+TITLE = (
+    "The edge of stability: sharpness rises to 2/η and hovers there; Adam's preconditioned sharpness at 38/η"
+)
 CAPTION = """
 A tanh MLP (64 → 64 → 64 → 10) on 500 of scikit-learn's 8×8 digits with the square loss
 ½‖f(x) − onehot(y)‖², trained on the whole training set at every step (full-batch), with the
@@ -65,17 +67,38 @@ def train(path: str, optimizer: str, lr: float, steps: int) -> None:
     data = make_dataset("digits", seed=SEED, limit=N_TRAIN)
     x, y = data.X_train, nn.functional.one_hot(data.y_train, data.n_outputs).float()
     torch.manual_seed(SEED)  # the same initial weights for every run
-    model = nn.Sequential(nn.Linear(x.shape[1], WIDTH), nn.Tanh(), nn.Linear(WIDTH, WIDTH), nn.Tanh(),
-                          nn.Linear(WIDTH, data.n_outputs))
+    model = nn.Sequential(
+        nn.Linear(x.shape[1], WIDTH),
+        nn.Tanh(),
+        nn.Linear(WIDTH, WIDTH),
+        nn.Tanh(),
+        nn.Linear(WIDTH, data.n_outputs),
+    )
 
     def loss_fn(m):
         return 0.5 * ((m(x) - y) ** 2).sum(dim=1).mean()
 
-    opt = torch.optim.SGD(model.parameters(), lr=lr) if optimizer == "gd" else torch.optim.Adam(model.parameters(), lr=lr)
+    opt = (
+        torch.optim.SGD(model.parameters(), lr=lr)
+        if optimizer == "gd"
+        else torch.optim.Adam(model.parameters(), lr=lr)
+    )
     probe = CurvatureProbe(loss_fn=loss_fn, every=MEASURE_EVERY, iters=ITERS, tol=TOL, trace_samples=0)
-    config = {"dataset": "digits", "n_train": N_TRAIN, "model": "mlp", "width": WIDTH, "depth": 2, "activation": "tanh",
-              "loss": "square", "batch": "full", "optimizer": optimizer, "lr": lr, "steps": steps, "seed": SEED,
-              "curvature": probe.options()}
+    config = {
+        "dataset": "digits",
+        "n_train": N_TRAIN,
+        "model": "mlp",
+        "width": WIDTH,
+        "depth": 2,
+        "activation": "tanh",
+        "loss": "square",
+        "batch": "full",
+        "optimizer": optimizer,
+        "lr": lr,
+        "steps": steps,
+        "seed": SEED,
+        "curvature": probe.options(),
+    }
     with dyntrace.Recorder(model, opt, path, every=EVERY, probes=[probe], config=config) as rec:
         for _ in range(steps):
             opt.zero_grad(set_to_none=True)
@@ -139,23 +162,46 @@ def gd_claims(runs: dict) -> list:
     out = []
     eos = {_label(r): hover(r) for r in runs.values()}
     initial = {k: e.initial for k, e in eos.items()}
-    out.append(claim("progressive sharpening: the sharpness starts well below 2/η (sharpness · η/2 at the first step)",
-                     initial, all(v <= 0.8 for v in initial.values()),
-                     "≤ 0.8 at every η (Cohen et al. 2021: it rises from well below)", kind="phenomenon"))
+    out.append(
+        claim(
+            "progressive sharpening: the sharpness starts well below 2/η (sharpness · η/2 at the first step)",
+            initial,
+            all(v <= 0.8 for v in initial.values()),
+            "≤ 0.8 at every η (Cohen et al. 2021: it rises from well below)",
+            kind="phenomenon",
+        )
+    )
     reached = {k: e.reached for k, e in eos.items()}
-    out.append(claim("the sharpness reaches 2/η (first step at ≥ 0.9 × 2/η)",
-                     {k: v if v is not None else "never" for k, v in reached.items()},
-                     all(v is not None for v in reached.values()),
-                     "every η within the run; the larger η, the earlier", kind="phenomenon"))
+    out.append(
+        claim(
+            "the sharpness reaches 2/η (first step at ≥ 0.9 × 2/η)",
+            {k: v if v is not None else "never" for k, v in reached.items()},
+            all(v is not None for v in reached.values()),
+            "every η within the run; the larger η, the earlier",
+            kind="phenomenon",
+        )
+    )
     hovering = {k: e.hover for k, e in eos.items()}
     lo, hi = HOVER_BAND
-    out.append(claim("once there it hovers at 2/η: median sharpness / (2/η) from then on",
-                     hovering, all(lo <= v <= hi for v in hovering.values()),
-                     f"{lo}–{hi} at every η (Cohen et al. 2021: 'hovers right at, or just above, 2/η')", kind="phenomenon"))
+    out.append(
+        claim(
+            "once there it hovers at 2/η: median sharpness / (2/η) from then on",
+            hovering,
+            all(lo <= v <= hi for v in hovering.values()),
+            f"{lo}–{hi} at every η (Cohen et al. 2021: 'hovers right at, or just above, 2/η')",
+            kind="phenomenon",
+        )
+    )
     spread = {k: e.hover_spread for k, e in eos.items()}
-    out.append(claim("and stays there: interquartile range of sharpness / (2/η) from then on",
-                     spread, all(v <= 0.15 for v in spread.values()), "≤ 0.15 (no drift past the threshold)",
-                     kind="phenomenon"))
+    out.append(
+        claim(
+            "and stays there: interquartile range of sharpness / (2/η) from then on",
+            spread,
+            all(v <= 0.15 for v in spread.values()),
+            "≤ 0.15 (no drift past the threshold)",
+            kind="phenomenon",
+        )
+    )
     falls, rises, before = {}, {}, {}
     for run, (key, e) in zip(runs.values(), eos.items()):
         steps, loss = run.scalar("loss")
@@ -166,16 +212,34 @@ def gd_claims(runs: dict) -> list:
         before[key] = float(np.mean(np.diff(loss[: at + 1]) > 0))
         falls[key] = float(np.min(loss[-LOSS_WINDOW:]) / np.min(loss[at : at + LOSS_WINDOW]))
         rises[key] = float(np.mean(np.diff(loss[at:]) > 0))
-    out.append(claim("below 2/η the loss falls at every step: share of steps at which it rises before 2/η is reached",
-                     before, all(v <= 0.01 for v in before.values()), "≤ 1 % (the descent lemma: a stable rate is monotone)",
-                     kind="phenomenon"))
-    out.append(claim(f"the loss keeps falling at the edge of stability: lowest loss of the last {LOSS_WINDOW} steps / "
-                     f"of the {LOSS_WINDOW} steps from reaching 2/η",
-                     falls, all(v <= 0.95 for v in falls.values()), "≤ 0.95 at every η (spikes go up: the lows fall)",
-                     kind="phenomenon"))
-    out.append(claim("… but not monotonically: share of steps at which the loss rises, from then on",
-                     rises, all(v >= 0.05 for v in rises.values()),
-                     "≥ 5 % at every η (at a stable rate full-batch descent never rises)", kind="phenomenon"))
+    out.append(
+        claim(
+            "below 2/η the loss falls at every step: share of steps at which it rises before 2/η is reached",
+            before,
+            all(v <= 0.01 for v in before.values()),
+            "≤ 1 % (the descent lemma: a stable rate is monotone)",
+            kind="phenomenon",
+        )
+    )
+    out.append(
+        claim(
+            f"the loss keeps falling at the edge of stability: lowest loss of the last {LOSS_WINDOW} steps / "
+            f"of the {LOSS_WINDOW} steps from reaching 2/η",
+            falls,
+            all(v <= 0.95 for v in falls.values()),
+            "≤ 0.95 at every η (spikes go up: the lows fall)",
+            kind="phenomenon",
+        )
+    )
+    out.append(
+        claim(
+            "… but not monotonically: share of steps at which the loss rises, from then on",
+            rises,
+            all(v >= 0.05 for v in rises.values()),
+            "≥ 5 % at every η (at a stable rate full-batch descent never rises)",
+            kind="phenomenon",
+        )
+    )
     return out
 
 
@@ -187,18 +251,29 @@ def adam_claims(runs: dict) -> list:
     eos = {_label(r): hover(r, preconditioned=True) for r in runs.values()}
     lo, hi = ADAM_BAND
     values = {k: e.hover for k, e in eos.items()}
-    out.append(claim("Adam: λ_max(P⁻¹H) rises to 38/η and equilibrates: its median / (38/η) once reached",
-                     values, all(lo <= v <= hi for v in values.values()),
-                     f"{lo}–{hi} (Cohen et al. 2022: the preconditioned sharpness equilibrates at (2+2β₁)/((1−β₁)η) = 38/η)",
-                     kind="phenomenon"))
+    out.append(
+        claim(
+            "Adam: λ_max(P⁻¹H) rises to 38/η and equilibrates: its median / (38/η) once reached",
+            values,
+            all(lo <= v <= hi for v in values.values()),
+            f"{lo}–{hi} (Cohen et al. 2022: the preconditioned sharpness equilibrates at (2+2β₁)/((1−β₁)η) = 38/η)",
+            kind="phenomenon",
+        )
+    )
     growth = {}
     for run, (key, e) in zip(runs.values(), eos.items()):
         steps, raw, _, _ = sharpness_of(run, preconditioned=False)
         at = np.searchsorted(steps, e.reached) if e.reached is not None else len(steps) - 1
         growth[key] = float(raw[-1] / raw[at])
-    out.append(claim("Adam: meanwhile the plain sharpness λ_max(H) keeps growing (final / when 38/η is reached)",
-                     growth, all(v >= 1.5 for v in growth.values()),
-                     "≥ 1.5 (Cohen et al. 2022: adaptive methods advance into sharper regions)", kind="phenomenon"))
+    out.append(
+        claim(
+            "Adam: meanwhile the plain sharpness λ_max(H) keeps growing (final / when 38/η is reached)",
+            growth,
+            all(v >= 1.5 for v in growth.values()),
+            "≥ 1.5 (Cohen et al. 2022: adaptive methods advance into sharper regions)",
+            kind="phenomenon",
+        )
+    )
     return out
 
 
@@ -210,18 +285,35 @@ def claims(runs):
     out = gd_claims(gd)
     order = sorted(gd.values(), key=lambda r: r.config["lr"])
     when = [hover(r).reached for r in order]
-    out.append(claim("the larger η, the earlier 2/η is reached (step, by increasing η)",
-                     [w if w is not None else "never" for w in when],
-                     None not in when and all(a > b for a, b in zip(when, when[1:])), "decreasing", kind="phenomenon"))
+    out.append(
+        claim(
+            "the larger η, the earlier 2/η is reached (step, by increasing η)",
+            [w if w is not None else "never" for w in when],
+            None not in when and all(a > b for a, b in zip(when, when[1:])),
+            "decreasing",
+            kind="phenomenon",
+        )
+    )
     out += adam_claims(adam)
     thresholds = {}
     for run in gd.values():
         _, t = run.scalar("curvature/threshold")
         thresholds[_label(run)] = float(np.max(np.abs(t * run.config["lr"] / 2 - 1)))
-    out.append(claim("the recorded threshold is 2/η (largest |threshold · η/2 − 1|)", thresholds,
-                     all(v < 1e-12 for v in thresholds.values()), "0"))
+    out.append(
+        claim(
+            "the recorded threshold is 2/η (largest |threshold · η/2 − 1|)",
+            thresholds,
+            all(v < 1e-12 for v in thresholds.values()),
+            "0",
+        )
+    )
     cost = {_label(r): measurement_cost(r) for r in runs.values()}
-    out.append(claim("cost of one curvature measurement, in plain training steps (median)", cost,
-                     all(np.isfinite(v) and v > 0 for v in cost.values()),
-                     "recorded in the file (forward + backward with a graph, then one Hessian-vector product per iteration)"))
+    out.append(
+        claim(
+            "cost of one curvature measurement, in plain training steps (median)",
+            cost,
+            all(np.isfinite(v) and v > 0 for v in cost.values()),
+            "recorded in the file (forward + backward with a graph, then one Hessian-vector product per iteration)",
+        )
+    )
     return out

@@ -62,12 +62,23 @@ def claims(runs):
         claim(
             "uncorrected EWMA starts at (1−β)·θ₁; corrected starts at θ₁",
             {f"β={b}": r[0] / loss[0] for b, r in zip(BETAS, raw)},
-            all(np.isclose(r[0], (1 - b) * loss[0]) for b, r in zip(BETAS, raw)) and all(np.isclose(f[0], loss[0]) for f in fixed),
-            "ratio v₁/θ₁ = 1 − β: 0.5, 0.1, 0.02", kind="check")
+            all(np.isclose(r[0], (1 - b) * loss[0]) for b, r in zip(BETAS, raw))
+            and all(np.isclose(f[0], loss[0]) for f in fixed),
+            "ratio v₁/θ₁ = 1 − β: 0.5, 0.1, 0.02",
+            kind="check",
+        )
     )
     # roughness: std of step-to-step changes of each average
     rough = [float(np.std(np.diff(f))) for f in fixed]
-    out.append(claim("larger β is smoother (std of step-to-step change)", rough, rough[0] > rough[1] > rough[2], "decreasing with β", kind="phenomenon"))
+    out.append(
+        claim(
+            "larger β is smoother (std of step-to-step change)",
+            rough,
+            rough[0] > rough[1] > rough[2],
+            "decreasing with β",
+            kind="phenomenon",
+        )
+    )
     # the uncorrected β = 0.98 average is still low after 10 steps; the corrected one is not
     early = float(np.mean(loss[:10]))
     out.append(
@@ -75,6 +86,8 @@ def claims(runs):
             "β = 0.98 at step 10: uncorrected / corrected, relative to the mean of the first 10 losses",
             [raw[2][9] / early, fixed[2][9] / early],
             raw[2][9] / early < 0.3 and 0.7 < fixed[2][9] / early < 1.3,
-            "uncorrected ≈ 1 − 0.98¹⁰ = 0.18; corrected ≈ 1", kind="check")
+            "uncorrected ≈ 1 − 0.98¹⁰ = 0.18; corrected ≈ 1",
+            kind="check",
+        )
     )
     return out

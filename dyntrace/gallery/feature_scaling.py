@@ -66,15 +66,34 @@ def _train(path: str, scaling: str, steps: int) -> None:
     curvature = float(torch.linalg.eigvalsh(x.T @ x / len(x)).max())  # λ_max(E[x xᵀ])
     lr = LR_RULE / curvature
     torch.manual_seed(SEED)
-    model = make_model("mlp", x.shape[1], y.shape[1], depth=DEPTH, width=WIDTH, activation="relu", init="he_normal")
+    model = make_model(
+        "mlp", x.shape[1], y.shape[1], depth=DEPTH, width=WIDTH, activation="relu", init="he_normal"
+    )
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     draws = torch.Generator().manual_seed(SEED)
-    config = {**DATA, "scale_column": BIG_COLUMN, "scale_factor": FACTOR, "scaling": scaling, "model": "mlp",
-              "depth": DEPTH, "width": WIDTH, "activation": "relu", "init": "he_normal", "optimizer": "sgd",
-              "lr": lr, "lr_rule": f"{LR_RULE} / lambda_max(E[x x^T])", "lambda_max": curvature,
-              "batch_size": BATCH, "replacement": True, "steps": steps, "seed": SEED}
+    config = {
+        **DATA,
+        "scale_column": BIG_COLUMN,
+        "scale_factor": FACTOR,
+        "scaling": scaling,
+        "model": "mlp",
+        "depth": DEPTH,
+        "width": WIDTH,
+        "activation": "relu",
+        "init": "he_normal",
+        "optimizer": "sgd",
+        "lr": lr,
+        "lr_rule": f"{LR_RULE} / lambda_max(E[x x^T])",
+        "lambda_max": curvature,
+        "batch_size": BATCH,
+        "replacement": True,
+        "steps": steps,
+        "seed": SEED,
+    }
     first = model.fc1.weight
-    with dyntrace.Recorder(model, optimizer, path, every=10, probes=["scalars", "gradients"], config=config) as rec:
+    with dyntrace.Recorder(
+        model, optimizer, path, every=10, probes=["scalars", "gradients"], config=config
+    ) as rec:
         for _ in range(steps):
             index = torch.randint(len(x), (BATCH,), generator=draws)
             loss = torch.nn.functional.mse_loss(model(x[index]), y[index])
@@ -115,29 +134,50 @@ def figure(runs):
     middle.legend(fontsize="small")
     plot_column_shares(ordered, labels=[LABELS[k] for k in SCALINGS], ax=right)
     right.set_title("Share of the first layer's gradient per input column", fontsize="medium")
-    fig.suptitle("One input column 1000× larger than the rest: raw vs scaled inputs, same rule for the rate",
-                 fontweight="bold")
+    fig.suptitle(
+        "One input column 1000× larger than the rest: raw vs scaled inputs, same rule for the rate",
+        fontweight="bold",
+    )
     return fig
 
 
 def _late_loss(run) -> float:
     _, loss = run.scalar("loss")
-    return float(np.mean(loss[-len(loss) // 10:]))
+    return float(np.mean(loss[-len(loss) // 10 :]))
 
 
 def claims(runs):
     from dyntrace.plots.feature_scaling import column_shares
 
     late = {k: _late_loss(runs[k]) for k in SCALINGS}
-    out = [claim("after the same number of steps, standardised and min–max inputs reach a loss ≥ 10× lower than raw "
-                 "(mean of the last 10 % of steps)", {LABELS[k]: v for k, v in late.items()},
-                 late["standardised"] * 10 <= late["raw"] and late["min_max"] * 10 <= late["raw"],
-                 "scaled features converge faster (seed 004)", kind="phenomenon")]
+    out = [
+        claim(
+            "after the same number of steps, standardised and min–max inputs reach a loss ≥ 10× lower than raw "
+            "(mean of the last 10 % of steps)",
+            {LABELS[k]: v for k, v in late.items()},
+            late["standardised"] * 10 <= late["raw"] and late["min_max"] * 10 <= late["raw"],
+            "scaled features converge faster (seed 004)",
+            kind="phenomenon",
+        )
+    ]
     shares = {k: column_shares(runs[k])[1] for k in SCALINGS}
-    out.append(claim("raw inputs: column 0 carries ≥ 99 % of the first layer's squared gradient norm (median over steps)",
-                     float(shares["raw"][BIG_COLUMN]), shares["raw"][BIG_COLUMN] >= 0.99,
-                     "the large column dominates the gradient", kind="phenomenon"))
+    out.append(
+        claim(
+            "raw inputs: column 0 carries ≥ 99 % of the first layer's squared gradient norm (median over steps)",
+            float(shares["raw"][BIG_COLUMN]),
+            shares["raw"][BIG_COLUMN] >= 0.99,
+            "the large column dominates the gradient",
+            kind="phenomenon",
+        )
+    )
     biggest = {LABELS[k]: float(shares[k].max()) for k in ("standardised", "min_max")}
-    out.append(claim("scaled inputs: no column carries more than half of it",
-                     biggest, max(biggest.values()) <= 0.5, "comparable shares (even: 0.1 each)", kind="phenomenon"))
+    out.append(
+        claim(
+            "scaled inputs: no column carries more than half of it",
+            biggest,
+            max(biggest.values()) <= 0.5,
+            "comparable shares (even: 0.1 each)",
+            kind="phenomenon",
+        )
+    )
     return out

@@ -86,8 +86,9 @@ def figure(runs):
     left, right = fig.subfigures(1, 2, width_ratios=(1.9, 1))
     host = left.add_subplot()
     plot_best_trials(trials, best=best, ax=host, ncols=5, names=SHORT)
-    left.suptitle(f"Best {best} of {len(trials)} trials: training and validation accuracy per epoch",
-                  fontweight="bold")
+    left.suptitle(
+        f"Best {best} of {len(trials)} trials: training and validation accuracy per epoch", fontweight="bold"
+    )
     ax = right.add_subplot()
     plot_search_scatter(trials, x="lr", color="l2", ax=ax, highlight=best, chance=CHANCE, names=NAMES)
     ax.set_title("Final validation accuracy of every trial", fontweight="bold")
@@ -115,9 +116,13 @@ def bracket_claim(trials):
     low = float(below.min()) if below.size else float("nan")
     high = float(above.min()) if above.size else float("nan")
     ok = below.size > 0 and above.size > 0 and low <= acc[best] - 0.3 and high <= acc[best] - 0.3
-    return claim("the optimum is bracketed: the best trial, and the worst trial at a smaller and at a larger lr",
-                 {"best": f"lr {lr[best]:.2g}, accuracy {acc[best]:.2f}", "worst below": low, "worst above": high},
-                 ok, "both ≤ best − 0.3 (a range whose end is its best trial would be moved)", kind="phenomenon")
+    return claim(
+        "the optimum is bracketed: the best trial, and the worst trial at a smaller and at a larger lr",
+        {"best": f"lr {lr[best]:.2g}, accuracy {acc[best]:.2f}", "worst below": low, "worst above": high},
+        ok,
+        "both ≤ best − 0.3 (a range whose end is its best trial would be moved)",
+        kind="phenomenon",
+    )
 
 
 def claims(runs):
@@ -130,14 +135,26 @@ def claims(runs):
     top = order[: min(BEST, len(trials) // 3)]
     out = [bracket_claim(trials)]
     lo, hi = GOOD
-    out.append(claim(f"the best {len(top)} trials: lr in {lo:g} – {hi:g}; every one well above chance",
-                     {f"#{k + 1}": f"lr {lr[i]:.1e}, acc {acc[i]:.2f}" for k, i in enumerate(top)},
-                     bool(np.all((lr[top] >= lo) & (lr[top] <= hi)) and np.all(acc[top] >= 0.6)),
-                     f"lr in {lo:g} – {hi:g}; accuracy ≥ 0.6 (six times chance)", kind="phenomenon"))
+    out.append(
+        claim(
+            f"the best {len(top)} trials: lr in {lo:g} – {hi:g}; every one well above chance",
+            {f"#{k + 1}": f"lr {lr[i]:.1e}, acc {acc[i]:.2f}" for k, i in enumerate(top)},
+            bool(np.all((lr[top] >= lo) & (lr[top] <= hi)) and np.all(acc[top] >= 0.6)),
+            f"lr in {lo:g} – {hi:g}; accuracy ≥ 0.6 (six times chance)",
+            kind="phenomenon",
+        )
+    )
     small, large = lr < 1e-3, lr > 0.5
-    out.append(claim("trials with lr < 1e-3 (too slow) and lr > 0.5 (diverge): largest final validation accuracy",
-                     {"lr < 1e-3": float(acc[small].max()) if small.any() else "no such trial",
-                      "lr > 0.5": float(acc[large].max()) if large.any() else "no such trial"},
-                     bool(np.all(acc[small | large] <= 3 * CHANCE)),
-                     "≤ 3 × chance at both ends of the range", kind="phenomenon"))
+    out.append(
+        claim(
+            "trials with lr < 1e-3 (too slow) and lr > 0.5 (diverge): largest final validation accuracy",
+            {
+                "lr < 1e-3": float(acc[small].max()) if small.any() else "no such trial",
+                "lr > 0.5": float(acc[large].max()) if large.any() else "no such trial",
+            },
+            bool(np.all(acc[small | large] <= 3 * CHANCE)),
+            "≤ 3 × chance at both ends of the range",
+            kind="phenomenon",
+        )
+    )
     return out

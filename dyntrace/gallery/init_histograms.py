@@ -32,8 +32,11 @@ ROW_TITLES = {"sigmoid": "sigmoid", "tanh": "tanh", "relu": "ReLU"}
 
 def runs(quick: bool) -> dict:
     # One forward step per run (milliseconds): quick and full mode record the same runs.
-    return {f"{act}_{label}": book_histogram_run(act, init, opts, {**BOOK, "bins": BINS[act]})
-            for act in ACTIVATIONS for label, (init, opts, _) in INITS.items()}
+    return {
+        f"{act}_{label}": book_histogram_run(act, init, opts, {**BOOK, "bins": BINS[act]})
+        for act in ACTIVATIONS
+        for label, (init, opts, _) in INITS.items()
+    }
 
 
 def figure(runs):
@@ -54,9 +57,16 @@ def figure(runs):
         row[-1].set_title(f"{ROW_TITLES[act]}: output std by layer")
     colors = layer_colors(BOOK["layers"])
     handles = [Line2D([], [], color=c, lw=2) for c in colors]
-    fig.legend(handles, [f"layer {i + 1}" for i in range(len(colors))], loc="outside lower center", ncols=len(colors),
-               title="histograms: one colour per layer (1 = input side)")
-    fig.suptitle("Layer outputs at initialisation: 5 layers × 100 units, 1000 Gaussian inputs", fontweight="bold")
+    fig.legend(
+        handles,
+        [f"layer {i + 1}" for i in range(len(colors))],
+        loc="outside lower center",
+        ncols=len(colors),
+        title="histograms: one colour per layer (1 = input side)",
+    )
+    fig.suptitle(
+        "Layer outputs at initialisation: 5 layers × 100 units, 1000 Gaussian inputs", fontweight="bold"
+    )
     return fig
 
 
@@ -67,7 +77,7 @@ def _stat(run, stat):
 
 
 def _band(values, lo, hi) -> str:
-    """"inside" or which layers fall outside [lo, hi] (1-based), for a reference band."""
+    """ "inside" or which layers fall outside [lo, hi] (1-based), for a reference band."""
     values = np.atleast_1d(values)
     out = [i + 1 for i, v in enumerate(values) if not lo <= v <= hi]
     if not out:
@@ -80,19 +90,57 @@ def _band(values, lo, hi) -> str:
 def claims(runs):
     out = []
     sd = _stat(runs["relu_he"], "std")
-    out.append(claim("ReLU + He: output std, layers 1–5", sd, np.all((sd > 0.65) & (sd < 1.1)) and sd.max() / sd.min() < 1.4,
-                     "same spread in every layer (largest ÷ smallest < 1.4); book sd ≈ 0.8–1.0: " + _band(sd, 0.8, 1.0)
-                     + " (four numpy draws of this setup: 0.71–1.0 by layer 5)", kind="phenomenon"))
+    out.append(
+        claim(
+            "ReLU + He: output std, layers 1–5",
+            sd,
+            np.all((sd > 0.65) & (sd < 1.1)) and sd.max() / sd.min() < 1.4,
+            "same spread in every layer (largest ÷ smallest < 1.4); book sd ≈ 0.8–1.0: "
+            + _band(sd, 0.8, 1.0)
+            + " (four numpy draws of this setup: 0.71–1.0 by layer 5)",
+            kind="phenomenon",
+        )
+    )
     sd = _stat(runs["relu_xavier"], "std")
-    out.append(claim("ReLU + Xavier: output std, layers 1–5", sd,
-                     np.all(np.diff(sd) < 0) and abs(sd[0] - 0.58) < 0.06 and 0.1 < sd[-1] < 0.25, "shrinks with depth; book 0.58 → 0.18: layer 5 " + _band(sd[-1:], 0.15, 0.21)
-                     + " (four numpy draws: 0.13–0.18)", kind="phenomenon"))
+    out.append(
+        claim(
+            "ReLU + Xavier: output std, layers 1–5",
+            sd,
+            np.all(np.diff(sd) < 0) and abs(sd[0] - 0.58) < 0.06 and 0.1 < sd[-1] < 0.25,
+            "shrinks with depth; book 0.58 → 0.18: layer 5 "
+            + _band(sd[-1:], 0.15, 0.21)
+            + " (four numpy draws: 0.13–0.18)",
+            kind="phenomenon",
+        )
+    )
     zeros = np.concatenate([_stat(runs[f"relu_{label}"], "frac_zero") for label in ("xavier", "he")])
-    out.append(claim("ReLU (Xavier and He): fraction of exact zeros per layer, lowest and highest", [zeros.min(), zeros.max()],
-                     np.all((zeros > 0.4) & (zeros < 0.6)), "≈ 50 %", kind="phenomenon"))
+    out.append(
+        claim(
+            "ReLU (Xavier and He): fraction of exact zeros per layer, lowest and highest",
+            [zeros.min(), zeros.max()],
+            np.all((zeros > 0.4) & (zeros < 0.6)),
+            "≈ 50 %",
+            kind="phenomenon",
+        )
+    )
     sd = _stat(runs["relu_std0.01"], "std")
-    out.append(claim("ReLU + std 0.01: output std, layers 1–5", sd, np.all(sd[1:] / sd[:-1] < 0.15), "collapses ≈ 14× per layer (0.01·√(n/2))", kind="phenomenon"))
+    out.append(
+        claim(
+            "ReLU + std 0.01: output std, layers 1–5",
+            sd,
+            np.all(sd[1:] / sd[:-1] < 0.15),
+            "collapses ≈ 14× per layer (0.01·√(n/2))",
+            kind="phenomenon",
+        )
+    )
     tanh_x, tanh_s = _stat(runs["tanh_xavier"], "std"), _stat(runs["tanh_std0.01"], "std")
-    out.append(claim("tanh: last layer's std with Xavier vs with std 0.01", [tanh_x[-1], tanh_s[-1]],
-                     tanh_x[-1] > 0.2 and tanh_s[-1] < 1e-3, "broad vs collapsed (× 0.1 per layer)", kind="phenomenon"))
+    out.append(
+        claim(
+            "tanh: last layer's std with Xavier vs with std 0.01",
+            [tanh_x[-1], tanh_s[-1]],
+            tanh_x[-1] > 0.2 and tanh_s[-1] < 1e-3,
+            "broad vs collapsed (× 0.1 per layer)",
+            kind="phenomenon",
+        )
+    )
     return out

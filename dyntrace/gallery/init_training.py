@@ -72,8 +72,12 @@ QUICK_STEPS = 300
 
 def runs(quick: bool) -> dict:
     steps = QUICK_STEPS if quick else BOOK.steps
-    return {label: BOOK.replace(init=init, init_options=options, steps=steps, trajectory=min(BOOK.trajectory, steps))
-            for label, (init, options) in INITS.items()}
+    return {
+        label: BOOK.replace(
+            init=init, init_options=options, steps=steps, trajectory=min(BOOK.trajectory, steps)
+        )
+        for label, (init, options) in INITS.items()
+    }
 
 
 def _loss_at(run, step):
@@ -112,13 +116,26 @@ def figure(runs):
     fig = Figure(figsize=(15, 5.4), layout="constrained")
     left, middle, right = fig.subfigures(1, 3, width_ratios=(1.25, 0.9, 1.05))
     ax = left.subplots()
-    plot_curves([runs[k] for k in labels], labels=[LABELS[k] for k in labels], colors=[COLORS[k] for k in labels],
-                styles=["--" if k == "constant" else "-" for k in labels], smooth="kaiser", ax=ax,
-                ylabel="training loss (cross-entropy)", logy=True)
+    plot_curves(
+        [runs[k] for k in labels],
+        labels=[LABELS[k] for k in labels],
+        colors=[COLORS[k] for k in labels],
+        styles=["--" if k == "constant" else "-" for k in labels],
+        smooth="kaiser",
+        ax=ax,
+        ylabel="training loss (cross-entropy)",
+        logy=True,
+    )
     ax.axhline(math.log(10), color="gray", lw=0.9, ls=":")
-    ax.text(0.99, math.log(10) * 1.12, "std 0.01 and equal weights stay at ln 10 (uniform guessing)",
-            transform=ax.get_yaxis_transform(), ha="right",
-            fontsize="small", color="dimgray")
+    ax.text(
+        0.99,
+        math.log(10) * 1.12,
+        "std 0.01 and equal weights stay at ln 10 (uniform guessing)",
+        transform=ax.get_yaxis_transform(),
+        ha="right",
+        fontsize="small",
+        color="dimgray",
+    )
     ax.get_legend().remove()
     ax.set_title("Training loss (Kaiser-smoothed)", fontsize="medium")
 
@@ -128,7 +145,9 @@ def figure(runs):
         rms = layer_rms(runs[k])
         ax.plot(depth, rms, color=COLORS[k], marker="o", lw=1.8, label=LABELS[k])
         if k in STD:  # the prediction from layer 1 on: × σ√(n/2) per layer
-            ax.plot(depth, rms[0] * (STD[k] * math.sqrt(100 / 2)) ** (depth - 1), color=COLORS[k], ls="--", lw=1)
+            ax.plot(
+                depth, rms[0] * (STD[k] * math.sqrt(100 / 2)) ** (depth - 1), color=COLORS[k], ls="--", lw=1
+            )
     ax.set_yscale("log")
     ax.set_xticks(depth)
     ax.set_xlabel("hidden layer (1 = input side)")
@@ -152,25 +171,46 @@ def claims(runs):
     book = ", ".join(f"{SHORT[k]} {v}" for k, v in BOOK_AT_1900.items())
     out = [
         claim_never_learns(runs["std_0.01"], at),
-        claim(f"He learns fastest: its loss at iteration {at} is below Xavier's, which is below std 0.01's",
-              {SHORT[k]: loss[k] for k in BOOK_AT_1900}, loss["he"] < loss["xavier"] < loss["std_0.01"],
-              f"book (MNIST, 1900): {book}", kind="phenomenon"),
+        claim(
+            f"He learns fastest: its loss at iteration {at} is below Xavier's, which is below std 0.01's",
+            {SHORT[k]: loss[k] for k in BOOK_AT_1900},
+            loss["he"] < loss["xavier"] < loss["std_0.01"],
+            f"book (MNIST, 1900): {book}",
+            kind="phenomenon",
+        ),
     ]
     ratios = {}
     for k in STD:
         rms = layer_rms(runs[k])
         ratios[k] = float((rms[-1] / rms[0]) ** (1 / (len(rms) - 1)))  # geometric mean per layer
     predicted = {k: std * math.sqrt(100 / 2) for k, std in STD.items()}
-    out.append(claim("each ReLU layer scales the signal by σ√(n/2) at the start (measured: geometric mean, layers 1 → 4)",
-                     {SHORT[k]: v for k, v in ratios.items()}, all(abs(ratios[k] / predicted[k] - 1) < 0.15 for k in STD),
-                     "predicted " + ", ".join(f"{v:.3f}" for v in predicted.values()) + " (± 15 %)"))
+    out.append(
+        claim(
+            "each ReLU layer scales the signal by σ√(n/2) at the start (measured: geometric mean, layers 1 → 4)",
+            {SHORT[k]: v for k, v in ratios.items()},
+            all(abs(ratios[k] / predicted[k] - 1) < 0.15 for k in STD),
+            "predicted " + ", ".join(f"{v:.3f}" for v in predicted.values()) + " (± 15 %)",
+        )
+    )
     out.append(claim_identical_units(runs["constant"]))
     he = spreads(runs["he"])
-    out.append(claim("He (random) initialisation: the units stay different (spread across units / weight size, per layer)",
-                     he, min(he) > 0.5, "≈ 1 for independent random rows"))
+    out.append(
+        claim(
+            "He (random) initialisation: the units stay different (spread across units / weight size, per layer)",
+            he,
+            min(he) > 0.5,
+            "≈ 1 for independent random rows",
+        )
+    )
     _, first = _first_and_last(runs["constant"])
-    out.append(claim("equal initial weights: the first layer's weights did change (relative change, all units alike)",
-                     first, first > 1e-3, "> 0: the units learn, but all the same thing"))
+    out.append(
+        claim(
+            "equal initial weights: the first layer's weights did change (relative change, all units alike)",
+            first,
+            first > 1e-3,
+            "> 0: the units learn, but all the same thing",
+        )
+    )
     return out
 
 
@@ -178,16 +218,26 @@ def claim_never_learns(run, at=None):
     """The std-0.01 run stays at ln 10 (a control: the He run)."""
     at = min(1900, int(run.scalar("loss")[0][-1])) if at is None else at
     loss, chance = _loss_at(run, at), math.log(10)
-    return claim(f"std 0.01 never learns: its loss at iteration {at} is within 0.01 of ln 10", loss,
-                 abs(loss - chance) < 0.01, f"ln 10 = {chance:.3f}; book 2.305", kind="phenomenon")
+    return claim(
+        f"std 0.01 never learns: its loss at iteration {at} is within 0.01 of ln 10",
+        loss,
+        abs(loss - chance) < 0.01,
+        f"ln 10 = {chance:.3f}; book 2.305",
+        kind="phenomenon",
+    )
 
 
 def claim_identical_units(run):
     """Every snapshot's hidden layers have identical units (a control: a randomly initialised run)."""
     every = [max(spreads(run, i)) for i in range(len(run.trajectory()[0]))]
-    return claim("equal initial weights: the units of every hidden layer stay identical at every snapshot "
-                 "(spread across units / weight size; largest)", max(every), max(every) < 1e-6,
-                 "0: identical units get identical updates", kind="phenomenon")
+    return claim(
+        "equal initial weights: the units of every hidden layer stay identical at every snapshot "
+        "(spread across units / weight size; largest)",
+        max(every),
+        max(every) < 1e-6,
+        "0: identical units get identical updates",
+        kind="phenomenon",
+    )
 
 
 def _first_and_last(run):

@@ -78,11 +78,31 @@ def _train(path: str, kind: str, lam: float, steps: int) -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=LR)
     penalty = {"l1": l1_penalty, "l2": l2_penalty}.get(kind)
     draws = torch.Generator().manual_seed(SEED)
-    config = {"dataset": "digits", "model": "mlp", "depth": 1, "width": WIDTH, "activation": "relu",
-              "init": "he_normal", "optimizer": "sgd", "lr": LR, "batch_size": BATCH, "steps": steps,
-              "penalty": kind, "lambda": lam, "weights_bins": BINS, "seed": SEED}
-    with dyntrace.Recorder(model, optimizer, path, every=EVERY, probes=["scalars", WeightsProbe(bins=BINS)],
-                           config=config, trajectory=steps // 2) as rec:
+    config = {
+        "dataset": "digits",
+        "model": "mlp",
+        "depth": 1,
+        "width": WIDTH,
+        "activation": "relu",
+        "init": "he_normal",
+        "optimizer": "sgd",
+        "lr": LR,
+        "batch_size": BATCH,
+        "steps": steps,
+        "penalty": kind,
+        "lambda": lam,
+        "weights_bins": BINS,
+        "seed": SEED,
+    }
+    with dyntrace.Recorder(
+        model,
+        optimizer,
+        path,
+        every=EVERY,
+        probes=["scalars", WeightsProbe(bins=BINS)],
+        config=config,
+        trajectory=steps // 2,
+    ) as rec:
         for step in range(1, steps + 1):
             index = torch.randint(len(data.X_train), (BATCH,), generator=draws)
             loss = F.cross_entropy(model(data.X_train[index]), data.y_train[index])
@@ -114,9 +134,13 @@ def claim_l1_sparse(run, others=None):
 
     _, fraction = near_zero_fraction(run, PARAM, DELTA)
     share, delta = float(fraction[-1]), DELTA
-    return claim(f"L1 sets most first-layer weights to zero: at least 40 % within ±{delta:g} at the last record",
-                 {**(others or {}), _name(run): share},
-                 share >= 0.4, f"a bell of the same size: {gaussian_share(_rms(run), delta):.3f}", kind="phenomenon")
+    return claim(
+        f"L1 sets most first-layer weights to zero: at least 40 % within ±{delta:g} at the last record",
+        {**(others or {}), _name(run): share},
+        share >= 0.4,
+        f"a bell of the same size: {gaussian_share(_rms(run), delta):.3f}",
+        kind="phenomenon",
+    )
 
 
 def _name(run) -> str:
@@ -125,7 +149,9 @@ def _name(run) -> str:
 
 
 def _rms(run):
-    return float(run.stat("weights", PARAM, "norm")[1][-1] / math.sqrt(run.stat("weights", PARAM, "count")[1][-1]))
+    return float(
+        run.stat("weights", PARAM, "norm")[1][-1] / math.sqrt(run.stat("weights", PARAM, "count")[1][-1])
+    )
 
 
 def figure(runs):
@@ -141,24 +167,41 @@ def figure(runs):
     fig = Figure(figsize=(16, 5.4), layout="constrained")
     left, middle, right = fig.subfigures(1, 3, width_ratios=(1.1, 1, 1.1))
     ax = left.subplots()
-    plot_weight_distribution([runs[k] for k in keys], param=PARAM, labels=[LABELS[k] for k in keys],
-                             colors=[COLORS[k] for k in keys], ax=ax, xlim=0.8, width=2 * DELTA)
+    plot_weight_distribution(
+        [runs[k] for k in keys],
+        param=PARAM,
+        labels=[LABELS[k] for k in keys],
+        colors=[COLORS[k] for k in keys],
+        ax=ax,
+        xlim=0.8,
+        width=2 * DELTA,
+    )
     ax.get_legend().remove()
     ax.set_title("First-layer weights after training", fontsize="medium")
     ax = middle.subplots()
-    plot_near_zero([runs[k] for k in keys], param=PARAM, delta=DELTA, labels=[LABELS[k] for k in keys],
-                   colors=[COLORS[k] for k in keys], ax=ax)
+    plot_near_zero(
+        [runs[k] for k in keys],
+        param=PARAM,
+        delta=DELTA,
+        labels=[LABELS[k] for k in keys],
+        colors=[COLORS[k] for k in keys],
+        ax=ax,
+    )
     ax.get_legend().remove()
     for k in keys:
         ax.axhline(gaussian_share(_rms(runs[k]), DELTA), color=COLORS[k], ls="--", lw=1)
-    ax.set_title("Share of weights near 0 (dashed: a bell curve\nof the same size at the end)", fontsize="medium")
+    ax.set_title(
+        "Share of weights near 0 (dashed: a bell curve\nof the same size at the end)", fontsize="medium"
+    )
     top, bottom = right.subfigures(2, 1)
     for sub, key in ((top, "l2"), (bottom, "l1")):
         plot_unit_weights(runs[key], param=PARAM, units=6, ax=list(sub.subplots(1, 6)))
         sub.suptitle(f"{LABELS[key]}: six first-layer units (red +, blue −)", fontsize="medium")
     handles, texts = left.axes[0].get_legend_handles_labels()
     fig.legend(handles, texts, loc="outside lower center", ncols=3)
-    fig.suptitle("The same network and data without a penalty, with L2 and with L1 (MLP 64 → 100 → 10 on digits, SGD)")
+    fig.suptitle(
+        "The same network and data without a penalty, with L2 and with L1 (MLP 64 → 100 → 10 on digits, SGD)"
+    )
     return fig
 
 
@@ -173,26 +216,44 @@ def claims(runs):
     bell = {k: gaussian_share(rms[k], delta) for k in PENALTIES}
     out = [
         claim_l1_sparse(runs["l1"], others={LABELS[k]: share[k] for k in ("none", "l2")}),
-        claim(f"L2 shrinks the weights but keeps the bell: its share within ±{delta:g} is within 1.5 × a "
-              "Gaussian's of the same size", {"L2": share["l2"], "Gaussian": bell["l2"]},
-              bell["l2"] / 1.5 <= share["l2"] <= 1.5 * bell["l2"], "erf(δ / (rms·√2))", kind="phenomenon"),
-        claim(f"without a penalty the share within ±{delta:g} stays near He init's",
-              share["none"], abs(share["none"] / gaussian_share(HE_STD, delta) - 1) < 0.3,
-              f"erf(δ / (√(2/64)·√2)) = {gaussian_share(HE_STD, delta):.3f} ± 30 %"),
+        claim(
+            f"L2 shrinks the weights but keeps the bell: its share within ±{delta:g} is within 1.5 × a "
+            "Gaussian's of the same size",
+            {"L2": share["l2"], "Gaussian": bell["l2"]},
+            bell["l2"] / 1.5 <= share["l2"] <= 1.5 * bell["l2"],
+            "erf(δ / (rms·√2))",
+            kind="phenomenon",
+        ),
+        claim(
+            f"without a penalty the share within ±{delta:g} stays near He init's",
+            share["none"],
+            abs(share["none"] / gaussian_share(HE_STD, delta) - 1) < 0.3,
+            f"erf(δ / (√(2/64)·√2)) = {gaussian_share(HE_STD, delta):.3f} ± 30 %",
+        ),
     ]
     acc = {k: float(runs[k].scalar("val_accuracy")[1][-1]) for k in PENALTIES}
-    out.append(claim("the comparison is fair: L1 and L2 end with weights of the same size (rms within 20 %) "
-                     "and validation accuracy within 2 points", {"rms L1": rms["l1"], "rms L2": rms["l2"],
-                                                                 "acc L1": acc["l1"], "acc L2": acc["l2"]},
-                     abs(rms["l1"] / rms["l2"] - 1) < 0.2 and abs(acc["l1"] - acc["l2"]) <= 0.02,
-                     "matched λ: 0.002 (L1) vs 0.01 (L2)"))
+    out.append(
+        claim(
+            "the comparison is fair: L1 and L2 end with weights of the same size (rms within 20 %) "
+            "and validation accuracy within 2 points",
+            {"rms L1": rms["l1"], "rms L2": rms["l2"], "acc L1": acc["l1"], "acc L2": acc["l2"]},
+            abs(rms["l1"] / rms["l2"] - 1) < 0.2 and abs(acc["l1"] - acc["l2"]) <= 0.02,
+            "matched λ: 0.002 (L1) vs 0.01 (L2)",
+        )
+    )
     # the trajectory's middle snapshot holds the weights after step 400; the record of step 401 binned
     # the same weights (a record reads the weights its step's forward pass used)
     snapshot, weights = trajectory_parameter(runs["l1"], PARAM, index=1)
     exact = float(np.mean(np.abs(weights) < delta))
     steps, fraction = near["l1"]
     binned = float(fraction[np.flatnonzero(steps == snapshot + 1)[0]])
-    out.append(claim(f"the probe's histogram counts the near-zero weights exactly (L1, step {snapshot + 1}, against "
-                     "the saved weights)", {"histogram": binned, "saved weights": exact}, abs(binned - exact) < 1e-12,
-                     "equal"))
+    out.append(
+        claim(
+            f"the probe's histogram counts the near-zero weights exactly (L1, step {snapshot + 1}, against "
+            "the saved weights)",
+            {"histogram": binned, "saved weights": exact},
+            abs(binned - exact) < 1e-12,
+            "equal",
+        )
+    )
     return out

@@ -67,13 +67,28 @@ def _train(path: str, epochs: int, landscape: dict) -> None:
     x, y = data.X_train, data.y_train
     x_val, y_val = data.X_val, data.y_val  # 270 images: the landscapes' evaluation batch
     torch.manual_seed(SEED)
-    model = make_model("mlp", x.shape[1], data.n_outputs, depth=DEPTH, width=WIDTH, activation="relu", init="he_normal")
+    model = make_model(
+        "mlp", x.shape[1], data.n_outputs, depth=DEPTH, width=WIDTH, activation="relu", init="he_normal"
+    )
     optimizer = make_optimizer(OPTIMIZER, model.parameters(), lr=LR, momentum=MOMENTUM)
     criterion = torch.nn.CrossEntropyLoss()
     options = store.normalize_options(landscape)
-    config = {"dataset": "digits", "model": "mlp", "depth": DEPTH, "width": WIDTH, "activation": "relu",
-              "init": "he_normal", "optimizer": OPTIMIZER, "lr": LR, "momentum": MOMENTUM, "batch_size": BATCH,
-              "epochs": epochs, "seed": SEED, "trajectory": TRAJECTORY_EVERY, "landscape": options}
+    config = {
+        "dataset": "digits",
+        "model": "mlp",
+        "depth": DEPTH,
+        "width": WIDTH,
+        "activation": "relu",
+        "init": "he_normal",
+        "optimizer": OPTIMIZER,
+        "lr": LR,
+        "momentum": MOMENTUM,
+        "batch_size": BATCH,
+        "epochs": epochs,
+        "seed": SEED,
+        "trajectory": TRAJECTORY_EVERY,
+        "landscape": options,
+    }
     initial = [p.detach().clone() for p in model.parameters()]
     draws = torch.Generator().manual_seed(SEED)
 
@@ -84,8 +99,9 @@ def _train(path: str, epochs: int, landscape: dict) -> None:
         model.train()
         return loss
 
-    with dyntrace.Recorder(model, optimizer, path, every=20, probes=["scalars"], config=config,
-                           trajectory=TRAJECTORY_EVERY) as rec:
+    with dyntrace.Recorder(
+        model, optimizer, path, every=20, probes=["scalars"], config=config, trajectory=TRAJECTORY_EVERY
+    ) as rec:
         rec.log(val_loss=val_loss())  # step 0: the initial weights
         for _ in range(epochs):
             for index in torch.randperm(len(x), generator=draws).split(BATCH):
@@ -98,15 +114,28 @@ def _train(path: str, epochs: int, landscape: dict) -> None:
         last = rec.step
     with dyntrace.open_run(path) as run:
         trajectory = run.trajectory()
-    results = store.compute(model, criterion, (x_val, y_val), options, initial=initial, trajectory=trajectory,
-                            metric=store.accuracy)
-    store.write(path, results, step=last, extra={"loss": "cross_entropy", "batch": "val (all 270)", "start_step": 0})
+    results = store.compute(
+        model,
+        criterion,
+        (x_val, y_val),
+        options,
+        initial=initial,
+        trajectory=trajectory,
+        metric=store.accuracy,
+    )
+    store.write(
+        path, results, step=last, extra={"loss": "cross_entropy", "batch": "val (all 270)", "start_step": 0}
+    )
 
 
 def runs(quick: bool) -> dict:
     if quick:
-        small = {**LANDSCAPE, "trajectory": {"resolution": 15, "margin": 0.25},
-                 "plane": {**LANDSCAPE["plane"], "resolution": 15}, "line": {"steps": 21}}
+        small = {
+            **LANDSCAPE,
+            "trajectory": {"resolution": 15, "margin": 0.25},
+            "plane": {**LANDSCAPE["plane"], "resolution": 15},
+            "line": {"steps": 21},
+        }
         return {"momentum": _recorder(3, small)}
     return {"momentum": _recorder(EPOCHS, LANDSCAPE)}
 
@@ -131,17 +160,38 @@ def figure(runs):
     line = run.landscape("line")
     plot_landscape_line(line, ax=right)
     steps, val = run.scalar("val_loss")
-    right.plot([0, 1], [val[0], val[-1]], "o", ms=11, mfc="none", mec="k", mew=1.5,
-               label=f"validation loss recorded at steps {steps[0]} and {steps[-1]}")
+    right.plot(
+        [0, 1],
+        [val[0], val[-1]],
+        "o",
+        ms=11,
+        mfc="none",
+        mec="k",
+        mew=1.5,
+        label=f"validation loss recorded at steps {steps[0]} and {steps[-1]}",
+    )
     right.set_yscale("log")
-    handles = [h for a in right.get_shared_x_axes().get_siblings(right) for h in a.get_lines() if not h.get_label().startswith("_")]
-    right.legend(handles, [h.get_label() for h in handles], loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=2,
-                 fontsize="small")
+    handles = [
+        h
+        for a in right.get_shared_x_axes().get_siblings(right)
+        for h in a.get_lines()
+        if not h.get_label().startswith("_")
+    ]
+    right.legend(
+        handles,
+        [h.get_label() for h in handles],
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.14),
+        ncols=2,
+        fontsize="small",
+    )
     right.set_title("Line from the initial (t = 0) to the final (t = 1) weights", fontsize="medium")
     for ax in (left, middle):
         _short_colorbar_labels(ax)
-    fig.suptitle("Validation loss (cross-entropy on the 270 validation images) around a digits MLP trained with momentum SGD",
-                 fontweight="bold")
+    fig.suptitle(
+        "Validation loss (cross-entropy on the 270 validation images) around a digits MLP trained with momentum SGD",
+        fontweight="bold",
+    )
     return fig
 
 
@@ -161,23 +211,52 @@ def claims(runs):
     out = []
     trajectory = run.landscape("trajectory")
     explained = float(np.sum(trajectory.explained_variance))
-    out.append(claim("PC1 + PC2 explain ≥ 80 % of the trajectory's squared deviation from the final weights",
-                     {"PC1": trajectory.explained_variance[0], "PC2": trajectory.explained_variance[1], "sum": explained},
-                     explained >= 0.8, "Li et al. 2018: typically 80–95 % for the first two PCs", kind="phenomenon"))
+    out.append(
+        claim(
+            "PC1 + PC2 explain ≥ 80 % of the trajectory's squared deviation from the final weights",
+            {
+                "PC1": trajectory.explained_variance[0],
+                "PC2": trajectory.explained_variance[1],
+                "sum": explained,
+            },
+            explained >= 0.8,
+            "Li et al. 2018: typically 80–95 % for the first two PCs",
+            kind="phenomenon",
+        )
+    )
     line = run.landscape("line")
     final = float(line.loss[-1])
     lowest = float(np.nanmin(trajectory.loss))
-    out.append(claim("the final weights are at the bottom of the trajectory plane: its lowest grid loss ≥ 0.9 × the final loss",
-                     {"plane minimum": lowest, "final": final}, lowest >= 0.9 * final,
-                     "the path ends in the minimum of the drawn plane (within 10 %)", kind="phenomenon"))
+    out.append(
+        claim(
+            "the final weights are at the bottom of the trajectory plane: its lowest grid loss ≥ 0.9 × the final loss",
+            {"plane minimum": lowest, "final": final},
+            lowest >= 0.9 * final,
+            "the path ends in the minimum of the drawn plane (within 10 %)",
+            kind="phenomenon",
+        )
+    )
     _, val = run.scalar("val_loss")
     ends = [float(line.loss[0]), final]
     recorded = [float(val[0]), float(val[-1])]
     close = all(abs(a - b) <= TOLERANCE * abs(b) for a, b in zip(ends, recorded))
-    out.append(claim("line: loss at t = 0 and t = 1 equal the validation loss recorded before the first and after the last step",
-                     {"t=0": ends[0], "recorded step 0": recorded[0], "t=1": ends[1], "recorded last": recorded[1]},
-                     close, f"equal within {TOLERANCE:g} (relative)", kind="check"))
+    out.append(
+        claim(
+            "line: loss at t = 0 and t = 1 equal the validation loss recorded before the first and after the last step",
+            {"t=0": ends[0], "recorded step 0": recorded[0], "t=1": ends[1], "recorded last": recorded[1]},
+            close,
+            f"equal within {TOLERANCE:g} (relative)",
+            kind="check",
+        )
+    )
     rises = np.diff(line.loss) > 1e-6 * abs(line.loss[0])
-    out.append(claim("line: the loss falls monotonically from init to final (no barrier), fraction of rising segments",
-                     float(rises.mean()), not rises.any(), "Goodfellow et al. 2015: no barrier on the straight path", kind="phenomenon"))
+    out.append(
+        claim(
+            "line: the loss falls monotonically from init to final (no barrier), fraction of rising segments",
+            float(rises.mean()),
+            not rises.any(),
+            "Goodfellow et al. 2015: no barrier on the straight path",
+            kind="phenomenon",
+        )
+    )
     return out

@@ -78,8 +78,14 @@ def _bowl(lr: float):
 
         bowl = Bowl()
         optimizer = torch.optim.SGD(bowl.parameters(), lr=lr)
-        config = {"function": "curvature · w² / 2", "curvature": BOWL_CURVATURE, "start": BOWL_START,
-                  "optimizer": "sgd", "lr": lr, "steps": BOWL_STEPS}
+        config = {
+            "function": "curvature · w² / 2",
+            "curvature": BOWL_CURVATURE,
+            "start": BOWL_START,
+            "optimizer": "sgd",
+            "lr": lr,
+            "steps": BOWL_STEPS,
+        }
         with dyntrace.Recorder(bowl, optimizer, path, every=1, probes=["scalars"], config=config) as rec:
             for _ in range(BOWL_STEPS):
                 optimizer.zero_grad()
@@ -118,8 +124,13 @@ def figure(runs):
     fig = Figure(figsize=(15, 9), layout="constrained")
     top, bottom = fig.subfigures(2, 1, height_ratios=(1, 1.25))
     for ax, (k, lr) in zip(top.subplots(1, 4, sharey=True), BOWL_RATES.items()):
-        plot_bowl_steps(runs[f"bowl_{k}"], ax=ax, color=COLORS[k], wlim=3.0,
-                        title=f"{KINDS[k]}: η = {lr:g}, w ← {1 - BOWL_CURVATURE * lr:.2f}·w")
+        plot_bowl_steps(
+            runs[f"bowl_{k}"],
+            ax=ax,
+            color=COLORS[k],
+            wlim=3.0,
+            title=f"{KINDS[k]}: η = {lr:g}, w ← {1 - BOWL_CURVATURE * lr:.2f}·w",
+        )
         ax.title.set_color(COLORS[k])
     for ax in top.axes[1:]:
         ax.set_ylabel("")
@@ -129,20 +140,41 @@ def figure(runs):
     net = [f"net_{k}" for k in NET_RATES]
     labels = [f"{KINDS[k]}: lr {lr:g}" for k, lr in NET_RATES.items()]
     colors = [COLORS[k] for k in NET_RATES]
-    plot_curves([runs[k] for k in net], labels=labels, colors=colors, beta=0.95, ax=left,
-                ylabel="training loss (cross-entropy)", logy=True)
+    plot_curves(
+        [runs[k] for k in net],
+        labels=labels,
+        colors=colors,
+        beta=0.95,
+        ax=left,
+        ylabel="training loss (cross-entropy)",
+        logy=True,
+    )
     left.axhline(math.log(10), color="gray", lw=0.9, ls=":")
-    left.text(0.99, math.log(10) * 1.15, "ln 10: uniform guessing", transform=left.get_yaxis_transform(),
-              ha="right", fontsize="small", color="dimgray")
+    left.text(
+        0.99,
+        math.log(10) * 1.15,
+        "ln 10: uniform guessing",
+        transform=left.get_yaxis_transform(),
+        ha="right",
+        fontsize="small",
+        color="dimgray",
+    )
     left.get_legend().remove()
     left.set_title("Training loss (faint: each minibatch; solid: EWMA β = 0.95)")
     scan = net + [k for k in runs if k.startswith("scan_")]
-    plot_loss_by_lr([runs[k] for k in scan], ax=right, colors=colors + [None] * (len(scan) - len(net)),
-                    labels=labels + [None] * (len(scan) - len(net)), reference=math.log(10))
+    plot_loss_by_lr(
+        [runs[k] for k in scan],
+        ax=right,
+        colors=colors + [None] * (len(scan) - len(net)),
+        labels=labels + [None] * (len(scan) - len(net)),
+        reference=math.log(10),
+    )
     right.set_title("Loss at the end (last 5 % of steps) by learning rate")
     handles, texts = left.get_legend_handles_labels()
     bottom.legend(handles, texts, loc="outside lower center", ncols=4)
-    bottom.suptitle("One network at those four kinds of rate: MLP 64 → [100] × 2 → 10 on digits, SGD, minibatch 64")
+    bottom.suptitle(
+        "One network at those four kinds of rate: MLP 64 → [100] × 2 → 10 on digits, SGD, minibatch 64"
+    )
     return fig
 
 
@@ -156,21 +188,45 @@ def claims(runs):
         steps, w, _ = bowl_steps(runs[f"bowl_{k}"])
         error = max(error, float(np.max(np.abs(w - BOWL_START * (1 - BOWL_CURVATURE * lr) ** steps))))
         grows[k] = abs(w[-1]) > abs(w[0])
-    out.append(claim("bowl: every iterate is w₀(1 − 2η)ᵗ (largest deviation over the four rates)", error,
-                     error < 1e-12, "exact (float64 round-off)"))
-    out.append(claim("bowl: |w| grows only above η = 2 / curvature = 1 (the iterates that ended further out)",
-                     [KINDS[k] for k, g in grows.items() if g] or "none", grows == {k: lr > 1 for k, lr in BOWL_RATES.items()},
-                     "diverging only (η = 1.05 > 1)"))
+    out.append(
+        claim(
+            "bowl: every iterate is w₀(1 − 2η)ᵗ (largest deviation over the four rates)",
+            error,
+            error < 1e-12,
+            "exact (float64 round-off)",
+        )
+    )
+    out.append(
+        claim(
+            "bowl: |w| grows only above η = 2 / curvature = 1 (the iterates that ended further out)",
+            [KINDS[k] for k, g in grows.items() if g] or "none",
+            grows == {k: lr > 1 for k, lr in BOWL_RATES.items()},
+            "diverging only (η = 1.05 > 1)",
+        )
+    )
     out.append(claim_too_small(runs["net_too_small"]))
     loss = {k: final_losses(runs[f"net_{k}"]) for k in NET_RATES}  # (start, end, largest)
     ends = {KINDS[k]: v[1] for k, v in loss.items()}
-    out.append(claim(f"lr {NET_RATES['good']:g} ends with the lowest loss of the four", ends,
-                     min(ends, key=ends.get) == "good", "the valley of the right panel", kind="phenomenon"))
+    out.append(
+        claim(
+            f"lr {NET_RATES['good']:g} ends with the lowest loss of the four",
+            ends,
+            min(ends, key=ends.get) == "good",
+            "the valley of the right panel",
+            kind="phenomenon",
+        )
+    )
     start, end, largest = loss["too_large"]
-    out.append(claim(f"lr {NET_RATES['too_large']:g} is too large: the loss jumps above its start and ends ≥ 10 × "
-                     "above the good rate's", {"largest / start": largest / start, "end / good rate's end": end / loss["good"][1]},
-                     largest > start and end >= 10 * loss["good"][1], "largest / start > 1; end ratio ≥ 10",
-                     kind="phenomenon"))
+    out.append(
+        claim(
+            f"lr {NET_RATES['too_large']:g} is too large: the loss jumps above its start and ends ≥ 10 × "
+            "above the good rate's",
+            {"largest / start": largest / start, "end / good rate's end": end / loss["good"][1]},
+            largest > start and end >= 10 * loss["good"][1],
+            "largest / start > 1; end ratio ≥ 10",
+            kind="phenomenon",
+        )
+    )
     out.append(claim_diverges(runs["net_diverging"]))
     out.append(claim_dead_after_divergence(runs["net_diverging"]))
     return out
@@ -181,8 +237,13 @@ def claim_too_small(run):
     from dyntrace.plots.learning_rates import final_losses
 
     start, end, _ = final_losses(run)
-    return claim(f"lr {NET_RATES['too_small']:g} is too small: the loss at the end is still ≥ 25 % of its start",
-                 end / start, end / start >= 0.25, "< 1 % at the good rate", kind="phenomenon")
+    return claim(
+        f"lr {NET_RATES['too_small']:g} is too small: the loss at the end is still ≥ 25 % of its start",
+        end / start,
+        end / start >= 0.25,
+        "< 1 % at the good rate",
+        kind="phenomenon",
+    )
 
 
 def claim_diverges(run):
@@ -190,14 +251,23 @@ def claim_diverges(run):
     from dyntrace.plots.learning_rates import final_losses
 
     start, end, largest = final_losses(run)
-    return claim(f"lr {NET_RATES['diverging']:g} diverges: the loss explodes ≥ 10 × its start and the network "
-                 "ends at uniform guessing", {"largest / start": largest / start, "end": end},
-                 largest >= 10 * start and abs(end - math.log(10)) < 0.05, f"ln 10 = {math.log(10):.3f}",
-                 kind="phenomenon")
+    return claim(
+        f"lr {NET_RATES['diverging']:g} diverges: the loss explodes ≥ 10 × its start and the network "
+        "ends at uniform guessing",
+        {"largest / start": largest / start, "end": end},
+        largest >= 10 * start and abs(end - math.log(10)) < 0.05,
+        f"ln 10 = {math.log(10):.3f}",
+        kind="phenomenon",
+    )
 
 
 def claim_dead_after_divergence(run):
     """After the explosion the ReLU units are dead."""
     dead = dead_fraction(run)
-    return claim(f"lr {NET_RATES['diverging']:g}: after the explosion ≥ 90 % of the ReLU units of each layer are dead",
-                 dead, min(dead) >= 0.9, "a dead ReLU gets no gradient: no recovery", kind="phenomenon")
+    return claim(
+        f"lr {NET_RATES['diverging']:g}: after the explosion ≥ 90 % of the ReLU units of each layer are dead",
+        dead,
+        min(dead) >= 0.9,
+        "a dead ReLU gets no gradient: no recovery",
+        kind="phenomenon",
+    )

@@ -54,24 +54,43 @@ def _record_bowl(path):
     from dyntrace.catalog.optimizers import make_optimizer
     from dyntrace.paths import Point
 
-    config = {"function": "bowl", "optimizer": "lookahead", "inner": "sgd", "lr": BOWL_LR, "k": K, "alpha": ALPHA,
-              "steps": BOWL_STEPS, "start": list(bowl.start),
-              "logged": "x, y: θ after the step; presync_x/y: θ after the inner step; slow_x/y: φ"}
+    config = {
+        "function": "bowl",
+        "optimizer": "lookahead",
+        "inner": "sgd",
+        "lr": BOWL_LR,
+        "k": K,
+        "alpha": ALPHA,
+        "steps": BOWL_STEPS,
+        "start": list(bowl.start),
+        "logged": "x, y: θ after the step; presync_x/y: θ after the inner step; slow_x/y: φ",
+    }
     point = Point(bowl, bowl.start)
     optimizer = make_optimizer("lookahead", point.parameters(), lr=BOWL_LR, inner="sgd", k=K, alpha=ALPHA)
     presync = {}
     # the inner optimizer's post hook runs inside Lookahead.step, before the sync
-    handle = optimizer.optimizer.register_step_post_hook(lambda *_: presync.update(xy=point.xy.detach().clone()))
+    handle = optimizer.optimizer.register_step_post_hook(
+        lambda *_: presync.update(xy=point.xy.detach().clone())
+    )
 
     def log(rec, loss):
         xy = point.xy.detach()
         slow = optimizer.state[point.xy].get("slow_param", xy)
         before = presync.get("xy", xy)
-        rec.log(x=float(xy[0]), y=float(xy[1]), presync_x=float(before[0]), presync_y=float(before[1]),
-                slow_x=float(slow[0]), slow_y=float(slow[1]), loss=float(loss))
+        rec.log(
+            x=float(xy[0]),
+            y=float(xy[1]),
+            presync_x=float(before[0]),
+            presync_y=float(before[1]),
+            slow_x=float(slow[0]),
+            slow_y=float(slow[1]),
+            loss=float(loss),
+        )
 
     try:
-        with dyntrace.Recorder(point, optimizer, path, every=1, probes=["scalars", "steps"], config=config) as rec:
+        with dyntrace.Recorder(
+            point, optimizer, path, every=1, probes=["scalars", "steps"], config=config
+        ) as rec:
             with torch.no_grad():
                 log(rec, point())  # step 0: the start
             for _ in range(BOWL_STEPS):
@@ -110,16 +129,29 @@ def figure(runs):
     fig = Figure(figsize=(16, 10.5), layout="constrained")
     top, bottom = fig.subfigures(2, 1, height_ratios=(1, 1))
     a_path, a_y = top.subplots(1, 2, width_ratios=(1.45, 1))
-    plot_lookahead_path(runs["bowl"], reference=runs["bowl_sgd"], reference_label=f"SGD alone (lr {BOWL_LR})",
-                        ax=a_path, xlim=(-8, 2), ylim=(-2.5, 2.5))
-    a_path.set_title(f"Lookahead(SGD lr {BOWL_LR}, k {K}, α {ALPHA}) on x²/20 + y² from (−7, 2), {BOWL_STEPS} steps")
+    plot_lookahead_path(
+        runs["bowl"],
+        reference=runs["bowl_sgd"],
+        reference_label=f"SGD alone (lr {BOWL_LR})",
+        ax=a_path,
+        xlim=(-8, 2),
+        ylim=(-2.5, 2.5),
+    )
+    a_path.set_title(
+        f"Lookahead(SGD lr {BOWL_LR}, k {K}, α {ALPHA}) on x²/20 + y² from (−7, 2), {BOWL_STEPS} steps"
+    )
     plot_slow_fast(runs["bowl"], ax=a_y, coordinate="y")
     a_loss, a_cos = bottom.subplots(1, 2)
     lr = NET.lr
     from dyntrace.plots.theme import method_colors
 
-    plot_compare_loss([runs["sgd"], runs["lookahead"]], labels=[f"SGD (lr {lr:g})", f"Lookahead(SGD lr {lr:g}, k {K}, α {ALPHA})"],
-                      ax=a_loss, beta=0.95, colors=method_colors(["SGD", "Lookahead"]))
+    plot_compare_loss(
+        [runs["sgd"], runs["lookahead"]],
+        labels=[f"SGD (lr {lr:g})", f"Lookahead(SGD lr {lr:g}, k {K}, α {ALPHA})"],
+        ax=a_loss,
+        beta=0.95,
+        colors=method_colors(["SGD", "Lookahead"]),
+    )
     a_loss.set_title("Digits MLP: training loss (faint: per step, solid: EWMA) and validation loss per epoch")
     plot_sync_geometry(runs["lookahead"], ax=a_cos, field="cos", first=60)
     a_cos.set_title("Lookahead(SGD) on the MLP: cos(Δθ, −g) per tensor, first 60 steps")
@@ -136,43 +168,81 @@ def claims(runs):
     expected_sync = np.arange(K, BOWL_STEPS + 1, K)
     moved = np.any(np.diff(path.slow, axis=0) != 0, axis=1)  # φ changed at step s (s = 1 … T)
     moved_at = path.steps[1:][moved]
-    out.append(claim("2-D: the slow weights φ change only at the steps that end with a sync (every 5th)",
-                     f"φ changed at steps {', '.join(map(str, moved_at))}", np.array_equal(moved_at, expected_sync),
-                     f"steps {', '.join(map(str, expected_sync))}", kind="check"))
+    out.append(
+        claim(
+            "2-D: the slow weights φ change only at the steps that end with a sync (every 5th)",
+            f"φ changed at steps {', '.join(map(str, moved_at))}",
+            np.array_equal(moved_at, expected_sync),
+            f"steps {', '.join(map(str, expected_sync))}",
+            kind="check",
+        )
+    )
     sync = np.flatnonzero(path.synced)
     before = np.vstack([path.slow[:1], path.slow[sync[:-1]]])  # φ before each sync
     error = float(np.max(np.abs(path.slow[sync] - (before + ALPHA * (path.presync[sync] - before)))))
     reset = float(np.max(np.abs(path.fast[sync] - path.slow[sync])))
-    out.append(claim("2-D: at each sync φ moves by exactly α(θ − φ), θ before the sync, and θ restarts at φ (largest error)",
-                     {"φ step": error, "θ = φ after sync": reset}, error < 1e-12 and reset == 0.0, "0 (float64 round-off)", kind="check"))
+    out.append(
+        claim(
+            "2-D: at each sync φ moves by exactly α(θ − φ), θ before the sync, and θ restarts at φ (largest error)",
+            {"φ step": error, "θ = φ after sync": reset},
+            error < 1e-12 and reset == 0.0,
+            "0 (float64 round-off)",
+            kind="check",
+        )
+    )
     ratio = path.slow[sync[1:]] / path.slow[sync[:-1]]
     fx, fy = (1 + 0.905**K) / 2, (1 + (-0.9) ** K) / 2
-    out.append(claim("2-D: per sync the slow weights keep (1 + 0.905⁵)/2 of x and (1 − 0.9⁵)/2 of y (SGD alone: 0.905⁵, −0.9⁵ per 5 steps)",
-                     {"x": float(np.mean(ratio[:, 0])), "y": float(np.mean(ratio[:, 1]))},
-                     np.allclose(ratio[:, 0], fx, rtol=1e-9) and np.allclose(ratio[:, 1], fy, rtol=1e-9),
-                     f"x: {fx:.4f}, y: {fy:.4f}", kind="check"))
+    out.append(
+        claim(
+            "2-D: per sync the slow weights keep (1 + 0.905⁵)/2 of x and (1 − 0.9⁵)/2 of y "
+            "(SGD alone: 0.905⁵, −0.9⁵ per 5 steps)",
+            {"x": float(np.mean(ratio[:, 0])), "y": float(np.mean(ratio[:, 1]))},
+            np.allclose(ratio[:, 0], fx, rtol=1e-9) and np.allclose(ratio[:, 1], fy, rtol=1e-9),
+            f"x: {fx:.4f}, y: {fy:.4f}",
+            kind="check",
+        )
+    )
 
     for key, total in (("bowl", BOWL_STEPS), ("lookahead", int(runs["lookahead"].config["steps"]))):
         marked = sync_steps(runs[key])
         want = np.arange(K, total + 1, K)
-        out.append(claim(f"{'2-D' if key == 'bowl' else 'MLP'}: the 'steps' probe's synced scalar marks exactly the steps k, 2k, … ({total} steps)",
-                         f"{len(marked)} steps marked: {', '.join(map(str, marked[:4]))}, …", np.array_equal(marked, want),
-                         f"{len(want)} steps: {', '.join(map(str, want[:4]))}, …", kind="check"))
+        out.append(
+            claim(
+                f"{'2-D' if key == 'bowl' else 'MLP'}: the 'steps' probe's synced scalar marks exactly "
+                f"the steps k, 2k, … ({total} steps)",
+                f"{len(marked)} steps marked: {', '.join(map(str, marked[:4]))}, …",
+                np.array_equal(marked, want),
+                f"{len(want)} steps: {', '.join(map(str, want[:4]))}, …",
+                kind="check",
+            )
+        )
 
     la = runs["lookahead"]
     steps, cos = la.field("steps", "cos")
     synced = np.isin(steps, sync_steps(la))
     inner_dev = float(np.nanmax(np.abs(cos[~synced] - 1)))
     sync_med = float(np.nanmedian(cos[synced]))
-    out.append(claim("MLP: cos(Δθ, −g) is 1 at every inner step (SGD) and below 1 at the sync steps",
-                     {"inner steps, largest deviation from 1": inner_dev, "sync steps, median": sync_med},
-                     inner_dev < 1e-4 and sync_med < 0.95, "inner: 1 (float32 round-off); sync: < 1", kind="check"))
+    out.append(
+        claim(
+            "MLP: cos(Δθ, −g) is 1 at every inner step (SGD) and below 1 at the sync steps",
+            {"inner steps, largest deviation from 1": inner_dev, "sync steps, median": sync_med},
+            inner_dev < 1e-4 and sync_med < 0.95,
+            "inner: 1 (float32 round-off); sync: < 1",
+            kind="check",
+        )
+    )
 
     rises = {}
     for key in ("sgd", "lookahead"):
         _, val = runs[key].scalar("val_loss")
         rises[key] = float(max(np.max(np.diff(val)), 0.0))
-    out.append(claim("MLP: largest rise of the validation loss from one epoch to the next",
-                     {"SGD": rises["sgd"], "Lookahead": rises["lookahead"]}, rises["lookahead"] < rises["sgd"],
-                     "Lookahead < SGD (the paper: Lookahead is more stable at high learning rates)", kind="phenomenon"))
+    out.append(
+        claim(
+            "MLP: largest rise of the validation loss from one epoch to the next",
+            {"SGD": rises["sgd"], "Lookahead": rises["lookahead"]},
+            rises["lookahead"] < rises["sgd"],
+            "Lookahead < SGD (the paper: Lookahead is more stable at high learning rates)",
+            kind="phenomenon",
+        )
+    )
     return out

@@ -39,8 +39,15 @@ EPOCHS = 20  # quick: 6
 RECORD_EVERY = 10  # the 'scalars' probe (update norm); lr and losses are logged every step
 STEPS_PER_EPOCH = 40  # ceil(1257 / 32)
 # run key (its file name) -> label in the figure
-LABELS = {"constant": "constant", "step": "step", "exponential": "exponential", "staircase": "staircase",
-          "inverse_time": "inverse time", "inv_sqrt": "k/√t", "warmup_cosine": "warm-up + cosine"}
+LABELS = {
+    "constant": "constant",
+    "step": "step",
+    "exponential": "exponential",
+    "staircase": "staircase",
+    "inverse_time": "inverse time",
+    "inv_sqrt": "k/√t",
+    "warmup_cosine": "warm-up + cosine",
+}
 
 
 def schedules(epochs: int) -> dict:
@@ -93,24 +100,43 @@ def _record(key, epochs, path):
 
     name, options = schedules(epochs)[key]
     total = epochs * STEPS_PER_EPOCH
-    config = {"dataset": DATASET, "model": "mlp", "depth": DEPTH, "width": WIDTH, "activation": ACTIVATION,
-              "init": INIT, "optimizer": "sgd", "lr": LR0, "batch_size": BATCH, "steps": total, "seed": SEED,
-              "schedule": name, "schedule_options": options, "key": key, "label": LABELS[key],
-              "logged": "loss (minibatch) and val_loss (whole validation set) after every step"}
+    config = {
+        "dataset": DATASET,
+        "model": "mlp",
+        "depth": DEPTH,
+        "width": WIDTH,
+        "activation": ACTIVATION,
+        "init": INIT,
+        "optimizer": "sgd",
+        "lr": LR0,
+        "batch_size": BATCH,
+        "steps": total,
+        "seed": SEED,
+        "schedule": name,
+        "schedule_options": options,
+        "key": key,
+        "label": LABELS[key],
+        "logged": "loss (minibatch) and val_loss (whole validation set) after every step",
+    }
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)
         data = make_dataset(DATASET, seed=SEED)
-        model = make_model("mlp", data.n_features, data.n_outputs, depth=DEPTH, width=WIDTH,
-                           activation=ACTIVATION, init=INIT)
+        model = make_model(
+            "mlp", data.n_features, data.n_outputs, depth=DEPTH, width=WIDTH, activation=ACTIVATION, init=INIT
+        )
         optimizer = make_optimizer("sgd", model.parameters(), lr=LR0)
         scheduler = make_scheduler(name, optimizer, **options)
         criterion = torch.nn.CrossEntropyLoss()
         batches = torch.Generator().manual_seed(SEED)
         n = len(data.X_train)
         if math.ceil(n / BATCH) != STEPS_PER_EPOCH:
-            raise RuntimeError(f"{n} training examples: {math.ceil(n / BATCH)} steps per epoch, not {STEPS_PER_EPOCH}")
+            raise RuntimeError(
+                f"{n} training examples: {math.ceil(n / BATCH)} steps per epoch, not {STEPS_PER_EPOCH}"
+            )
         step = 0
-        with dyntrace.Recorder(model, optimizer, path, every=RECORD_EVERY, probes=["scalars"], config=config) as rec:
+        with dyntrace.Recorder(
+            model, optimizer, path, every=RECORD_EVERY, probes=["scalars"], config=config
+        ) as rec:
             while step < total:
                 for index in torch.randperm(n, generator=batches).split(BATCH):
                     loss = criterion(model(data.X_train[index]), data.y_train[index])
@@ -133,7 +159,9 @@ def runs(quick: bool) -> dict:
 
 def _check_steps(total: int) -> np.ndarray:
     """Steps at which the recorded rate is shown against its formula."""
-    return np.unique(np.array([1, 2, total // 10, total // 10 + 1, total // 4, total // 4 + 1, total // 2, total]))
+    return np.unique(
+        np.array([1, 2, total // 10, total // 10 + 1, total // 4, total // 4 + 1, total // 2, total])
+    )
 
 
 def _marks(runs):
@@ -165,20 +193,35 @@ def figure(runs):
     fig = Figure(figsize=(16, 10.5), layout="constrained")
     top, bottom = fig.subfigures(2, 1, height_ratios=(1, 1.25))
     left, right = top.subplots(1, 2, width_ratios=(1.5, 1))
-    plot_lr_schedules(list(runs.values()), labels=labels, colors=[colors[k] for k in runs], marks=_marks(runs),
-                      ax=left, log=False)
+    plot_lr_schedules(
+        list(runs.values()),
+        labels=labels,
+        colors=[colors[k] for k in runs],
+        marks=_marks(runs),
+        ax=left,
+        log=False,
+    )
     left.set_title("Learning rate per step, as recorded (circles: the formula)")
     plot_final_values(list(runs.values()), labels=labels, colors=[colors[k] for k in runs], ax=right)
-    right.set_title("Validation loss at the end: mean over the last 10 % of the steps\n"
-                    "(error bars: its step-to-step noise; dotted: constant rate)")
+    right.set_title(
+        "Validation loss at the end: mean over the last 10 % of the steps\n"
+        "(error bars: its step-to-step noise; dotted: constant rate)"
+    )
     right.set_ylim(0, None)
     axes = bottom.subplots(2, 4, sharex=True, sharey=True).ravel()
     values = np.concatenate([run.scalar("val_loss")[1] for run in runs.values()])
     ylim = (0.08, min(float(np.max(values)), 0.4))
     others = [k for k in runs if k != "constant"]
     for i, (ax, key) in enumerate(zip(axes, ["constant"] + others)):
-        plot_heldout_vs_reference(runs[key], runs["constant"], ax=ax, color=colors[key], label=LABELS[key],
-                                  reference_label="constant rate", ylim=ylim)
+        plot_heldout_vs_reference(
+            runs[key],
+            runs["constant"],
+            ax=ax,
+            color=colors[key],
+            label=LABELS[key],
+            reference_label="constant rate",
+            ylim=ylim,
+        )
         ax.set_title(LABELS[key], color=colors[key], fontweight="bold")
         ax.get_legend().remove()
         ax.set_xlabel("step" if i >= 4 else "")
@@ -186,11 +229,19 @@ def figure(runs):
             ax.set_ylabel("")
     axes[-1].remove()  # the shared axes of the grid do not suit bars: a fresh one in its place
     noise = bottom.add_subplot(2, 4, 8)
-    plot_late_noise(list(runs.values()), labels=labels, colors=[colors[k] for k in runs], names=("loss", "val_loss"),
-                    name_labels=("minibatch loss", "validation loss"), ax=noise)
+    plot_late_noise(
+        list(runs.values()),
+        labels=labels,
+        colors=[colors[k] for k in runs],
+        names=("loss", "val_loss"),
+        name_labels=("minibatch loss", "validation loss"),
+        ax=noise,
+    )
     noise.set_title("Noise around the trend, last quarter", fontsize="medium")
     noise.tick_params(axis="x", labelsize="x-small")
-    bottom.suptitle("Validation loss after every step (grey underneath: the constant rate)", fontweight="bold")
+    bottom.suptitle(
+        "Validation loss after every step (grey underneath: the constant rate)", fontweight="bold"
+    )
     return fig
 
 
@@ -204,29 +255,50 @@ def claims(runs):
         steps, lr = lr_at_steps(run, np.arange(1, total + 1))
         expected = LR0 * formula(key, options, steps - 1)
         errors[LABELS[key]] = float(np.max(np.abs(lr - expected) / expected))
-    out = [claim("the recorded rate equals its formula at every step: largest relative error per schedule",
-                 {k: f"{v:.0e}" for k, v in errors.items()}, max(errors.values()) < 1e-9,
-                 "< 1e-9 (the catalog's schedules and the Recorder's lr log against formulas written out here)",
-                 kind="check")]
+    out = [
+        claim(
+            "the recorded rate equals its formula at every step: largest relative error per schedule",
+            {k: f"{v:.0e}" for k, v in errors.items()},
+            max(errors.values()) < 1e-9,
+            "< 1e-9 (the catalog's schedules and the Recorder's lr log against formulas written out here)",
+            kind="check",
+        )
+    ]
     final = {key: late_mean(run, "val_loss") for key, run in runs.items()}
     ratio = {LABELS[k]: final[k] / final["constant"] for k in runs if k != "constant"}
-    out.append(claim("validation loss over the last 10 % of the steps ÷ the constant rate's, per schedule",
-                     ratio, ratio[LABELS["warmup_cosine"]] <= 0.9 and ratio[LABELS["step"]] <= 0.9
-                     and ratio[LABELS["inv_sqrt"]] > 1,
-                     f"warm-up + cosine and step decay ≤ 0.9 (constant: {final['constant']:.3g}): decay ends lower; "
-                     "k/√t > 1: decayed too early (the others in between, lower in a full run)", kind="phenomenon"))
+    out.append(
+        claim(
+            "validation loss over the last 10 % of the steps ÷ the constant rate's, per schedule",
+            ratio,
+            ratio[LABELS["warmup_cosine"]] <= 0.9
+            and ratio[LABELS["step"]] <= 0.9
+            and ratio[LABELS["inv_sqrt"]] > 1,
+            f"warm-up + cosine and step decay ≤ 0.9 (constant: {final['constant']:.3g}): decay ends lower; "
+            "k/√t > 1: decayed too early (the others in between, lower in a full run)",
+            kind="phenomenon",
+        )
+    )
     val = {key: late_noise(run, "val_loss") for key, run in runs.items()}
     ratio = {LABELS[key]: val[key] / val["constant"] for key in runs if key != "constant"}
-    out.append(claim(
-        "validation-loss noise over the last quarter, relative to the constant rate: every decaying schedule below 1/3",
-        ratio, all(r < 1 / 3 for r in ratio.values()), f"< 0.33 (constant: {val['constant']:.3g})", kind="phenomenon",
-    ))
+    out.append(
+        claim(
+            "validation-loss noise over the last quarter, relative to the constant rate: "
+            "every decaying schedule below 1/3",
+            ratio,
+            all(r < 1 / 3 for r in ratio.values()),
+            f"< 0.33 (constant: {val['constant']:.3g})",
+            kind="phenomenon",
+        )
+    )
     mb = {key: late_noise(run, "loss") for key, run in runs.items()}
-    out.append(claim(
-        "minibatch-loss noise, last quarter, decaying schedule ÷ constant rate: not reduced in proportion to the rate",
-        {LABELS[key]: mb[key] / mb["constant"] for key in runs if key != "constant"},
-        all(mb[key] / mb["constant"] > 0.3 for key in runs if key != "constant"),
-        "> 0.3 for each, while the final rate is α₀/10 or less: that noise is which 32 examples were drawn",
-        kind="phenomenon",
-    ))
+    out.append(
+        claim(
+            "minibatch-loss noise, last quarter, decaying schedule ÷ constant rate: "
+            "not reduced in proportion to the rate",
+            {LABELS[key]: mb[key] / mb["constant"] for key in runs if key != "constant"},
+            all(mb[key] / mb["constant"] > 0.3 for key in runs if key != "constant"),
+            "> 0.3 for each, while the final rate is α₀/10 or less: that noise is which 32 examples were drawn",
+            kind="phenomenon",
+        )
+    )
     return out

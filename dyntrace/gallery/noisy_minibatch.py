@@ -49,8 +49,16 @@ RECORD_EVERY = 20  # the whole-training-set measurements, every 20 updates
 B_SMALL, B_BIG = 8, 64  # the noise scale's two batch sizes: a minibatch's first 8 examples, and all 64
 EWMA_BETA = 0.9
 NOISE_BETA = 0.98  # EMA of the two |G|² estimates before dividing (≈ the last 50 steps)
-RUNS = {"full_batch": None, "minibatch_64": 64, "batch_1": 1}  # label: batch size (None: the whole training set)
-LABELS = {"full_batch": "full batch (1257)", "minibatch_64": "minibatch 64", "batch_1": "batch 1 (stochastic)"}
+RUNS = {
+    "full_batch": None,
+    "minibatch_64": 64,
+    "batch_1": 1,
+}  # label: batch size (None: the whole training set)
+LABELS = {
+    "full_batch": "full batch (1257)",
+    "minibatch_64": "minibatch 64",
+    "batch_1": "batch 1 (stochastic)",
+}
 COLOR_NAMES = {"full_batch": "full batch", "minibatch_64": "minibatch", "batch_1": "stochastic"}
 
 
@@ -90,14 +98,29 @@ def _train(path: str, batch: int | None, steps: int, every: int) -> None:
     data = make_dataset("digits", seed=SEED)
     x, y = data.X_train, data.y_train
     torch.manual_seed(SEED)  # the same initial weights for every batch size
-    model = make_model("mlp", x.shape[1], data.n_outputs, depth=DEPTH, width=WIDTH, activation="relu", init="he_normal")
+    model = make_model(
+        "mlp", x.shape[1], data.n_outputs, depth=DEPTH, width=WIDTH, activation="relu", init="he_normal"
+    )
     optimizer = torch.optim.SGD(model.parameters(), lr=LR)
     draws = torch.Generator().manual_seed(SEED)
     noise_scale = batch == B_BIG
-    config = {"dataset": "digits", "model": "mlp", "depth": DEPTH, "width": WIDTH, "activation": "relu",
-              "init": "he_normal", "optimizer": "sgd", "lr": LR, "batch_size": batch or len(x),
-              "n_train": len(x), "replacement": True, "steps": steps, "seed": SEED, "record_every": every,
-              **({"noise_scale": {"b_small": B_SMALL, "b_big": B_BIG}} if noise_scale else {})}
+    config = {
+        "dataset": "digits",
+        "model": "mlp",
+        "depth": DEPTH,
+        "width": WIDTH,
+        "activation": "relu",
+        "init": "he_normal",
+        "optimizer": "sgd",
+        "lr": LR,
+        "batch_size": batch or len(x),
+        "n_train": len(x),
+        "replacement": True,
+        "steps": steps,
+        "seed": SEED,
+        "record_every": every,
+        **({"noise_scale": {"b_small": B_SMALL, "b_big": B_BIG}} if noise_scale else {}),
+    }
     params = list(model.parameters())
     with dyntrace.Recorder(model, optimizer, path, every=every, probes=["scalars"], config=config) as rec:
         for step in range(steps):
@@ -109,7 +132,9 @@ def _train(path: str, batch: int | None, steps: int, every: int) -> None:
                     trace, grad_sq = _exact_noise(model, x, y)
                     scalars.update(trace_sigma_exact=trace, grad_sq_exact=grad_sq)
                 rec.log(**scalars)
-            index = torch.arange(len(x)) if batch is None else torch.randint(len(x), (batch,), generator=draws)
+            index = (
+                torch.arange(len(x)) if batch is None else torch.randint(len(x), (batch,), generator=draws)
+            )
             losses = torch.nn.functional.cross_entropy(model(x[index]), y[index], reduction="none")
             optimizer.zero_grad(set_to_none=True)
             if noise_scale:
@@ -166,11 +191,17 @@ def figure(runs):
     plot_sampling_noise(ordered, labels=labels, colors=palette, ax=fig.add_subplot(grid[1, 1]))
     n_train = runs["full_batch"].config["batch_size"]
     bottom = fig.add_subplot(grid[1, 2])
-    plot_noise_scale(runs["minibatch_64"], ax=bottom, beta=NOISE_BETA, color=colors["minibatch_64"],
-                     marks={f"full batch {n_train}": n_train, "minibatch 64": B_BIG, "batch 1": 1})
+    plot_noise_scale(
+        runs["minibatch_64"],
+        ax=bottom,
+        beta=NOISE_BETA,
+        color=colors["minibatch_64"],
+        marks={f"full batch {n_train}": n_train, "minibatch 64": B_BIG, "batch 1": 1},
+    )
     bottom.set_title(f"Gradient noise scale (|G|² of {B_SMALL} and of {B_BIG} examples)")
-    fig.suptitle(f"SGD at lr {LR} on digits with three batch sizes, from the same initial weights",
-                 fontweight="bold")
+    fig.suptitle(
+        f"SGD at lr {LR} on digits with three batch sizes, from the same initial weights", fontweight="bold"
+    )
     return fig
 
 
@@ -196,35 +227,60 @@ def noise_claim(run, label: str):
     ratio = noise_ratio(run)
     rel = relative_noise(run)
     ok = bool(0.75 <= ratio <= 1.33 and rel >= 0.02)
-    return claim(f"{label}: loss noise around the trend ÷ the sampling noise σ/√B of its batch; noise ÷ trend",
-                 {"÷ σ/√B": ratio if np.isfinite(ratio) else "undefined (B = all: no sampling noise)",
-                  "÷ trend": rel}, ok, "0.75–1.33 (std of a mean of B draws = σ/√B); ≥ 0.02 (visible)", kind="phenomenon")
+    return claim(
+        f"{label}: loss noise around the trend ÷ the sampling noise σ/√B of its batch; noise ÷ trend",
+        {"÷ σ/√B": ratio if np.isfinite(ratio) else "undefined (B = all: no sampling noise)", "÷ trend": rel},
+        ok,
+        "0.75–1.33 (std of a mean of B draws = σ/√B); ≥ 0.02 (visible)",
+        kind="phenomenon",
+    )
 
 
 def claims(runs):
     from dyntrace.plots.minibatch_noise import exact_noise_scale, noise_scale_of, relative_noise
 
-    out = [noise_claim(runs["minibatch_64"], LABELS["minibatch_64"]), noise_claim(runs["batch_1"], LABELS["batch_1"])]
+    out = [
+        noise_claim(runs["minibatch_64"], LABELS["minibatch_64"]),
+        noise_claim(runs["batch_1"], LABELS["batch_1"]),
+    ]
     rel = {k: relative_noise(runs[k]) for k in RUNS}
     full = rel["full_batch"]
-    out.append(claim("loss noise ÷ trend: batch 1 > minibatch 64 > full batch; full batch below 0.1 % "
-                     "(what is left is the curve's bend, not noise)",
-                     {LABELS[k]: v for k, v in rel.items()}, rel["batch_1"] > rel["minibatch_64"] > full and full < 1e-3,
-                     "batch smooth, minibatch noisy, stochastic noisiest (seed 001)", kind="phenomenon"))
+    out.append(
+        claim(
+            "loss noise ÷ trend: batch 1 > minibatch 64 > full batch; full batch below 0.1 % "
+            "(what is left is the curve's bend, not noise)",
+            {LABELS[k]: v for k, v in rel.items()},
+            rel["batch_1"] > rel["minibatch_64"] > full and full < 1e-3,
+            "batch smooth, minibatch noisy, stochastic noisiest (seed 001)",
+            kind="phenomenon",
+        )
+    )
     _, loss = runs["full_batch"].scalar("loss")
     rises = float(np.mean(np.diff(loss) > 0))
-    out.append(claim("full batch: share of updates after which the loss rises", rises, rises == 0,
-                     "0: gradient descent at a stable rate is monotone", kind="check"))
+    out.append(
+        claim(
+            "full batch: share of updates after which the loss rises",
+            rises,
+            rises == 0,
+            "0: gradient descent at a stable rate is monotone",
+            kind="check",
+        )
+    )
     # per epoch (examples seen): where each run's trend is after as many examples as the full batch uses in 20 updates
     from dyntrace.plots.minibatch_noise import loss_at_epoch
 
     epochs = min(20, runs["minibatch_64"].n_steps * B_BIG / runs["full_batch"].config["batch_size"])
     at = {k: loss_at_epoch(runs[k], epochs) for k in ("full_batch", "minibatch_64")}
-    out.append(claim(f"after {epochs:.3g} epochs of examples: the minibatch trend ÷ the full batch's loss",
-                     {**{LABELS[k]: v for k, v in at.items()}, "ratio": at["minibatch_64"] / at["full_batch"]},
-                     at["minibatch_64"] / at["full_batch"] <= 0.5,
-                     "≤ 0.5: per example seen, many cheap minibatch updates beat one expensive full-batch update "
-                     "(seed 001)", kind="phenomenon"))
+    out.append(
+        claim(
+            f"after {epochs:.3g} epochs of examples: the minibatch trend ÷ the full batch's loss",
+            {**{LABELS[k]: v for k, v in at.items()}, "ratio": at["minibatch_64"] / at["full_batch"]},
+            at["minibatch_64"] / at["full_batch"] <= 0.5,
+            "≤ 0.5: per example seen, many cheap minibatch updates beat one expensive full-batch update "
+            "(seed 001)",
+            kind="phenomenon",
+        )
+    )
     est_steps, estimate = noise_scale_of(runs["minibatch_64"], beta=NOISE_BETA)
     exact = exact_noise_scale(runs["minibatch_64"])
     half = len(est_steps) // 2
@@ -236,16 +292,30 @@ def claims(runs):
     est_trace, est_grad = float(np.mean(trace[half:])), float(np.mean(grad_sq[half:]))
     ex_trace, ex_grad = float(np.mean(exact.trace_sigma[late])), float(np.mean(exact.grad_sq[late]))
     errors = [abs(est_trace / ex_trace - 1), abs(est_grad / ex_grad - 1)]
-    out.append(claim("second half: tr Σ and |G|² from the two batch sizes (mean over updates) ÷ the exact values "
-                     "from 1257 per-example gradients (mean over records)",
-                     {"tr Σ": est_trace / ex_trace, "|G|²": est_grad / ex_grad,
-                      "B_simple": f"{est_trace / est_grad:.0f} vs exact {ex_trace / ex_grad:.0f}"},
-                     max(errors) <= 0.2, "1 ± 0.2 (McCandlish et al. 2018, appendix A: both estimates are unbiased)",
-                     kind="check"))
+    out.append(
+        claim(
+            "second half: tr Σ and |G|² from the two batch sizes (mean over updates) ÷ the exact values "
+            "from 1257 per-example gradients (mean over records)",
+            {
+                "tr Σ": est_trace / ex_trace,
+                "|G|²": est_grad / ex_grad,
+                "B_simple": f"{est_trace / est_grad:.0f} vs exact {ex_trace / ex_grad:.0f}",
+            },
+            max(errors) <= 0.2,
+            "1 ± 0.2 (McCandlish et al. 2018, appendix A: both estimates are unbiased)",
+            kind="check",
+        )
+    )
     first = float(exact.b_simple[0])
     b_late = ex_trace / ex_grad
-    out.append(claim("B_simple (exact) at the start and over the second half; the batch sizes it separates",
-                     {"start": first, "second half": b_late}, b_late >= 3 * first and B_BIG < b_late < 1257,
-                     "grows as the loss falls (McCandlish et al.: ≥ 3× here); 64 < B_simple < 1257: minibatch 64 is "
-                     "noise-dominated, the full batch far past it", kind="phenomenon"))
+    out.append(
+        claim(
+            "B_simple (exact) at the start and over the second half; the batch sizes it separates",
+            {"start": first, "second half": b_late},
+            b_late >= 3 * first and B_BIG < b_late < 1257,
+            "grows as the loss falls (McCandlish et al.: ≥ 3× here); 64 < B_simple < 1257: minibatch 64 is "
+            "noise-dominated, the full batch far past it",
+            kind="phenomenon",
+        )
+    )
     return out

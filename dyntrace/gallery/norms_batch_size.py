@@ -29,12 +29,12 @@ feature — and accuracy falls by tens of points, while LayerNorm and GroupNorm,
 each example over its own features, are as good at batch 2 as at 32. Dashed: a small CNN, where
 BatchNorm averages each channel over the batch and the pixels (2 × 8 × 8 = 128 values at batch
 2), loses only a few points, about as much as InstanceNorm (each image's own pixels): what
-BatchNorm needs is enough values to average, and a batch of 2 feature vectors is not enough. The same pattern as ResNet-50
-on ImageNet (Wu & He 2018): BatchNorm's error rises from 23.6 % at 32 images per GPU to 34.7 %
-at 2, GroupNorm's stays at 24.1 %. Right: why, from the activations probe — the outputs of the
-MLP's first BatchNorm layer on the first minibatch. With two examples, each feature becomes
-(x − mean)/std of two numbers: exactly −1 for the smaller and +1 for the larger (bars at ±1);
-with 32 examples the outputs keep their spread.
+BatchNorm needs is enough values to average, and a batch of 2 feature vectors is not enough.
+The same pattern as ResNet-50 on ImageNet (Wu & He 2018): BatchNorm's error rises from 23.6 %
+at 32 images per GPU to 34.7 % at 2, GroupNorm's stays at 24.1 %. Right: why, from the
+activations probe — the outputs of the MLP's first BatchNorm layer on the first minibatch. With
+two examples, each feature becomes (x − mean)/std of two numbers: exactly −1 for the smaller
+and +1 for the larger (bars at ±1); with 32 examples the outputs keep their spread.
 """
 
 # -- configuration (saved into each run file) --------------------------------------------------
@@ -61,20 +61,31 @@ CNN_NORMS = ("batch", "instance")
 BATCHES = (2, 4, 8, 32)
 QUICK_BATCHES = (2, 32)
 NAMES = {"batch": "BatchNorm", "layer": "LayerNorm", "group": "GroupNorm", "instance": "InstanceNorm"}
-PUBLISHED = "ResNet-50, ImageNet (Wu & He 2018): BN error 23.6 % → 34.7 % from 32 to 2 images per GPU; GN 24.1 % → 24.1 %"
+PUBLISHED = (
+    "ResNet-50, ImageNet (Wu & He 2018): BN error 23.6 % → 34.7 % from 32 to 2 images per GPU; "
+    "GN 24.1 % → 24.1 %"
+)
 
 
 def run_config(norm: str, batch: int, cnn: bool = False, epochs: int = BASE.epochs) -> TrainConfig:
     """The config of one run: ``norm`` at batch size ``batch``, lr scaled by B / 32, MLP or CNN."""
-    return BASE.replace(norm=norm, norm_options=NORM_OPTIONS.get(norm, {}), batch_size=batch,
-                        lr=BASE.lr * batch / 32, epochs=epochs, **(CNN if cnn else {}))
+    return BASE.replace(
+        norm=norm,
+        norm_options=NORM_OPTIONS.get(norm, {}),
+        batch_size=batch,
+        lr=BASE.lr * batch / 32,
+        epochs=epochs,
+        **(CNN if cnn else {}),
+    )
 
 
 def runs(quick: bool) -> dict:
     batches = QUICK_BATCHES if quick else BATCHES
     epochs = 1 if quick else BASE.epochs
     out = {f"mlp_{n}_{b}": run_config(n, b, False, epochs) for n in MLP_NORMS for b in batches}
-    out.update({f"cnn_{n}_{b}": run_config(n, b, True, epochs) for n in CNN_NORMS for b in (batches[0], batches[-1])})
+    out.update(
+        {f"cnn_{n}_{b}": run_config(n, b, True, epochs) for n in CNN_NORMS for b in (batches[0], batches[-1])}
+    )
     return out
 
 
@@ -82,7 +93,9 @@ def _accuracy(runs, net, norm):
     """{batch size: final validation accuracy} of one network and normalisation."""
     from dyntrace.plots.batch_size import final_value
 
-    return {int(r.config["batch_size"]): final_value(r) for k, r in runs.items() if k.startswith(f"{net}_{norm}_")}
+    return {
+        int(r.config["batch_size"]): final_value(r) for k, r in runs.items() if k.startswith(f"{net}_{norm}_")
+    }
 
 
 def figure(runs):
@@ -107,11 +120,15 @@ def figure(runs):
     left.set_title("Validation accuracy after 2 epochs (solid: MLP, dashed: CNN)")
 
     small, large = min(_accuracy(runs, "mlp", "batch")), max(_accuracy(runs, "mlp", "batch"))
-    for key, color, label in ((f"mlp_batch_{large}", "#56b4e9", f"batch of {large}"),
-                              (f"mlp_batch_{small}", method_color("BatchNorm"), f"batch of {small}")):
+    for key, color, label in (
+        (f"mlp_batch_{large}", "#56b4e9", f"batch of {large}"),
+        (f"mlp_batch_{small}", method_color("BatchNorm"), f"batch of {small}"),
+    ):
         hist = runs[key].hist("activations", "norm1")
         share = hist.counts[0] / max(hist.sampled[0], 1)
-        right.stairs(share, hist.edges, color=color, lw=2, fill=key.endswith(f"_{small}"), alpha=0.8, label=label)
+        right.stairs(
+            share, hist.edges, color=color, lw=2, fill=key.endswith(f"_{small}"), alpha=0.8, label=label
+        )
     right.set_xlim(-3, 3)
     right.set_xlabel("output of the first BatchNorm layer (before γ, β have learned)")
     right.set_ylabel("share of the outputs per bin")
@@ -125,31 +142,61 @@ def claims(runs):
     out = []
     bn = _accuracy(runs, "mlp", "batch")
     small, large = min(bn), max(bn)
-    out.append(claim_small_batch_loses(runs[f"mlp_batch_{small}"], runs[f"mlp_batch_{large}"],
-                                       others={f"batch {b}": a for b, a in sorted(bn.items()) if b not in (small, large)}))
+    out.append(
+        claim_small_batch_loses(
+            runs[f"mlp_batch_{small}"],
+            runs[f"mlp_batch_{large}"],
+            others={f"batch {b}": a for b, a in sorted(bn.items()) if b not in (small, large)},
+        )
+    )
     bn_drop = bn[large] - bn[small]
     for norm in ("layer", "group"):
         acc = _accuracy(runs, "mlp", norm)
-        out.append(claim(f"MLP: {NAMES[norm]} at batch {small} loses at most 10 points against batch {large} "
-                         f"(BatchNorm: {100 * bn_drop:.0f})", {f"batch {b}": a for b, a in sorted(acc.items())},
-                         acc[small] >= acc[large] - 0.10, "independent of the batch (GN: 24.1 % at both, Wu & He 2018)",
-                         kind="phenomenon"))
+        out.append(
+            claim(
+                f"MLP: {NAMES[norm]} at batch {small} loses at most 10 points against batch {large} "
+                f"(BatchNorm: {100 * bn_drop:.0f})",
+                {f"batch {b}": a for b, a in sorted(acc.items())},
+                acc[small] >= acc[large] - 0.10,
+                "independent of the batch (GN: 24.1 % at both, Wu & He 2018)",
+                kind="phenomenon",
+            )
+        )
     cnn_bn = _accuracy(runs, "cnn", "batch")
     drops = {"MLP": bn[large] - bn[small], "CNN": cnn_bn[large] - cnn_bn[small]}
-    out.append(claim(f"CNN: BatchNorm loses at most a third of what it loses in the MLP at batch {small} "
-                     f"(accuracy drop from batch {large})", drops,
-                     drops["CNN"] <= drops["MLP"] / 3, "on images it averages each channel over B × H × W = 128 "
-                     "values at B = 2, not 2", kind="phenomenon"))
+    out.append(
+        claim(
+            f"CNN: BatchNorm loses at most a third of what it loses in the MLP at batch {small} "
+            f"(accuracy drop from batch {large})",
+            drops,
+            drops["CNN"] <= drops["MLP"] / 3,
+            "on images it averages each channel over B × H × W = 128 values at B = 2, not 2",
+            kind="phenomenon",
+        )
+    )
     acc = _accuracy(runs, "cnn", "instance")
-    out.append(claim(f"CNN: InstanceNorm at batch {small} loses at most 10 points against batch {large}",
-                     {f"batch {b}": a for b, a in sorted(acc.items())}, acc[small] >= acc[large] - 0.10,
-                     "independent of the batch", kind="phenomenon"))
+    out.append(
+        claim(
+            f"CNN: InstanceNorm at batch {small} loses at most 10 points against batch {large}",
+            {f"batch {b}": a for b, a in sorted(acc.items())},
+            acc[small] >= acc[large] - 0.10,
+            "independent of the batch",
+            kind="phenomenon",
+        )
+    )
     run = runs[f"mlp_batch_{small}"]
     std = float(run.stat("activations", "norm1", "std")[1][0])
-    largest = float(max(abs(run.stat("activations", "norm1", "min")[1][0]), run.stat("activations", "norm1", "max")[1][0]))
-    out.append(claim(f"MLP, batch {small}: at the first step every BatchNorm output is −1 or +1 (std 1 with no value beyond ±1)",
-                     {"std": std, "largest |value|": largest}, abs(std - 1) < 0.01 and largest <= 1 + 1e-6,
-                     "(x − mean)/std of two numbers is ±1 (up to ε = 1e-5)"))
+    largest = float(
+        max(abs(run.stat("activations", "norm1", "min")[1][0]), run.stat("activations", "norm1", "max")[1][0])
+    )
+    out.append(
+        claim(
+            f"MLP, batch {small}: at the first step every BatchNorm output is −1 or +1 (std 1 with no value beyond ±1)",
+            {"std": std, "largest |value|": largest},
+            abs(std - 1) < 0.01 and largest <= 1 + 1e-6,
+            "(x − mean)/std of two numbers is ±1 (up to ε = 1e-5)",
+        )
+    )
     return out
 
 
@@ -161,5 +208,10 @@ def claim_small_batch_loses(small, large, others=None):
     b_small, b_large = int(small.config["batch_size"]), int(large.config["batch_size"])
     norm = NAMES[small.config["norm"]]
     acc = {f"batch {b_small}": final_value(small), **(others or {}), f"batch {b_large}": final_value(large)}
-    return claim(f"MLP: {norm} at batch {b_small} loses at least 15 points of validation accuracy against batch {b_large}",
-                 acc, acc[f"batch {b_large}"] - acc[f"batch {b_small}"] >= 0.15, PUBLISHED, kind="phenomenon")
+    return claim(
+        f"MLP: {norm} at batch {b_small} loses at least 15 points of validation accuracy against batch {b_large}",
+        acc,
+        acc[f"batch {b_large}"] - acc[f"batch {b_small}"] >= 0.15,
+        PUBLISHED,
+        kind="phenomenon",
+    )

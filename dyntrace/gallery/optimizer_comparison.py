@@ -66,8 +66,10 @@ QUICK_STEPS = 200
 
 def runs(quick: bool) -> dict:
     steps = QUICK_STEPS if quick else BOOK.steps
-    return {label: BOOK.replace(optimizer=name, lr=lr, optimizer_options=options, steps=steps)
-            for label, (name, lr, options) in OPTIMIZERS.items()}
+    return {
+        label: BOOK.replace(optimizer=name, lr=lr, optimizer_options=options, steps=steps)
+        for label, (name, lr, options) in OPTIMIZERS.items()
+    }
 
 
 def smoothed_loss(run):
@@ -94,12 +96,30 @@ def figure(runs):
     styles = ["--" if k == "sgd_effective" else "-" for k in labels]
     fig = Figure(figsize=(13, 5.2), layout="constrained")
     left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": (1.5, 1)})
-    plot_curves([runs[k] for k in labels], labels=[LABELS[k] for k in labels], colors=colors, styles=styles,
-                smooth="kaiser", ax=left, ylabel="training loss (cross-entropy)", logy=True)
+    plot_curves(
+        [runs[k] for k in labels],
+        labels=[LABELS[k] for k in labels],
+        colors=colors,
+        styles=styles,
+        smooth="kaiser",
+        ax=left,
+        ylabel="training loss (cross-entropy)",
+        logy=True,
+    )
     left.get_legend().remove()
     left.set_title("Training loss (faint: each minibatch; solid: Kaiser-smoothed)")
-    plot_curves([runs[k] for k in labels], scalar="val_accuracy", labels=[LABELS[k] for k in labels], colors=colors,
-                styles=styles, ax=right, ylabel="validation accuracy", logy=False, smooth="none", raw=False)
+    plot_curves(
+        [runs[k] for k in labels],
+        scalar="val_accuracy",
+        labels=[LABELS[k] for k in labels],
+        colors=colors,
+        styles=styles,
+        ax=right,
+        ylabel="validation accuracy",
+        logy=False,
+        smooth="none",
+        raw=False,
+    )
     right.get_legend().remove()
     right.set_ylim(0.5, 1.0)
     right.set_title("Validation accuracy after each epoch")
@@ -114,14 +134,24 @@ def claims(runs):
     final = {k: _at(runs[k], at) for k in OPTIMIZERS}
     out = [
         claim_sgd_slowest(runs["sgd"], {k: runs[k] for k in ("momentum", "adagrad", "adam")}),
-        claim(f"Momentum, AdaGrad and Adam each end at least 3 × below SGD (iteration {at})",
-              {LABELS[k].split(" (")[0]: final["sgd"] / final[k] for k in ("momentum", "adagrad", "adam")},
-              all(final["sgd"] >= 3 * final[k] for k in ("momentum", "adagrad", "adam")),
-              "book: SGD / others = 3.0, 9.4, 4.7", kind="phenomenon"),
+        claim(
+            f"Momentum, AdaGrad and Adam each end at least 3 × below SGD (iteration {at})",
+            {LABELS[k].split(" (")[0]: final["sgd"] / final[k] for k in ("momentum", "adagrad", "adam")},
+            all(final["sgd"] >= 3 * final[k] for k in ("momentum", "adagrad", "adam")),
+            "book: SGD / others = 3.0, 9.4, 4.7",
+            kind="phenomenon",
+        ),
     ]
     early = {LABELS[k].split(" (")[0]: _at(runs[k], EARLY) for k in ("momentum", "adagrad", "adam")}
-    out.append(claim(f"AdaGrad is ahead at the start: the lowest smoothed loss at iteration {EARLY}",
-                     early, min(early, key=early.get) == "AdaGrad", "book: AdaGrad slightly ahead", kind="phenomenon"))
+    out.append(
+        claim(
+            f"AdaGrad is ahead at the start: the lowest smoothed loss at iteration {EARLY}",
+            early,
+            min(early, key=early.get) == "AdaGrad",
+            "book: AdaGrad slightly ahead",
+            kind="phenomenon",
+        )
+    )
     out.append(claim_effective_step(runs["sgd_effective"], runs["momentum"]))
     return out
 
@@ -136,8 +166,13 @@ def claim_sgd_slowest(sgd, others: dict):
     at = _compared_at(sgd)
     final = {"SGD": _at(sgd, at), **{LABELS[k].split(" (")[0]: _at(r, at) for k, r in others.items()}}
     book = ", ".join(f"{LABELS[k].split(' (')[0]} {v}" for k, v in BOOK_AT_1900.items())
-    return claim(f"SGD is the slowest: its smoothed loss at iteration {at} is the highest of the four", final,
-                 max(final, key=final.get) == "SGD", f"book (MNIST, iteration 1900): {book}", kind="phenomenon")
+    return claim(
+        f"SGD is the slowest: its smoothed loss at iteration {at} is the highest of the four",
+        final,
+        max(final, key=final.get) == "SGD",
+        f"book (MNIST, iteration 1900): {book}",
+        kind="phenomenon",
+    )
 
 
 def claim_effective_step(sgd_effective, momentum):
@@ -145,6 +180,11 @@ def claim_effective_step(sgd_effective, momentum):
     at = _compared_at(momentum)
     ratio = _at(sgd_effective, at) / _at(momentum, at)
     lr = sgd_effective.config["lr"]
-    return claim(f"SGD at lr 0.01 / (1 − μ) = 0.1 ends within a factor 1.5 of Momentum (iteration {at}; SGD's lr here "
-                 f"{lr:g})", {"SGD / Momentum": ratio}, 1 / 1.5 <= ratio <= 1.5,
-                 "effective step of heavy-ball momentum: lr / (1 − μ)", kind="phenomenon")
+    return claim(
+        f"SGD at lr 0.01 / (1 − μ) = 0.1 ends within a factor 1.5 of Momentum (iteration {at}; SGD's lr here "
+        f"{lr:g})",
+        {"SGD / Momentum": ratio},
+        1 / 1.5 <= ratio <= 1.5,
+        "effective step of heavy-ball momentum: lr / (1 − μ)",
+        kind="phenomenon",
+    )

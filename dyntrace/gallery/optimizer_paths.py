@@ -76,16 +76,24 @@ def figure(runs):
 
     fig = Figure(figsize=(17, 5.4), layout="constrained")  # equal axes: the panels are twice as wide as high
     left, right = fig.subfigures(1, 2, width_ratios=(3.3, 1))
-    plot_optimizer_paths(list(runs.values()), labels=[TITLES[k] for k in runs], ax=list(left.subplots(2, 4, sharex=True, sharey=True).ravel()))
+    plot_optimizer_paths(
+        list(runs.values()),
+        labels=[TITLES[k] for k in runs],
+        ax=list(left.subplots(2, 4, sharex=True, sharey=True).ravel()),
+    )
     for i, a in enumerate(left.axes):
         if i % 4:
             a.set_ylabel("")
         if i < 4:
             a.set_xlabel("")
-    left.suptitle("Paths over the contour of f(x, y) = x²/20 + y² from (−7, 2), 30 updates (○ start, ■ end, + minimum)",
-                  fontweight="bold")
+    left.suptitle(
+        "Paths over the contour of f(x, y) = x²/20 + y² from (−7, 2), 30 updates (○ start, ■ end, + minimum)",
+        fontweight="bold",
+    )
     ax = right.subplots()
-    plot_path_losses(list(runs.values()), labels=[TITLES[k].split(" (")[0].split("(")[0] for k in runs], ax=ax)
+    plot_path_losses(
+        list(runs.values()), labels=[TITLES[k].split(" (")[0].split("(")[0] for k in runs], ax=ax
+    )
     legend = ax.get_legend()
     if legend is not None:
         legend.remove()
@@ -104,36 +112,80 @@ def claims(runs):
     steps, x, y = _xy(runs["sgd"])
     t = steps.astype(np.float64)
     error = max(np.max(np.abs(x - (-7.0 * 0.905**t))), np.max(np.abs(y - 2.0 * (-0.9) ** t)))
-    out.append(claim("SGD zig-zags exactly: x_t = −7·0.905ᵗ, y_t = 2·(−0.9)ᵗ for every recorded t (largest deviation)",
-                     error, error < 1e-12, "exact (0 up to float64 round-off)", kind="check"))
+    out.append(
+        claim(
+            "SGD zig-zags exactly: x_t = −7·0.905ᵗ, y_t = 2·(−0.9)ᵗ for every recorded t (largest deviation)",
+            error,
+            error < 1e-12,
+            "exact (0 up to float64 round-off)",
+            kind="check",
+        )
+    )
     got, worst = {}, 0.0
     for label, (bx, by) in BOOK_AT_29.items():
         steps, x, y = _xy(runs[label])
         i = int(np.flatnonzero(steps == 29)[0])
         got[TITLES[label].split(" (")[0]] = f"({x[i]:.3f}, {y[i]:.3f})"
         worst = max(worst, abs(x[i] - bx), abs(y[i] - by))
-    out.append(claim("after 29 updates, the book's four at the book's positions", got, worst < 1e-3,
-                     "book: " + ", ".join(f"({bx:.3f}, {by:.3f})" for bx, by in BOOK_AT_29.values())
-                     + f"; largest difference {worst:.1e} (< 1e-3)", kind="check"))
+    out.append(
+        claim(
+            "after 29 updates, the book's four at the book's positions",
+            got,
+            worst < 1e-3,
+            "book: "
+            + ", ".join(f"({bx:.3f}, {by:.3f})" for bx, by in BOOK_AT_29.values())
+            + f"; largest difference {worst:.1e} (< 1e-3)",
+            kind="check",
+        )
+    )
 
     f_end = {label: float(run.scalar("loss")[1][-1]) for label, run in runs.items()}
-    out.append(claim("Nesterov ends lower than Momentum at the same lr and μ (f after 30 updates)",
-                     {"Nesterov": f_end["nesterov"], "Momentum": f_end["momentum"]},
-                     f_end["nesterov"] < f_end["momentum"], "Nesterov < Momentum", kind="phenomenon"))
+    out.append(
+        claim(
+            "Nesterov ends lower than Momentum at the same lr and μ (f after 30 updates)",
+            {"Nesterov": f_end["nesterov"], "Momentum": f_end["momentum"]},
+            f_end["nesterov"] < f_end["momentum"],
+            "Nesterov < Momentum",
+            kind="phenomenon",
+        )
+    )
 
     _, ax_, ay = _xy(runs["adam"])
     _, rx, ry = _xy(runs["radam"])
     # RAdam's first update is unrectified: −lr·m̂₁ = −lr·g₀ with g₀ = (x₀/10, 2y₀) = (−0.7, 4)
     first = (rx[1] - rx[0], ry[1] - ry[0])
-    length = {name: float(np.sum(np.hypot(np.diff(px[5:]), np.diff(py[5:])))) for name, px, py in (("RAdam", rx, ry), ("Adam", ax_, ay))}
-    out.append(claim("RAdam's first update is the plain momentum step −lr·g₀ (not rectified)",
-                     f"({first[0]:.3f}, {first[1]:.3f})", np.allclose(first, (0.21, -1.2), atol=1e-9), "(0.210, −1.200)", kind="check"))
-    out.append(claim("rectified RAdam (updates 6–30, r_t ≤ 0.1) travels under a quarter of Adam's path length",
-                     length, length["RAdam"] < 0.25 * length["Adam"], "RAdam < ¼ Adam", kind="phenomenon"))
+    length = {
+        name: float(np.sum(np.hypot(np.diff(px[5:]), np.diff(py[5:]))))
+        for name, px, py in (("RAdam", rx, ry), ("Adam", ax_, ay))
+    }
+    out.append(
+        claim(
+            "RAdam's first update is the plain momentum step −lr·g₀ (not rectified)",
+            f"({first[0]:.3f}, {first[1]:.3f})",
+            np.allclose(first, (0.21, -1.2), atol=1e-9),
+            "(0.210, −1.200)",
+            kind="check",
+        )
+    )
+    out.append(
+        claim(
+            "rectified RAdam (updates 6–30, r_t ≤ 0.1) travels under a quarter of Adam's path length",
+            length,
+            length["RAdam"] < 0.25 * length["Adam"],
+            "RAdam < ¼ Adam",
+            kind="phenomenon",
+        )
+    )
 
     _, sx, sy = _xy(runs["sgd"])
     _, lx, ly = _xy(runs["lookahead"])
-    out.append(claim("Lookahead around SGD cancels the zig-zag (y after 30 updates, in size) but lags along x",
-                     {"y Lookahead": ly[-1], "y SGD": sy[-1], "x Lookahead": lx[-1], "x SGD": sx[-1]},
-                     abs(ly[-1]) < 0.1 * abs(sy[-1]) and lx[-1] < sx[-1], "size of y: Lookahead ≪ SGD; x: Lookahead further from 0", kind="phenomenon"))
+    out.append(
+        claim(
+            "Lookahead around SGD cancels the zig-zag (y after 30 updates, in size) but lags along x",
+            {"y Lookahead": ly[-1], "y SGD": sy[-1], "x Lookahead": lx[-1], "x SGD": sx[-1]},
+            abs(ly[-1]) < 0.1 * abs(sy[-1]) and lx[-1] < sx[-1],
+            "size of y: Lookahead ≪ SGD; x: Lookahead further from 0",
+            kind="phenomenon",
+        )
+    )
     return out

@@ -107,9 +107,14 @@ def figure(runs):
     names = [TITLES[k].format(patience=runs[k].config.get("early_stopping")) for k in order]
     colors = dict(zip(VARIANTS, method_colors(["none", "weight decay", "dropout", "early stopping"])))
     plot_val_losses([runs[k] for k in order], labels=names, colors=[colors[k] for k in order], ax=bottom)
-    bottom.set_title("Validation loss of the four runs, on a linear scale: it rises after its lowest point (dot) "
-                     "unless the net is regularised or stopped", fontsize="medium")
-    fig.suptitle("Digits, 300 training examples, MLP [100] × 6, SGD lr 0.1, minibatches of 100", fontweight="bold")
+    bottom.set_title(
+        "Validation loss of the four runs, on a linear scale: it rises after its lowest point (dot) "
+        "unless the net is regularised or stopped",
+        fontsize="medium",
+    )
+    fig.suptitle(
+        "Digits, 300 training examples, MLP [100] × 6, SGD lr 0.1, minibatches of 100", fontweight="bold"
+    )
     return fig
 
 
@@ -131,10 +136,14 @@ def overfit_claim(run, label: str = "no regularisation"):
     rise = float(val[-1] / val[best])
     ratio = float(val[-1] / train[-1])
     ok = 5 <= best + 1 <= 0.7 * len(val) and rise >= 1.1 and ratio >= 100
-    return claim(f"{label}: the validation loss's lowest epoch; its rise from there to the end; validation ÷ "
-                 "training loss at the end",
-                 {"lowest at epoch": best + 1, "rise": rise, "validation ÷ training": ratio}, ok,
-                 "lowest in the first 70 % of the run, rise ≥ 1.1, ratio ≥ 100: the net memorises", kind="phenomenon")
+    return claim(
+        f"{label}: the validation loss's lowest epoch; its rise from there to the end; validation ÷ "
+        "training loss at the end",
+        {"lowest at epoch": best + 1, "rise": rise, "validation ÷ training": ratio},
+        ok,
+        "lowest in the first 70 % of the run, rise ≥ 1.1, ratio ≥ 100: the net memorises",
+        kind="phenomenon",
+    )
 
 
 def _losses(run):
@@ -151,20 +160,36 @@ def claims(runs):
     _, test_decay = runs["weight_decay"].scalar("test_loss")
     _, test_none = runs["no_regularisation"].scalar("test_loss")
     rise = float(val[-1] / np.nanmin(val))
-    out.append(claim("weight decay: rise of the validation loss from its lowest epoch to the end; test loss at the end "
-                     "(vs no regularisation's)",
-                     {"rise": rise, "test loss": test_decay[-1], "no regularisation": test_none[-1]},
-                     rise < 1.1 and test_decay[-1] < 0.9 * test_none[-1],
-                     "< 1.1 (no overfitting rise); test loss ≥ 10 % lower", kind="phenomenon"))
-    out.append(claim("dropout: training and validation accuracy at the end; its training loss ÷ no regularisation's",
-                     {"train": drop[0], "validation": drop[1], "training-loss ratio": drop[2] / none[2]},
-                     drop[0] >= 0.98 and drop[1] >= 0.9 and drop[2] >= 10 * none[2],
-                     "it trains (≥ 0.98, ≥ 0.9) but cannot memorise as hard (≥ 10×)", kind="phenomenon"))
+    out.append(
+        claim(
+            "weight decay: rise of the validation loss from its lowest epoch to the end; test loss at the end "
+            "(vs no regularisation's)",
+            {"rise": rise, "test loss": test_decay[-1], "no regularisation": test_none[-1]},
+            rise < 1.1 and test_decay[-1] < 0.9 * test_none[-1],
+            "< 1.1 (no overfitting rise); test loss ≥ 10 % lower",
+            kind="phenomenon",
+        )
+    )
+    out.append(
+        claim(
+            "dropout: training and validation accuracy at the end; its training loss ÷ no regularisation's",
+            {"train": drop[0], "validation": drop[1], "training-loss ratio": drop[2] / none[2]},
+            drop[0] >= 0.98 and drop[1] >= 0.9 and drop[2] >= 10 * none[2],
+            "it trains (≥ 0.98, ≥ 0.9) but cannot memorise as hard (≥ 10×)",
+            kind="phenomenon",
+        )
+    )
     gaps = {label.replace("_", " "): e[0] - e[1] for label, e in end.items() if label != "early_stopping"}
-    out.append(claim("accuracy gap (training − validation) at the end", gaps,
-                     none[0] >= 0.98 and all(0 <= g < 0.12 for g in gaps.values()),
-                     "book (MNIST, lr 0.01): ≈ 0.24, 0.21, 0.12 — all outside, smaller: digits generalise from 300 "
-                     "examples far better; here 0–0.12 with the training accuracy at 1", kind="phenomenon"))
+    out.append(
+        claim(
+            "accuracy gap (training − validation) at the end",
+            gaps,
+            none[0] >= 0.98 and all(0 <= g < 0.12 for g in gaps.values()),
+            "book (MNIST, lr 0.01): ≈ 0.24, 0.21, 0.12 — all outside, smaller: digits generalise from 300 "
+            "examples far better; here 0–0.12 with the training accuracy at 1",
+            kind="phenomenon",
+        )
+    )
     run = runs["early_stopping"]
     _, val_loss = run.scalar("val_loss")
     best = int(np.nanargmin(val_loss)) + 1
@@ -172,12 +197,22 @@ def claims(runs):
     _, test_es = run.scalar("test_loss")
     patience = run.config["early_stopping"]
     n_none = len(_losses(runs["no_regularisation"])[2])
-    out.append(claim(f"early stopping: the epoch of the lowest validation loss, the stop, and the test loss of the "
-                     f"weights kept (vs no regularisation's at epoch {n_none})",
-                     {"lowest at epoch": best, "stopped at epoch": stop or "never", "test loss": test_es[-1],
-                      "no regularisation": test_none[-1]},
-                     stop is not None and stop == best + patience and stop < 0.5 * n_none
-                     and test_es[-1] < 0.95 * test_none[-1],
-                     f"stops {patience} epochs after the lowest, before half the run; test loss ≥ 5 % lower",
-                     kind="phenomenon"))
+    out.append(
+        claim(
+            f"early stopping: the epoch of the lowest validation loss, the stop, and the test loss of the "
+            f"weights kept (vs no regularisation's at epoch {n_none})",
+            {
+                "lowest at epoch": best,
+                "stopped at epoch": stop or "never",
+                "test loss": test_es[-1],
+                "no regularisation": test_none[-1],
+            },
+            stop is not None
+            and stop == best + patience
+            and stop < 0.5 * n_none
+            and test_es[-1] < 0.95 * test_none[-1],
+            f"stops {patience} epochs after the lowest, before half the run; test loss ≥ 5 % lower",
+            kind="phenomenon",
+        )
+    )
     return out

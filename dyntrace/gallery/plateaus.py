@@ -128,8 +128,11 @@ def grid_results(runs) -> dict:
     """{optimizer: [(lr, updates to converge or None)]} over the recorded grid."""
     out = {}
     for opt, rates in GRID.items():
-        out[opt] = [(lr, updates_to_converge(runs[f"path_{opt}_lr{lr:g}"])) for lr in rates
-                    if f"path_{opt}_lr{lr:g}" in runs]
+        out[opt] = [
+            (lr, updates_to_converge(runs[f"path_{opt}_lr{lr:g}"]))
+            for lr in rates
+            if f"path_{opt}_lr{lr:g}" in runs
+        ]
     return out
 
 
@@ -156,34 +159,73 @@ def figure(runs):
     grid = fig.add_gridspec(2, 4, height_ratios=(1.15, 1))
     top = fig.add_subplot(grid[0, :3])
     deep = [runs[k] for k in DEEP_RUNS]
-    plot_plateau_escape(deep, labels=[_label(r) for r in deep], colors=[colors[opt] for opt, _ in DEEP_RUNS.values()],
-                        ax=top, window=PLATEAU_WINDOW, threshold=PLATEAU_THRESHOLD, escape_drop=ESCAPE_DROP,
-                        logy=True, ylabel="training loss (MSE)")
+    plot_plateau_escape(
+        deep,
+        labels=[_label(r) for r in deep],
+        colors=[colors[opt] for opt, _ in DEEP_RUNS.values()],
+        ax=top,
+        window=PLATEAU_WINDOW,
+        threshold=PLATEAU_THRESHOLD,
+        escape_drop=ESCAPE_DROP,
+        logy=True,
+        ylabel="training loss (MSE)",
+    )
     for i, level in enumerate(_theory_levels()):
-        top.axhline(level, color=NEUTRAL, lw=1.0, ls=":", zorder=1,
-                    label="predicted levels (Saxe et al.)" if i == 0 else None)
+        top.axhline(
+            level,
+            color=NEUTRAL,
+            lw=1.0,
+            ls=":",
+            zorder=1,
+            label="predicted levels (Saxe et al.)" if i == 0 else None,
+        )
         rest = f"modes {i + 1}–4" if i < 3 else "mode 4"
-        top.annotate(f"{level:.2f}: {rest} still to learn", (1.0, level), xycoords=("axes fraction", "data"),
-                     xytext=(-4, 3), textcoords="offset points", ha="right", va="bottom", fontsize="small",
-                     color="dimgray")
+        top.annotate(
+            f"{level:.2f}: {rest} still to learn",
+            (1.0, level),
+            xycoords=("axes fraction", "data"),
+            xytext=(-4, 3),
+            textcoords="offset points",
+            ha="right",
+            va="bottom",
+            fontsize="small",
+            color="dimgray",
+        )
     top.set_ylim(0.01, 5)  # the four levels, evenly spaced on the log axis
     handles, labels = top.get_legend_handles_labels()
     top.get_legend().remove()
     legend(top, owns=False, handles=handles, labels=labels)
-    top.set_title(f"Deep linear net 8 → 16 → 8 from small weights, full batch: SGD and Momentum at the same "
-                  f"effective rate η/(1 − μ) = {EFFECTIVE_LR:g}", fontsize="medium")
+    top.set_title(
+        f"Deep linear net 8 → 16 → 8 from small weights, full batch: SGD and Momentum at the same "
+        f"effective rate η/(1 − μ) = {EFFECTIVE_LR:g}",
+        fontsize="medium",
+    )
     best = best_rates(runs)
-    plot_rate_grid(grid_results(runs), best=best, colors=colors, labels=LABELS, converged=CONVERGED,
-                   ax=fig.add_subplot(grid[0, 3]))
+    plot_rate_grid(
+        grid_results(runs),
+        best=best,
+        colors=colors,
+        labels=LABELS,
+        converged=CONVERGED,
+        ax=fig.add_subplot(grid[0, 3]),
+    )
     paths = {opt: runs[f"path_{opt}_lr{lr:g}"] for opt, lr in best.items()}
     for i, (opt, run) in enumerate(paths.items()):
         ax = fig.add_subplot(grid[1, i])
         plot_optimizer_path(run, ax=ax, color=colors[opt], label=_label(run))
         ax.set_title(f"{_label(run)} (its best)", fontsize="medium")
     right = fig.add_subplot(grid[1, 3])
-    plot_plateau_escape(list(paths.values()), labels=[_label(r) for r in paths.values()],
-                        colors=[colors[o] for o in paths], ax=right, escape_drop=ESCAPE_DROP, min_level=0.5,
-                        start_escape=True, logy=False, ylabel="f(x_t, y_t)")
+    plot_plateau_escape(
+        list(paths.values()),
+        labels=[_label(r) for r in paths.values()],
+        colors=[colors[o] for o in paths],
+        ax=right,
+        escape_drop=ESCAPE_DROP,
+        min_level=0.5,
+        start_escape=True,
+        logy=False,
+        ylabel="f(x_t, y_t)",
+    )
     right.set_xlabel("updates t")
     right.set_title("f along each path at its best rate", fontsize="medium")
     fig.suptitle("Plateaus: where the gradient is tiny, plain SGD crawls", fontweight="bold")
@@ -195,8 +237,13 @@ def _plateaus(run):
     from dyntrace.analysis import find_plateaus
 
     steps, loss = run.scalar("loss")
-    return [p for p in find_plateaus(steps, loss, window=PLATEAU_WINDOW, threshold=PLATEAU_THRESHOLD,
-                                     escape_drop=ESCAPE_DROP) if p.escape is not None]
+    return [
+        p
+        for p in find_plateaus(
+            steps, loss, window=PLATEAU_WINDOW, threshold=PLATEAU_THRESHOLD, escape_drop=ESCAPE_DROP
+        )
+        if p.escape is not None
+    ]
 
 
 def _stage_escapes(run) -> list:
@@ -222,14 +269,24 @@ def stages_claim(run, label: str | None = None):
     steps, _ = run.scalar("loss")
     need = len(levels) if steps[-1] >= DEEP.steps else len(levels) - 1
     matched = sum(e is not None for e in escapes)
-    detected = {f"{t:.3g}": next((round(p.level, 3) for p in found if abs(p.level - t) / t <= LEVEL_TOLERANCE), "none")
-                for t in levels}
-    return claim(f"deep linear, {label}: a plateau detected (and left) at every predicted level, within "
-                 f"{LEVEL_TOLERANCE:.0%}, and nowhere else",
-                 {"predicted → detected": ", ".join(f"{k} → {v}" for k, v in detected.items()),
-                  "elsewhere": len(stray)}, matched >= need and not stray,
-                 "levels Σ_{rest} s²/8 = " + ", ".join(f"{t:.3g}" for t in levels) + " (Saxe et al. 2014); "
-                 f"{need} of them in this run's length", kind="phenomenon")
+    detected = {
+        f"{t:.3g}": next(
+            (round(p.level, 3) for p in found if abs(p.level - t) / t <= LEVEL_TOLERANCE), "none"
+        )
+        for t in levels
+    }
+    return claim(
+        f"deep linear, {label}: a plateau detected (and left) at every predicted level, within "
+        f"{LEVEL_TOLERANCE:.0%}, and nowhere else",
+        {
+            "predicted → detected": ", ".join(f"{k} → {v}" for k, v in detected.items()),
+            "elsewhere": len(stray),
+        },
+        matched >= need and not stray,
+        "levels Σ_{rest} s²/8 = " + ", ".join(f"{t:.3g}" for t in levels) + " (Saxe et al. 2014); "
+        f"{need} of them in this run's length",
+        kind="phenomenon",
+    )
 
 
 def claims(runs):
@@ -237,20 +294,39 @@ def claims(runs):
     sgd, mom = _stage_escapes(runs["deep_sgd"]), _stage_escapes(runs["deep_momentum"])
     pairs = [(s, m) for s, m in zip(sgd, mom) if s is not None and m is not None]
     ratios = [m / s for s, m in pairs]
-    out.append(claim(f"deep linear, equal effective rate η/(1 − μ) = {EFFECTIVE_LR:g}: each stage's escape step, "
-                     "Momentum ÷ SGD",
-                     ratios or "no stage in both", bool(ratios) and all(1.0 <= r <= 1.5 for r in ratios),
-                     "1–1.5: at the same effective step momentum is plain SGD, a little late while its velocity "
-                     "builds (not sooner)", kind="phenomenon"))
+    out.append(
+        claim(
+            f"deep linear, equal effective rate η/(1 − μ) = {EFFECTIVE_LR:g}: each stage's escape step, "
+            "Momentum ÷ SGD",
+            ratios or "no stage in both",
+            bool(ratios) and all(1.0 <= r <= 1.5 for r in ratios),
+            "1–1.5: at the same effective step momentum is plain SGD, a little late while its velocity "
+            "builds (not sooner)",
+            kind="phenomenon",
+        )
+    )
     adam = _plateaus(runs["deep_adam"])
     adam_stages = [p for p in adam if p.level < 0.9 * _theory_levels()[0]]
-    out.append(claim(f"deep linear, {_label(runs['deep_adam'])}: plateaus after the start (stages)",
-                     len(adam_stages), not adam_stages,
-                     "0: normalised per coordinate, Adam learns the modes together", kind="phenomenon"))
+    out.append(
+        claim(
+            f"deep linear, {_label(runs['deep_adam'])}: plateaus after the start (stages)",
+            len(adam_stages),
+            not adam_stages,
+            "0: normalised per coordinate, Adam learns the modes together",
+            kind="phenomenon",
+        )
+    )
     _, loss = runs["deep_adam"].scalar("loss")
     rises = int(np.sum(np.diff(loss) > 1e-9 * loss[:-1]))
-    out.append(claim(f"deep linear, {_label(runs['deep_adam'])}: steps at which the loss rises", rises, rises == 0,
-                     "0 (the rate's criterion: the largest of the grid whose loss never rises)", kind="check"))
+    out.append(
+        claim(
+            f"deep linear, {_label(runs['deep_adam'])}: steps at which the loss rises",
+            rises,
+            rises == 0,
+            "0 (the rate's criterion: the largest of the grid whose loss never rises)",
+            kind="check",
+        )
+    )
     best = best_rates(runs)
     esc = {}
     for opt, lr in best.items():
@@ -260,18 +336,31 @@ def claims(runs):
         esc[opt] = first_escape(steps, loss, drop=ESCAPE_DROP)
     sgd_esc = esc["sgd"] if esc["sgd"] is not None else np.inf
     ok = all(v is not None and 3 * v <= sgd_esc for k, v in esc.items() if k != "sgd")
-    out.append(claim("2-D plateau, each at its best rate: the update at which f is first 10 % below its start",
-                     {f"{LABELS[k]} (lr {best[k]:g})": (v if v is not None else "never") for k, v in esc.items()}, ok,
-                     "momentum and Adam ≥ 3× sooner than SGD (seed 001: they leave plateaus sooner)",
-                     kind="phenomenon"))
+    out.append(
+        claim(
+            "2-D plateau, each at its best rate: the update at which f is first 10 % below its start",
+            {f"{LABELS[k]} (lr {best[k]:g})": (v if v is not None else "never") for k, v in esc.items()},
+            ok,
+            "momentum and Adam ≥ 3× sooner than SGD (seed 001: they leave plateaus sooner)",
+            kind="phenomenon",
+        )
+    )
     grid = grid_results(runs)
     edges = {}
     for opt, results in grid.items():
         done = [lr for lr, n in results if n is not None]
         edges[LABELS[opt]] = f"converges up to lr {max(done):g}" if done else "never"
     sgd_limit = max(lr for lr, n in grid["sgd"] if n is not None) if any(n for _, n in grid["sgd"]) else 0
-    mom_limit = max(lr for lr, n in grid["momentum"] if n is not None) if any(n for _, n in grid["momentum"]) else 0
-    out.append(claim("2-D plateau: the largest converging rate of the grid (the well's curvature is 1)", edges,
-                     sgd_limit <= 2 < 4 and 2 <= mom_limit < 3.8,
-                     "SGD diverges above 2/λ = 2; heavy ball stays stable up to 2(1 + μ)/λ = 3.8", kind="check"))
+    mom_limit = (
+        max(lr for lr, n in grid["momentum"] if n is not None) if any(n for _, n in grid["momentum"]) else 0
+    )
+    out.append(
+        claim(
+            "2-D plateau: the largest converging rate of the grid (the well's curvature is 1)",
+            edges,
+            sgd_limit <= 2 < 4 and 2 <= mom_limit < 3.8,
+            "SGD diverges above 2/λ = 2; heavy ball stays stable up to 2(1 + μ)/λ = 3.8",
+            kind="check",
+        )
+    )
     return out

@@ -36,7 +36,14 @@ ACTIVATIONS = {  # catalog name → label
     "tanh": "tanh",
     "swish": "swish",
 }
-REFERENCE = {"linear": 0.0, "ReLU": 1.2e-3, "LeakyReLU": 1.2e-3, "softsign": 1.6e-4, "tanh": 8e-5, "swish": 4.5e-5}
+REFERENCE = {
+    "linear": 0.0,
+    "ReLU": 1.2e-3,
+    "LeakyReLU": 1.2e-3,
+    "softsign": 1.6e-4,
+    "tanh": 8e-5,
+    "swish": 4.5e-5,
+}
 
 
 def _record(activation: str, config: dict):
@@ -45,16 +52,18 @@ def _record(activation: str, config: dict):
         from torch import nn
 
         import dyntrace
+        from dyntrace.analysis import roughness
         from dyntrace.catalog.models import mlp
         from dyntrace.io import format as fmt
-        from dyntrace.analysis import roughness
 
         c = config
         with torch.random.fork_rng(devices=[]):
             nets = nn.ModuleDict()
             for k in range(c["networks"]):
                 torch.manual_seed(c["seed"] + k)  # network k has the same weights for every activation
-                nets[f"net{k}"] = mlp(2, 1, depth=c["depth"], width=c["width"], activation=activation, init=c["init"])
+                nets[f"net{k}"] = mlp(
+                    2, 1, depth=c["depth"], width=c["width"], activation=activation, init=c["init"]
+                )
         axis = torch.linspace(-c["extent"], c["extent"], c["grid"])
         yy, xx = torch.meshgrid(axis, axis, indexing="ij")  # row i ↔ y[i], column j ↔ x[j]
         points = torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)
@@ -62,16 +71,31 @@ def _record(activation: str, config: dict):
         grids = {}
         # Only scalars are probed: the activations probe's full-precision moments over
         # 40 000 × 128 outputs per layer would cost twice the forward passes themselves.
-        with dyntrace.Recorder(nets, optimizer, path, every=1, probes=["scalars"], config={**c, "activation": activation}) as rec:
+        with dyntrace.Recorder(
+            nets, optimizer, path, every=1, probes=["scalars"], config={**c, "activation": activation}
+        ) as rec:
             with torch.no_grad():
                 for name, net in nets.items():
                     grids[name] = net(points).reshape(c["grid"], c["grid"]).double().numpy()
             optimizer.step()  # no gradients, lr 0: completes the recorded step 1
             rec.log(**{f"roughness/{name}": roughness(g) for name, g in grids.items()})
         for name, grid in grids.items():
-            fmt.write_landscape(path, name, {"xcoordinates": axis.double().numpy(), "ycoordinates": axis.double().numpy(), "train_loss": grid},
-                                {"kind": "output_landscape", "values": "network output f(x, y), stored under train_loss",
-                                 "label": ACTIVATIONS[activation], "activation": activation, "network": name})
+            fmt.write_landscape(
+                path,
+                name,
+                {
+                    "xcoordinates": axis.double().numpy(),
+                    "ycoordinates": axis.double().numpy(),
+                    "train_loss": grid,
+                },
+                {
+                    "kind": "output_landscape",
+                    "values": "network output f(x, y), stored under train_loss",
+                    "label": ACTIVATIONS[activation],
+                    "activation": activation,
+                    "network": name,
+                },
+            )
 
     return record
 
@@ -93,8 +117,12 @@ def figure(runs):
         plot_output_landscape(runs[name], ax=a, name="net0")
     left.suptitle("Output of one random network over the input plane", fontweight="bold")
     ax = right.subplots()
-    plot_roughness({label: runs[name] for name, label in ACTIVATIONS.items()}, ax=ax, reference=REFERENCE,
-                   reference_label="documented replication")
+    plot_roughness(
+        {label: runs[name] for name, label in ACTIVATIONS.items()},
+        ax=ax,
+        reference=REFERENCE,
+        reference_label="documented replication",
+    )
     return fig
 
 
@@ -102,27 +130,70 @@ def claims(runs):
     from dyntrace.analysis import roughness
     from dyntrace.plots.output_landscape import output_landscapes
 
-    values = {ACTIVATIONS[name]: np.array([roughness(r.loss) for r in output_landscapes(runs[name]).values()]) for name in ACTIVATIONS}
+    values = {
+        ACTIVATIONS[name]: np.array([roughness(r.loss) for r in output_landscapes(runs[name]).values()])
+        for name in ACTIVATIONS
+    }
     median = {label: float(np.median(v)) for label, v in values.items()}
     n = len(values["ReLU"])
     out = []
-    out.append(claim("linear: roughness of every network (a plane, 0 up to float32 round-off)", values["linear"].max(),
-                     values["linear"].max() < 1e-5, "≈ 0", kind="check"))
+    out.append(
+        claim(
+            "linear: roughness of every network (a plane, 0 up to float32 round-off)",
+            values["linear"].max(),
+            values["linear"].max() < 1e-5,
+            "≈ 0",
+            kind="check",
+        )
+    )
     kinds = ["ReLU", "LeakyReLU", "softsign", "tanh", "swish"]
-    out.append(claim(f"median roughness over {n} random networks: " + ", ".join(kinds), [median[k] for k in kinds],
-                     all(REFERENCE[k] / 3 <= median[k] <= REFERENCE[k] * 3 for k in kinds),
-                     ", ".join(f"{REFERENCE[k]:.2g}" for k in kinds) + " (within × 3: one seed varies ≈ × 2.5)", kind="phenomenon"))
-    out.append(claim("order of the medians: ReLU ≈ LeakyReLU > softsign > tanh > swish",
-                     f"ReLU/LeakyReLU {median['ReLU'] / median['LeakyReLU']:.2f}; " + " > ".join(f"{median[k]:.2g}" for k in kinds[1:]),
-                     abs(np.log(median["ReLU"] / median["LeakyReLU"])) < np.log(1.25)
-                     and median["LeakyReLU"] > median["softsign"] > median["tanh"] > median["swish"], "ReLU ≈ LeakyReLU > softsign > tanh > swish", kind="phenomenon"))
+    out.append(
+        claim(
+            f"median roughness over {n} random networks: " + ", ".join(kinds),
+            [median[k] for k in kinds],
+            all(REFERENCE[k] / 3 <= median[k] <= REFERENCE[k] * 3 for k in kinds),
+            ", ".join(f"{REFERENCE[k]:.2g}" for k in kinds) + " (within × 3: one seed varies ≈ × 2.5)",
+            kind="phenomenon",
+        )
+    )
+    out.append(
+        claim(
+            "order of the medians: ReLU ≈ LeakyReLU > softsign > tanh > swish",
+            f"ReLU/LeakyReLU {median['ReLU'] / median['LeakyReLU']:.2f}; "
+            + " > ".join(f"{median[k]:.2g}" for k in kinds[1:]),
+            abs(np.log(median["ReLU"] / median["LeakyReLU"])) < np.log(1.25)
+            and median["LeakyReLU"] > median["softsign"] > median["tanh"] > median["swish"],
+            "ReLU ≈ LeakyReLU > softsign > tanh > swish",
+            kind="phenomenon",
+        )
+    )
     ratio = median["ReLU"] / median["swish"]
-    out.append(claim("ReLU / swish roughness (medians)", ratio, ratio > 10,
-                     "> 10; documented replication ≈ 27: " + ("inside ×1.5" if 18 <= ratio <= 40 else "outside, lower")
-                     + f" (medians of {n} networks; one network varies ≈ × 2.5)", kind="phenomenon"))
-    logged = np.array([v for k in ACTIVATIONS for v in np.sort([runs[k].scalar(f"roughness/net{i}")[1][0] for i in range(n)])])
+    out.append(
+        claim(
+            "ReLU / swish roughness (medians)",
+            ratio,
+            ratio > 10,
+            "> 10; documented replication ≈ 27: "
+            + ("inside ×1.5" if 18 <= ratio <= 40 else "outside, lower")
+            + f" (medians of {n} networks; one network varies ≈ × 2.5)",
+            kind="phenomenon",
+        )
+    )
+    logged = np.array(
+        [
+            v
+            for k in ACTIVATIONS
+            for v in np.sort([runs[k].scalar(f"roughness/net{i}")[1][0] for i in range(n)])
+        ]
+    )
     stored = np.array([v for label in ACTIVATIONS.values() for v in np.sort(values[label])])
-    out.append(claim("roughness logged during the run = roughness of the stored grids (max relative difference)",
-                     float(np.max(np.abs(logged - stored) / np.maximum(stored, 1e-30))), np.allclose(logged, stored, rtol=1e-9, atol=1e-15),
-                     "equal", kind="check"))
+    out.append(
+        claim(
+            "roughness logged during the run = roughness of the stored grids (max relative difference)",
+            float(np.max(np.abs(logged - stored) / np.maximum(stored, 1e-30))),
+            np.allclose(logged, stored, rtol=1e-9, atol=1e-15),
+            "equal",
+            kind="check",
+        )
+    )
     return out

@@ -102,9 +102,16 @@ def build(out_dir, names=None, *, quick: bool = False, progress: bool = True) ->
 
 
 def _as_dict(r: EntryResult) -> dict:
-    return {"name": r.name, "title": r.title, "caption": r.caption,
-            "figure": os.path.basename(r.figure) if r.figure else None, "claims": [c.to_dict() for c in r.claims],
-            "runs": {k: os.path.basename(v) for k, v in r.runs.items()}, "seconds": r.seconds, "error": r.error}
+    return {
+        "name": r.name,
+        "title": r.title,
+        "caption": r.caption,
+        "figure": os.path.basename(r.figure) if r.figure else None,
+        "claims": [c.to_dict() for c in r.claims],
+        "runs": {k: os.path.basename(v) for k, v in r.runs.items()},
+        "seconds": r.seconds,
+        "error": r.error,
+    }
 
 
 def _write_json(out_dir: Path, results: list[EntryResult], *, quick: bool):
@@ -124,10 +131,16 @@ def _read_index(out_dir: Path, *, quick: bool) -> dict:
     out = {}
     for name, e in (data.get("entries") or {}).items():
         try:
-            out[name] = EntryResult(name=e["name"], title=e["title"], caption=e["caption"],
-                                    figure=str(out_dir / e["figure"]) if e.get("figure") else None,
-                                    claims=[Claim(**c) for c in e["claims"]], runs=dict(e.get("runs") or {}),
-                                    seconds=float(e["seconds"]), error=e.get("error"))
+            out[name] = EntryResult(
+                name=e["name"],
+                title=e["title"],
+                caption=e["caption"],
+                figure=str(out_dir / e["figure"]) if e.get("figure") else None,
+                claims=[Claim(**c) for c in e["claims"]],
+                runs=dict(e.get("runs") or {}),
+                seconds=float(e["seconds"]),
+                error=e.get("error"),
+            )
         except (KeyError, TypeError, ValueError):  # an older or damaged record: rebuilt next time
             continue
     return out
@@ -167,5 +180,8 @@ def write_index(out_dir: Path, results: list[EntryResult], *, quick: bool):
                 cells = (c.kind, c.text, c.measured, c.expected or "–", "yes" if c.passed else "**NO**")
                 lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
             lines.append("")
-        lines += [f"<sub>`dyntrace gallery --only {r.name}` · {len(r.runs)} run(s) · {r.seconds:.1f} s</sub>", ""]
+        lines += [
+            f"<sub>`dyntrace gallery --only {r.name}` · {len(r.runs)} run(s) · {r.seconds:.1f} s</sub>",
+            "",
+        ]
     (out_dir / "README.md").write_text("\n".join(lines))

@@ -66,8 +66,14 @@ LABELS = {
     "gd_ridge_noise": "… the same with gradient noise (std 0.001)",
     "gd_minimum_noise": "gradient noise at the minimum (0, 1)",
 }
-COLORS = {"gd": "sgd", "momentum": "momentum", "adam": "adam", "gd_ridge": "#949494", "gd_ridge_noise": "#117733",
-          "gd_minimum_noise": "#882255"}
+COLORS = {
+    "gd": "sgd",
+    "momentum": "momentum",
+    "adam": "adam",
+    "gd_ridge": "#949494",
+    "gd_ridge_noise": "#117733",
+    "gd_minimum_noise": "#882255",
+}
 STYLES = {"gd_ridge": "--", "gd_minimum_noise": ":"}
 
 
@@ -85,8 +91,16 @@ def path_run(optimizer_name: str, options: dict, start, noise: float, steps: int
         point = Point(get("function", FUNCTION), start)
         optimizer = make_optimizer(optimizer_name, point.parameters(), lr=LR, **options)
         draws = torch.Generator().manual_seed(SEED)
-        config = {"function": FUNCTION, "optimizer": optimizer_name, "lr": LR, **options, "start": list(start),
-                  "gradient_noise_std": noise, "steps": steps, "seed": SEED}
+        config = {
+            "function": FUNCTION,
+            "optimizer": optimizer_name,
+            "lr": LR,
+            **options,
+            "start": list(start),
+            "gradient_noise_std": noise,
+            "steps": steps,
+            "seed": SEED,
+        }
         with dyntrace.Recorder(point, optimizer, path, every=1, probes=["scalars"], config=config) as rec:
             for _ in range(steps):
                 optimizer.zero_grad()
@@ -106,10 +120,14 @@ def path_run(optimizer_name: str, options: dict, start, noise: float, steps: int
 
 def runs(quick: bool) -> dict:
     # 6 × 200 steps of a 2-number model take about a second: quick mode runs the same
-    return {label: path_run(name, options, start, noise) for label, (name, options, start, noise) in RUNS.items()}
+    return {
+        label: path_run(name, options, start, noise) for label, (name, options, start, noise) in RUNS.items()
+    }
 
 
-def momentum_rate(lr: float = LR, mu: float = MOMENTUM, curvature: float = CURVATURE_Y) -> tuple[float, float]:
+def momentum_rate(
+    lr: float = LR, mu: float = MOMENTUM, curvature: float = CURVATURE_Y
+) -> tuple[float, float]:
     """(λ, A): heavy-ball momentum on a direction of curvature h < 0 grows like y_t ≈ A·y₀·λᵗ,
     λ the largest root of λ² − (1 + μ − ηh)λ + μ = 0; A from y₁ = y₀(1 − ηh) and zero velocity."""
     b = 1 + mu - lr * curvature
@@ -160,34 +178,74 @@ def figure(runs):
     left, right = fig.subplots(1, 2, width_ratios=(1.25, 1))
     function = FUNCTIONS[FUNCTION]
     draw_contour(left, function, levels=16)
-    for k in ("gd_ridge_noise", "gd_ridge", "gd", "momentum", "adam"):  # the ridge run's dashes over the noisy one
+    for k in (
+        "gd_ridge_noise",
+        "gd_ridge",
+        "gd",
+        "momentum",
+        "adam",
+    ):  # the ridge run's dashes over the noisy one
         _, x, y = path_xy(runs[k])
-        left.plot(x, y, color=colors[k], ls=STYLES.get(k, "-"), lw=2.4 if k == "gd_ridge" else 1.6, marker="o",
-                  ms=2.2, label=LABELS[k])
+        left.plot(
+            x,
+            y,
+            color=colors[k],
+            ls=STYLES.get(k, "-"),
+            lw=2.4 if k == "gd_ridge" else 1.6,
+            marker="o",
+            ms=2.2,
+            label=LABELS[k],
+        )
         left.plot(x[-1], y[-1], marker="s", ms=7, color=colors[k], mec="k", ls="none")
     left.plot(*zip(NEAR, ON_RIDGE), marker="o", ms=9, mfc="white", mec="k", ls="none", label="starts")
     left.plot(0, -1, marker="+", ms=12, mew=2, color="k", ls="none")
     left.plot(0, 0, marker="x", ms=11, mew=2.5, color="k", ls="none", label="saddle (gradient 0)")
     _, xm, ym = path_xy(runs["gd_minimum_noise"])
     left.plot(xm, ym, color=colors["gd_minimum_noise"], lw=0.8)
-    left.annotate("noise at the minimum\nstays within 0.001", (0, 1), xytext=(0.9, 1.3), fontsize="small",
-                  arrowprops={"arrowstyle": "->", "color": "dimgray"})
+    left.annotate(
+        "noise at the minimum\nstays within 0.001",
+        (0, 1),
+        xytext=(0.9, 1.3),
+        fontsize="small",
+        arrowprops={"arrowstyle": "->", "color": "dimgray"},
+    )
     left.set_aspect("equal")
     left.set_title("Paths on f(x, y) = x² + (y² − 1)²/4, lr 0.1, 200 steps (■ end)")
 
     order = ["gd", "momentum", "adam", "gd_ridge", "gd_ridge_noise", "gd_minimum_noise"]
-    plot_escape([runs[k] for k in order], centers=[0, 0, 0, 0, 0, 1.0], labels=[LABELS[k] for k in order],
-                colors=[colors[k] for k in order], styles=[STYLES.get(k, "-") for k in order], ax=right)
+    plot_escape(
+        [runs[k] for k in order],
+        centers=[0, 0, 0, 0, 0, 1.0],
+        labels=[LABELS[k] for k in order],
+        colors=[colors[k] for k in order],
+        styles=[STYLES.get(k, "-") for k in order],
+        ax=right,
+    )
     t = np.arange(0, STEPS + 1)
-    right.plot(t, NEAR[1] * (1 + LR) ** t, color=colors["gd"], ls="--", lw=1, label="predicted: × (1 + η) per step")
+    right.plot(
+        t, NEAR[1] * (1 + LR) ** t, color=colors["gd"], ls="--", lw=1, label="predicted: × (1 + η) per step"
+    )
     rate, amplitude = momentum_rate()
-    right.plot(t, amplitude * NEAR[1] * rate**t, color=colors["momentum"], ls="--", lw=1,
-               label=f"predicted: × {rate:.3f} per step")
-    right.axhline(stationary_std(), color=colors["gd_minimum_noise"], ls="--", lw=1,
-                  label="predicted noise level at a minimum")
+    right.plot(
+        t,
+        amplitude * NEAR[1] * rate**t,
+        color=colors["momentum"],
+        ls="--",
+        lw=1,
+        label=f"predicted: × {rate:.3f} per step",
+    )
+    right.axhline(
+        stationary_std(),
+        color=colors["gd_minimum_noise"],
+        ls="--",
+        lw=1,
+        label="predicted noise level at a minimum",
+    )
     right.set_ylim(3e-8, 3)
     right.set_xlim(0, STEPS)
-    right.text(STEPS * 0.99, ESCAPE * 1.25, "escaped: |y| = 0.5", ha="right", fontsize="small", color="dimgray")
+    right.text(
+        STEPS * 0.99, ESCAPE * 1.25, "escaped: |y| = 0.5", ha="right", fontsize="small", color="dimgray"
+    )
     right.get_legend().remove()
     for line in right.get_lines():
         if line.get_gid() == LABELS["gd_minimum_noise"]:
@@ -200,7 +258,9 @@ def figure(runs):
     fig.legend(seen.values(), seen.keys(), loc="outside lower center", ncols=4, fontsize="small")
     right.set_ylabel("distance along y from the ridge y = 0 (or from y = 1)")
     right.set_title("Leaving the saddle: distance from the ridge, log scale")
-    fig.suptitle("At a saddle the gradient is zero as at a minimum: only a push along the way down gets a run out")
+    fig.suptitle(
+        "At a saddle the gradient is zero as at a minimum: only a push along the way down gets a run out"
+    )
     return fig
 
 
@@ -214,34 +274,65 @@ def claims(runs):
     expected[0] = NEAR[1]
     for t in range(1, len(y)):
         expected[t] = expected[t - 1] * (1 + LR * (1 - expected[t - 1] ** 2))
-    error = max(float(np.max(np.abs(y - expected))), float(np.max(np.abs(x - NEAR[0] * (1 - 2 * LR) ** steps))))
-    out.append(claim("gradient descent is the exact map x ← 0.8x, y ← y(1 + η(1 − y²)) (largest deviation)", error,
-                     error < 1e-12, "exact (float64 round-off)"))
+    error = max(
+        float(np.max(np.abs(y - expected))), float(np.max(np.abs(x - NEAR[0] * (1 - 2 * LR) ** steps)))
+    )
+    out.append(
+        claim(
+            "gradient descent is the exact map x ← 0.8x, y ← y(1 + η(1 − y²)) (largest deviation)",
+            error,
+            error < 1e-12,
+            "exact (float64 round-off)",
+        )
+    )
     escape = {k: escape_step(runs[k], threshold=ESCAPE) for k in ("gd", "momentum", "adam")}
     linear = math.log(ESCAPE / NEAR[1]) / math.log(1 + LR)
-    out.append(claim("gradient descent from y₀ = 0.001 escapes (|y| ≥ 0.5) when the 1-D map predicts",
-                     escape["gd"], escape["gd"] == gd_escape(NEAR[1]),
-                     f"{gd_escape(NEAR[1])} (linear estimate ln(0.5/y₀)/ln(1.1) = {linear:.1f})"))
+    out.append(
+        claim(
+            "gradient descent from y₀ = 0.001 escapes (|y| ≥ 0.5) when the 1-D map predicts",
+            escape["gd"],
+            escape["gd"] == gd_escape(NEAR[1]),
+            f"{gd_escape(NEAR[1])} (linear estimate ln(0.5/y₀)/ln(1.1) = {linear:.1f})",
+        )
+    )
     rate, amplitude = momentum_rate()
     predicted = math.log(ESCAPE / (amplitude * NEAR[1])) / math.log(rate)
-    out.append(claim("Momentum escapes sooner than gradient descent at the same lr, near its linear prediction",
-                     {"Momentum": escape["momentum"], "gradient descent": escape["gd"]},
-                     escape["momentum"] is not None and escape["momentum"] < escape["gd"]
-                     and abs(escape["momentum"] - predicted) <= 5,
-                     f"Momentum ≈ {predicted:.1f} (growth × {rate:.3f} per step) ± 5", kind="phenomenon"))
+    out.append(
+        claim(
+            "Momentum escapes sooner than gradient descent at the same lr, near its linear prediction",
+            {"Momentum": escape["momentum"], "gradient descent": escape["gd"]},
+            escape["momentum"] is not None
+            and escape["momentum"] < escape["gd"]
+            and abs(escape["momentum"] - predicted) <= 5,
+            f"Momentum ≈ {predicted:.1f} (growth × {rate:.3f} per step) ± 5",
+            kind="phenomenon",
+        )
+    )
     out.append(claim_adam_escapes(runs["adam"], escape["gd"]))
     _, x, y = path_xy(runs["gd_ridge"])
     _, grad = runs["gd_ridge"].scalar("grad_norm")
-    out.append(claim("exactly on the ridge, gradient descent converges to the saddle and stays: y stays 0, "
-                     "the gradient vanishes (|∇f| at the end)", {"largest |y|": float(np.max(np.abs(y))), "|∇f|": grad[-1]},
-                     np.max(np.abs(y)) == 0 and grad[-1] < 1e-12, "y = 0, |∇f| → 0"))
+    out.append(
+        claim(
+            "exactly on the ridge, gradient descent converges to the saddle and stays: y stays 0, "
+            "the gradient vanishes (|∇f| at the end)",
+            {"largest |y|": float(np.max(np.abs(y))), "|∇f|": grad[-1]},
+            np.max(np.abs(y)) == 0 and grad[-1] < 1e-12,
+            "y = 0, |∇f| → 0",
+        )
+    )
     out.append(claim_noise_escapes(runs["gd_ridge_noise"]))
     out.append(claim_minimum_holds(runs["gd_minimum_noise"]))
     _, _, ym = path_xy(runs["gd_minimum_noise"])
     settled = slice(50, None)  # after the first few correlation times
     rms = float(np.sqrt(np.mean((ym[settled] - MINIMUM[1]) ** 2)))
-    out.append(claim("… and its y wobbles at the predicted level ησ/√(1 − (1 − 2η)²) (rms, steps 50–200)", rms,
-                     abs(rms / stationary_std() - 1) < 0.3, f"{stationary_std():.3g} ± 30 %"))
+    out.append(
+        claim(
+            "… and its y wobbles at the predicted level ησ/√(1 − (1 − 2η)²) (rms, steps 50–200)",
+            rms,
+            abs(rms / stationary_std() - 1) < 0.3,
+            f"{stationary_std():.3g} ± 30 %",
+        )
+    )
     return out
 
 
@@ -250,9 +341,14 @@ def claim_adam_escapes(run, gd_steps):
     from dyntrace.plots.saddle import escape_step
 
     steps = escape_step(run, threshold=ESCAPE)
-    return claim("Adam escapes within 2 × 0.5 / lr = 10 steps: its first steps have length ≈ lr, however small the "
-                 "gradient (0.002 here)", steps if steps is not None else "never",
-                 steps is not None and steps <= 2 * ESCAPE / LR, f"gradient descent needs {gd_steps}", kind="phenomenon")
+    return claim(
+        "Adam escapes within 2 × 0.5 / lr = 10 steps: its first steps have length ≈ lr, however small the "
+        "gradient (0.002 here)",
+        steps if steps is not None else "never",
+        steps is not None and steps <= 2 * ESCAPE / LR,
+        f"gradient descent needs {gd_steps}",
+        kind="phenomenon",
+    )
 
 
 def claim_noise_escapes(run):
@@ -261,9 +357,13 @@ def claim_noise_escapes(run):
 
     steps = escape_step(run, threshold=ESCAPE)
     median, low, high = noise_escape_band()
-    return claim("a little gradient noise (std 0.001) gets gradient descent off the ridge: it escapes",
-                 steps if steps is not None else "never", steps is not None and low <= steps <= high,
-                 f"≈ {median:.0f} steps (90 % of noise draws: {low:.0f}–{high:.0f})", kind="phenomenon")
+    return claim(
+        "a little gradient noise (std 0.001) gets gradient descent off the ridge: it escapes",
+        steps if steps is not None else "never",
+        steps is not None and low <= steps <= high,
+        f"≈ {median:.0f} steps (90 % of noise draws: {low:.0f}–{high:.0f})",
+        kind="phenomenon",
+    )
 
 
 def claim_minimum_holds(run, center=MINIMUM):
@@ -272,5 +372,10 @@ def claim_minimum_holds(run, center=MINIMUM):
 
     _, x, y = path_xy(run)
     largest = float(np.max(np.hypot(x - center[0], y - center[1])))
-    return claim("the same noise at a minimum stays there: largest distance from where it started over 200 steps",
-                 largest, largest < 1e-3, "< 0.001 (at the saddle it reached 0.5)", kind="phenomenon")
+    return claim(
+        "the same noise at a minimum stays there: largest distance from where it started over 200 steps",
+        largest,
+        largest < 1e-3,
+        "< 0.001 (at the saddle it reached 0.5)",
+        kind="phenomenon",
+    )

@@ -19,7 +19,9 @@ import numpy as np
 
 from dyntrace.gallery.base import claim
 
-TITLE = "Softmax + cross-entropy: the logit gradient is p − y, large exactly when the network is sure and wrong"
+TITLE = (
+    "Softmax + cross-entropy: the logit gradient is p − y, large exactly when the network is sure and wrong"
+)
 CAPTION = """
 Left: the gradient the loss sends to the true class's logit, by the predicted probability of the
 true class. Softmax + cross-entropy gives p − y, so 1 − p on the true class: the more confidently
@@ -32,8 +34,8 @@ Cross-entropy (solid vermillion) reaches 80 % validation accuracy in tens of ste
 squared error (solid blue) stays below it for the whole run. From a small start (dashed, weights
 N(0, 0.01²), no saturation) both learn about as fast. Right: the measured mean |gradient| on the
 true class's logit from the confident start: about 0.9 for cross-entropy at first, 25 times less
-for the saturated sigmoid, and it stays small. Every step's gradient on the logits, taken from autograd, equals (p − y)/N
-to float precision.
+for the saturated sigmoid, and it stays small. Every step's gradient on the logits, taken from
+autograd, equals (p − y)/N to float precision.
 """
 
 # -- configuration (saved into each run file) --------------------------------------------------
@@ -81,11 +83,25 @@ def _train(path: str, loss_name: str, std: float, steps: int) -> None:
     nn.init.zeros_(model.out.bias)
     optimizer = torch.optim.SGD(model.parameters(), lr=LR)
     draws = torch.Generator().manual_seed(SEED)
-    config = {"dataset": "digits", "model": "linear 64 → 10", "loss": NAMES[loss_name], "init_std": std,
-              "optimizer": "sgd", "lr": LR, "batch_size": BATCH, "steps": steps, "seed": SEED}
-    with dyntrace.Recorder(model, optimizer, path, every=FirstThenEvery(20, 10),
-                           probes=["scalars", "gradients"] + (["activations"] if loss_name == "mse" else []),
-                           config=config) as rec:
+    config = {
+        "dataset": "digits",
+        "model": "linear 64 → 10",
+        "loss": NAMES[loss_name],
+        "init_std": std,
+        "optimizer": "sgd",
+        "lr": LR,
+        "batch_size": BATCH,
+        "steps": steps,
+        "seed": SEED,
+    }
+    with dyntrace.Recorder(
+        model,
+        optimizer,
+        path,
+        every=FirstThenEvery(20, 10),
+        probes=["scalars", "gradients"] + (["activations"] if loss_name == "mse" else []),
+        config=config,
+    ) as rec:
         for step in range(1, steps + 1):
             index = torch.randint(len(data.X_train), (BATCH,), generator=draws)
             x, y = data.X_train[index], data.y_train[index]
@@ -106,10 +122,14 @@ def _train(path: str, loss_name: str, std: float, steps: int) -> None:
                     p = torch.sigmoid(z)
                     formula = (p - target) * p * (1 - p) / BATCH
                 true = torch.arange(BATCH)
-                rec.log(loss=loss.detach(), logit_grad_error=(z.grad - formula).abs().max(),
-                        true_prob=p[true, y].mean(), true_logit_grad=(z.grad[true, y] * BATCH).abs().mean(),
-                        confidence=F.softmax(z, dim=1).max(1).values.mean(),
-                        accuracy=(z.argmax(1) == y).float().mean())
+                rec.log(
+                    loss=loss.detach(),
+                    logit_grad_error=(z.grad - formula).abs().max(),
+                    true_prob=p[true, y].mean(),
+                    true_logit_grad=(z.grad[true, y] * BATCH).abs().mean(),
+                    confidence=F.softmax(z, dim=1).max(1).values.mean(),
+                    accuracy=(z.argmax(1) == y).float().mean(),
+                )
             optimizer.step()
             if step % 10 == 0:
                 with torch.no_grad():
@@ -156,52 +176,87 @@ def figure(runs):
     right.set_ylabel("mean |gradient on the true class's logit|")
     right.set_title("Measured gradient on the true class (confident start)", fontsize="medium")
     right.legend(loc="upper right", fontsize="small")
-    fig.suptitle("Linear classifier on digits, SGD lr 2, batch 64: the same model and data, two losses, two starts")
+    fig.suptitle(
+        "Linear classifier on digits, SGD lr 2, batch 64: the same model and data, two losses, two starts"
+    )
     return fig
 
 
 def claims(runs):
     out = []
-    errors = {NAMES[loss]: max(float(np.max(runs[f"{loss}_{s}"].scalar("logit_grad_error")[1])) for s in STARTS)
-              for loss in LOSSES}
-    out.append(claim("autograd's gradient on the logits equals the formula at every step: (p − y)/N for softmax + "
-                     "cross-entropy, (σ − y)σ(1 − σ)/N for sigmoid + squared error (largest deviation)", errors,
-                     max(errors.values()) < 1e-6, "0 up to float32 round-off"))
+    errors = {
+        NAMES[loss]: max(float(np.max(runs[f"{loss}_{s}"].scalar("logit_grad_error")[1])) for s in STARTS)
+        for loss in LOSSES
+    }
+    out.append(
+        claim(
+            "autograd's gradient on the logits equals the formula at every step: (p − y)/N for softmax + "
+            "cross-entropy, (σ − y)σ(1 − σ)/N for sigmoid + squared error (largest deviation)",
+            errors,
+            max(errors.values()) < 1e-6,
+            "0 up to float32 round-off",
+        )
+    )
     run = runs["ce_confident"]
     _, total = run.stat("gradients", "out.bias", "sum")
     _, norm = run.stat("gradients", "out.bias", "norm")
     _, mse_total = runs["mse_confident"].stat("gradients", "out.bias", "sum")
     _, mse_norm = runs["mse_confident"].stat("gradients", "out.bias", "norm")
     ratio, mse_ratio = float(np.max(np.abs(total) / norm)), float(np.median(np.abs(mse_total) / mse_norm))
-    out.append(claim("the gradients probe's output-bias gradient is the batch mean of p − y, which sums to 0 over the "
-                     "classes (|Σ| / ‖·‖, largest over records; the sigmoid's median for contrast)",
-                     {"softmax + CE": ratio, "sigmoid + squared error": mse_ratio}, ratio < 1e-5 and mse_ratio > 0.01,
-                     "Σ_k (p_k − y_k) = 1 − 1 = 0"))
+    out.append(
+        claim(
+            "the gradients probe's output-bias gradient is the batch mean of p − y, which sums to 0 over the "
+            "classes (|Σ| / ‖·‖, largest over records; the sigmoid's median for contrast)",
+            {"softmax + CE": ratio, "sigmoid + squared error": mse_ratio},
+            ratio < 1e-5 and mse_ratio > 0.01,
+            "Σ_k (p_k − y_k) = 1 − 1 = 0",
+        )
+    )
     _, saturated = runs["mse_confident"].stat("activations", "sigmoid", "frac_saturated")
     _, small_saturated = runs["mse_small"].stat("activations", "sigmoid", "frac_saturated")
     _, confidence = run.scalar("confidence")
     _, accuracy = run.scalar("accuracy")
-    out.append(claim("the confident start is confident and wrong: at step 1 most sigmoid outputs are saturated; the "
-                     "largest softmax probability is high while few predictions are right",
-                     {"saturated (confident)": saturated[0], "saturated (small)": small_saturated[0],
-                      "confidence": confidence[0], "accuracy": accuracy[0]},
-                     saturated[0] >= 0.5 and small_saturated[0] == 0 and confidence[0] >= 0.7 and accuracy[0] <= 0.3,
-                     f"saturated: within {SATURATION_EPS} of 0 or 1"))
+    out.append(
+        claim(
+            "the confident start is confident and wrong: at step 1 most sigmoid outputs are saturated; the "
+            "largest softmax probability is high while few predictions are right",
+            {
+                "saturated (confident)": saturated[0],
+                "saturated (small)": small_saturated[0],
+                "confidence": confidence[0],
+                "accuracy": accuracy[0],
+            },
+            saturated[0] >= 0.5 and small_saturated[0] == 0 and confidence[0] >= 0.7 and accuracy[0] <= 0.3,
+            f"saturated: within {SATURATION_EPS} of 0 or 1",
+        )
+    )
     out.append(claim_gradient_ratio(runs["ce_confident"], runs["mse_confident"]))
-    out.append(claim_speed(runs["ce_confident"], runs["mse_confident"],
-                           others={f"{NAMES[loss]}, small": steps_to(runs[f"{loss}_small"]) for loss in LOSSES}))
+    out.append(
+        claim_speed(
+            runs["ce_confident"],
+            runs["mse_confident"],
+            others={f"{NAMES[loss]}, small": steps_to(runs[f"{loss}_small"]) for loss in LOSSES},
+        )
+    )
     return out
 
 
 def claim_gradient_ratio(ce, mse):
     """From the confident start cross-entropy sends ≥ 15 × the saturated sigmoid's gradient to the true class
     (a control: the two runs from the small start)."""
-    first = {NAMES["ce"]: float(ce.scalar("true_logit_grad")[1][0]),
-             NAMES["mse"]: float(mse.scalar("true_logit_grad")[1][0])}
+    first = {
+        NAMES["ce"]: float(ce.scalar("true_logit_grad")[1][0]),
+        NAMES["mse"]: float(mse.scalar("true_logit_grad")[1][0]),
+    }
     start = "confident" if ce.config["init_std"] == STARTS["confident"] else f"std {ce.config['init_std']:g}"
-    return claim(f"from the {start} start the true class's logit gets ≥ 15 × more gradient from cross-entropy "
-                 "than from the sigmoid (step 1, mean per example)", first, first[NAMES["ce"]] >= 15 * first[NAMES["mse"]],
-                 "1 − p vs σ(1 − σ)²: ≤ 1 vs ≤ 4/27; from the small start ≈ 0.9 vs 0.125", kind="phenomenon")
+    return claim(
+        f"from the {start} start the true class's logit gets ≥ 15 × more gradient from cross-entropy "
+        "than from the sigmoid (step 1, mean per example)",
+        first,
+        first[NAMES["ce"]] >= 15 * first[NAMES["mse"]],
+        "1 − p vs σ(1 − σ)²: ≤ 1 vs ≤ 4/27; from the small start ≈ 0.9 vs 0.125",
+        kind="phenomenon",
+    )
 
 
 def claim_speed(ce, mse, others=None):
@@ -209,7 +264,11 @@ def claim_speed(ce, mse, others=None):
     reach = {NAMES["ce"]: steps_to(ce), NAMES["mse"]: steps_to(mse), **(others or {})}
     a, b = reach[NAMES["ce"]], reach[NAMES["mse"]]
     start = "confident" if ce.config["init_std"] == STARTS["confident"] else f"std {ce.config['init_std']:g}"
-    return claim(f"from the {start} start sigmoid + squared error needs ≥ 5 × the steps of cross-entropy to reach "
-                 f"{TARGET:.0%} validation accuracy (or never does in {STEPS} steps)",
-                 {k: v if v is not None else "never" for k, v in reach.items()},
-                 a is not None and (b is None or b >= 5 * a), "from the small start: about as fast", kind="phenomenon")
+    return claim(
+        f"from the {start} start sigmoid + squared error needs ≥ 5 × the steps of cross-entropy to reach "
+        f"{TARGET:.0%} validation accuracy (or never does in {STEPS} steps)",
+        {k: v if v is not None else "never" for k, v in reach.items()},
+        a is not None and (b is None or b >= 5 * a),
+        "from the small start: about as fast",
+        kind="phenomenon",
+    )

@@ -98,17 +98,32 @@ def _record(key, steps, path):
     from dyntrace.schedules import LogSpaced
 
     name, lr, options = OPTIMIZERS[key]
-    config = {"dataset": DATASET, "model": "mlp", "depth": DEPTH, "width": WIDTH, "activation": ACTIVATION,
-              "init": INIT, "dtype": DTYPE, "steps_decades": list(DECADES), "optimizer": name, "lr": lr,
-              "optimizer_options": options, "batch_size": BATCH, "steps": steps, "seed": SEED,
-              "record": f"log-spaced, {PER_DECADE} a decade", "quantiles": list(QUANTILES)}
+    config = {
+        "dataset": DATASET,
+        "model": "mlp",
+        "depth": DEPTH,
+        "width": WIDTH,
+        "activation": ACTIVATION,
+        "init": INIT,
+        "dtype": DTYPE,
+        "steps_decades": list(DECADES),
+        "optimizer": name,
+        "lr": lr,
+        "optimizer_options": options,
+        "batch_size": BATCH,
+        "steps": steps,
+        "seed": SEED,
+        "record": f"log-spaced, {PER_DECADE} a decade",
+        "quantiles": list(QUANTILES),
+    }
     schedule = LogSpaced(PER_DECADE)
     q = None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)
         data = make_dataset(DATASET, seed=SEED)
-        model = make_model("mlp", data.n_features, data.n_outputs, depth=DEPTH, width=WIDTH,
-                           activation=ACTIVATION, init=INIT).to(torch.float64)
+        model = make_model(
+            "mlp", data.n_features, data.n_outputs, depth=DEPTH, width=WIDTH, activation=ACTIVATION, init=INIT
+        ).to(torch.float64)
         X, y = data.X_train.to(torch.float64), data.y_train
         weights = [p for n, p in model.named_parameters() if n.endswith("weight")]
         q = torch.tensor(QUANTILES, dtype=torch.float64)
@@ -132,9 +147,17 @@ def _record(key, steps, path):
                         moved = torch.cat([(w.detach() - b).abs().flatten() for w, b in zip(weights, before)])
                         live = torch.cat([(w.grad != 0).flatten() for w in weights])
                         rate = torch.cat([r.flatten() for r in _rates(optimizer, weights)])
-                        rec.log(**{f"step_q{round(100 * p):02d}": v for p, v in zip(QUANTILES, torch.quantile(moved[live], q))},
-                                **{f"rate_q{round(100 * p):02d}": v for p, v in zip(QUANTILES, torch.quantile(rate[live], q))},
-                                rate_mean=rate.mean())  # over every weight coordinate, as the 'adaptive' probe
+                        rec.log(
+                            **{
+                                f"step_q{round(100 * p):02d}": v
+                                for p, v in zip(QUANTILES, torch.quantile(moved[live], q))
+                            },
+                            **{
+                                f"rate_q{round(100 * p):02d}": v
+                                for p, v in zip(QUANTILES, torch.quantile(rate[live], q))
+                            },
+                            rate_mean=rate.mean(),
+                        )  # over every weight coordinate, as the 'adaptive' probe
                     rec.log(loss=loss.detach())
                     if step == steps:
                         break
@@ -182,12 +205,23 @@ def figure(runs):
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    key = [Line2D([], [], color="dimgray", lw=2), Patch(color="dimgray", alpha=0.45), Patch(color="dimgray", alpha=0.2),
-           Line2D([], [], color="k", lw=1, ls=":")]
-    fig.legend(key, ["median over the weights (g ≠ 0)", "25–75 %", "5–95 %", "the optimizer's lr"],
-               loc="outside lower center", ncols=4)
-    fig.suptitle("How far each weight moves per update (top) and the learning rate it gets (bottom): "
-                 "median, 25–75 % and 5–95 % of the weights", fontweight="bold")
+    key = [
+        Line2D([], [], color="dimgray", lw=2),
+        Patch(color="dimgray", alpha=0.45),
+        Patch(color="dimgray", alpha=0.2),
+        Line2D([], [], color="k", lw=1, ls=":"),
+    ]
+    fig.legend(
+        key,
+        ["median over the weights (g ≠ 0)", "25–75 %", "5–95 %", "the optimizer's lr"],
+        loc="outside lower center",
+        ncols=4,
+    )
+    fig.suptitle(
+        "How far each weight moves per update (top) and the learning rate it gets (bottom): "
+        "median, 25–75 % and 5–95 % of the weights",
+        fontweight="bold",
+    )
     return fig
 
 
@@ -210,16 +244,29 @@ def claims(runs):
     out = []
     lr = {key: OPTIMIZERS[key][1] for key in runs}
     spread = {LABELS[k]: _late_spread(runs[k], "step") for k in runs}
-    out.append(claim("decades between the 5 % and 95 % of |Δθ| across weights (median over the second half)",
-                     spread, spread["SGD"] >= spread["Adam"] + 0.5,
-                     "SGD's steps lr·|g| as spread as the gradients; Adam's ≥ 0.5 decade narrower (its steps are set "
-                     "by lr, not by |g|)", kind="phenomenon"))
+    out.append(
+        claim(
+            "decades between the 5 % and 95 % of |Δθ| across weights (median over the second half)",
+            spread,
+            spread["SGD"] >= spread["Adam"] + 0.5,
+            "SGD's steps lr·|g| as spread as the gradients; Adam's ≥ 0.5 decade narrower (its steps are set "
+            "by lr, not by |g|)",
+            kind="phenomenon",
+        )
+    )
     first = {k: _quantiles(runs[k], "step")[1][0] / lr[k] for k in ("adam", "rmsprop")}
-    out.append(claim("first update: |Δθ| ÷ lr at the 5 % and 95 % quantiles of the weights (Adam; RMSprop)",
-                     {"Adam": [first["adam"][0], first["adam"][-1]], "RMSprop": [first["rmsprop"][0], first["rmsprop"][-1]]},
-                     np.all(np.abs(first["adam"] - 1) < 1e-3) and np.all(np.abs(first["rmsprop"] - 10) < 1e-2),
-                     "Adam 1 (m̂/√v̂ = g/|g| at t = 1); RMSprop 1/√(1 − α) = 10 (v₁ = (1 − α)g², α 0.99); ε aside",
-                     kind="check"))
+    out.append(
+        claim(
+            "first update: |Δθ| ÷ lr at the 5 % and 95 % quantiles of the weights (Adam; RMSprop)",
+            {
+                "Adam": [first["adam"][0], first["adam"][-1]],
+                "RMSprop": [first["rmsprop"][0], first["rmsprop"][-1]],
+            },
+            np.all(np.abs(first["adam"] - 1) < 1e-3) and np.all(np.abs(first["rmsprop"] - 10) < 1e-2),
+            "Adam 1 (m̂/√v̂ = g/|g| at t = 1); RMSprop 1/√(1 − α) = 10 (v₁ = (1 − α)g², α 0.99); ε aside",
+            kind="check",
+        )
+    )
     steps, q = _quantiles(runs["adagrad"], "rate")
     keep = steps >= 10
     slope = float(np.polyfit(np.log(steps[keep]), np.log(q[keep, 2]), 1)[0])
@@ -228,16 +275,27 @@ def claims(runs):
         s, qq = _quantiles(runs[key], "rate")
         mid = s >= 100
         late[LABELS[key]] = float(qq[mid, 2].max() / qq[mid, 2].min()) if mid.sum() > 1 else float("nan")
-    out.append(claim("median per-coordinate rate: AdaGrad's log–log slope against the step (t ≥ 10); RMSprop's and "
-                     "Adam's largest ÷ smallest from step 100 on",
-                     {"AdaGrad slope": slope, **late},
-                     -0.8 < slope < -0.2 and all(v < 5 for v in late.values() if np.isfinite(v)),
-                     "AdaGrad decays (−0.5 for stationary gradients; shallower as they shrink); RMSprop and Adam "
-                     "forget, so theirs does not (< 5×)", kind="phenomenon"))
+    out.append(
+        claim(
+            "median per-coordinate rate: AdaGrad's log–log slope against the step (t ≥ 10); RMSprop's and "
+            "Adam's largest ÷ smallest from step 100 on",
+            {"AdaGrad slope": slope, **late},
+            -0.8 < slope < -0.2 and all(v < 5 for v in late.values() if np.isfinite(v)),
+            "AdaGrad decays (−0.5 for stationary gradients; shallower as they shrink); RMSprop and Adam "
+            "forget, so theirs does not (< 5×)",
+            kind="phenomenon",
+        )
+    )
     rate_spread = {LABELS[k]: _late_spread(runs[k], "rate") for k in ("rmsprop", "adam")}
-    out.append(claim("decades between the 5 % and 95 % of the per-coordinate rate (median over the second half)",
-                     rate_spread, all(v >= 1 for v in rate_spread.values()),
-                     "≥ 1: a coordinate with a small gradient gets a large rate", kind="phenomenon"))
+    out.append(
+        claim(
+            "decades between the 5 % and 95 % of the per-coordinate rate (median over the second half)",
+            rate_spread,
+            all(v >= 1 for v in rate_spread.values()),
+            "≥ 1: a coordinate with a small gradient gets a large rate",
+            kind="phenomenon",
+        )
+    )
     sgd = runs["sgd"]
     _, lo = sgd.field("steps", "min")
     _, hi = sgd.field("steps", "max")
@@ -245,10 +303,16 @@ def claims(runs):
     _, count = sgd.field("steps", "count")
     worst = float(max(np.max(np.abs(lo / lr["sgd"] - 1)), np.max(np.abs(hi / lr["sgd"] - 1))))
     mean_dev = float(np.max(np.abs(total.sum(axis=1) / count.sum(axis=1) / lr["sgd"] - 1)))
-    out.append(claim("SGD, the 'steps' probe: η_eff = |Δθ|/|g| = lr for every coordinate at every record "
-                     "(largest relative deviation of the min and max; of the mean)",
-                     {"min/max": worst, "mean": mean_dev}, worst < 1e-5 and mean_dev < 1e-8,
-                     f"lr = {lr['sgd']:g} exactly, up to float64 rounding of Δθ", kind="check"))
+    out.append(
+        claim(
+            "SGD, the 'steps' probe: η_eff = |Δθ|/|g| = lr for every coordinate at every record "
+            "(largest relative deviation of the min and max; of the mean)",
+            {"min/max": worst, "mean": mean_dev},
+            worst < 1e-5 and mean_dev < 1e-8,
+            f"lr = {lr['sgd']:g} exactly, up to float64 rounding of Δθ",
+            kind="check",
+        )
+    )
     return out + [_adaptive_check(runs["adam"])]
 
 
@@ -263,7 +327,11 @@ def _adaptive_check(run):
     steps, logged = run.scalar("rate_mean")
     common, i, j = np.intersect1d(steps, probe_steps, return_indices=True)
     error = float(np.max(np.abs(probe[j] / logged[i] - 1))) if len(common) else float("nan")
-    return claim("Adam: the 'adaptive' probe's mean lr·ψ over the weights ÷ the mean lr/(√v̂ + ε) computed from "
-                 f"the optimizer's state (largest deviation over {len(common)} records)", error,
-                 len(common) > 5 and error < 1e-9, "0 (float64 round-off): the probe reads the state right",
-                 kind="check")
+    return claim(
+        "Adam: the 'adaptive' probe's mean lr·ψ over the weights ÷ the mean lr/(√v̂ + ε) computed from "
+        f"the optimizer's state (largest deviation over {len(common)} records)",
+        error,
+        len(common) > 5 and error < 1e-9,
+        "0 (float64 round-off): the probe reads the state right",
+        kind="check",
+    )

@@ -35,7 +35,11 @@ BOOK_INITS = {  # label → (catalog init, options)
     "std0.01": ("normal", {"std": 0.01}),
     "xavier": ("book_xavier", {}),  # the book's "Xavier": std √(1/n) (LeCun normal)
 }
-BOOK_TITLES = {"std1": "weights N(0, 1)", "std0.01": "weights N(0, 0.01²)", "xavier": "book's Xavier: N(0, 1/n)"}
+BOOK_TITLES = {
+    "std1": "weights N(0, 1)",
+    "std0.01": "weights N(0, 0.01²)",
+    "xavier": "book's Xavier: N(0, 1/n)",
+}
 
 # -- Glorot & Bengio: a deep sigmoid net in training -------------------------------------------
 GLOROT = TrainConfig(
@@ -78,7 +82,10 @@ def book_histogram_run(activation: str, init: str, init_options: dict, config: d
             x = torch.randn(c["samples"], c["units"])
             layers = []
             for i in range(1, c["layers"] + 1):
-                layers += [(f"fc{i}", nn.Linear(c["units"], c["units"], bias=False)), (f"act{i}", make_activation(activation))]
+                layers += [
+                    (f"fc{i}", nn.Linear(c["units"], c["units"], bias=False)),
+                    (f"act{i}", make_activation(activation)),
+                ]
             model = init_(nn.Sequential(OrderedDict(layers)), init, **init_options)
             optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # a measurement, not training
             probe = ActivationsProbe(bins=c["bins"], hist_sample=c["samples"] * c["units"])
@@ -121,15 +128,23 @@ def figure(runs):
         sub.suptitle(f"{BOOK_TITLES[label]}: 5 sigmoid layers at initialisation", fontweight="bold")
     left, right = rows[3].subplots(1, 2)
     depth = GLOROT.depth
-    plot_saturation_training(runs["training"], ax=left,
-                             labels=[f"hidden layer {k}" + (" (input side)" if k == 1 else " (top)" if k == depth else "")
-                                     for k in range(1, depth + 1)])
+    plot_saturation_training(
+        runs["training"],
+        ax=left,
+        labels=[
+            f"hidden layer {k}" + (" (input side)" if k == 1 else " (top)" if k == depth else "")
+            for k in range(1, depth + 1)
+        ],
+    )
     left.set_title("Mean output of each sigmoid layer over training")
-    plot_gradient_norm_by_depth(runs["training"], ax=right,
-                                tick_labels=[f"hidden {k}" for k in range(1, depth + 1)] + ["output"])
+    plot_gradient_norm_by_depth(
+        runs["training"], ax=right, tick_labels=[f"hidden {k}" for k in range(1, depth + 1)] + ["output"]
+    )
     right.set_title("Gradient norm of each layer's weights, one line per record")
-    rows[3].suptitle("Training a 4-layer sigmoid net (Glorot & Bengio): the top layer saturates, gradients vanish towards the input",
-                     fontweight="bold")
+    rows[3].suptitle(
+        "Training a 4-layer sigmoid net (Glorot & Bengio): the top layer saturates, gradients vanish towards the input",
+        fontweight="bold",
+    )
     return fig
 
 
@@ -151,22 +166,36 @@ def saturation_claim(run, label: str = "std 1"):
     sat = sat[0]
     lo, hi = 0.64, 0.77
     inside = (sat >= lo) & (sat <= hi)
-    band = "inside in every layer" if inside.all() else (
-        "outside in layer " + ", ".join(str(i + 1) for i in np.flatnonzero(~inside))
-        + " (one draw of weights, low: six numpy draws of this setup give 64–77 %)")
-    return claim(f"{label}: fraction of outputs < 0.05 or > 0.95, layers 1–5", sat,
-                 np.all((sat >= 0.55) & (sat <= 0.85)), f"55–85 % in every layer; book 64–77 %: {band}",
-                 kind="phenomenon")
+    band = (
+        "inside in every layer"
+        if inside.all()
+        else (
+            "outside in layer "
+            + ", ".join(str(i + 1) for i in np.flatnonzero(~inside))
+            + " (one draw of weights, low: six numpy draws of this setup give 64–77 %)"
+        )
+    )
+    return claim(
+        f"{label}: fraction of outputs < 0.05 or > 0.95, layers 1–5",
+        sat,
+        np.all((sat >= 0.55) & (sat <= 0.85)),
+        f"55–85 % in every layer; book 64–77 %: {band}",
+        kind="phenomenon",
+    )
 
 
 def top_layer_claim(run):
     """Phenomenon: the top hidden layer's mean output falls from 0.5 to below 0.35 in training."""
     steps, _, mean = _per_layer(run, "mean")
     first, last = mean[0], mean[-1]
-    return claim(f"training: top hidden layer's mean output at step {int(steps[0])} → step {int(steps[-1])}",
-                 [first[-1], last[-1]], abs(first[-1] - 0.5) < 0.02 and last[-1] < 0.35,
-                 "0.5 → < 0.35; calibration 0.499 → 0.028 in 2000 steps (1000 units, synthetic data: "
-                 "wider layers saturate further)", kind="phenomenon")
+    return claim(
+        f"training: top hidden layer's mean output at step {int(steps[0])} → step {int(steps[-1])}",
+        [first[-1], last[-1]],
+        abs(first[-1] - 0.5) < 0.02 and last[-1] < 0.35,
+        "0.5 → < 0.35; calibration 0.499 → 0.028 in 2000 steps (1000 units, synthetic data: "
+        "wider layers saturate further)",
+        kind="phenomenon",
+    )
 
 
 def claims(runs):
@@ -177,28 +206,60 @@ def claims(runs):
     _, _, lo = _per_layer(runs["std0.01"], "min")
     _, _, hi = _per_layer(runs["std0.01"], "max")
     sd = sd[0]
-    out.append(claim("std 0.01: output std, layers 1–5", sd,
-                     abs(sd[0] - 0.025) < 0.004 and np.all(np.abs(sd[1:] - 0.012) < 0.004),
-                     "book 0.025 → 0.012 (±0.004)", kind="check"))
+    out.append(
+        claim(
+            "std 0.01: output std, layers 1–5",
+            sd,
+            abs(sd[0] - 0.025) < 0.004 and np.all(np.abs(sd[1:] - 0.012) < 0.004),
+            "book 0.025 → 0.012 (±0.004)",
+            kind="check",
+        )
+    )
     spread = float(max(0.5 - lo.min(), hi.max() - 0.5))
-    out.append(claim("std 0.01: largest distance from 0.5 of any of the 500 000 outputs", spread, spread < 0.15,
-                     "< 0.15: all near 0.5 (no unit saturates)", kind="phenomenon"))
+    out.append(
+        claim(
+            "std 0.01: largest distance from 0.5 of any of the 500 000 outputs",
+            spread,
+            spread < 0.15,
+            "< 0.15: all near 0.5 (no unit saturates)",
+            kind="phenomenon",
+        )
+    )
     _, _, sd = _per_layer(runs["xavier"], "std")
     sd = sd[0]
     ref = np.array([0.21, 0.12, 0.11, 0.12, 0.12])
-    out.append(claim("book's Xavier: output std, layers 1–5", sd, np.all(np.abs(sd - ref) < 0.03),
-                     "book 0.21, 0.12, 0.11, 0.12, 0.12 (±0.03)", kind="check"))
+    out.append(
+        claim(
+            "book's Xavier: output std, layers 1–5",
+            sd,
+            np.all(np.abs(sd - ref) < 0.03),
+            "book 0.21, 0.12, 0.11, 0.12, 0.12 (±0.03)",
+            kind="check",
+        )
+    )
     run = runs["training"]
     out.append(top_layer_claim(run))
     _, _, mean = _per_layer(run, "mean")
     last = mean[-1]
-    out.append(claim("training: lower layers' mean output at the end (layers 1–3)", last[:-1], np.all(last[:-1] > 0.48),
-                     "> 0.48: stay near or above 0.5 (Glorot & Bengio)", kind="phenomenon"))
+    out.append(
+        claim(
+            "training: lower layers' mean output at the end (layers 1–3)",
+            last[:-1],
+            np.all(last[:-1] > 0.48),
+            "> 0.48: stay near or above 0.5 (Glorot & Bengio)",
+            kind="phenomenon",
+        )
+    )
     _, layers, norms = gradient_flow(run)
     avg = np.nanmean(norms, axis=0)
     names = [f"hidden {k}" for k in range(1, len(layers))] + ["output"]
-    out.append(claim(f"gradient norm per layer ({', '.join(names)}), mean over records", avg,
-                     np.all(np.diff(avg) > 0) and avg[0] / avg[-1] < 1e-2,
-                     "grows towards the output, first ÷ last < 0.01 (each sigmoid passes back ≤ 1/4)",
-                     kind="phenomenon"))
+    out.append(
+        claim(
+            f"gradient norm per layer ({', '.join(names)}), mean over records",
+            avg,
+            np.all(np.diff(avg) > 0) and avg[0] / avg[-1] < 1e-2,
+            "grows towards the output, first ÷ last < 0.01 (each sigmoid passes back ≤ 1/4)",
+            kind="phenomenon",
+        )
+    )
     return out

@@ -48,5 +48,7 @@ def unwrap_optimizer(optimizer):
             break
         optimizer, seen = inner, seen + 1
     if not isinstance(optimizer, torch.optim.Optimizer):
-        raise DyntraceError(f"cannot record: the trainer's optimizer is a {type(optimizer).__name__}, not a torch.optim.Optimizer")
+        raise DyntraceError(
+            f"cannot record: the trainer's optimizer is a {type(optimizer).__name__}, not a torch.optim.Optimizer"
+        )
     return optimizer

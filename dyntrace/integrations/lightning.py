@@ -79,10 +79,15 @@ class DyntraceCallback(_pl.Callback):
         self.close()  # a previous fit with this callback
         optimizers = trainer.optimizers
         if len(optimizers) <= self.optimizer_index:
-            raise ValueError(f"Invalid optimizer_index: {self.optimizer_index} (the trainer has {len(optimizers)} optimizer(s))")
+            raise ValueError(
+                f"Invalid optimizer_index: {self.optimizer_index} (the trainer has {len(optimizers)} optimizer(s))"
+            )
         if len(optimizers) > 1:
-            warnings.warn(f"dyntrace: the module has {len(optimizers)} optimizers; recording the steps of "
-                          f"optimizer {self.optimizer_index} ({type(optimizers[self.optimizer_index]).__name__})", stacklevel=2)
+            warnings.warn(
+                f"dyntrace: the module has {len(optimizers)} optimizers; recording the steps of "
+                f"optimizer {self.optimizer_index} ({type(optimizers[self.optimizer_index]).__name__})",
+                stacklevel=2,
+            )
         options = dict(self.recorder_options)
         options.setdefault("config", _config(trainer, pl_module))
         optimizer = unwrap_optimizer(optimizers[self.optimizer_index])
@@ -168,7 +173,9 @@ class DyntraceCallback(_pl.Callback):
 
     def _log(self, scalars: dict) -> None:
         if scalars:
-            self.recorder.log(reduce="mean", **scalars)  # the mean over DDP ranks; nothing else in one process
+            self.recorder.log(
+                reduce="mean", **scalars
+            )  # the mean over DDP ranks; nothing else in one process
 
 
 def _config(trainer, pl_module) -> dict:

@@ -79,7 +79,9 @@ class DyntraceCallback(_transformers.TrainerCallback):
             raise ValueError("DyntraceCallback needs the Trainer's model and optimizer in on_train_begin")
         options = dict(self.recorder_options)
         options.setdefault("config", _config(args, model))
-        self.recorder = Recorder(model, unwrap_optimizer(optimizer), self.path, self.every, self.probes, **options)
+        self.recorder = Recorder(
+            model, unwrap_optimizer(optimizer), self.path, self.every, self.probes, **options
+        )
         self._loss, self._batches, self._model_loss = None, 0, False
         self._hook = model.register_forward_hook(self._capture_loss, with_kwargs=True)
 
@@ -136,9 +138,14 @@ class DyntraceCallback(_transformers.TrainerCallback):
             return
         scalars = {}
         for name, value in metrics.items():
-            if name == "epoch" or name.endswith(_TIMINGS) or isinstance(value, bool) or not isinstance(value, (int, float)):
+            if (
+                name == "epoch"
+                or name.endswith(_TIMINGS)
+                or isinstance(value, bool)
+                or not isinstance(value, (int, float))
+            ):
                 continue
-            scalars["val_" + name[len("eval_"):] if name.startswith("eval_") else name] = value
+            scalars["val_" + name[len("eval_") :] if name.startswith("eval_") else name] = value
         if scalars:
             self.recorder.log(**scalars)  # the Trainer gathers evaluation over the ranks itself
 

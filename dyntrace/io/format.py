@@ -149,7 +149,9 @@ def _strings(group, name, values, **attrs):
     """A column of strings: fixed-length UTF-8 (stored in the dataset, under its checksum)."""
     encoded = [str(v).encode("utf-8", "surrogateescape") for v in values]
     width = max([1, *map(len, encoded)])
-    return _fixed(group, name, np.array(encoded, dtype=f"S{width}"), dtype=h5py.string_dtype("utf-8", width), **attrs)
+    return _fixed(
+        group, name, np.array(encoded, dtype=f"S{width}"), dtype=h5py.string_dtype("utf-8", width), **attrs
+    )
 
 
 def _set_attr(obj, key: str, value) -> None:
@@ -163,8 +165,11 @@ def _set_attr(obj, key: str, value) -> None:
         return
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     encoded = text.encode("utf-8", "surrogateescape")
-    obj.attrs.create(key, np.array(encoded, dtype=f"S{max(1, len(encoded))}"),
-                     dtype=h5py.string_dtype("utf-8", max(1, len(encoded))))
+    obj.attrs.create(
+        key,
+        np.array(encoded, dtype=f"S{max(1, len(encoded))}"),
+        dtype=h5py.string_dtype("utf-8", max(1, len(encoded))),
+    )
 
 
 def create(path: str, meta: dict, layouts: dict, *, trajectory: dict | None = None) -> h5py.File:
@@ -182,8 +187,10 @@ def create(path: str, meta: dict, layouts: dict, *, trajectory: dict | None = No
         f = h5py.File(path, "w", libver="latest", rdcc_nbytes=0)
     except OSError as exc:
         if "unable to lock file" in str(exc):
-            raise RunFileBusyError(f"{path}: another process has it open (its HDF5 file lock is held); "
-                                   "close that reader or write elsewhere") from None
+            raise RunFileBusyError(
+                f"{path}: another process has it open (its HDF5 file lock is held); "
+                "close that reader or write elsewhere"
+            ) from None
         raise
     try:
         _set_attr(f, "format", FORMAT_NAME)
@@ -214,10 +221,18 @@ def create(path: str, meta: dict, layouts: dict, *, trajectory: dict | None = No
             _growable(group, "step", "int64", unit="optimizer steps")
             n = len(layout.names)
             for spec in layout.fields:
-                attrs = dict(unit=spec.unit, description=spec.description, reduce=spec.reduce, columns="names")
+                attrs = dict(
+                    unit=spec.unit, description=spec.description, reduce=spec.reduce, columns="names"
+                )
                 if spec.static:
                     fill = np.nan if np.dtype(spec.dtype).kind == "f" else 0
-                    _fixed(group, spec.name, np.full((n, *spec.shape), fill, dtype=spec.dtype), **attrs, static=True)
+                    _fixed(
+                        group,
+                        spec.name,
+                        np.full((n, *spec.shape), fill, dtype=spec.dtype),
+                        **attrs,
+                        static=True,
+                    )
                 else:
                     _growable(group, spec.name, spec.dtype, (n, *spec.shape), **attrs)
 
@@ -230,8 +245,13 @@ def create(path: str, meta: dict, layouts: dict, *, trajectory: dict | None = No
             _growable(group, "step", "int64", unit="optimizer steps")
             _growable(group, "params", trajectory["dtype"], (int(sum(trajectory["sizes"])),))
 
-        _fixed(f, COMMITTED, np.zeros(len(tables), dtype=np.int64), tables=json.dumps(tables),
-               description="rows of each table a reader may trust")
+        _fixed(
+            f,
+            COMMITTED,
+            np.zeros(len(tables), dtype=np.int64),
+            tables=json.dumps(tables),
+            description="rows of each table a reader may trust",
+        )
         _set_attr(f, CHECKSUMS, json.dumps(_checksums(f, _object_paths(f))))
         f.swmr_mode = True
     except Exception:
@@ -247,14 +267,18 @@ def _append(ds, rows: np.ndarray) -> int:
     return start + rows.shape[0]
 
 
-def append_scalars(f: h5py.File, new_names: list[str], steps, keys, values, *, commit_rows: bool = True) -> dict:
+def append_scalars(
+    f: h5py.File, new_names: list[str], steps, keys, values, *, commit_rows: bool = True
+) -> dict:
     """Append scalar events; ``new_names`` extend the names table first. Returns the new row
     counts ``{table: rows}``; with ``commit_rows`` they are committed at once (see :func:`commit`)."""
     group = f[SCALARS]
     rows = {}
     if new_names:
         names = group["names"]
-        rows[SCALAR_NAMES_TABLE] = _append(names, np.array([n.encode() for n in new_names], dtype=names.dtype))
+        rows[SCALAR_NAMES_TABLE] = _append(
+            names, np.array([n.encode() for n in new_names], dtype=names.dtype)
+        )
     _append(group["value"], np.asarray(values, dtype=np.float64))
     _append(group["key"], np.asarray(keys, dtype=np.int32))
     rows[SCALARS] = _append(group["step"], np.asarray(steps, dtype=np.int64))
@@ -344,11 +368,26 @@ def write_landscape(path, name: str, arrays: dict, attrs: dict):
             for key, value in attrs.items():
                 if value is None:  # absent rather than a "null" string
                     continue
-                _set_attr(f[LANDSCAPE][name], key, value if isinstance(value, (int, float, str, bool, np.number)) else json.dumps(value, default=str))
+                _set_attr(
+                    f[LANDSCAPE][name],
+                    key,
+                    value
+                    if isinstance(value, (int, float, str, bool, np.number))
+                    else json.dumps(value, default=str),
+                )
             if CHECKSUMS in f.attrs:  # the objects that changed: the root, /landscape and the new slice
                 stored = json.loads(_text(f.attrs[CHECKSUMS]))
-                stored = {k: v for k, v in stored.items() if not k.startswith(f"/{LANDSCAPE}/{name}/") and k != f"/{LANDSCAPE}/{name}"}
-                changed = ["/", f"/{LANDSCAPE}", f"/{LANDSCAPE}/{name}", *(f"/{LANDSCAPE}/{name}/{k}" for k in group)]
+                stored = {
+                    k: v
+                    for k, v in stored.items()
+                    if not k.startswith(f"/{LANDSCAPE}/{name}/") and k != f"/{LANDSCAPE}/{name}"
+                }
+                changed = [
+                    "/",
+                    f"/{LANDSCAPE}",
+                    f"/{LANDSCAPE}/{name}",
+                    *(f"/{LANDSCAPE}/{name}/{k}" for k in group),
+                ]
                 stored.update(_checksums(f, changed))
                 _set_attr(f, CHECKSUMS, json.dumps(stored))
 
@@ -430,8 +469,14 @@ class _Header:
         return cls(ds.id.dtype, shape, maxshape, chunks, h5py.h5z.FILTER_FLETCHER32 in filters)
 
 
-def _crc(obj, *, root: bool = False, attrs: dict | None = None, header: _Header | None = None,
-         members: list | None = None) -> str:
+def _crc(
+    obj,
+    *,
+    root: bool = False,
+    attrs: dict | None = None,
+    header: _Header | None = None,
+    members: list | None = None,
+) -> str:
     """CRC-32 of what an object is: group members or dataset type, rank, fixed shape, chunking
     and checksum filter; and every attribute, name and value. Growing lengths are left out."""
     if attrs is None:
@@ -442,7 +487,9 @@ def _crc(obj, *, root: bool = False, attrs: dict | None = None, header: _Header 
         h = header or _Header.of(obj)
         ndim = len(h.shape) if h.shape is not None else -1
         shape = (h.shape[1:] if h.growing else h.shape) or ()
-        head = f"dataset|{_kind(h.dtype)}|{ndim}|{h.growing}|{list(shape)}|{list(h.chunks or ())}|{h.fletcher32}"
+        head = (
+            f"dataset|{_kind(h.dtype)}|{ndim}|{h.growing}|{list(shape)}|{list(h.chunks or ())}|{h.fletcher32}"
+        )
     crc = zlib.crc32(head.encode())
     for key in sorted(attrs):
         if root and key == CHECKSUMS:
@@ -464,7 +511,10 @@ def _canonical(key: str, value) -> bytes:
         return f"|{key}|s|{_text(value)}".encode("utf-8", "surrogateescape")
     array = np.asarray(value)
     if array.dtype.kind in "SUO":
-        items = [v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else str(v) for v in array.reshape(-1).tolist()]
+        items = [
+            v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else str(v)
+            for v in array.reshape(-1).tolist()
+        ]
         return f"|{key}|S|{list(array.shape)}|{items}".encode("utf-8", "surrogateescape")
     head = f"|{key}|{_kind(array.dtype)}|{list(array.shape)}|".encode()
     return head + array.astype(array.dtype.newbyteorder("<")).tobytes()
@@ -482,8 +532,17 @@ def reading(path: str, what: str):
         yield
     except DyntraceError:
         raise
-    except (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError, MemoryError, OverflowError,
-            UnicodeError) as exc:
+    except (
+        OSError,
+        RuntimeError,
+        KeyError,
+        ValueError,
+        TypeError,
+        IndexError,
+        MemoryError,
+        OverflowError,
+        UnicodeError,
+    ) as exc:
         raise RunFileError(f"{path}: damaged file: {what}: {_first_line(exc)}") from None
 
 
@@ -613,7 +672,9 @@ def _plain(path: str, block) -> h5py.File:
     except OSError as exc:
         text = str(exc)
         if "unable to lock file" in text:
-            raise RunFileError(f"{path}: another process is modifying it (its HDF5 file lock is held)") from None
+            raise RunFileError(
+                f"{path}: another process is modifying it (its HDF5 file lock is held)"
+            ) from None
         if "truncated file" in text:
             raise RunFileError(f"{path}: truncated file ({_first_line(exc)})") from None
         raise RunFileError(f"{path}: damaged or truncated HDF5 file ({_first_line(exc)})") from None
@@ -639,7 +700,11 @@ def _validate(path: str, f: h5py.File, size: int, live: bool) -> Layout:
         committed = checks.dataset(f"/{COMMITTED}", kinds="iu", ndim=1)
         with reading(path, f"/{COMMITTED} tables"):
             tables = json.loads(_text(_read_attr(committed, "tables", size)))
-        if not (isinstance(tables, list) and all(isinstance(t, str) for t in tables) and len(tables) == committed.shape[0]):
+        if not (
+            isinstance(tables, list)
+            and all(isinstance(t, str) for t in tables)
+            and len(tables) == committed.shape[0]
+        ):
             raise RunFileError(f"{path}: /{COMMITTED} has tables {tables!r} for {committed.shape[0]} counts")
 
     checks.group(f"/{SCALARS}", required=("names", "step", "key", "value"))
@@ -663,15 +728,33 @@ def _validate(path: str, f: h5py.File, size: int, live: bool) -> Layout:
             landscapes.append(name)
 
     if tables is not None:
-        expected = [SCALARS, SCALAR_NAMES_TABLE, *(f"{PROBES}/{p}" for p in probes), *([TRAJECTORY] if trajectory else [])]
+        expected = [
+            SCALARS,
+            SCALAR_NAMES_TABLE,
+            *(f"{PROBES}/{p}" for p in probes),
+            *([TRAJECTORY] if trajectory else []),
+        ]
         if sorted(tables) != sorted(expected):
-            raise RunFileError(f"{path}: /{COMMITTED} counts {', '.join(tables)}; the file holds {', '.join(expected)}")
+            raise RunFileError(
+                f"{path}: /{COMMITTED} counts {', '.join(tables)}; the file holds {', '.join(expected)}"
+            )
     if stored is not None:
         missing = sorted(set(stored) - checks.seen)
         if missing:
-            raise RunFileError(f"{path}: damaged file: {missing[0]} is missing (the stored checksums list it)")
-    return Layout(path=path, meta=meta, probes=probes, trajectory=trajectory, landscapes=landscapes, tables=tables,
-                  open_for_write=live, checksummed=stored is not None, file_size=size)
+            raise RunFileError(
+                f"{path}: damaged file: {missing[0]} is missing (the stored checksums list it)"
+            )
+    return Layout(
+        path=path,
+        meta=meta,
+        probes=probes,
+        trajectory=trajectory,
+        landscapes=landscapes,
+        tables=tables,
+        open_for_write=live,
+        checksummed=stored is not None,
+        file_size=size,
+    )
 
 
 def _ignore(name):
@@ -680,8 +763,18 @@ def _ignore(name):
 
 # Root attributes the reader interprets, by type (others are read, not interpreted).
 _JSON_ATTRS = {"config": dict, "optimizer": dict, "probes": list, "distributed": dict}
-_TEXT_ATTRS = ("created", "model", "model_class", "schedule", "device", "platform",
-               "dyntrace_version", "torch_version", "python_version", "numpy_version")
+_TEXT_ATTRS = (
+    "created",
+    "model",
+    "model_class",
+    "schedule",
+    "device",
+    "platform",
+    "dyntrace_version",
+    "torch_version",
+    "python_version",
+    "numpy_version",
+)
 
 
 def _root_identity(path: str, f: h5py.File, size: int) -> tuple[dict, dict | None]:
@@ -690,7 +783,9 @@ def _root_identity(path: str, f: h5py.File, size: int) -> tuple[dict, dict | Non
     raw = _read_attrs(f, size)
     fmt = raw.get("format")
     if not isinstance(fmt, (str, bytes, np.bytes_)) or _text(fmt) != FORMAT_NAME:
-        raise RunFileError(f"{path}: an HDF5 file, but not a dyntrace run (no format={FORMAT_NAME!r} attribute)")
+        raise RunFileError(
+            f"{path}: an HDF5 file, but not a dyntrace run (no format={FORMAT_NAME!r} attribute)"
+        )
     version = raw.get("schema_version")
     if isinstance(version, np.ndarray) and version.shape == ():
         version = version[()]
@@ -724,13 +819,19 @@ def _root_meta(path: str, raw: dict) -> dict:
             except (ValueError, TypeError):
                 raise RunFileError(f"{path}: the {key} attribute is not valid JSON") from None
             if not isinstance(value, kind):
-                raise RunFileError(f"{path}: the {key} attribute is {type(value).__name__} (expected a JSON {kind.__name__})")
+                raise RunFileError(
+                    f"{path}: the {key} attribute is {type(value).__name__} (expected a JSON {kind.__name__})"
+                )
             meta[key] = value
     for key in _TEXT_ATTRS:
         if key in raw and not isinstance(raw[key], (str, bytes, np.bytes_)):
             raise RunFileError(f"{path}: the {key} attribute is {_show(raw[key])} (expected text)")
-    if "n_parameters" in meta and (isinstance(meta["n_parameters"], bool) or not isinstance(meta["n_parameters"], int)):
-        raise RunFileError(f"{path}: the n_parameters attribute is {_show(meta['n_parameters'])} (expected an integer)")
+    if "n_parameters" in meta and (
+        isinstance(meta["n_parameters"], bool) or not isinstance(meta["n_parameters"], int)
+    ):
+        raise RunFileError(
+            f"{path}: the n_parameters attribute is {_show(meta['n_parameters'])} (expected an integer)"
+        )
     return meta
 
 
@@ -770,7 +871,16 @@ def _attr_value(obj, key, attr, size):
     return value
 
 
-_RECORD_FIELDS_INT = {"count", "zero", "nonfinite", "hist_count", "saturated", "dead", "dead_persistent", "hist"}
+_RECORD_FIELDS_INT = {
+    "count",
+    "zero",
+    "nonfinite",
+    "hist_count",
+    "saturated",
+    "dead",
+    "dead_persistent",
+    "hist",
+}
 
 
 class _Walk:
@@ -797,7 +907,9 @@ class _Walk:
                 if link is None:
                     raise RunFileError(f"{self.path}: no {where} (not a complete run file)")
                 if not isinstance(link, h5py.HardLink):
-                    raise RunFileError(f"{self.path}: damaged file: {where} is a {type(link).__name__}, not an object")
+                    raise RunFileError(
+                        f"{self.path}: damaged file: {where} is a {type(link).__name__}, not an object"
+                    )
                 obj = group[name]
             else:
                 obj = self.f
@@ -810,9 +922,14 @@ class _Walk:
             if self.stored is not None:
                 if where not in self.stored:
                     raise RunFileError(f"{self.path}: damaged file: {where} is not in the stored checksums")
-                if _crc(obj, root=where == "/", attrs=attrs, header=header, members=members) != self.stored[where]:
-                    raise RunFileError(f"{self.path}: damaged file: the structure or attributes of {where} "
-                                       "do not match their stored checksum")
+                if (
+                    _crc(obj, root=where == "/", attrs=attrs, header=header, members=members)
+                    != self.stored[where]
+                ):
+                    raise RunFileError(
+                        f"{self.path}: damaged file: the structure or attributes of {where} "
+                        "do not match their stored checksum"
+                    )
         self.seen.add(where)
         self.objects[where] = obj
         return obj
@@ -830,22 +947,36 @@ class _Walk:
                     raise RunFileError(f"{self.path}: damaged file: unexpected {where.rstrip('/')}/{name}")
         return members
 
-    def dataset(self, where: str, *, kinds: str, ndim: int | None = None, growing: bool | None = None, min_ndim=None):
+    def dataset(
+        self, where: str, *, kinds: str, ndim: int | None = None, growing: bool | None = None, min_ndim=None
+    ):
         ds = self._get(where, h5py.Dataset)
         h = self.headers[where]
         dtype, shape = h.dtype, h.shape
         kind = "S" if h5py.check_string_dtype(dtype) is not None else dtype.kind
         if dtype.names is not None or kind not in kinds:
-            raise RunFileError(f"{self.path}: {where} has type {dtype} (expected {_KIND_NAMES.get(kinds, kinds)})")
-        if shape is None or (ndim is not None and len(shape) != ndim) or (min_ndim is not None and len(shape) < min_ndim):
-            raise RunFileError(f"{self.path}: {where} has shape {shape} (expected {ndim or min_ndim} dimensions)")
+            raise RunFileError(
+                f"{self.path}: {where} has type {dtype} (expected {_KIND_NAMES.get(kinds, kinds)})"
+            )
+        if (
+            shape is None
+            or (ndim is not None and len(shape) != ndim)
+            or (min_ndim is not None and len(shape) < min_ndim)
+        ):
+            raise RunFileError(
+                f"{self.path}: {where} has shape {shape} (expected {ndim or min_ndim} dimensions)"
+            )
         if growing is not None and growing != h.growing:
-            raise RunFileError(f"{self.path}: {where} is {'' if h.growing else 'not '}growable (the format says otherwise)")
+            raise RunFileError(
+                f"{self.path}: {where} is {'' if h.growing else 'not '}growable (the format says otherwise)"
+            )
         if not h.growing:  # read whole: its declared size must fit in the file
             nbytes = float(np.prod(shape, dtype=np.float64)) * dtype.itemsize
             if nbytes > _MAX_RATIO * self.size + _SLACK_BYTES:
-                raise RunFileError(f"{self.path}: damaged file: {where} declares {shape} ({nbytes:.3g} bytes) "
-                                   f"in a file of {self.size} bytes")
+                raise RunFileError(
+                    f"{self.path}: damaged file: {where} declares {shape} ({nbytes:.3g} bytes) "
+                    f"in a file of {self.size} bytes"
+                )
         return ds
 
     def strings(self, where: str, count: int | None = None) -> list[str]:
@@ -862,9 +993,13 @@ class _Walk:
         with reading(self.path, f"{where} attributes"):
             attrs = decode_attrs(self.attrs[where])
         if attrs.get("hist_scale", "value") not in ("value", "log10_abs"):
-            raise RunFileError(f"{self.path}: {where} has hist_scale {attrs['hist_scale']!r} (value or log10_abs)")
+            raise RunFileError(
+                f"{self.path}: {where} has hist_scale {attrs['hist_scale']!r} (value or log10_abs)"
+            )
         if attrs.get("nonfinite_scope", "sample") not in ("sample", "tensor"):
-            raise RunFileError(f"{self.path}: {where} has nonfinite_scope {attrs['nonfinite_scope']!r} (sample or tensor)")
+            raise RunFileError(
+                f"{self.path}: {where} has nonfinite_scope {attrs['nonfinite_scope']!r} (sample or tensor)"
+            )
         names = self.strings(f"{where}/names")
         if not names:
             raise RunFileError(f"{self.path}: {where}/names is empty")
@@ -901,23 +1036,33 @@ class _Walk:
         if "hist" in fields and "edges" in fields:
             bins, edges = fields["hist"].shape[-1], fields["edges"].shape[-1]
             if fields["hist"].ndim != 3 or fields["edges"].ndim != 2 or bins != edges + 1:
-                raise RunFileError(f"{self.path}: {where}: hist has {bins} bins and edges {edges} edges "
-                                   "(expected one more bin than edges: the under- and overflow)")
-        return Probe(names=names, fields=fields, labels=labels, attrs=attrs, stats=self._stats(where, fields, attrs))
+                raise RunFileError(
+                    f"{self.path}: {where}: hist has {bins} bins and edges {edges} edges "
+                    "(expected one more bin than edges: the under- and overflow)"
+                )
+        return Probe(
+            names=names, fields=fields, labels=labels, attrs=attrs, stats=self._stats(where, fields, attrs)
+        )
 
     def _stats(self, where: str, fields: dict, attrs: dict) -> dict:
         """The statistics a probe declared (its ``stats`` attribute), each built from fields it
         has of one value per tensor."""
         try:
-            table = stats.decode(attrs["stats"]) if "stats" in attrs else stats.declared_before_stats(fields, attrs)
+            table = (
+                stats.decode(attrs["stats"])
+                if "stats" in attrs
+                else stats.declared_before_stats(fields, attrs)
+            )
         except (ValueError, TypeError) as exc:
             raise RunFileError(f"{self.path}: {where} has a bad stats attribute: {exc}") from None
         for ratio in table.values():
             for name in ratio.fields():
                 info = fields.get(name)
                 if info is None or info.ndim != (1 if info.static else 2):
-                    raise RunFileError(f"{self.path}: {where}: statistic {ratio.name!r} needs a field {name!r} "
-                                       "of one value per tensor")
+                    raise RunFileError(
+                        f"{self.path}: {where}: statistic {ratio.name!r} needs a field {name!r} "
+                        "of one value per tensor"
+                    )
         return table
 
     def trajectory(self) -> dict:
@@ -933,7 +1078,9 @@ class _Walk:
         self.dataset(f"{where}/params", kinds="f", ndim=2, growing=True)
         dim = self.headers[f"{where}/params"].shape[1]
         if dim != int(sizes.sum()):
-            raise RunFileError(f"{self.path}: {where}/params holds {dim} values a row; sizes add up to {int(sizes.sum())}")
+            raise RunFileError(
+                f"{self.path}: {where}/params holds {dim} values a row; sizes add up to {int(sizes.sum())}"
+            )
         return {"names": names, "sizes": sizes, "dim": int(dim)}
 
     def landscape(self, name: str) -> None:
@@ -950,12 +1097,16 @@ class _Walk:
         if expected is None or loss != expected:
             raise RunFileError(f"{self.path}: {where}/train_loss has shape {loss} for its coordinates")
         if "train_acc" in members and shape["train_acc"] != loss:
-            raise RunFileError(f"{self.path}: {where}/train_acc has shape {shape['train_acc']}, train_loss {loss}")
+            raise RunFileError(
+                f"{self.path}: {where}/train_acc has shape {shape['train_acc']}, train_loss {loss}"
+            )
         path = [m for m in ("proj_xcoord", "proj_ycoord", "proj_steps") if m in members]
         if path and (len(path) < 2 or len({shape[m] for m in path}) != 1 or len(shape[path[0]]) != 1):
             raise RunFileError(f"{self.path}: {where}: the projected path's columns do not agree")
         if "explained_variance" in members and shape["explained_variance"] != (2,):
-            raise RunFileError(f"{self.path}: {where}/explained_variance has shape {shape['explained_variance']} (expected (2,))")
+            raise RunFileError(
+                f"{self.path}: {where}/explained_variance has shape {shape['explained_variance']} (expected (2,))"
+            )
 
 
 _KIND_NAMES = {"iu": "integers", "fiu": "numbers", "f": "floats", "S": "strings", "fiub": "numbers"}
@@ -981,9 +1132,19 @@ def read_rows(f: h5py.File, layout: Layout) -> Rows:
     scalar_names, step, key, value = rows.scalars()
     trajectory_steps = rows.trajectory_steps() if layout.trajectory is not None else None
     if closed == CLOSED_STOPPED:
-        rows.notes.append("the recording stopped early: a write failed (a full disk?); the file holds what was written before")
-    return Rows(closed=closed, probe_steps=probe_steps, scalar_names=scalar_names, scalar_step=step, scalar_key=key,
-                scalar_value=value, trajectory_steps=trajectory_steps, notes=rows.notes)
+        rows.notes.append(
+            "the recording stopped early: a write failed (a full disk?); the file holds what was written before"
+        )
+    return Rows(
+        closed=closed,
+        probe_steps=probe_steps,
+        scalar_names=scalar_names,
+        scalar_step=step,
+        scalar_key=key,
+        scalar_value=value,
+        trajectory_steps=trajectory_steps,
+        notes=rows.notes,
+    )
 
 
 class _RowReader:
@@ -1026,10 +1187,14 @@ class _RowReader:
         rows = committed[table] if committed is not None else lengths["step"][0]
         for name, (length, row_bytes) in lengths.items():
             if length < rows:
-                raise RunFileError(f"{path}: /{table}: {name} has {length} rows, {'committed' if committed else 'step'} {rows}")
+                raise RunFileError(
+                    f"{path}: /{table}: {name} has {length} rows, {'committed' if committed else 'step'} {rows}"
+                )
             if self.too_big(rows * row_bytes):
-                raise RunFileError(f"{path}: damaged file: /{table}/{name} declares {rows} rows of {row_bytes} bytes "
-                                   f"in a file of {self.size} bytes")
+                raise RunFileError(
+                    f"{path}: damaged file: /{table}/{name} declares {rows} rows of {row_bytes} bytes "
+                    f"in a file of {self.size} bytes"
+                )
         return rows
 
     def steps(self, table: str, rows: int, *, low: int, rule: str) -> np.ndarray:
@@ -1044,8 +1209,13 @@ class _RowReader:
 
     def probe_steps(self, probe: str, spec) -> np.ndarray:
         table = f"{PROBES}/{probe}"
-        columns = {"step": f"/{table}/step", **{k: f"/{table}/{k}" for k, v in spec.fields.items() if not v.static}}
-        return self.steps(table, self.table_rows(table, columns), low=1, rule="record steps must increase from 1")
+        columns = {
+            "step": f"/{table}/step",
+            **{k: f"/{table}/{k}" for k, v in spec.fields.items() if not v.static},
+        }
+        return self.steps(
+            table, self.table_rows(table, columns), low=1, rule="record steps must increase from 1"
+        )
 
     def scalar_names(self) -> list[str]:
         path, where = self.path, f"/{SCALARS}/names"
@@ -1079,12 +1249,21 @@ class _RowReader:
         outside = np.flatnonzero((key < 0) | (key >= len(names)))
         if outside.size and (bad is None or outside[0] < bad):
             if self.committed is not None:
-                raise RunFileError(f"{path}: damaged file: /{SCALARS}/key {int(key[outside[0]])} at row {int(outside[0])} "
-                                   f"names no scalar ({len(names)} names)")
+                raise RunFileError(
+                    f"{path}: damaged file: /{SCALARS}/key {int(key[outside[0]])} at row {int(outside[0])} "
+                    f"names no scalar ({len(names)} names)"
+                )
             bad = int(outside[0])
         if bad is not None:
-            step = _cut(path, self.notes, self.committed, f"/{SCALARS}", step, bad,
-                        "scalar steps are not negative, keys name a scalar")
+            step = _cut(
+                path,
+                self.notes,
+                self.committed,
+                f"/{SCALARS}",
+                step,
+                bad,
+                "scalar steps are not negative, keys name a scalar",
+            )
             key, value = key[: len(step)], value[: len(step)]
         return names, step, key, value
 
@@ -1106,7 +1285,9 @@ def verify(f: h5py.File, layout: Layout, rows: Rows) -> None:
     targets = []  # (dataset path, rows to check or None for all)
     for probe, spec in layout.probes.items():
         n = len(rows.probe_steps[probe])
-        targets += [(f"/{PROBES}/{probe}/{name}", None if info.static else n) for name, info in spec.fields.items()]
+        targets += [
+            (f"/{PROBES}/{probe}/{name}", None if info.static else n) for name, info in spec.fields.items()
+        ]
     if layout.trajectory is not None:
         targets.append((f"/{TRAJECTORY}/params", len(rows.trajectory_steps)))
     for name in layout.landscapes:
@@ -1136,7 +1317,9 @@ def _verify_chunks(raw, ds, stop) -> bool:
             return False
         data = os.pread(raw.fileno(), info.size, info.byte_offset)
         if len(data) != info.size or info.size < 4:
-            raise RunFileError(f"chunk at byte {info.byte_offset} cut short ({len(data)} of {info.size} bytes)")
+            raise RunFileError(
+                f"chunk at byte {info.byte_offset} cut short ({len(data)} of {info.size} bytes)"
+            )
         stored = int.from_bytes(data[-4:], "little")
         if hdf5.fletcher32(memoryview(data)[:-4]) not in (stored, int.from_bytes(data[-4:], "big")):
             raise RunFileError(f"the chunk at byte {info.byte_offset} fails its checksum")
@@ -1193,4 +1376,3 @@ def _check_root(path: str, f: h5py.File):
     with reading(path, "root attributes"):
         raw, _ = _root_identity(path, f, max(1, _file_size(path)))
         _root_meta(path, raw)
-

@@ -180,12 +180,24 @@ def lookup3(data: bytes, initval: int = 0) -> int:
         a = (a + int.from_bytes(data[i : i + 4], "little")) & mask
         b = (b + int.from_bytes(data[i + 4 : i + 8], "little")) & mask
         c = (c + int.from_bytes(data[i + 8 : i + 12], "little")) & mask
-        a = (a - c) & mask; a ^= rot(c, 4); c = (c + b) & mask  # noqa: E702  (the reference's mix())
-        b = (b - a) & mask; b ^= rot(a, 6); a = (a + c) & mask  # noqa: E702
-        c = (c - b) & mask; c ^= rot(b, 8); b = (b + a) & mask  # noqa: E702
-        a = (a - c) & mask; a ^= rot(c, 16); c = (c + b) & mask  # noqa: E702
-        b = (b - a) & mask; b ^= rot(a, 19); a = (a + c) & mask  # noqa: E702
-        c = (c - b) & mask; c ^= rot(b, 4); b = (b + a) & mask  # noqa: E702
+        a = (a - c) & mask
+        a ^= rot(c, 4)
+        c = (c + b) & mask  # noqa: E702  (the reference's mix())
+        b = (b - a) & mask
+        b ^= rot(a, 6)
+        a = (a + c) & mask  # noqa: E702
+        c = (c - b) & mask
+        c ^= rot(b, 8)
+        b = (b + a) & mask  # noqa: E702
+        a = (a - c) & mask
+        a ^= rot(c, 16)
+        c = (c + b) & mask  # noqa: E702
+        b = (b - a) & mask
+        b ^= rot(a, 19)
+        a = (a + c) & mask  # noqa: E702
+        c = (c - b) & mask
+        c ^= rot(b, 4)
+        b = (b + a) & mask  # noqa: E702
         length -= 12
         i += 12
     if length == 0:
@@ -194,13 +206,20 @@ def lookup3(data: bytes, initval: int = 0) -> int:
     a = (a + int.from_bytes(tail[0:4], "little")) & mask
     b = (b + int.from_bytes(tail[4:8], "little")) & mask
     c = (c + int.from_bytes(tail[8:12], "little")) & mask
-    c ^= b; c = (c - rot(b, 14)) & mask  # noqa: E702  (the reference's final())
-    a ^= c; a = (a - rot(c, 11)) & mask  # noqa: E702
-    b ^= a; b = (b - rot(a, 25)) & mask  # noqa: E702
-    c ^= b; c = (c - rot(b, 16)) & mask  # noqa: E702
-    a ^= c; a = (a - rot(c, 4)) & mask  # noqa: E702
-    b ^= a; b = (b - rot(a, 14)) & mask  # noqa: E702
-    c ^= b; c = (c - rot(b, 24)) & mask  # noqa: E702
+    c ^= b
+    c = (c - rot(b, 14)) & mask  # noqa: E702  (the reference's final())
+    a ^= c
+    a = (a - rot(c, 11)) & mask  # noqa: E702
+    b ^= a
+    b = (b - rot(a, 25)) & mask  # noqa: E702
+    c ^= b
+    c = (c - rot(b, 16)) & mask  # noqa: E702
+    a ^= c
+    a = (a - rot(c, 4)) & mask  # noqa: E702
+    b ^= a
+    b = (b - rot(a, 14)) & mask  # noqa: E702
+    c ^= b
+    c = (c - rot(b, 24)) & mask  # noqa: E702
     return c
 
 

@@ -42,7 +42,9 @@ class WriteLock:
         self._lock_path = lock_path(self.path)
         self._fd: int | None = None
         if self._key in _HELD:
-            raise RunFileBusyError(f"{self.path}: this process is already writing it (a Recorder that was not closed?)")
+            raise RunFileBusyError(
+                f"{self.path}: this process is already writing it (a Recorder that was not closed?)"
+            )
         if fcntl is not None:
             self._fd = self._acquire()
         _HELD.add(self._key)
@@ -69,11 +71,15 @@ class WriteLock:
             if not same:  # the previous holder removed the file after we opened it
                 os.close(fd)
                 continue
-            note = f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
+            note = (
+                f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
+            )
             os.ftruncate(fd, 0)
             os.pwrite(fd, note.encode(), 0)
             return fd
-        raise RunFileBusyError(f"{self.path}: its lock file {self._lock_path} keeps changing; is another process writing it?")
+        raise RunFileBusyError(
+            f"{self.path}: its lock file {self._lock_path} keeps changing; is another process writing it?"
+        )
 
     def release(self) -> None:
         """Give the lock up (and remove the lock file). Safe to call twice."""

@@ -117,9 +117,11 @@ class Run:
 
     @property
     def status(self) -> str:
-        """"closed", "open or interrupted" (being written, or its process died) or
+        """ "closed", "open or interrupted" (being written, or its process died) or
         "stopped early" (a write failed; the file holds what was written before)."""
-        return {fmt.CLOSED_CLEANLY: "closed", fmt.CLOSED_STOPPED: "stopped early"}.get(self._rows.closed, "open or interrupted")
+        return {fmt.CLOSED_CLEANLY: "closed", fmt.CLOSED_STOPPED: "stopped early"}.get(
+            self._rows.closed, "open or interrupted"
+        )
 
     @property
     def notes(self) -> list[str]:
@@ -195,7 +197,11 @@ class Run:
         """Role of each parameter: "trainable", "frozen", "not_stepped" (not in the recorded
         optimizer) or "sparse" (see :meth:`dyntrace.probes.RecordContext.param_roles`); read
         from ``probe`` (default: the first parameter probe). Files without roles: all trainable."""
-        probes = [probe] if probe is not None else [p for p in ("gradients", "weights", "steps", "adaptive") if p in self.probes]
+        probes = (
+            [probe]
+            if probe is not None
+            else [p for p in ("gradients", "weights", "steps", "adaptive") if p in self.probes]
+        )
         for name in probes:
             spec = self._probe(name)
             if "role" in spec.labels:
@@ -225,7 +231,9 @@ class Run:
         """
         spec = self._probe(probe)
         if field not in spec.fields:
-            raise MissingDataError(f"{self.path}: probe {probe!r} has no field {field!r} (has: {', '.join(self.fields(probe))})")
+            raise MissingDataError(
+                f"{self.path}: probe {probe!r} has no field {field!r} (has: {', '.join(self.fields(probe))})"
+            )
         steps = self.steps(probe)
         column = self._column(probe, name) if name is not None else slice(0, len(self._columns(probe)[0]))
         info = spec.fields[field]
@@ -297,12 +305,18 @@ class Run:
         """The histogram of one tensor over record steps (``steps, edges, counts = run.hist(...)``)."""
         steps, counts = self.field(probe, "hist", name)
         _, edges = self.field(probe, "edges", name)
-        if self._probe(probe).attrs.get("hist_range") == "per_record":  # edges are fractions of each record's range
+        if (
+            self._probe(probe).attrs.get("hist_range") == "per_record"
+        ):  # edges are fractions of each record's range
             lo = np.asarray(self.field(probe, "hist_lo", name)[1][: len(steps)], dtype=np.float64)
             hi = np.asarray(self.field(probe, "hist_hi", name)[1][: len(steps)], dtype=np.float64)
             edges = lo[:, None] + (hi - lo)[:, None] * np.asarray(edges, dtype=np.float64)[None, :]
         _, sampled = self.field(probe, "hist_count", name)
-        zeros = self.field(probe, "zero", name)[1] if "zero" in self._probe(probe).fields else np.zeros(len(steps))
+        zeros = (
+            self.field(probe, "zero", name)[1]
+            if "zero" in self._probe(probe).fields
+            else np.zeros(len(steps))
+        )
         scale = self._probe(probe).attrs.get("hist_scale", "value")
         return Histogram(
             steps=steps,
@@ -320,7 +334,9 @@ class Run:
     def trajectory(self):
         """(steps [T], parameter names, flat parameters [T, D]) kept with ``Recorder(trajectory=n)``."""
         if self._layout.trajectory is None:
-            raise MissingDataError(f"{self.path}: no parameter trajectory; record with Recorder(..., trajectory=N)")
+            raise MissingDataError(
+                f"{self.path}: no parameter trajectory; record with Recorder(..., trajectory=N)"
+            )
         steps = self._rows.trajectory_steps
         with fmt.reading(self.path, f"/{fmt.TRAJECTORY}/params"):
             params = self._ds(f"{fmt.TRAJECTORY}/params")[: len(steps)].astype(np.float32)
@@ -329,7 +345,9 @@ class Run:
     def trajectory_sizes(self) -> np.ndarray:
         """Elements of each parameter in the flat vector of :meth:`trajectory`, in its order."""
         if self._layout.trajectory is None:
-            raise MissingDataError(f"{self.path}: no parameter trajectory; record with Recorder(..., trajectory=N)")
+            raise MissingDataError(
+                f"{self.path}: no parameter trajectory; record with Recorder(..., trajectory=N)"
+            )
         return np.array(self._layout.trajectory["sizes"], dtype=np.int64)
 
     # -- landscapes ------------------------------------------------------------------------
@@ -367,14 +385,23 @@ class Run:
             "closed_cleanly": self.closed_cleanly,
             "status": self.status,
             "steps": self.n_steps,
-            "skipped_steps": int(len(self.scalar("skipped")[0])) if "skipped" in self._rows.scalar_names else 0,
+            "skipped_steps": int(len(self.scalar("skipped")[0]))
+            if "skipped" in self._rows.scalar_names
+            else 0,
             "records": int(len(self.record_steps)),
             "schedule": meta.get("schedule"),
             "model": meta.get("model_class"),
             "n_parameters": meta.get("n_parameters"),
             "optimizer": meta["optimizer"].get("class") if isinstance(meta.get("optimizer"), dict) else None,
             "scalars": self.scalar_names,
-            "probes": {p: {"records": int(len(self.steps(p))), "tensors": len(self.names(p)), "fields": self.fields(p)} for p in self.probes},
+            "probes": {
+                p: {
+                    "records": int(len(self.steps(p))),
+                    "tensors": len(self.names(p)),
+                    "fields": self.fields(p),
+                }
+                for p in self.probes
+            },
             "layers": self.layers,
             "params": self.params,
             "landscapes": self.landscape_names,
@@ -410,10 +437,18 @@ class Run:
             kinds = list(spec.labels["kind"]) if "kind" in spec.labels else None
             slots = spec.attrs.get("functional_slots", 0)
             if slots and "site" in spec.fields:
-                hosts, functions = spec.attrs.get("functional_hosts", []), spec.attrs.get("functional_kinds", [])
+                hosts, functions = (
+                    spec.attrs.get("functional_hosts", []),
+                    spec.attrs.get("functional_kinds", []),
+                )
                 site = self._cached(fmt.PROBES, probe, "site")
                 with fmt.reading(self.path, f"/{fmt.PROBES}/{probe}: functional call sites"):
-                    if not isinstance(slots, int) or not 0 <= slots <= len(names) or site.ndim != 2 or site.shape[1] != 3:
+                    if (
+                        not isinstance(slots, int)
+                        or not 0 <= slots <= len(names)
+                        or site.ndim != 2
+                        or site.shape[1] != 3
+                    ):
                         raise ValueError(f"{slots!r} reserved columns, site {site.shape}")
                     shown = len(names) - slots
                     for j in range(shown, len(names)):

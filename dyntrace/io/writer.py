@@ -72,7 +72,9 @@ class RunWriter:
         except BaseException:
             self._lock.release()
             raise
-        self._groups = set(self._file[fmt.PROBES])  # a probe with no tensors has none: its records are dropped
+        self._groups = set(
+            self._file[fmt.PROBES]
+        )  # a probe with no tensors has none: its records are dropped
         self._has_trajectory = fmt.TRAJECTORY in self._file
         self._rows: dict[str, int] = {}
         self._space = _Space(self.path, self._file)
@@ -172,7 +174,9 @@ class RunWriter:
     def _stop(self, reason: str):
         self.failed = True
         kept = self._rows.get(fmt.SCALARS, 0)
-        records = {table.split("/", 1)[1]: n for table, n in self._rows.items() if table.startswith(f"{fmt.PROBES}/")}
+        records = {
+            table.split("/", 1)[1]: n for table, n in self._rows.items() if table.startswith(f"{fmt.PROBES}/")
+        }
         warnings.warn(
             f"dyntrace: writing {self.path} failed, recording stops: {reason}. Training goes on; the file keeps "
             f"what was written before ({kept} scalar values, "
@@ -285,7 +289,9 @@ class _Pending:
         if self.scalars[0] or self.names:
             rows_after.update(fmt.append_scalars(f, self.names, *self.scalars, commit_rows=False))
         if self.trajectory[0]:
-            rows_after.update(fmt.append_trajectory(f, self.trajectory[0], np.stack(self.trajectory[1]), commit_rows=False))
+            rows_after.update(
+                fmt.append_trajectory(f, self.trajectory[0], np.stack(self.trajectory[1]), commit_rows=False)
+            )
         return rows_after
 
 

@@ -35,7 +35,9 @@ def check_ignore(ignore) -> None:
         raise ValueError(f"ignore must be one of {IGNORE_CHOICES}, got {ignore!r}")
 
 
-def filter_normalised(params: Sequence[torch.Tensor], *, seed: int, ignore: str | None, count: int) -> tuple[list[torch.Tensor], ...]:
+def filter_normalised(
+    params: Sequence[torch.Tensor], *, seed: int, ignore: str | None, count: int
+) -> tuple[list[torch.Tensor], ...]:
     """``count`` directions normalised against ``params`` (see the module docstring)."""
     check_ignore(ignore)
     # Drawn on the CPU from a private generator: the same seed gives the same directions on
@@ -58,7 +60,9 @@ def filter_normalised(params: Sequence[torch.Tensor], *, seed: int, ignore: str 
     return tuple(directions)
 
 
-def random_directions(model: nn.Module, *, seed: int = 0, ignore: str | None = "biasbn", count: int = 2) -> tuple[list[torch.Tensor], ...]:
+def random_directions(
+    model: nn.Module, *, seed: int = 0, ignore: str | None = "biasbn", count: int = 2
+) -> tuple[list[torch.Tensor], ...]:
     """Filter-normalised Gaussian directions around the model's current parameters.
 
     Args:

@@ -30,7 +30,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from dyntrace.landscape.evaluate import Evaluation, check_method, evaluate as evaluate_local
+from dyntrace.landscape.evaluate import Evaluation, check_method
+from dyntrace.landscape.evaluate import evaluate as evaluate_local
 from dyntrace.landscape.params import as_param_list
 from dyntrace.landscape.results import LineResult, PlaneResult
 from dyntrace.landscape.slices import _described, check_count, evaluate_plane, plane_inputs
@@ -46,21 +47,35 @@ def split(n: int, world_size: int) -> list[tuple[int, int]]:
 
 def _require_group(group):
     if not (dist.is_available() and dist.is_initialized()):
-        raise RuntimeError("dyntrace.landscape.distributed needs an initialised torch.distributed process group (torch.distributed.init_process_group)")
+        raise RuntimeError(
+            "dyntrace.landscape.distributed needs an initialised torch.distributed process group "
+            "(torch.distributed.init_process_group)"
+        )
     return dist.get_rank(group), dist.get_world_size(group)
 
 
 def _check_same_everywhere(group, batch, bases) -> None:
     """Raise on every rank if the ranks hold different batches or bases (one all-reduce)."""
     tensors = [t for t in batch if isinstance(t, torch.Tensor)] + [t for basis in bases for t in basis]
-    sums = torch.stack([t.detach().double().sum().cpu() for t in tensors]) if tensors else torch.zeros(0, dtype=torch.float64)
-    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend(group) == "nccl" else torch.device("cpu")
+    sums = (
+        torch.stack([t.detach().double().sum().cpu() for t in tensors])
+        if tensors
+        else torch.zeros(0, dtype=torch.float64)
+    )
+    device = (
+        torch.device("cuda", torch.cuda.current_device())
+        if dist.get_backend(group) == "nccl"
+        else torch.device("cpu")
+    )
     both = torch.cat([sums, -sums]).to(device)
     dist.all_reduce(both, op=dist.ReduceOp.MAX, group=group)
     both = both.cpu()
     hi, lo = both[: len(sums)], -both[len(sums) :]
     if not torch.equal(hi, lo):
-        raise ValueError("the ranks hold different batches, models or directions: every rank must pass the same ones to a distributed landscape")
+        raise ValueError(
+            "the ranks hold different batches, models or directions: "
+            "every rank must pass the same ones to a distributed landscape"
+        )
 
 
 def evaluate(
@@ -91,7 +106,16 @@ def evaluate(
     start, stop = split(len(coefs), world)[rank]
     mine = None
     if stop > start:
-        mine = evaluate_local(model, loss_fn, batch, bases, coefs[start:stop], method=method, chunk_size=chunk_size, metric=metric)
+        mine = evaluate_local(
+            model,
+            loss_fn,
+            batch,
+            bases,
+            coefs[start:stop],
+            method=method,
+            chunk_size=chunk_size,
+            metric=metric,
+        )
     part = None if mine is None else (mine.loss, mine.metric, mine.info)
     parts = [None] * world if rank == 0 else None
     # Pickled: a block of floats per rank, any backend; the one collective after the check.
@@ -142,9 +166,31 @@ def plane(
     the result as ``/landscape/<name>``. Returns the PlaneResult on rank 0, None elsewhere;
     ``meta`` adds ``ranks`` and ``points_per_rank``.
     """
-    theta, chosen, x, y, meta = plane_inputs(model, span=span, resolution=resolution, seed=seed, ignore=ignore, directions=directions, center=center, method=method)
+    theta, chosen, x, y, meta = plane_inputs(
+        model,
+        span=span,
+        resolution=resolution,
+        seed=seed,
+        ignore=ignore,
+        directions=directions,
+        center=center,
+        method=method,
+    )
     evaluator = functools.partial(evaluate, group=group)
-    plane_result = evaluate_plane(model, loss_fn, batch, theta, chosen, x, y, method=method, chunk_size=chunk_size, metric=metric, meta=meta, evaluator=evaluator)
+    plane_result = evaluate_plane(
+        model,
+        loss_fn,
+        batch,
+        theta,
+        chosen,
+        x,
+        y,
+        method=method,
+        chunk_size=chunk_size,
+        metric=metric,
+        meta=meta,
+        evaluator=evaluator,
+    )
     if plane_result is None:
         return None
     if path is not None:
@@ -176,10 +222,25 @@ def line(
     check_method(method)
     t = np.arange(steps) / (steps - 1)
     bases = [as_param_list(model, start, "start"), as_param_list(model, end, "end")]
-    result = evaluate(model, loss_fn, batch, bases, np.column_stack([1 - t, t]), method=method, chunk_size=chunk_size, metric=metric, group=group)
+    result = evaluate(
+        model,
+        loss_fn,
+        batch,
+        bases,
+        np.column_stack([1 - t, t]),
+        method=method,
+        chunk_size=chunk_size,
+        metric=metric,
+        group=group,
+    )
     if result is None:
         return None
-    line_result = LineResult(t=t, loss=result.loss, acc=result.metric, meta=_described({"kind": "line", "steps": steps}, batch, metric, result.info))
+    line_result = LineResult(
+        t=t,
+        loss=result.loss,
+        acc=result.metric,
+        meta=_described({"kind": "line", "steps": steps}, batch, metric, result.info),
+    )
     if path is not None:
         _write(path, name, line_result)
     return line_result

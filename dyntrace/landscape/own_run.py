@@ -107,7 +107,9 @@ def for_run(
         "source": "dyntrace.landscape.for_run",
         "start_step": int(steps_t[0]),
         "loss": getattr(loss_fn, "__name__", None) or type(loss_fn).__name__,
-        "batch": f"the batch given to for_run ({size} examples)" if size is not None else "the batch given to for_run",
+        "batch": f"the batch given to for_run ({size} examples)"
+        if size is not None
+        else "the batch given to for_run",
         "buffers": "the model's own, as given to for_run (the run file holds no buffers)",
     }
     pair = (resolution, resolution) if isinstance(resolution, (int, np.integer)) else tuple(resolution)
@@ -116,12 +118,30 @@ def for_run(
         if kind == "line":
             results[kind] = line(model, loss_fn, batch, first, last, steps, method=method, metric=metric)
         elif kind == "plane":
-            results[kind] = plane(model, loss_fn, batch, span=span, resolution=pair, seed=seed, ignore=ignore,
-                                  center=last, method=method, metric=metric)
+            results[kind] = plane(
+                model,
+                loss_fn,
+                batch,
+                span=span,
+                resolution=pair,
+                seed=seed,
+                ignore=ignore,
+                center=last,
+                method=method,
+                metric=metric,
+            )
         else:
             try:
-                results[kind] = trajectory_plane((steps_t, names, flat), model, loss_fn, batch, resolution=pair,
-                                                 margin=margin, method=method, metric=metric)
+                results[kind] = trajectory_plane(
+                    (steps_t, names, flat),
+                    model,
+                    loss_fn,
+                    batch,
+                    resolution=pair,
+                    margin=margin,
+                    method=method,
+                    metric=metric,
+                )
             except ValueError as exc:  # a trajectory that never moved
                 raise DyntraceError(f"{path}: no trajectory plane: {exc}") from None
     if given is not None:
@@ -149,26 +169,38 @@ def _read(run: Run | None, path: str, *, needs_two: bool):
         with open_run(path) as opened:
             return _read(opened, path, needs_two=needs_two)
     if not run.closed_cleanly:
-        raise RunFileError(f"{path}: the run is still being written or was interrupted; close the Recorder first")
+        raise RunFileError(
+            f"{path}: the run is still being written or was interrupted; close the Recorder first"
+        )
     steps, names, flat = run.trajectory()  # MissingDataError names Recorder(..., trajectory=N)
     if len(steps) < (2 if needs_two else 1):
-        raise MissingDataError(f"{path}: the trajectory holds {len(steps)} record(s); the line and the trajectory plane need 2 or more")
+        raise MissingDataError(
+            f"{path}: the trajectory holds {len(steps)} record(s); the line and the trajectory plane need 2 or more"
+        )
     return steps, names, flat
 
 
-def _points(model: nn.Module, names: list[str], flat: np.ndarray, path: str) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+def _points(
+    model: nn.Module, names: list[str], flat: np.ndarray, path: str
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """The first and last trajectory records as full parameter lists of ``model``."""
     params = dict(model.named_parameters())
     unknown = [name for name in names if name not in params]
     if unknown:
-        raise DyntraceError(f"{path}: the model has no parameter {unknown[0]!r} that the run recorded "
-                            f"({len(unknown)} of {len(names)} missing); pass the model the run trained")
+        raise DyntraceError(
+            f"{path}: the model has no parameter {unknown[0]!r} that the run recorded "
+            f"({len(unknown)} of {len(names)} missing); pass the model the run trained"
+        )
     try:
         first, last = unflatten(model, flat[0], names), unflatten(model, flat[-1], names)
     except ValueError as exc:
-        raise DyntraceError(f"{path}: the model's parameters do not match the run's trajectory ({exc})") from None
-    return ([first.get(n, p.detach()) for n, p in params.items()],
-            [last.get(n, p.detach()) for n, p in params.items()])
+        raise DyntraceError(
+            f"{path}: the model's parameters do not match the run's trajectory ({exc})"
+        ) from None
+    return (
+        [first.get(n, p.detach()) for n, p in params.items()],
+        [last.get(n, p.detach()) for n, p in params.items()],
+    )
 
 
 def _write(path: str, name: str, result, *, step: int, extra: dict) -> None:
@@ -193,4 +225,6 @@ def _write(path: str, name: str, result, *, step: int, extra: dict) -> None:
         fmt.write_landscape(path, name, result.to_arrays(), attrs)
     except OSError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RunFileError(f"{path}: cannot add /landscape/{name} ({first}); is the run still being written, or open elsewhere?") from None
+        raise RunFileError(
+            f"{path}: cannot add /landscape/{name} ({first}); is the run still being written, or open elsewhere?"
+        ) from None

@@ -57,7 +57,9 @@ def unflatten(model: nn.Module, flat, names: Sequence[str] | None = None) -> dic
         flat = torch.from_numpy(np.asarray(flat))
     expected = sum(p.numel() for _, p in named)
     if flat.ndim != 1 or flat.numel() != expected:
-        raise ValueError(f"flat vector has shape {tuple(flat.shape)}, expected ({expected},) for {len(named)} parameters")
+        raise ValueError(
+            f"flat vector has shape {tuple(flat.shape)}, expected ({expected},) for {len(named)} parameters"
+        )
     out, offset = {}, 0
     for name, p in named:
         out[name] = flat[offset : offset + p.numel()].reshape(p.shape).to(device=p.device, dtype=p.dtype)
@@ -88,6 +90,8 @@ def as_param_list(model: nn.Module, point, what: str) -> list[torch.Tensor]:
     for (name, p), value in zip(named, values):
         value = torch.as_tensor(value).detach()
         if value.shape != p.shape:
-            raise ValueError(f"{what}[{name!r}] has shape {tuple(value.shape)}, the parameter has {tuple(p.shape)}")
+            raise ValueError(
+                f"{what}[{name!r}] has shape {tuple(value.shape)}, the parameter has {tuple(p.shape)}"
+            )
         out.append(value.to(device=p.device, dtype=p.dtype))
     return out

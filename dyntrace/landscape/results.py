@@ -137,7 +137,9 @@ class PlaneResult:
             steps = np.arange(len(self.path)) if self.path_steps is None else self.path_steps
             self.path_steps = np.asarray(steps, dtype=np.int64)
             if self.path_steps.shape != (len(self.path),):
-                raise ValueError(f"path_steps has shape {self.path_steps.shape}, expected ({len(self.path)},)")
+                raise ValueError(
+                    f"path_steps has shape {self.path_steps.shape}, expected ({len(self.path)},)"
+                )
         if self.explained_variance is not None:
             self.explained_variance = _float_array(self.explained_variance, "explained_variance", 1)
 
@@ -156,7 +158,9 @@ class PlaneResult:
             "train_acc": _values_or_nan(self.acc, self.loss.shape),
         }
         if self.path is not None:
-            arrays.update(proj_xcoord=self.path[:, 0], proj_ycoord=self.path[:, 1], proj_steps=self.path_steps)
+            arrays.update(
+                proj_xcoord=self.path[:, 0], proj_ycoord=self.path[:, 1], proj_steps=self.path_steps
+            )
         if self.explained_variance is not None:
             arrays["explained_variance"] = self.explained_variance
         return arrays

@@ -63,7 +63,9 @@ def _described(meta: dict, batch, metric, info: dict) -> dict:
     return {**meta, "batch_size": size, "metric": None if name == "<lambda>" else name, **info}
 
 
-def evaluate_plane(model, loss_fn, batch, center, directions, x, y, *, method, chunk_size, metric, meta, evaluator=evaluate) -> PlaneResult | None:
+def evaluate_plane(
+    model, loss_fn, batch, center, directions, x, y, *, method, chunk_size, metric, meta, evaluator=evaluate
+) -> PlaneResult | None:
     """Loss at center + x[j]·directions[0] + y[i]·directions[1] for every (i, j), as a PlaneResult.
 
     ``evaluator`` has :func:`dyntrace.landscape.evaluate.evaluate`'s signature; one that
@@ -71,7 +73,16 @@ def evaluate_plane(model, loss_fn, batch, center, directions, x, y, *, method, c
     """
     gx, gy = np.meshgrid(x, y)  # [ny, nx]; raveled row by row, so point n = i·nx + j
     coefs = np.column_stack([np.ones(gx.size), gx.ravel(), gy.ravel()])
-    result = evaluator(model, loss_fn, batch, [center, *directions], coefs, method=method, chunk_size=chunk_size, metric=metric)
+    result = evaluator(
+        model,
+        loss_fn,
+        batch,
+        [center, *directions],
+        coefs,
+        method=method,
+        chunk_size=chunk_size,
+        metric=metric,
+    )
     if result is None:
         return None
     shape = (len(y), len(x))
@@ -126,8 +137,29 @@ def plane(
         (x[j], y[i]), optional ``acc``, ``directions`` (δ, η) and ``meta`` (kind
         "random_plane", seed, normalisation, ignore, span, resolution, method, timings).
     """
-    theta, chosen, x, y, meta = plane_inputs(model, span=span, resolution=resolution, seed=seed, ignore=ignore, directions=directions, center=center, method=method)
-    return evaluate_plane(model, loss_fn, batch, theta, chosen, x, y, method=method, chunk_size=chunk_size, metric=metric, meta=meta)
+    theta, chosen, x, y, meta = plane_inputs(
+        model,
+        span=span,
+        resolution=resolution,
+        seed=seed,
+        ignore=ignore,
+        directions=directions,
+        center=center,
+        method=method,
+    )
+    return evaluate_plane(
+        model,
+        loss_fn,
+        batch,
+        theta,
+        chosen,
+        x,
+        y,
+        method=method,
+        chunk_size=chunk_size,
+        metric=metric,
+        meta=meta,
+    )
 
 
 def plane_inputs(model, *, span, resolution, seed, ignore, directions, center, method):
@@ -156,8 +188,15 @@ def plane_inputs(model, *, span, resolution, seed, ignore, directions, center, m
 
 
 def _line_result(model, loss_fn, batch, bases, coefs, t, *, method, chunk_size, metric, meta) -> LineResult:
-    result = evaluate(model, loss_fn, batch, bases, coefs, method=method, chunk_size=chunk_size, metric=metric)
-    return LineResult(t=t, loss=result.loss, acc=result.metric, meta=_described({**meta, "steps": len(t)}, batch, metric, result.info))
+    result = evaluate(
+        model, loss_fn, batch, bases, coefs, method=method, chunk_size=chunk_size, metric=metric
+    )
+    return LineResult(
+        t=t,
+        loss=result.loss,
+        acc=result.metric,
+        meta=_described({**meta, "steps": len(t)}, batch, metric, result.info),
+    )
 
 
 def line(
@@ -192,7 +231,18 @@ def line(
     check_method(method)
     t = np.arange(steps) / (steps - 1)
     bases = [as_param_list(model, start, "start"), as_param_list(model, end, "end")]
-    return _line_result(model, loss_fn, batch, bases, np.column_stack([1 - t, t]), t, method=method, chunk_size=chunk_size, metric=metric, meta={"kind": "line"})
+    return _line_result(
+        model,
+        loss_fn,
+        batch,
+        bases,
+        np.column_stack([1 - t, t]),
+        t,
+        method=method,
+        chunk_size=chunk_size,
+        metric=metric,
+        meta={"kind": "line"},
+    )
 
 
 def slice_1d(
@@ -220,5 +270,22 @@ def slice_1d(
     check_ignore(ignore)
     theta = _current(model)
     (direction,) = filter_normalised(theta, seed=seed, ignore=ignore, count=1)
-    meta = {"kind": "slice_1d", "seed": seed, "normalisation": "filter", "ignore": ignore, "span": float(span)}
-    return _line_result(model, loss_fn, batch, [theta, direction], np.column_stack([np.ones_like(t), t]), t, method=method, chunk_size=chunk_size, metric=metric, meta=meta)
+    meta = {
+        "kind": "slice_1d",
+        "seed": seed,
+        "normalisation": "filter",
+        "ignore": ignore,
+        "span": float(span),
+    }
+    return _line_result(
+        model,
+        loss_fn,
+        batch,
+        [theta, direction],
+        np.column_stack([np.ones_like(t), t]),
+        t,
+        method=method,
+        chunk_size=chunk_size,
+        metric=metric,
+        meta=meta,
+    )

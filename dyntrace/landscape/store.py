@@ -77,6 +77,7 @@ MAX_SNAPSHOTS = 200
 
 # -- options ---------------------------------------------------------------------------------
 
+
 def _bad(key: str, value, expected: str) -> ConfigError:
     return ConfigError(f"Invalid landscape {key}: {value!r} ({expected})")
 
@@ -104,7 +105,12 @@ def _ignore(key, value):
 
 
 _CHECKS = {
-    "plane": {"resolution": _resolution, "span": _positive, "seed": lambda k, v: _int(k, v, 0), "ignore": _ignore},
+    "plane": {
+        "resolution": _resolution,
+        "span": _positive,
+        "seed": lambda k, v: _int(k, v, 0),
+        "ignore": _ignore,
+    },
     "line": {"steps": lambda k, v: _int(k, v, 2)},
     "trajectory": {"resolution": _resolution, "margin": lambda k, v: _positive(k, v, strict=False)},
 }
@@ -123,7 +129,9 @@ def normalize_options(value) -> dict | None:
     if isinstance(value, (list, tuple)):
         value = {name: {} for name in value}
     if not isinstance(value, dict):
-        raise ConfigError(f"Invalid landscape: {value!r} (a table of slices, e.g. {{\"plane\": {{}}, \"line\": {{}}}})")
+        raise ConfigError(
+            f'Invalid landscape: {value!r} (a table of slices, e.g. {{"plane": {{}}, "line": {{}}}})'
+        )
     unknown = [key for key in value if key not in KINDS and key not in _SHARED]
     if unknown:
         raise ConfigError(f"Invalid landscape key {unknown[0]!r}; valid: {', '.join(KINDS + tuple(_SHARED))}")
@@ -136,7 +144,9 @@ def normalize_options(value) -> dict | None:
         given = value[kind]
         given = {} if given is None or given is True else given
         if not isinstance(given, dict):
-            raise ConfigError(f"Invalid landscape {kind}: {given!r} (a table of options, e.g. {DEFAULTS[kind]})")
+            raise ConfigError(
+                f"Invalid landscape {kind}: {given!r} (a table of options, e.g. {DEFAULTS[kind]})"
+            )
         bad = [key for key in given if key not in DEFAULTS[kind]]
         if bad:
             raise ConfigError(f"Invalid landscape option {kind}.{bad[0]}; valid: {', '.join(DEFAULTS[kind])}")
@@ -167,6 +177,7 @@ def _pair(resolution) -> tuple[int, int]:
 
 
 # -- computing -------------------------------------------------------------------------------
+
 
 def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Fraction of rows whose largest output is the target class (a 0-d tensor; vmappable)."""
@@ -206,20 +217,48 @@ def compute(
     results = {}
     if "plane" in options:
         o = options["plane"]
-        results["plane"] = plane(model, loss_fn, batch, span=o["span"], resolution=_pair(o["resolution"]), seed=o["seed"],
-                                 ignore=o["ignore"], method=method, metric=metric)
+        results["plane"] = plane(
+            model,
+            loss_fn,
+            batch,
+            span=o["span"],
+            resolution=_pair(o["resolution"]),
+            seed=o["seed"],
+            ignore=o["ignore"],
+            method=method,
+            metric=metric,
+        )
     if "line" in options:
         if initial is None:
             raise ValueError("the line slice needs the initial parameters (initial=...)")
         final = [p.detach() for p in model.parameters()]
-        results["line"] = line(model, loss_fn, batch, list(initial), final, options["line"]["steps"], method=method, metric=metric)
+        results["line"] = line(
+            model,
+            loss_fn,
+            batch,
+            list(initial),
+            final,
+            options["line"]["steps"],
+            method=method,
+            metric=metric,
+        )
     if "trajectory" in options:
         if trajectory is None:
-            raise ValueError("the trajectory plane needs the recorded trajectory (trajectory=(steps, names, flat))")
+            raise ValueError(
+                "the trajectory plane needs the recorded trajectory (trajectory=(steps, names, flat))"
+            )
         o = options["trajectory"]
         try:
-            results["trajectory"] = trajectory_plane(trajectory, model, loss_fn, batch, resolution=_pair(o["resolution"]),
-                                                     margin=o["margin"], method=method, metric=metric)
+            results["trajectory"] = trajectory_plane(
+                trajectory,
+                model,
+                loss_fn,
+                batch,
+                resolution=_pair(o["resolution"]),
+                margin=o["margin"],
+                method=method,
+                metric=metric,
+            )
         except ValueError as exc:  # a trajectory of one record, or one that never moved
             raise DyntraceError(f"no trajectory plane: {exc}") from None
     return results
@@ -277,7 +316,9 @@ def write(path, results: dict, *, step: int, extra: dict | None = None) -> dict[
             write_landscape(path, name, result.to_arrays(), attrs)
         except OSError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise RunFileError(f"{os.fspath(path)}: cannot add /landscape/{name} ({first}); is the run still being written?") from None
+            raise RunFileError(
+                f"{os.fspath(path)}: cannot add /landscape/{name} ({first}); is the run still being written?"
+            ) from None
         written[name] = attrs
     return written
 

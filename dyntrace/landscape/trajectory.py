@@ -39,10 +39,14 @@ def _read(run_or_trajectory):
     try:
         steps, names, flat = run_or_trajectory
     except (TypeError, ValueError):
-        raise TypeError("run_or_trajectory must be a run with .trajectory() or a tuple (steps, names, flat)") from None
+        raise TypeError(
+            "run_or_trajectory must be a run with .trajectory() or a tuple (steps, names, flat)"
+        ) from None
     flat = np.asarray(flat, dtype=np.float64)
     if flat.ndim != 2 or len(flat) < 2 or flat.shape[1] < 2:
-        raise ValueError(f"the trajectory must be a [T, D] array with T ≥ 2 records and D ≥ 2 values, got shape {flat.shape}")
+        raise ValueError(
+            f"the trajectory must be a [T, D] array with T ≥ 2 records and D ≥ 2 values, got shape {flat.shape}"
+        )
     steps = np.asarray(steps)
     if steps.shape != (len(flat),):
         raise ValueError(f"steps has shape {steps.shape}, expected ({len(flat)},): one step per record")
@@ -143,6 +147,23 @@ def trajectory_plane(
 
     center = full(flat[-1], lambda p: p)
     directions = tuple(full(component, torch.zeros_like) for component in components)
-    meta = {"kind": "trajectory_plane", "margin": float(margin), "records": len(flat), "recorded_parameters": len(names)}
-    result = evaluate_plane(model, loss_fn, batch, center, directions, x, y, method=method, chunk_size=chunk_size, metric=metric, meta=meta)
+    meta = {
+        "kind": "trajectory_plane",
+        "margin": float(margin),
+        "records": len(flat),
+        "recorded_parameters": len(names),
+    }
+    result = evaluate_plane(
+        model,
+        loss_fn,
+        batch,
+        center,
+        directions,
+        x,
+        y,
+        method=method,
+        chunk_size=chunk_size,
+        metric=metric,
+        meta=meta,
+    )
     return dataclasses.replace(result, path=path, path_steps=steps, explained_variance=ratios)

@@ -17,13 +17,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from dyntrace.plots.activations import (
+    plot_activation_heatmaps,
+    plot_activation_histograms,
+    plot_activation_std,
+)
+from dyntrace.plots.adaptive import plot_adaptive_lr, plot_psi_variance, plot_rectification
 from dyntrace.plots.compare import (
     plot_compare_activation_std,
     plot_compare_gradient_norms,
     plot_compare_loss,
 )
-from dyntrace.plots.activations import plot_activation_heatmaps, plot_activation_histograms, plot_activation_std
-from dyntrace.plots.adaptive import plot_adaptive_lr, plot_psi_variance, plot_rectification
 from dyntrace.plots.curvature import (
     noise_scale_missing,
     plot_batch_noise_scale,
@@ -100,10 +104,17 @@ class FigureSpec:
         """Why ``run`` cannot support this figure (one line), or None if it has the data."""
         lacking = [p for p in self.probes if p not in run.probes]
         if lacking:
-            return f"no {', '.join(repr(p) for p in lacking)} probe data (record with Recorder(..., probes=[..., {lacking[0]!r}]))"
+            return (
+                f"no {', '.join(repr(p) for p in lacking)} probe data "
+                f"(record with Recorder(..., probes=[..., {lacking[0]!r}]))"
+            )
         if self.scalars and not set(self.scalars) & set(run.scalar_names):
             prefix = self.scalars[0].split("/", 1)[0] if "/" in self.scalars[0] else None  # "curvature/trace"
-            source = f"recorded by the {prefix!r} probe" if prefix else "logged with rec.log(...) or by the 'scalars' probe"
+            source = (
+                f"recorded by the {prefix!r} probe"
+                if prefix
+                else "logged with rec.log(...) or by the 'scalars' probe"
+            )
             return f"no scalar {' or '.join(repr(s) for s in self.scalars)} ({source})"
         if self.landscapes and not run.landscape_names:
             return LANDSCAPE_SOURCE
@@ -113,27 +124,123 @@ class FigureSpec:
 
 
 _SPECS = [
-    FigureSpec("dashboard", plot_dashboard, description="overview: the most telling panels and the diagnoses"),
-    FigureSpec("loss", plot_loss, scalars=("loss",), description="loss, EWMA, val_loss, plateaus, learning rate"),
-    FigureSpec("accuracy", plot_accuracy, scalars=("accuracy", "val_accuracy"), description="accuracy and val_accuracy"),
-    FigureSpec("norms", plot_norms, scalars=tuple(NORMS), description="gradient, parameter, update norms, distance from init"),
-    FigureSpec("activation_heatmaps", plot_activation_heatmaps, probes=("activations",), description="activation distributions over time per layer"),
-    FigureSpec("activation_histograms", plot_activation_histograms, probes=("activations",), description="activation histograms per layer at the last record"),
-    FigureSpec("activation_std", plot_activation_std, probes=("activations",), description="activation std per layer over time"),
-    FigureSpec("saturation", plot_saturation, probes=("activations",), description="saturated fraction of bounded activations per layer"),
-    FigureSpec("dead_units", plot_dead_units, probes=("activations",), description="dead-unit fraction per layer"),
-    FigureSpec("gradient_flow", plot_gradient_flow, probes=("gradients",), description="gradient norm by depth over time; first/last ratio"),
-    FigureSpec("gradient_heatmaps", plot_gradient_heatmaps, probes=("gradients",), description="|g| distributions over time per parameter"),
-    FigureSpec("weight_heatmaps", plot_weight_heatmaps, probes=("weights",), description="weight distributions over time per parameter"),
-    FigureSpec("step_sizes", plot_step_sizes, probes=("steps",), description="effective step size |Δθ|/|g| over time per parameter"),
-    FigureSpec("update_ratios", plot_update_ratios, probes=("steps",), description="update-to-weight ratio per parameter"),
-    FigureSpec("adaptive_lr", plot_adaptive_lr, probes=("adaptive",), description="adaptive learning rate ψ over time per parameter"),
-    FigureSpec("rectification", plot_rectification, probes=("adaptive",), description="RAdam's ρ_t and r_t against their formulas"),
-    FigureSpec("psi_variance", plot_psi_variance, probes=("adaptive",), description="measured Var[ψ] against the analytic curve"),
-    FigureSpec("landscapes", plot_landscapes, landscapes=True, description="stored loss landscapes: planes as contours (with the trajectory), lines"),
-    FigureSpec("sharpness", plot_sharpness, scalars=("curvature/sharpness", "curvature/precond_sharpness"), description="top Hessian eigenvalue (Adam: of P⁻¹H) against the stability threshold"),
-    FigureSpec("hessian_trace", plot_hessian_trace, scalars=("curvature/trace",), description="Hessian trace (Hutchinson) over training"),
-    FigureSpec("batch_noise_scale", plot_batch_noise_scale, needs=noise_scale_missing, description="gradient noise scale B_simple against the batch size in use"),
+    FigureSpec(
+        "dashboard", plot_dashboard, description="overview: the most telling panels and the diagnoses"
+    ),
+    FigureSpec(
+        "loss", plot_loss, scalars=("loss",), description="loss, EWMA, val_loss, plateaus, learning rate"
+    ),
+    FigureSpec(
+        "accuracy",
+        plot_accuracy,
+        scalars=("accuracy", "val_accuracy"),
+        description="accuracy and val_accuracy",
+    ),
+    FigureSpec(
+        "norms",
+        plot_norms,
+        scalars=tuple(NORMS),
+        description="gradient, parameter, update norms, distance from init",
+    ),
+    FigureSpec(
+        "activation_heatmaps",
+        plot_activation_heatmaps,
+        probes=("activations",),
+        description="activation distributions over time per layer",
+    ),
+    FigureSpec(
+        "activation_histograms",
+        plot_activation_histograms,
+        probes=("activations",),
+        description="activation histograms per layer at the last record",
+    ),
+    FigureSpec(
+        "activation_std",
+        plot_activation_std,
+        probes=("activations",),
+        description="activation std per layer over time",
+    ),
+    FigureSpec(
+        "saturation",
+        plot_saturation,
+        probes=("activations",),
+        description="saturated fraction of bounded activations per layer",
+    ),
+    FigureSpec(
+        "dead_units", plot_dead_units, probes=("activations",), description="dead-unit fraction per layer"
+    ),
+    FigureSpec(
+        "gradient_flow",
+        plot_gradient_flow,
+        probes=("gradients",),
+        description="gradient norm by depth over time; first/last ratio",
+    ),
+    FigureSpec(
+        "gradient_heatmaps",
+        plot_gradient_heatmaps,
+        probes=("gradients",),
+        description="|g| distributions over time per parameter",
+    ),
+    FigureSpec(
+        "weight_heatmaps",
+        plot_weight_heatmaps,
+        probes=("weights",),
+        description="weight distributions over time per parameter",
+    ),
+    FigureSpec(
+        "step_sizes",
+        plot_step_sizes,
+        probes=("steps",),
+        description="effective step size |Δθ|/|g| over time per parameter",
+    ),
+    FigureSpec(
+        "update_ratios",
+        plot_update_ratios,
+        probes=("steps",),
+        description="update-to-weight ratio per parameter",
+    ),
+    FigureSpec(
+        "adaptive_lr",
+        plot_adaptive_lr,
+        probes=("adaptive",),
+        description="adaptive learning rate ψ over time per parameter",
+    ),
+    FigureSpec(
+        "rectification",
+        plot_rectification,
+        probes=("adaptive",),
+        description="RAdam's ρ_t and r_t against their formulas",
+    ),
+    FigureSpec(
+        "psi_variance",
+        plot_psi_variance,
+        probes=("adaptive",),
+        description="measured Var[ψ] against the analytic curve",
+    ),
+    FigureSpec(
+        "landscapes",
+        plot_landscapes,
+        landscapes=True,
+        description="stored loss landscapes: planes as contours (with the trajectory), lines",
+    ),
+    FigureSpec(
+        "sharpness",
+        plot_sharpness,
+        scalars=("curvature/sharpness", "curvature/precond_sharpness"),
+        description="top Hessian eigenvalue (Adam: of P⁻¹H) against the stability threshold",
+    ),
+    FigureSpec(
+        "hessian_trace",
+        plot_hessian_trace,
+        scalars=("curvature/trace",),
+        description="Hessian trace (Hutchinson) over training",
+    ),
+    FigureSpec(
+        "batch_noise_scale",
+        plot_batch_noise_scale,
+        needs=noise_scale_missing,
+        description="gradient noise scale B_simple against the batch size in use",
+    ),
 ]
 
 #: Figure name → FigureSpec, in the order ``dyntrace plot`` writes them.

@@ -35,7 +35,9 @@ def _curves(names, sizes, before, after, lr: float) -> dict:
     before = np.asarray(before, dtype=np.float64)
     after = np.asarray(after, dtype=np.float64)
     if before.shape != after.shape or before.size != int(np.sum(sizes)):
-        raise ValueError(f"flat vectors of shapes {before.shape}, {after.shape} do not hold {int(np.sum(sizes))} values")
+        raise ValueError(
+            f"flat vectors of shapes {before.shape}, {after.shape} do not hold {int(np.sum(sizes))} values"
+        )
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
     slices = {n: slice(offsets[i], offsets[i + 1]) for i, n in enumerate(names)}
     out = {}
@@ -57,7 +59,11 @@ def sweep_curves(run) -> dict:
     """
     steps, names, flat = run.trajectory()
     if len(steps) < 2:
-        raise missing(run, "second trajectory snapshot", "a sweep run keeps the parameters before and after its step (trajectory=1)")
+        raise missing(
+            run,
+            "second trajectory snapshot",
+            "a sweep run keeps the parameters before and after its step (trajectory=1)",
+        )
     _, count = run.field("weights", "count")
     sizes = np.asarray(count[0], dtype=np.int64)
     weight_names = run.names("weights")
@@ -66,7 +72,11 @@ def sweep_curves(run) -> dict:
     _, lr = run.scalar("lr/0")
     curves = _curves(names, sizes, flat[0], flat[1], float(lr[0]))
     if not curves:
-        raise missing(run, "sweep parameters (<name>.x and <name>.w)", "record a sweep as in the activation_functions gallery entry")
+        raise missing(
+            run,
+            "sweep parameters (<name>.x and <name>.w)",
+            "record a sweep as in the activation_functions gallery entry",
+        )
     return curves
 
 
@@ -118,16 +128,32 @@ def plot_activation_derivatives(run, /, *, ax=None, names=("sigmoid", "tanh", "r
     curves = sweep_curves(run)
     missing_names = [n for n in names if n not in curves]
     if missing_names:
-        raise MissingDataError(f"{run.path}: no swept activation {missing_names[0]!r} (has: {', '.join(curves)})")
+        raise MissingDataError(
+            f"{run.path}: no swept activation {missing_names[0]!r} (has: {', '.join(curves)})"
+        )
     with single(ax, figsize=(5.5, 3.8)) as (fig, ax, owns):
         for mark in marks:
             ax.axhline(mark, color=NEUTRAL, lw=0.9, ls=":")
-            ax.annotate(f"{mark:g}", (1.0, mark), xycoords=("axes fraction", "data"), xytext=(3, 0),
-                        textcoords="offset points", va="center", fontsize="small", color=NEUTRAL)
+            ax.annotate(
+                f"{mark:g}",
+                (1.0, mark),
+                xycoords=("axes fraction", "data"),
+                xytext=(3, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize="small",
+                color=NEUTRAL,
+            )
         for i, name in enumerate(names):
             x, _, df = curves[name]
             shown = _DISPLAY.get(name, name)
-            ax.plot(x, df, color=method_color(shown, fallback=i), lw=1.8, label=f"{shown}′, max {np.nanmax(df):.3g}")
+            ax.plot(
+                x,
+                df,
+                color=method_color(shown, fallback=i),
+                lw=1.8,
+                label=f"{shown}′, max {np.nanmax(df):.3g}",
+            )
         ax.set_xlabel("x")
         ax.set_ylabel("f′(x)")
         ax.set_xlim(min(curves[n][0].min() for n in names), max(curves[n][0].max() for n in names))

@@ -24,7 +24,7 @@ __all__ = ["plot_activation_heatmaps", "plot_activation_histograms", "plot_activ
 
 
 def _panel_titles(run, names, panel_width: float):
-    """"path (kind)": the module path shortened (common prefix dropped, middle elided) to fit
+    """ "path (kind)": the module path shortened (common prefix dropped, middle elided) to fit
     over a panel; the kind on a second line when both do not fit on one."""
     width = title_chars(panel_width)
     return [panel_title(label, width) for label in layer_labels(run, "activations", names, max_chars=width)]
@@ -41,8 +41,19 @@ def plot_activation_heatmaps(run, /, *, ax=None, layers=None, max_layers: int = 
     """
     names = select(run, "activations", layers, max_layers)
     total = len(run.names("activations"))
-    title = "Activation distributions over training" + (f" ({len(names)} of {total} layers)" if len(names) < total else "")
-    return hist_heatmaps(run, "activations", names, ax=ax, title=title, ylabel="output value", max_windows=max_windows, panel_titles=_panel_titles(run, names, 3.2))
+    title = "Activation distributions over training" + (
+        f" ({len(names)} of {total} layers)" if len(names) < total else ""
+    )
+    return hist_heatmaps(
+        run,
+        "activations",
+        names,
+        ax=ax,
+        title=title,
+        ylabel="output value",
+        max_windows=max_windows,
+        panel_titles=_panel_titles(run, names, 3.2),
+    )
 
 
 def _record_at(steps, step):
@@ -54,7 +65,9 @@ def _record_at(steps, step):
     return int(np.argmin(np.abs(np.asarray(steps) - step)))
 
 
-def plot_activation_histograms(run, /, *, step=None, ax=None, layers=None, max_layers: int = 8, titles="path"):
+def plot_activation_histograms(
+    run, /, *, step=None, ax=None, layers=None, max_layers: int = 8, titles="path"
+):
     """Histograms of each layer's outputs at one record step, one panel per layer, as in the
     book's figures of activations by weight initialisation.
 
@@ -71,7 +84,9 @@ def plot_activation_histograms(run, /, *, step=None, ax=None, layers=None, max_l
     depth = forward_order(run, "activations")
     steps = run.steps("activations")
     if len(steps) == 0:
-        raise missing(run, "'activations' records yet", "the 'activations' probe writes one row per record step")
+        raise missing(
+            run, "'activations' records yet", "the 'activations' probe writes one row per record step"
+        )
     i = _record_at(steps, step)
     cols = [all_names.index(n) for n in names]
     counts = hist_rows(run, "activations", "hist", i, i + 1, cols)[0, :, 1:-1]
@@ -87,9 +102,24 @@ def plot_activation_histograms(run, /, *, step=None, ax=None, layers=None, max_l
         for j, (name, a) in enumerate(zip(names, axes)):
             frac = fraction(counts[j], sampled[j])
             if np.isfinite(edges[j]).all():
-                a.stairs(frac, edges[j], fill=True, color=layer_color(depth.index(name), len(all_names)), alpha=0.85, gid=name)
+                a.stairs(
+                    frac,
+                    edges[j],
+                    fill=True,
+                    color=layer_color(depth.index(name), len(all_names)),
+                    alpha=0.85,
+                    gid=name,
+                )
             else:  # never seen: no range to draw on
-                a.text(0.5, 0.5, "no values recorded", ha="center", va="center", fontsize="small", transform=a.transAxes)
+                a.text(
+                    0.5,
+                    0.5,
+                    "no values recorded",
+                    ha="center",
+                    va="center",
+                    fontsize="small",
+                    transform=a.transAxes,
+                )
             a.set_title(titles[j], fontsize="medium")
             a.set_xlabel("output value", fontsize="small")
             a.set_ylabel("fraction of values" if j % ncols == 0 or not owns else "", fontsize="small")
@@ -116,5 +146,12 @@ def plot_activation_std(run, /, *, ax=None, max_points: int = 2000):
         ax.set_ylabel("std of layer output")
         step_label(ax)
         ax.set_title("Activation std per layer")
-        layer_key(ax, owns=owns, handles=handles, labels=layer_labels(run, "activations", names), colors=colors, n_total=len(names))
+        layer_key(
+            ax,
+            owns=owns,
+            handles=handles,
+            labels=layer_labels(run, "activations", names),
+            colors=colors,
+            n_total=len(names),
+        )
     return fig

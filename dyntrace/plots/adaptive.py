@@ -15,9 +15,14 @@ from dyntrace.plots.theme import NEUTRAL, series_color
 
 __all__ = ["plot_adaptive_lr", "plot_rectification", "plot_psi_variance", "adam_parameter"]
 
-_HOW = "record it with Recorder(..., probes=[..., 'adaptive']) and an Adam-family, Adamax, Adafactor, AdaGrad or RMSprop optimizer"
-_READS = ("the 'adaptive' probe reads Adam's exp_avg_sq, Adamax's exp_inf, Adafactor's factored second moments, "
-          "AdaGrad's sum and RMSprop's square_avg")
+_HOW = (
+    "record it with Recorder(..., probes=[..., 'adaptive']) and an Adam-family, Adamax, Adafactor, "
+    "AdaGrad or RMSprop optimizer"
+)
+_READS = (
+    "the 'adaptive' probe reads Adam's exp_avg_sq, Adamax's exp_inf, Adafactor's factored second moments, "
+    "AdaGrad's sum and RMSprop's square_avg"
+)
 
 
 def _adaptive_names(run, kinds=("adam", "adagrad", "rmsprop", "adamax", "adafactor")) -> list[str]:
@@ -53,7 +58,12 @@ def plot_adaptive_lr(run, /, *, ax=None, params=None, max_params: int = 8, max_w
     """
     available = _adaptive_names(run)
     if params is None:
-        names = [available[i] for i in np.unique(np.linspace(0, len(available) - 1, min(max_params, len(available))).round().astype(int))]
+        names = [
+            available[i]
+            for i in np.unique(
+                np.linspace(0, len(available) - 1, min(max_params, len(available))).round().astype(int)
+            )
+        ]
     else:
         names = select(run, "adaptive", params, max_params)
     order = run.names("adaptive")
@@ -77,7 +87,9 @@ def _beta2(run, param) -> float:
     if beta2.size == 0:
         raise missing(run, f"β₂ of {param!r}", _HOW)
     if np.ptp(beta2) > 0:
-        raise ValueError(f"{run.path}: β₂ of {param!r} changes during the run; the analytic curves assume one value")
+        raise ValueError(
+            f"{run.path}: β₂ of {param!r} changes during the run; the analytic curves assume one value"
+        )
     return float(beta2[0])
 
 
@@ -108,7 +120,9 @@ def plot_rectification(run, /, *, ax=None, param=None):
         t = _curve_t(state_step, log_x)
         rho_color, r_color = series_color(0), series_color(1)
         ax.plot(t, rho_t(t, beta2), color=rho_color, lw=1.2, alpha=0.6, gid="rho:formula")
-        ax.plot(state_step, rho, ls="none", marker="o", ms=4, color=rho_color, label="ρ_t (recorded)", gid="rho")
+        ax.plot(
+            state_step, rho, ls="none", marker="o", ms=4, color=rho_color, label="ρ_t (recorded)", gid="rho"
+        )
         ax.axhline(4.0, color=NEUTRAL, ls=":", lw=1.0, label="ρ_t = 4 (paper)", gid="threshold:paper")
         ax.axhline(5.0, color=NEUTRAL, ls="--", lw=1.0, label="ρ_t = 5 (torch)", gid="threshold:torch")
         ax.set_yscale("log")
@@ -121,7 +135,14 @@ def plot_rectification(run, /, *, ax=None, param=None):
         twin.set_ylabel("r_t", color=r_color)
         first = state_step[rectified == 1]
         if first.size:
-            ax.axvline(first.min(), color=r_color, alpha=0.5, lw=1.0, label=f"rectified from step {first.min():g}", gid="first_rectified")
+            ax.axvline(
+                first.min(),
+                color=r_color,
+                alpha=0.5,
+                lw=1.0,
+                label=f"rectified from step {first.min():g}",
+                gid="first_rectified",
+            )
         ax.set_xlabel("optimizer step t (the state's step)")
         ax.set_title(f"RAdam rectification: ρ_t and r_t ({param}, β₂ = {beta2:g})")
         handles, labels = ax.get_legend_handles_labels()
@@ -167,13 +188,33 @@ def plot_psi_variance(run, /, *, ax=None, param=None, sigma=None):
         curve_rho = rho_t(t, beta2)
         exact = psi_variance_exact(curve_rho, sigma)
         approx = psi_variance_approx(curve_rho, sigma)
-        ax.plot(t, np.where(np.isfinite(exact), exact, np.nan), color=series_color(0), lw=1.5, label="exact (scaled inv-χ², ρ_t)", gid="exact")
-        ax.plot(t, approx, color=series_color(0), ls="--", lw=1.2, label="first order (behind r_t)", gid="approx")
-        ax.plot(state_step, measured, ls="none", marker="o", ms=4, color=series_color(1), label=f"measured over {param}", gid="measured")
+        ax.plot(
+            t,
+            np.where(np.isfinite(exact), exact, np.nan),
+            color=series_color(0),
+            lw=1.5,
+            label="exact (scaled inv-χ², ρ_t)",
+            gid="exact",
+        )
+        ax.plot(
+            t, approx, color=series_color(0), ls="--", lw=1.2, label="first order (behind r_t)", gid="approx"
+        )
+        ax.plot(
+            state_step,
+            measured,
+            ls="none",
+            marker="o",
+            ms=4,
+            color=series_color(1),
+            label=f"measured over {param}",
+            gid="measured",
+        )
         ax.set_yscale("log")
         ax.set_ylabel("Var[ψ]")
         ax.set_xlabel("optimizer step t (the state's step)")
-        ax.set_title(f"Variance of Adam's adaptive learning rate ψ: measured vs analytic (β₂ = {beta2:g}, {how} = {sigma:.3g})")
+        ax.set_title(
+            f"Variance of Adam's adaptive learning rate ψ: measured vs analytic (β₂ = {beta2:g}, {how} = {sigma:.3g})"
+        )
         legend(ax, owns=owns)
     return fig
 

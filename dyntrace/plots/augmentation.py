@@ -39,7 +39,9 @@ def _upsampled(mask, k: int = 20):
     return np.kron(mask, np.ones((k, k)))
 
 
-def plot_augmented_examples(run, /, *, count: int = 3, ax=None, title: str | None = None, original: bool = False):
+def plot_augmented_examples(
+    run, /, *, count: int = 3, ax=None, title: str | None = None, original: bool = False
+):
     """The first ``count`` stored images of a run as the network saw them (``original``: before
     the augmentation), each titled with its training target; grey scale, white = 0."""
     stored = examples(run)
@@ -48,11 +50,25 @@ def plot_augmented_examples(run, /, *, count: int = 3, ax=None, title: str | Non
     count = min(count, len(stored[key]))
     with panels(ax, count, ncols=count, panel_size=(1.3, 1.5)) as (fig, axes, owns):
         for i, a in enumerate(axes):
-            a.imshow(np.asarray(stored[key][i]).reshape(shape), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+            a.imshow(
+                np.asarray(stored[key][i]).reshape(shape),
+                cmap="gray_r",
+                vmin=0,
+                vmax=1,
+                interpolation="nearest",
+            )
             if not original and "changed" in stored:
-                mask = np.pad(np.asarray(stored["changed"][i], dtype=float).reshape(shape), 1)  # closed at the border
-                a.contour(_upsampled(mask), levels=[0.5], colors="red", linewidths=1.5,
-                          extent=(-1.5, shape[1] + 0.5, -1.5, shape[0] + 0.5), origin="upper")
+                mask = np.pad(
+                    np.asarray(stored["changed"][i], dtype=float).reshape(shape), 1
+                )  # closed at the border
+                a.contour(
+                    _upsampled(mask),
+                    levels=[0.5],
+                    colors="red",
+                    linewidths=1.5,
+                    extent=(-1.5, shape[1] + 0.5, -1.5, shape[0] + 0.5),
+                    origin="upper",
+                )
                 a.set_xlim(-0.5, shape[1] - 0.5)
                 a.set_ylim(shape[0] - 0.5, -0.5)
             a.set_xticks([])

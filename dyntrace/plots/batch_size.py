@@ -22,13 +22,23 @@ def final_value(run, scalar: str = "val_accuracy") -> float:
     return float(run.scalar(scalar)[1][-1])
 
 
-def plot_by_batch_size(groups: dict, /, *, scalar: str = "val_accuracy", colors=None, styles=None, ax=None,
-                       ylabel: str | None = None):
+def plot_by_batch_size(
+    groups: dict,
+    /,
+    *,
+    scalar: str = "val_accuracy",
+    colors=None,
+    styles=None,
+    ax=None,
+    ylabel: str | None = None,
+):
     """``groups`` maps a line's label to its runs; each line joins the runs' final ``scalar``
     in order of batch size (log₂ axis, ticks at the batch sizes). ``colors``/``styles``: one per
     line (default: the palette, solid)."""
     labels = list(groups)
-    colors = list(colors) if colors is not None else [series_color(i, len(labels)) for i in range(len(labels))]
+    colors = (
+        list(colors) if colors is not None else [series_color(i, len(labels)) for i in range(len(labels))]
+    )
     styles = list(styles) if styles is not None else ["-"] * len(labels)
     with single(ax, figsize=(6.5, 4.4)) as (fig, ax, owns):
         sizes = set()

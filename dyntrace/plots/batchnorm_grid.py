@@ -13,8 +13,14 @@ from dyntrace.plots.theme import NEUTRAL, method_color
 
 __all__ = ["plot_batchnorm_grid", "plot_batchnorm_by_scale", "runs_by_scale"]
 
-_NAMES = {"none": "no normalisation", "batch": "BatchNorm", "layer": "LayerNorm", "group": "GroupNorm",
-          "instance": "InstanceNorm", "weight": "weight norm"}
+_NAMES = {
+    "none": "no normalisation",
+    "batch": "BatchNorm",
+    "layer": "LayerNorm",
+    "group": "GroupNorm",
+    "instance": "InstanceNorm",
+    "weight": "weight norm",
+}
 
 
 def _scale(config: dict) -> float:
@@ -44,7 +50,9 @@ def runs_by_scale(runs) -> tuple[np.ndarray, dict]:
 
 def _curve(run, metric):
     if metric not in run.scalar_names:
-        raise missing(run, f"scalar {metric!r}", "dyntrace.train logs train_accuracy and val_accuracy after every epoch")
+        raise missing(
+            run, f"scalar {metric!r}", "dyntrace.train logs train_accuracy and val_accuracy after every epoch"
+        )
     steps, values = run.scalar(metric)
     return steps, values
 
@@ -55,7 +63,9 @@ def _style(k: int, norm: str):
     return dict(color=color, ls="-" if norm != "none" else "--", lw=1.6)
 
 
-def plot_batchnorm_grid(runs, /, *, ax=None, metric: str = "train_accuracy", ncols: int = 4, chance: float | None = 0.1):
+def plot_batchnorm_grid(
+    runs, /, *, ax=None, metric: str = "train_accuracy", ncols: int = 4, chance: float | None = 0.1
+):
     """One panel per init scale (largest first), each with the ``metric`` curve of every
     normalisation over epochs (solid: normalised, dashed: none), as the book's 4 × 4 figure.
 
@@ -64,7 +74,11 @@ def plot_batchnorm_grid(runs, /, *, ax=None, metric: str = "train_accuracy", nco
     into panels) or a sequence of Axes.
     """
     scales, by_norm = runs_by_scale(runs)
-    with panels(ax, len(scales), ncols=ncols, panel_size=(2.6, 2.0), sharex=True, sharey=True) as (fig, axes, owns):
+    with panels(ax, len(scales), ncols=ncols, panel_size=(2.6, 2.0), sharex=True, sharey=True) as (
+        fig,
+        axes,
+        owns,
+    ):
         handles = {}
         for i, (scale, a) in enumerate(zip(scales, axes)):
             if chance is not None:
@@ -85,7 +99,9 @@ def plot_batchnorm_grid(runs, /, *, ax=None, metric: str = "train_accuracy", nco
         for a in axes[::ncols]:
             a.set_ylabel(plain_name(metric), fontsize="small")
         if owns:
-            legend(axes[0], owns=True, handles=list(handles.values()), labels=[_NAMES.get(n, n) for n in handles])
+            legend(
+                axes[0], owns=True, handles=list(handles.values()), labels=[_NAMES.get(n, n) for n in handles]
+            )
             fig.suptitle(f"{plain_name(metric).capitalize()} by weight-init scale")
     return fig
 
@@ -99,7 +115,9 @@ def plot_batchnorm_by_scale(runs, /, *, ax=None, metric: str = "train_accuracy",
             ax.axhline(chance, color=NEUTRAL, lw=0.9, ls=":", label="chance")
         for k, (norm, row) in enumerate(by_norm.items()):
             final = np.array([_curve(r, metric)[1][-1] if r is not None else np.nan for r in row])
-            ax.plot(scales, final, marker="o", ms=4, **_style(k, norm), label=_NAMES.get(norm, norm), gid=norm)
+            ax.plot(
+                scales, final, marker="o", ms=4, **_style(k, norm), label=_NAMES.get(norm, norm), gid=norm
+            )
         ax.set_xscale("log")
         ax.set_ylim(-0.03, 1.03)
         ax.set_xlabel("weight-init std (log scale)")

@@ -37,7 +37,10 @@ def run_labels(runs, labels=None) -> list[str]:
         return [str(x) for x in labels]
     stems = [os.path.splitext(os.path.basename(r.path))[0] for r in runs]
     if len(set(stems)) < len(stems):
-        stems = [os.path.join(os.path.basename(os.path.dirname(os.path.abspath(r.path))), s) for r, s in zip(runs, stems)]
+        stems = [
+            os.path.join(os.path.basename(os.path.dirname(os.path.abspath(r.path))), s)
+            for r, s in zip(runs, stems)
+        ]
     return stems
 
 
@@ -59,7 +62,9 @@ def _title(ax, text, lacking):
     ax.set_title(text + (f"\n(no data in: {', '.join(lacking)})" if lacking else ""))
 
 
-def plot_compare_loss(runs, /, *, labels=None, colors=None, ax=None, beta: float | None = None, max_points: int = 3000):
+def plot_compare_loss(
+    runs, /, *, labels=None, colors=None, ax=None, beta: float | None = None, max_points: int = 3000
+):
     """Training loss of each run: per step (faint) and bias-corrected EWMA (solid), and
     ``val_loss`` (dashed, markers) where logged. One colour per run (``colors``, default the
     palette in order); log y when it spans decades. ``beta``: EWMA factor (default: about 1 %
@@ -84,7 +89,17 @@ def plot_compare_loss(runs, /, *, labels=None, colors=None, ax=None, beta: float
             ax.plot(s, v, color=color, lw=2.0, label=label, gid=f"{label}:ewma")
             smooth_all.append(smooth)
             if val is not None:
-                ax.plot(val[0], val[1], color=color, ls="--", marker="o", ms=3, lw=1.2, label=f"{label} (validation loss)", gid=f"{label}:val")
+                ax.plot(
+                    val[0],
+                    val[1],
+                    color=color,
+                    ls="--",
+                    marker="o",
+                    ms=3,
+                    lw=1.2,
+                    label=f"{label} (validation loss)",
+                    gid=f"{label}:val",
+                )
         log_if_wide(ax, np.concatenate(smooth_all))
         ax.set_ylabel("loss")
         step_label(ax)
@@ -126,8 +141,14 @@ def plot_compare_activation_std(runs, /, *, labels=None, ax=None, last: float = 
 
     have, lacking = _each(runs, labels, read)
     with single(ax) as (fig, ax, owns):
-        _by_depth(ax, owns, have, lacking, ylabel="std of layer output",
-                  title=f"Activation std by layer (median of the last {last:.0%} of records)")
+        _by_depth(
+            ax,
+            owns,
+            have,
+            lacking,
+            ylabel="std of layer output",
+            title=f"Activation std by layer (median of the last {last:.0%} of records)",
+        )
     return fig
 
 
@@ -141,6 +162,12 @@ def plot_compare_gradient_norms(runs, /, *, labels=None, ax=None, last: float = 
 
     have, lacking = _each(runs, labels, read)
     with single(ax) as (fig, ax, owns):
-        _by_depth(ax, owns, have, lacking, ylabel="gradient norm ‖g‖ of the layer",
-                  title=f"Gradient norm by layer (median of the last {last:.0%} of records)")
+        _by_depth(
+            ax,
+            owns,
+            have,
+            lacking,
+            ylabel="gradient norm ‖g‖ of the layer",
+            title=f"Gradient norm by layer (median of the last {last:.0%} of records)",
+        )
     return fig

@@ -17,10 +17,15 @@ _THRESHOLD_LABEL = {
     "hessian": "threshold 2/η ((2+2β)/η with momentum)",
     "preconditioned": "threshold (2+2β₁)/((1−β₁)η)",
 }
-_VALUE_LABEL = {"hessian": "sharpness λ_max(H)", "preconditioned": "λ_max(P⁻¹H), Adam's preconditioned sharpness"}
+_VALUE_LABEL = {
+    "hessian": "sharpness λ_max(H)",
+    "preconditioned": "λ_max(P⁻¹H), Adam's preconditioned sharpness",
+}
 
 
-def plot_sharpness(run, /, *, ax=None, preconditioned: bool | None = None, label: str | None = None, color=None):
+def plot_sharpness(
+    run, /, *, ax=None, preconditioned: bool | None = None, label: str | None = None, color=None
+):
     """The top Hessian eigenvalue over training against the threshold the optimizer is stable
     below (Cohen et al. 2021): 2/η for gradient descent, (2 + 2β)/η with heavy-ball momentum;
     for Adam the preconditioned sharpness λ_max(P⁻¹H) against (2 + 2β₁)/((1 − β₁)η) (Cohen et
@@ -38,14 +43,33 @@ def plot_sharpness(run, /, *, ax=None, preconditioned: bool | None = None, label
     steps, values, threshold, kind = sharpness_of(run, preconditioned=preconditioned)
     color = series_color(0) if color is None else color
     with single(ax) as (fig, ax, owns):
-        ax.plot(steps, values, color=color, lw=1.6, label=label or _VALUE_LABEL[kind], gid=f"sharpness:{label or kind}")
+        ax.plot(
+            steps,
+            values,
+            color=color,
+            lw=1.6,
+            label=label or _VALUE_LABEL[kind],
+            gid=f"sharpness:{label or kind}",
+        )
         if np.isfinite(threshold).any():
-            ax.plot(steps, threshold, color=color, lw=1.1, ls="--", alpha=0.9, drawstyle="steps-post",
-                    label=f"{label}: threshold" if label else _THRESHOLD_LABEL[kind], gid=f"threshold:{label or kind}")
+            ax.plot(
+                steps,
+                threshold,
+                color=color,
+                lw=1.1,
+                ls="--",
+                alpha=0.9,
+                drawstyle="steps-post",
+                label=f"{label}: threshold" if label else _THRESHOLD_LABEL[kind],
+                gid=f"threshold:{label or kind}",
+            )
         ax.set_ylabel(_VALUE_LABEL[kind])
         step_label(ax)
-        ax.set_title("Preconditioned sharpness against its stability threshold" if kind == "preconditioned"
-                     else "Sharpness against the stability threshold")
+        ax.set_title(
+            "Preconditioned sharpness against its stability threshold"
+            if kind == "preconditioned"
+            else "Sharpness against the stability threshold"
+        )
         legend(ax, owns=owns)
     return fig
 
@@ -60,14 +84,26 @@ def plot_hessian_trace(run, /, *, ax=None, color=None):
         color: the curve's colour (default: the first series colour).
     """
     if TRACE not in run.scalar_names:
-        raise missing(run, f"scalar {TRACE!r}", "recorded by the 'curvature' probe (CurvatureProbe(loss_fn=..., trace_samples=10))")
+        raise missing(
+            run,
+            f"scalar {TRACE!r}",
+            "recorded by the 'curvature' probe (CurvatureProbe(loss_fn=..., trace_samples=10))",
+        )
     steps, trace = run.scalar(TRACE)
     color = series_color(0) if color is None else color
     with single(ax) as (fig, ax, owns):
         if TRACE_SE in run.scalar_names:
             se_steps, se = run.scalar(TRACE_SE)
             if np.array_equal(se_steps, steps):
-                ax.fill_between(steps, trace - 2 * se, trace + 2 * se, color=color, alpha=0.2, lw=0, label="± 2 standard errors")
+                ax.fill_between(
+                    steps,
+                    trace - 2 * se,
+                    trace + 2 * se,
+                    color=color,
+                    alpha=0.2,
+                    lw=0,
+                    label="± 2 standard errors",
+                )
         ax.plot(steps, trace, color=color, lw=1.6, label="tr H (Hutchinson)", gid="trace")
         ax.set_ylabel("Hessian trace tr H")
         step_label(ax)
@@ -92,8 +128,24 @@ def plot_batch_noise_scale(run, /, *, ax=None, beta: float = 0.98):
     """
     steps, scale, batch = noise_scale_of_run(run, beta=beta)
     with single(ax) as (fig, ax, owns):
-        ax.plot(steps, scale.b_simple, color=series_color(0), lw=1.8, label="noise scale B_simple = tr Σ / |G|²", gid="b_simple")
-        ax.plot(steps, batch, color=NEUTRAL, lw=1.2, ls="--", drawstyle="steps-post", label="batch size in use", gid="batch")
+        ax.plot(
+            steps,
+            scale.b_simple,
+            color=series_color(0),
+            lw=1.8,
+            label="noise scale B_simple = tr Σ / |G|²",
+            gid="b_simple",
+        )
+        ax.plot(
+            steps,
+            batch,
+            color=NEUTRAL,
+            lw=1.2,
+            ls="--",
+            drawstyle="steps-post",
+            label="batch size in use",
+            gid="batch",
+        )
         values = np.concatenate([scale.b_simple[np.isfinite(scale.b_simple)], batch])
         if values.size and np.all(values > 0):
             ax.set_yscale("log")

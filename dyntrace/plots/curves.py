@@ -34,12 +34,26 @@ def smoothed(values, smooth: str = "ewma", beta: float = 0.9):
     return values
 
 
-def plot_curves(runs, /, *, scalar: str = "loss", labels=None, colors=None, styles=None, ax=None,
-                # how the values are drawn
-                smooth: str = "ewma", beta: float = 0.9, raw: bool = True, markers: bool | None = None,
-                # axes
-                ylabel: str | None = None, xlabel: str = "iterations (optimizer steps)", logy: bool | None = None,
-                max_points: int = 3000):
+def plot_curves(
+    runs,
+    /,
+    *,
+    scalar: str = "loss",
+    labels=None,
+    colors=None,
+    styles=None,
+    ax=None,
+    # how the values are drawn
+    smooth: str = "ewma",
+    beta: float = 0.9,
+    raw: bool = True,
+    markers: bool | None = None,
+    # axes
+    ylabel: str | None = None,
+    xlabel: str = "iterations (optimizer steps)",
+    logy: bool | None = None,
+    max_points: int = 3000,
+):
     """The scalar ``scalar`` of each run over its steps, one colour per run.
 
     Each series is drawn faint as logged (``raw``) with its smoothed version solid over it;
@@ -78,7 +92,9 @@ def plot_curves(runs, /, *, scalar: str = "loss", labels=None, colors=None, styl
             steps, values = steps[finite], values[finite]
             per_epoch = len(values) < 80 if markers is None else markers
             if per_epoch:
-                ax.plot(steps, values, color=color, ls=style, lw=1.6, marker="o", ms=3, label=label, gid=label)
+                ax.plot(
+                    steps, values, color=color, ls=style, lw=1.6, marker="o", ms=3, label=label, gid=label
+                )
                 drawn.append(values)
                 continue
             if raw:

@@ -8,9 +8,9 @@ import textwrap
 
 from dyntrace.analysis import diagnose
 from dyntrace.errors import MissingDataError
-from dyntrace.plots.layout import panels
 from dyntrace.plots.activations import plot_activation_std
 from dyntrace.plots.gradient_flow import plot_gradient_norm_by_depth, plot_gradient_ratio
+from dyntrace.plots.layout import panels
 from dyntrace.plots.loss import plot_accuracy, plot_loss
 from dyntrace.plots.norms import NORMS, plot_norms
 from dyntrace.plots.units import BOUNDED_KINDS, plot_dead_units, plot_saturation
@@ -43,7 +43,11 @@ def _title(run) -> str:
     optimizer = optimizer.get("class") if isinstance(optimizer, dict) else None
     what = ", ".join(str(x) for x in (meta.get("model_class"), optimizer) if x)
     state = "" if run.closed_cleanly else " (still being written, or interrupted)"
-    return f"{os.path.basename(run.path)}: {run.n_steps} steps, {len(run.record_steps)} record steps" + (f"; {what}" if what else "") + state
+    return (
+        f"{os.path.basename(run.path)}: {run.n_steps} steps, {len(run.record_steps)} record steps"
+        + (f"; {what}" if what else "")
+        + state
+    )
 
 
 def _diagnosis_lines(found, max_lines: int) -> list[str]:
@@ -55,9 +59,17 @@ def _diagnosis_lines(found, max_lines: int) -> list[str]:
         groups.setdefault(d.kind, []).append(d)
     lines = []
     for group in groups.values():
-        worst = min(group, key=lambda d: (rank.get(d.severity, 3), -abs(d.value) if d.value == d.value else 0))
+        worst = min(
+            group, key=lambda d: (rank.get(d.severity, 3), -abs(d.value) if d.value == d.value else 0)
+        )
         more = f" (and {len(group) - 1} more)" if len(group) > 1 else ""
-        lines.append((rank.get(worst.severity, 3), worst.start, f"{worst.severity.upper()}: {worst.message}, steps {worst.start}–{worst.end}{more}"))
+        lines.append(
+            (
+                rank.get(worst.severity, 3),
+                worst.start,
+                f"{worst.severity.upper()}: {worst.message}, steps {worst.start}–{worst.end}{more}",
+            )
+        )
     return [text for _, _, text in sorted(lines)[:max_lines]]
 
 
@@ -81,12 +93,25 @@ def plot_dashboard(run, /, *, ax=None, diagnoses: bool = True, max_diagnoses: in
             try:
                 function(run, ax=a)
             except MissingDataError as exc:  # data that vanished or is not there yet
-                a.text(0.5, 0.5, textwrap.fill(str(exc), 50), ha="center", va="center", fontsize="small", transform=a.transAxes)
+                a.text(
+                    0.5,
+                    0.5,
+                    textwrap.fill(str(exc), 50),
+                    ha="center",
+                    va="center",
+                    fontsize="small",
+                    transform=a.transAxes,
+                )
                 a.set_axis_off()
         if owns:
             fig.suptitle(_title(run))
         if diagnoses and owns:  # in a caller's figure the page is theirs: no text added
             lines = _diagnosis_lines(diagnose(run), max_diagnoses)
             if lines:
-                fig.supxlabel("\n".join(textwrap.shorten(line, 160) for line in lines), fontsize="small", ha="left", x=0.01)
+                fig.supxlabel(
+                    "\n".join(textwrap.shorten(line, 160) for line in lines),
+                    fontsize="small",
+                    ha="left",
+                    x=0.01,
+                )
     return fig

@@ -16,7 +16,16 @@ import numpy as np
 from dyntrace.analysis import fraction, merge_windows, rebin
 from dyntrace.errors import MissingDataError
 
-__all__ = ["layer_stat", "forward_order", "pick_evenly", "HistWindows", "hist_windows", "hist_rows", "missing", "scalar_or_none"]
+__all__ = [
+    "layer_stat",
+    "forward_order",
+    "pick_evenly",
+    "HistWindows",
+    "hist_windows",
+    "hist_rows",
+    "missing",
+    "scalar_or_none",
+]
 
 # A block of histogram rows read at a time: bounded memory whatever the run's length.
 _BLOCK_BYTES = 64 << 20
@@ -102,7 +111,9 @@ def _columns(run, probe, names):
     all_names = run.names(probe)
     missing_names = [n for n in names if n not in all_names]
     if missing_names:
-        raise MissingDataError(f"{run.path}: {probe} has no tensor {missing_names[0]!r} (has: {', '.join(all_names)})")
+        raise MissingDataError(
+            f"{run.path}: {probe} has no tensor {missing_names[0]!r} (has: {', '.join(all_names)})"
+        )
     return [all_names.index(n) for n in names]
 
 
@@ -130,10 +141,18 @@ def _common_grid(lo, hi, bins: int, max_factor: int = 4):
     times the ratio of the widest to the narrowest range (at most ``max_factor``), so the
     narrow early records keep about their own resolution."""
     width = np.where(np.isfinite(hi - lo) & (hi > lo), hi - lo, np.nan)
-    ratio = np.nanmax(width, axis=0) / np.nanmin(width, axis=0) if np.isfinite(width).any() else np.ones(lo.shape[1])
+    ratio = (
+        np.nanmax(width, axis=0) / np.nanmin(width, axis=0)
+        if np.isfinite(width).any()
+        else np.ones(lo.shape[1])
+    )
     factor = int(min(max_factor, max(1, math.ceil(np.nanmax(np.where(np.isfinite(ratio), ratio, 1.0))))))
-    low = np.where(np.isfinite(lo).any(axis=0), np.nanmin(np.where(np.isfinite(lo), lo, np.nan), axis=0), -1.0)
-    high = np.where(np.isfinite(hi).any(axis=0), np.nanmax(np.where(np.isfinite(hi), hi, np.nan), axis=0), 1.0)
+    low = np.where(
+        np.isfinite(lo).any(axis=0), np.nanmin(np.where(np.isfinite(lo), lo, np.nan), axis=0), -1.0
+    )
+    high = np.where(
+        np.isfinite(hi).any(axis=0), np.nanmax(np.where(np.isfinite(hi), hi, np.nan), axis=0), 1.0
+    )
     return np.linspace(low, high, bins * factor + 1, axis=1)
 
 

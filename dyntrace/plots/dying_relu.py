@@ -12,9 +12,9 @@ import re
 
 import numpy as np
 
+from dyntrace.plots.compare import run_labels
 from dyntrace.plots.data import missing
 from dyntrace.plots.layout import legend, single, step_label
-from dyntrace.plots.compare import run_labels
 from dyntrace.plots.theme import NEUTRAL, layer_colors, method_color
 
 __all__ = [
@@ -42,7 +42,9 @@ def run_color(run):
 def _layers(run) -> list[int]:
     found = sorted(int(m.group(1)) for n in run.scalar_names if (m := _LAYER.match(n)))
     if not found:
-        raise missing(run, "scalar 'negative_units/layer1'", "the dying-ReLU entry logs it on the whole training set")
+        raise missing(
+            run, "scalar 'negative_units/layer1'", "the dying-ReLU entry logs it on the whole training set"
+        )
     return found
 
 
@@ -93,8 +95,14 @@ def plot_negative_units(runs, /, *, labels=None, ax=None):
             style = _STYLES[j % len(_STYLES)]
             for k in _layers(run):
                 steps, share = _scalar(run, f"negative_units/layer{k}")
-                ax.plot(steps, share, color=colors[k - 1], ls=style, lw=2.0 if j == 0 else 1.6,
-                        gid=f"{label}:layer{k}")
+                ax.plot(
+                    steps,
+                    share,
+                    color=colors[k - 1],
+                    ls=style,
+                    lw=2.0 if j == 0 else 1.6,
+                    gid=f"{label}:layer{k}",
+                )
             if len(runs) > 1:  # one key entry per run: its line style
                 handles.append(Line2D([], [], color="k", ls=style, lw=1.6))
                 names.append(label)
@@ -118,13 +126,27 @@ def plot_full_loss(runs, /, *, labels=None, ax=None):
             steps, loss = _scalar(run, "train_loss")
             style = _STYLES[rates.index(run.config.get("lr")) % len(_STYLES)]
             # the first run wide underneath: a later run on the same values stays visible on top
-            ax.plot(steps, loss, color=run_color(run), ls=style, lw=4.0 if j == 0 else 1.8, alpha=0.6 if j == 0 else 1.0,
-                    label=label, gid=label)
+            ax.plot(
+                steps,
+                loss,
+                color=run_color(run),
+                ls=style,
+                lw=4.0 if j == 0 else 1.8,
+                alpha=0.6 if j == 0 else 1.0,
+                label=label,
+                gid=label,
+            )
             if j == 0 and len(loss) > 1:
                 peak = int(np.nanargmax(loss))
                 if loss[peak] > 2 * loss[0]:
-                    ax.annotate(f"overshoot: × {loss[peak] / loss[0]:.0f}", (steps[peak], loss[peak]),
-                                xytext=(12, -4), textcoords="offset points", fontsize="small", va="top")
+                    ax.annotate(
+                        f"overshoot: × {loss[peak] / loss[0]:.0f}",
+                        (steps[peak], loss[peak]),
+                        xytext=(12, -4),
+                        textcoords="offset points",
+                        fontsize="small",
+                        va="top",
+                    )
         ax.set_yscale("log")
         ax.set_ylabel("loss on the whole training set (MSE)")
         step_label(ax)
@@ -144,8 +166,16 @@ def plot_negative_gradient(runs, /, *, labels=None, layers=None, ax=None):
                 _scalar(run, f"grad_negative/layer{k}")
             steps, ratio = gradient_ratio(run, tuple(layers or _layers(run)))
             exact_zero = np.nanmax(ratio) == 0 if np.isfinite(ratio).any() else False
-            ax.plot(steps, ratio, color=run_color(run), lw=2.0, marker="o" if exact_zero else None,
-                    ms=2.5, label=label + (" (exactly 0)" if exact_zero else ""), gid=label)
+            ax.plot(
+                steps,
+                ratio,
+                color=run_color(run),
+                lw=2.0,
+                marker="o" if exact_zero else None,
+                ms=2.5,
+                label=label + (" (exactly 0)" if exact_zero else ""),
+                gid=label,
+            )
         ax.axhline(0, color=NEUTRAL, lw=0.8)
         which = "layers " + "–".join(str(k) for k in (layers[0], layers[-1])) if layers else "all layers"
         ax.set_ylabel(f"gradient per unit: negative ÷ live units ({which})")
@@ -164,9 +194,17 @@ def plot_recovery(runs, /, *, labels=None, layers=None, early: int = 20, ax=None
         for j, (run, label) in enumerate(zip(runs, labels)):
             for i, k in enumerate(layers or _layers(run)):
                 steps, share = _scalar(run, f"still_negative/layer{k}")
-                ax.plot(steps, share, color=run_color(run), ls=_STYLES[i % len(_STYLES)],
-                        lw=4.5 if j == 0 else 1.8, alpha=0.6 if j == 0 else 1.0, zorder=2 + j,
-                        label=f"{label}, layer {k}", gid=f"{label}:layer{k}")
+                ax.plot(
+                    steps,
+                    share,
+                    color=run_color(run),
+                    ls=_STYLES[i % len(_STYLES)],
+                    lw=4.5 if j == 0 else 1.8,
+                    alpha=0.6 if j == 0 else 1.0,
+                    zorder=2 + j,
+                    label=f"{label}, layer {k}",
+                    gid=f"{label}:layer{k}",
+                )
         ax.set_ylim(0.5, 1.02)
         ax.set_ylabel("share still negative everywhere")
         step_label(ax)
@@ -175,8 +213,9 @@ def plot_recovery(runs, /, *, labels=None, layers=None, early: int = 20, ax=None
     return fig
 
 
-def plot_dead_share_by_seed(groups: dict, /, *, layers=(2, 3), band=None, band_label: str = "reference",
-                            ax=None):
+def plot_dead_share_by_seed(
+    groups: dict, /, *, layers=(2, 3), band=None, band_label: str = "reference", ax=None
+):
     """Share of dead units at the end of each run, per layer, for groups of runs that differ
     only in their seed (``{group label: [runs]}``): one dot per run and layer, the groups side
     by side, ``band`` = (low, high) shaded as a reference."""
@@ -189,8 +228,17 @@ def plot_dead_share_by_seed(groups: dict, /, *, layers=(2, 3), band=None, band_l
             values = np.array([final_dead(run, tuple(layers)) for run in group_runs])  # [runs, layers]
             for i, k in enumerate(layers):
                 x = g + offsets[i] + np.linspace(-0.05, 0.05, len(group_runs))
-                ax.plot(x, values[:, i], "o", color=colors[k - 1], ms=7, mec="k", mew=0.5,
-                        label=f"layer {k}" if g == 0 else None, gid=f"{group}:layer{k}")
+                ax.plot(
+                    x,
+                    values[:, i],
+                    "o",
+                    color=colors[k - 1],
+                    ms=7,
+                    mec="k",
+                    mew=0.5,
+                    label=f"layer {k}" if g == 0 else None,
+                    gid=f"{group}:layer{k}",
+                )
         ax.set_xticks(range(len(groups)), list(groups))
         ax.set_xlim(-0.5, len(groups) - 0.5)
         ax.set_ylim(-0.02, 0.6)

@@ -31,7 +31,9 @@ def _draw(ax, steps, values, name, betas):
     ax.plot(steps, values, color=NEUTRAL, lw=0.8, alpha=0.6, label=f"{name} (raw)")
     for beta, color in zip(betas, PALETTE):
         window = 1 / (1 - beta)
-        ax.plot(steps, ewma(values, beta), color=color, lw=1.6, label=f"β = {beta} (≈ {window:.0f}-step average)")
+        ax.plot(
+            steps, ewma(values, beta), color=color, lw=1.6, label=f"β = {beta} (≈ {window:.0f}-step average)"
+        )
         ax.plot(steps, ewma(values, beta, bias_correction=False), color=color, lw=1.2, ls="--")
     ax.plot([], [], color="k", ls="--", lw=1.2, label="dashed: no bias correction")
     step_label(ax)

@@ -6,9 +6,9 @@ import re
 
 import numpy as np
 
+from dyntrace.plots.compare import run_labels
 from dyntrace.plots.data import missing
 from dyntrace.plots.layout import legend, single
-from dyntrace.plots.compare import run_labels
 from dyntrace.plots.theme import series_color
 
 __all__ = ["plot_column_shares", "column_shares"]
@@ -20,7 +20,11 @@ def column_shares(run, prefix: str = "grad_share/col"):
     pattern = re.compile(rf"^{re.escape(prefix)}(\d+)$")
     found = sorted((int(m.group(1)), name) for name in run.scalar_names if (m := pattern.match(name)))
     if not found:
-        raise missing(run, f"scalars {prefix}0, {prefix}1, …", "log each column's share of the gradient with rec.log(...)")
+        raise missing(
+            run,
+            f"scalars {prefix}0, {prefix}1, …",
+            "log each column's share of the gradient with rec.log(...)",
+        )
     columns = np.array([c for c, _ in found])
     shares = np.array([np.nanmedian(run.scalar(name)[1]) for _, name in found])
     return columns, shares
@@ -36,8 +40,14 @@ def plot_column_shares(runs, /, *, labels=None, ax=None, prefix: str = "grad_sha
     with single(ax) as (fig, ax, owns):
         width = 0.8 / len(runs)
         for i, ((columns, shares), label) in enumerate(zip(data, labels)):
-            ax.bar(columns + (i - (len(runs) - 1) / 2) * width, np.maximum(shares, floor), width=width,
-                   color=series_color(i), label=label, gid=label)
+            ax.bar(
+                columns + (i - (len(runs) - 1) / 2) * width,
+                np.maximum(shares, floor),
+                width=width,
+                color=series_color(i),
+                label=label,
+                gid=label,
+            )
         n = max(len(c) for c, _ in data)
         ax.axhline(1.0 / n, color="gray", ls="--", lw=1, label=f"even share 1/{n}")
         ax.set_yscale("log")

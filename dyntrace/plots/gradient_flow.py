@@ -34,7 +34,16 @@ def _draw_depth(ax, steps, names, norms, *, max_lines, tick_labels=None):
     depth = np.arange(1, len(names) + 1)
     cmap = ScalarMappable(norm=Normalize(steps[0], max(steps[-1], steps[0] + 1)), cmap=TIME_CMAP)
     for r in pick_evenly(len(steps), max_lines):
-        ax.plot(depth, norms[r], color=cmap.to_rgba(steps[r]), lw=1.2, alpha=0.9, marker="o" if len(names) <= 20 else None, ms=3, gid=f"step {int(steps[r])}")
+        ax.plot(
+            depth,
+            norms[r],
+            color=cmap.to_rgba(steps[r]),
+            lw=1.2,
+            alpha=0.9,
+            marker="o" if len(names) <= 20 else None,
+            ms=3,
+            gid=f"step {int(steps[r])}",
+        )
     log_if_wide(ax, norms, decades=0.5)
     if tick_labels is not None:
         ax.set_xticks(depth, list(tick_labels), fontsize="small")
@@ -42,7 +51,14 @@ def _draw_depth(ax, steps, names, norms, *, max_lines, tick_labels=None):
     elif len(names) <= 12:
         short = short_names(names, max_chars=18)
         long = max(len(n) for n in short) > 4
-        ax.set_xticks(depth, short, rotation=30 if long else 0, ha="right" if long else "center", rotation_mode="anchor", fontsize="small")
+        ax.set_xticks(
+            depth,
+            short,
+            rotation=30 if long else 0,
+            ha="right" if long else "center",
+            rotation_mode="anchor",
+            fontsize="small",
+        )
         ax.set_xlabel("layer, input side → output side (module name)")
     else:
         ax.set_xlabel("layer, input side → output side (1 = first)")
@@ -64,8 +80,14 @@ def _draw_ratio(ax, steps, names, norms, *, max_points):
         for value, what in ((th.vanishing_ratio, "vanishing"), (th.exploding_ratio, "exploding")):
             if lo / 10 <= value <= hi * 10:  # only thresholds near the data; they would squash it
                 ax.axhline(value, color=PALETTE[3], ls="--", lw=1.0)
-                ax.annotate(f"{what} ({value:g})", (0.01, value), xycoords=("axes fraction", "data"), fontsize="x-small",
-                            color=PALETTE[3], va="bottom")
+                ax.annotate(
+                    f"{what} ({value:g})",
+                    (0.01, value),
+                    xycoords=("axes fraction", "data"),
+                    fontsize="x-small",
+                    color=PALETTE[3],
+                    va="bottom",
+                )
     first, last = short_names([names[0], names[-1]], max_chars=20) if len(names) > 1 else (names[0], names[0])
     ax.set_ylabel("‖g‖ first layer / ‖g‖ last layer")
     step_label(ax)

@@ -31,7 +31,18 @@ def _bin_range(counts):
     return slice(max(0, used[0] - 1), min(counts.shape[1], used[-1] + 2))
 
 
-def hist_heatmaps(run, probe: str, names, *, ax, title: str, ylabel: str, max_windows: int, ncols: int = 4, panel_titles=None):
+def hist_heatmaps(
+    run,
+    probe: str,
+    names,
+    *,
+    ax,
+    title: str,
+    ylabel: str,
+    max_windows: int,
+    ncols: int = 4,
+    panel_titles=None,
+):
     """Draw one time × value heatmap per tensor; returns the figure.
 
     Colour: the fraction of the record's binned values in each bin (windows of several
@@ -58,7 +69,15 @@ def hist_heatmaps(run, probe: str, names, *, ax, title: str, ylabel: str, max_wi
                 if log_scale:
                     a.set_yscale("log")
             else:  # no range: the tensor was never seen (no forward pass on any record step)
-                a.text(0.5, 0.5, "no values recorded", ha="center", va="center", fontsize="small", transform=a.transAxes)
+                a.text(
+                    0.5,
+                    0.5,
+                    "no values recorded",
+                    ha="center",
+                    va="center",
+                    fontsize="small",
+                    transform=a.transAxes,
+                )
                 a.set_yticks([])
             a.minorticks_off()  # invisible in this style, and hundreds of them a panel cost seconds
             a.grid(False)

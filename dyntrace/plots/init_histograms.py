@@ -54,10 +54,20 @@ def _span_text(values) -> str:
 
 def _layers_text(indices) -> str:
     k = [i + 1 for i in indices]
-    return f"layer {k[0]}" if len(k) == 1 else (f"layers {k[0]}–{k[-1]}" if k == list(range(k[0], k[-1] + 1)) else "layers " + ", ".join(map(str, k)))
+    return (
+        f"layer {k[0]}"
+        if len(k) == 1
+        else (
+            f"layers {k[0]}–{k[-1]}"
+            if k == list(range(k[0], k[-1] + 1))
+            else "layers " + ", ".join(map(str, k))
+        )
+    )
 
 
-def plot_init_histograms(run, /, *, ax=None, step=None, drop_zeros: bool = True, title=None, key: bool = True):
+def plot_init_histograms(
+    run, /, *, ax=None, step=None, drop_zeros: bool = True, title=None, key: bool = True
+):
     """Every layer's output histogram at one record step, overlaid (one colour per layer).
 
     y: density (fraction of values per unit of output), so layers with different bin edges
@@ -116,8 +126,16 @@ def plot_init_histograms(run, /, *, ax=None, step=None, drop_zeros: bool = True,
             if off_scale:
                 notes.append(f"{_layers_text(off_scale)}: off scale ↑\n(collapsed near 0)")
             if notes:
-                ax.text(0.97, 0.95, "\n".join(notes), transform=ax.transAxes, ha="right", va="top", fontsize="small",
-                        bbox=dict(boxstyle="round", facecolor="white", edgecolor="0.8", alpha=0.9))
+                ax.text(
+                    0.97,
+                    0.95,
+                    "\n".join(notes),
+                    transform=ax.transAxes,
+                    ha="right",
+                    va="top",
+                    fontsize="small",
+                    bbox=dict(boxstyle="round", facecolor="white", edgecolor="0.8", alpha=0.9),
+                )
     return fig
 
 

@@ -33,7 +33,9 @@ def _single_3d(ax, *, figsize=(6.4, 5.2)):
             yield fig, fig.add_subplot(projection="3d")
     else:
         if getattr(ax, "name", None) != "3d":
-            raise ValueError(f"ax must be a 3-D axes (projection='3d'), got a {getattr(ax, 'name', type(ax).__name__)!r} axes")
+            raise ValueError(
+                f"ax must be a 3-D axes (projection='3d'), got a {getattr(ax, 'name', type(ax).__name__)!r} axes"
+            )
         yield root_figure(ax), ax
 
 
@@ -52,7 +54,11 @@ def _plane_labels(result: PlaneResult) -> tuple[str, str, str]:
         ev = 100 * result.explained_variance
         return f"PC1 ({ev[0]:.1f} %)", f"PC2 ({ev[1]:.1f} %)", "the training trajectory's PCA plane"
     seed = result.meta.get("seed")
-    where = f"a random filter-normalised plane (seed {seed})" if seed is not None else "the plane through the given directions"
+    where = (
+        f"a random filter-normalised plane (seed {seed})"
+        if seed is not None
+        else "the plane through the given directions"
+    )
     return "direction 1 (δ)", "direction 2 (η)", where
 
 
@@ -70,12 +76,17 @@ def plot_landscape_line(result: LineResult, /, *, ax=None) -> Figure:
         else:
             seed = result.meta.get("seed")
             ax.set_xlabel("step along a filter-normalised direction")
-            ax.set_title("Loss along a random filter-normalised direction" + (f" (seed {seed})" if seed is not None else ""))
+            ax.set_title(
+                "Loss along a random filter-normalised direction"
+                + (f" (seed {seed})" if seed is not None else "")
+            )
         ax.set_ylabel("loss")
         if result.acc is not None:
             right = ax.twinx()
             right.grid(False)
-            right.plot(result.t, result.acc, color=PALETTE[1], linestyle="--", label=_metric_label(result.meta))
+            right.plot(
+                result.t, result.acc, color=PALETTE[1], linestyle="--", label=_metric_label(result.meta)
+            )
             right.set_ylabel(_metric_label(result.meta))
             lines = ax.get_lines() + right.get_lines()
             legend(ax, owns=owns, handles=lines, labels=[line.get_label() for line in lines])
@@ -126,9 +137,32 @@ def plot_landscape_contour(
         fig.colorbar(contours, ax=ax, label="loss")
         if show_path and result.path is not None:
             path = result.path
-            ax.plot(path[:, 0], path[:, 1], color="white" if filled else PALETTE[3], linewidth=1.2, marker=".", markersize=4, label="trajectory")
-            ax.plot(path[0, 0], path[0, 1], "o", color=PALETTE[1], markeredgecolor=NEUTRAL, label=f"start (step {result.path_steps[0]})")
-            ax.plot(path[-1, 0], path[-1, 1], "*", color=PALETTE[2], markersize=11, markeredgecolor=NEUTRAL, label=f"final (step {result.path_steps[-1]})")
+            ax.plot(
+                path[:, 0],
+                path[:, 1],
+                color="white" if filled else PALETTE[3],
+                linewidth=1.2,
+                marker=".",
+                markersize=4,
+                label="trajectory",
+            )
+            ax.plot(
+                path[0, 0],
+                path[0, 1],
+                "o",
+                color=PALETTE[1],
+                markeredgecolor=NEUTRAL,
+                label=f"start (step {result.path_steps[0]})",
+            )
+            ax.plot(
+                path[-1, 0],
+                path[-1, 1],
+                "*",
+                color=PALETTE[2],
+                markersize=11,
+                markeredgecolor=NEUTRAL,
+                label=f"final (step {result.path_steps[-1]})",
+            )
             legend(ax, owns=owns)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
@@ -146,7 +180,9 @@ def plot_landscape_surface(result: PlaneResult, /, *, ax=None) -> Figure:
     xlabel, ylabel, where = _plane_labels(result)
     with _single_3d(ax) as (fig, ax):
         gx, gy = np.meshgrid(result.x, result.y)  # [ny, nx], like result.loss
-        ax.plot_surface(gx, gy, result.loss, cmap=HEAT_CMAP, rstride=1, cstride=1, linewidth=0, antialiased=False)
+        ax.plot_surface(
+            gx, gy, result.loss, cmap=HEAT_CMAP, rstride=1, cstride=1, linewidth=0, antialiased=False
+        )
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.set_zlabel("loss")
@@ -155,7 +191,10 @@ def plot_landscape_surface(result: PlaneResult, /, *, ax=None) -> Figure:
 
 
 #: Where stored landscapes come from (they are computed after training, not by a probe).
-LANDSCAPE_SOURCE = "no landscape (not a probe: computed after training by `dyntrace train --landscape` or `dyntrace landscape RUN.h5`)"
+LANDSCAPE_SOURCE = (
+    "no landscape (not a probe: computed after training by `dyntrace train --landscape` "
+    "or `dyntrace landscape RUN.h5`)"
+)
 
 _SHORT_TITLES = {
     "line": "loss from the first to the last weights",

@@ -29,15 +29,32 @@ from matplotlib.figure import Figure
 from dyntrace.plots.theme import layer_colors, theme
 
 __all__ = [
-    "single", "panels", "legend", "log_if_wide", "step_label", "root_figure", "layer_labels", "layer_key", "short_names",
-    "unit_word", "panel_title", "title_chars", "plain_name",
+    "single",
+    "panels",
+    "legend",
+    "log_if_wide",
+    "step_label",
+    "root_figure",
+    "layer_labels",
+    "layer_key",
+    "short_names",
+    "unit_word",
+    "panel_title",
+    "title_chars",
+    "plain_name",
 ]
 
 STEP_LABEL = "step (optimizer steps)"
 #: How the usual scalar names read in a figure (labels are for people, not for code).
-PLAIN_NAMES = {"loss": "training loss", "val_loss": "validation loss", "test_loss": "test loss",
-               "accuracy": "training accuracy", "train_accuracy": "training accuracy",
-               "val_accuracy": "validation accuracy", "test_accuracy": "test accuracy"}
+PLAIN_NAMES = {
+    "loss": "training loss",
+    "val_loss": "validation loss",
+    "test_loss": "test loss",
+    "accuracy": "training accuracy",
+    "train_accuracy": "training accuracy",
+    "val_accuracy": "validation accuracy",
+    "test_accuracy": "test accuracy",
+}
 
 
 def plain_name(name: str) -> str:
@@ -80,7 +97,9 @@ def panels(ax, n: int, *, ncols: int, panel_size=(3.2, 2.6), sharex=False, share
     with ExitStack() as stack:
         if ax is None:
             stack.enter_context(theme())
-            fig = Figure(figsize=(panel_size[0] * ncols + 0.8, panel_size[1] * nrows + 0.6), layout="constrained")
+            fig = Figure(
+                figsize=(panel_size[0] * ncols + 0.8, panel_size[1] * nrows + 0.6), layout="constrained"
+            )
             grid = fig.subplots(nrows, ncols, squeeze=False, sharex=sharex, sharey=sharey).ravel()
             for extra in grid[n:]:
                 extra.remove()
@@ -96,12 +115,19 @@ def panels(ax, n: int, *, ncols: int, panel_size=(3.2, 2.6), sharex=False, share
                 axes = [parent.add_subplot(sub[i // ncols, i % ncols]) for i in range(n)]
             else:  # an axes placed by hand: inset panels in its area
                 w, h = 1.0 / ncols, 1.0 / nrows
-                axes = [ax.inset_axes([(i % ncols) * w + 0.08 * w, 1 - (i // ncols + 1) * h + 0.12 * h, 0.8 * w, 0.72 * h]) for i in range(n)]
+                axes = [
+                    ax.inset_axes(
+                        [(i % ncols) * w + 0.08 * w, 1 - (i // ncols + 1) * h + 0.12 * h, 0.8 * w, 0.72 * h]
+                    )
+                    for i in range(n)
+                ]
             yield root_figure(ax), axes, False
         else:
             axes = list(ax)
             if len(axes) < n or not all(isinstance(a, Axes) for a in axes):
-                raise ValueError(f"ax: expected an Axes or a sequence of at least {n} Axes, got {len(axes)} items")
+                raise ValueError(
+                    f"ax: expected an Axes or a sequence of at least {n} Axes, got {len(axes)} items"
+                )
             yield root_figure(axes[0]), axes[:n], False
 
 
@@ -127,7 +153,15 @@ def legend(ax, *, owns: bool, handles=None, labels=None, title=None):
         return ax.legend(handles, labels, loc="best", fontsize="small", title=title)
     # below the axes, no wider than them (long labels would stick out of the page)
     ncols = 2 if longest <= _TWO_COLUMN_CHARS and len(handles) > 1 else 1
-    return ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=ncols, fontsize="small", title=title)
+    return ax.legend(
+        handles,
+        labels,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.2),
+        ncols=ncols,
+        fontsize="small",
+        title=title,
+    )
 
 
 #: Width of one character of legend text (the theme's legend font), inches.
@@ -207,7 +241,7 @@ def _cut(text: str, max_chars: int) -> str:
     if len(text) <= max_chars:
         return text
     head = (max_chars - 1) // 2
-    return text[:head] + "…" + text[len(text) - (max_chars - 1 - head):]
+    return text[:head] + "…" + text[len(text) - (max_chars - 1 - head) :]
 
 
 def short_names(names: list[str], *, max_chars: int = 28) -> list[str]:
@@ -277,7 +311,7 @@ def panel_title(label: str, max_chars: int) -> str:
     if not cuts:
         return label
     cut = min(cuts, key=lambda i: abs(i - len(label) / 2))
-    return f"{label[:cut]}\n{label[cut:]}" if label[cut] == "…" else f"{label[:cut + 1]}\n{label[cut + 1:]}"
+    return f"{label[:cut]}\n{label[cut:]}" if label[cut] == "…" else f"{label[: cut + 1]}\n{label[cut + 1 :]}"
 
 
 def unit_word(axis) -> str:
@@ -286,7 +320,7 @@ def unit_word(axis) -> str:
 
 
 def layer_labels(run, probe: str, names: list[str], *, max_chars: int = 30, units: bool = False) -> list[str]:
-    """"path (kind)" for tensors of ``probe`` ("path" alone for a call site, ``attn/softmax#0``,
+    """ "path (kind)" for tensors of ``probe`` ("path" alone for a call site, ``attn/softmax#0``,
     which names its function), the paths shortened together with every other
     tensor of the probe (:func:`short_names`), so a label reads the same in every figure;
     with ``units``, also the number of units and what they are: "mlp.act (gelu, 128 features)"."""

@@ -79,7 +79,9 @@ def plot_loss_by_lr(runs, /, *, ax=None, colors=None, labels=None, reference: fl
         ax.plot(lrs[order], finals[order], color=NEUTRAL, lw=1.2, marker="o", ms=4, gid="all")
         for lr, final, color, label in zip(lrs, finals, colors, labels):
             if color is not None:
-                ax.plot(lr, final, marker="o", ms=10, color=color, mec="k", ls="none", label=label, gid=str(label))
+                ax.plot(
+                    lr, final, marker="o", ms=10, color=color, mec="k", ls="none", label=label, gid=str(label)
+                )
         if reference is not None:
             ax.axhline(reference, color="gray", lw=0.9, ls=":")
         ax.set_xscale("log")

@@ -36,11 +36,19 @@ def plot_logit_gradients(*, ax=None, colors=("#d55e00", "#0173b2"), points=None)
     p = np.linspace(1e-4, 1 - 1e-4, 400)
     with single(ax, figsize=(5.8, 4.2)) as (fig, ax, owns):
         ax.plot(p, ce_true_gradient(p), color=colors[0], lw=2.2, label="softmax + cross-entropy: 1 − p")
-        ax.plot(p, mse_sigmoid_true_gradient(p), color=colors[1], lw=2.2, label="sigmoid + squared error: p(1 − p)²")
+        ax.plot(
+            p,
+            mse_sigmoid_true_gradient(p),
+            color=colors[1],
+            lw=2.2,
+            label="sigmoid + squared error: p(1 − p)²",
+        )
         for label, (px, gy, color) in (points or {}).items():
             ax.plot(px, gy, ls="none", marker="o", ms=4, color=color, alpha=0.7, label=label)
         ax.axvspan(0, 0.1, color="0.9", zorder=0)
-        ax.text(0.05, 1.3, "confident\nand wrong", ha="center", va="bottom", fontsize="small", color="dimgray")
+        ax.text(
+            0.05, 1.3, "confident\nand wrong", ha="center", va="bottom", fontsize="small", color="dimgray"
+        )
         ax.set_yscale("log")
         ax.set_ylim(1e-4, 3)
         ax.set_xlim(0, 1)

@@ -34,7 +34,14 @@ def _curve(ax, steps, values, *, color, label, beta, max_points):
     ax.plot(raw_s, raw_v, color=color, alpha=0.3, lw=0.8, label=f"{label} (per step)", gid=f"{label}:raw")
     smooth = ewma(values, beta, bias_correction=True)
     sm_s, sm_v = decimate(steps, smooth, max_points)
-    ax.plot(sm_s, sm_v, color=color, lw=2.0, label=f"{label}, EWMA β={beta:g} (bias-corrected)", gid=f"{label}:ewma")
+    ax.plot(
+        sm_s,
+        sm_v,
+        color=color,
+        lw=2.0,
+        label=f"{label}, EWMA β={beta:g} (bias-corrected)",
+        gid=f"{label}:ewma",
+    )
     return smooth
 
 
@@ -44,11 +51,29 @@ def _validation(ax, run, name, *, color):
         return None
     steps, values = series
     marker = "o" if len(values) <= 60 else None  # markers only while they stay apart
-    ax.plot(steps, values, color=color, lw=1.5, marker=marker, ms=3.5, label=plain_name(name), gid=f"{name}:points")
+    ax.plot(
+        steps,
+        values,
+        color=color,
+        lw=1.5,
+        marker=marker,
+        ms=3.5,
+        label=plain_name(name),
+        gid=f"{name}:points",
+    )
     return values
 
 
-def plot_loss(run, /, *, ax=None, beta: float | None = None, plateaus: bool = True, lr: bool = True, max_points: int = 4000):
+def plot_loss(
+    run,
+    /,
+    *,
+    ax=None,
+    beta: float | None = None,
+    plateaus: bool = True,
+    lr: bool = True,
+    max_points: int = 4000,
+):
     """Training loss per step (faint), its EWMA with bias correction, ``val_loss`` if logged,
     plateaus shaded (escape marked by a dashed line) and the learning rate on a twin axis.
 
@@ -69,9 +94,24 @@ def plot_loss(run, /, *, ax=None, beta: float | None = None, plateaus: bool = Tr
         if plateaus:
             finite = np.isfinite(loss)
             for i, p in enumerate(find_plateaus(steps[finite], loss[finite]) if finite.sum() > 10 else []):
-                ax.axvspan(p.start, p.end, color=NEUTRAL, alpha=0.18, lw=0, label="plateau" if i == 0 else None, gid="plateau")
+                ax.axvspan(
+                    p.start,
+                    p.end,
+                    color=NEUTRAL,
+                    alpha=0.18,
+                    lw=0,
+                    label="plateau" if i == 0 else None,
+                    gid="plateau",
+                )
                 if p.escape is not None:
-                    ax.axvline(p.escape, color=NEUTRAL, ls="--", lw=1.2, label="plateau escape" if i == 0 else None, gid="escape")
+                    ax.axvline(
+                        p.escape,
+                        color=NEUTRAL,
+                        ls="--",
+                        lw=1.2,
+                        label="plateau escape" if i == 0 else None,
+                        gid="escape",
+                    )
         ax.set_ylabel("loss")
         step_label(ax)
         handles, labels = ax.get_legend_handles_labels()
@@ -85,7 +125,16 @@ def plot_loss(run, /, *, ax=None, beta: float | None = None, plateaus: bool = Tr
                 s, v = run.scalar(name)
                 xs, ys = np.append(s, max(end, s[-1])), np.append(v, v[-1])  # held to the last step
                 label = "learning rate" if len(names) == 1 else f"learning rate, group {name.split('/')[1]}"
-                (line,) = twin.plot(xs, ys, drawstyle="steps-post", color=NEUTRAL, lw=1.6, ls=("-", "--", ":", "-.")[k % 4], label=label, gid=name)
+                (line,) = twin.plot(
+                    xs,
+                    ys,
+                    drawstyle="steps-post",
+                    color=NEUTRAL,
+                    lw=1.6,
+                    ls=("-", "--", ":", "-.")[k % 4],
+                    label=label,
+                    gid=name,
+                )
                 handles.append(line)
                 labels.append(label)
                 values.append(v)
@@ -109,7 +158,9 @@ def plot_accuracy(run, /, *, ax=None, beta: float | None = None, max_points: int
         if "accuracy" in have:
             steps, acc = run.scalar("accuracy")
             beta_ = auto_beta(len(acc)) if beta is None else beta
-            values.append(_curve(ax, steps, acc, color=PALETTE[0], label="accuracy", beta=beta_, max_points=max_points))
+            values.append(
+                _curve(ax, steps, acc, color=PALETTE[0], label="accuracy", beta=beta_, max_points=max_points)
+            )
         val = _validation(ax, run, "val_accuracy", color=PALETTE[1])
         if val is not None:
             values.append(val)

@@ -17,8 +17,16 @@ from dyntrace.plots.layout import legend, log_if_wide, single, step_label
 from dyntrace.plots.loss import auto_beta
 from dyntrace.plots.theme import NEUTRAL, series_color
 
-__all__ = ["lr_at_steps", "late_noise", "late_mean", "plot_lr_schedules", "plot_loss_with_lr", "plot_late_noise",
-           "plot_heldout_vs_reference", "plot_final_values"]
+__all__ = [
+    "lr_at_steps",
+    "late_noise",
+    "late_mean",
+    "plot_lr_schedules",
+    "plot_loss_with_lr",
+    "plot_late_noise",
+    "plot_heldout_vs_reference",
+    "plot_final_values",
+]
 
 _HOW = "the Recorder logs lr/<group> by itself; record the run with dyntrace.Recorder"
 
@@ -63,13 +71,14 @@ def late_noise(run, name: str = "loss", *, last: float = 0.25, window: int | Non
     if len(values) < 10:
         return float("nan")
     noise = minibatch_noise(steps, values, window=window)
-    tail = noise.variance[int(len(values) * (1 - last)):]
+    tail = noise.variance[int(len(values) * (1 - last)) :]
     tail = tail[np.isfinite(tail)]
     return float(np.sqrt(np.mean(tail))) if tail.size else float("nan")
 
 
-def plot_lr_schedules(runs, /, *, labels=None, colors=None, ax=None, marks=None, group: int = 0,
-                      log: bool | None = None):
+def plot_lr_schedules(
+    runs, /, *, labels=None, colors=None, ax=None, marks=None, group: int = 0, log: bool | None = None
+):
     """The learning rate of each run over its steps (as recorded: a step function held to the
     last step), one colour per run. ``log``: y axis scale (None: log when the rates span
     decades; a schedule annealed to ~0 then squeezes the others, so False may read better).
@@ -88,7 +97,9 @@ def plot_lr_schedules(runs, /, *, labels=None, colors=None, ax=None, marks=None,
             values.append(lr)
             if marks and label in marks:
                 ms, mv = marks[label]
-                ax.plot(ms, mv, ls="none", marker="o", ms=6, mfc="none", mec=color, mew=1.4, gid=f"{label}:marks")
+                ax.plot(
+                    ms, mv, ls="none", marker="o", ms=6, mfc="none", mec=color, mew=1.4, gid=f"{label}:marks"
+                )
         if marks:
             ax.plot([], [], ls="none", marker="o", ms=6, mfc="none", mec="k", label="formula at chosen steps")
         if log is None:
@@ -104,8 +115,20 @@ def plot_lr_schedules(runs, /, *, labels=None, colors=None, ax=None, marks=None,
     return fig
 
 
-def plot_loss_with_lr(run, /, *, ax=None, loss: str = "loss", heldout: str | None = "val_loss", beta=None,
-                      ylim=None, log_loss: bool = False, group: int = 0, lr_ylim=None, log_lr: bool | None = None):
+def plot_loss_with_lr(
+    run,
+    /,
+    *,
+    ax=None,
+    loss: str = "loss",
+    heldout: str | None = "val_loss",
+    beta=None,
+    ylim=None,
+    log_loss: bool = False,
+    group: int = 0,
+    lr_ylim=None,
+    log_lr: bool | None = None,
+):
     """One run: the per-step minibatch ``loss`` (faint) and its bias-corrected EWMA, the
     ``heldout`` loss (a scalar logged every step, e.g. the loss on a fixed validation set;
     None to skip), and the learning rate on a twin axis (grey, dashed).
@@ -119,8 +142,23 @@ def plot_loss_with_lr(run, /, *, ax=None, loss: str = "loss", heldout: str | Non
     beta = auto_beta(len(values)) if beta is None else beta
     with single(ax) as (fig, ax, owns):
         s, v = decimate(steps, values, 4000)
-        ax.plot(s, v, color=series_color(0), alpha=0.25, lw=0.7, label=f"{loss} (minibatch, per step)", gid=f"{loss}:raw")
-        ax.plot(steps, ewma(values, beta), color=series_color(0), lw=1.8, label=f"{loss}, EWMA β={beta:g}", gid=f"{loss}:ewma")
+        ax.plot(
+            s,
+            v,
+            color=series_color(0),
+            alpha=0.25,
+            lw=0.7,
+            label=f"{loss} (minibatch, per step)",
+            gid=f"{loss}:raw",
+        )
+        ax.plot(
+            steps,
+            ewma(values, beta),
+            color=series_color(0),
+            lw=1.8,
+            label=f"{loss}, EWMA β={beta:g}",
+            gid=f"{loss}:ewma",
+        )
         if heldout is not None and heldout in run.scalar_names:
             hs, hv = run.scalar(heldout)
             ax.plot(hs, hv, color=series_color(1), lw=1.2, label=f"{heldout} (per step)", gid=heldout)
@@ -133,7 +171,16 @@ def plot_loss_with_lr(run, /, *, ax=None, loss: str = "loss", heldout: str | Non
         twin = ax.twinx()
         twin.grid(False)
         lr_steps, lr = lr_at_steps(run, group=group)
-        (line,) = twin.plot(lr_steps, lr, color=NEUTRAL, lw=1.6, ls="--", drawstyle="steps-post", label="learning rate", gid="lr")
+        (line,) = twin.plot(
+            lr_steps,
+            lr,
+            color=NEUTRAL,
+            lw=1.6,
+            ls="--",
+            drawstyle="steps-post",
+            label="learning rate",
+            gid="lr",
+        )
         if log_lr is None:
             log_if_wide(twin, lr, decades=1.0)
         elif log_lr:
@@ -149,8 +196,17 @@ def plot_loss_with_lr(run, /, *, ax=None, loss: str = "loss", heldout: str | Non
     return fig
 
 
-def plot_late_noise(runs, /, *, labels=None, colors=None, ax=None, names=("loss", "val_loss"), name_labels=None,
-                    last: float = 0.25):
+def plot_late_noise(
+    runs,
+    /,
+    *,
+    labels=None,
+    colors=None,
+    ax=None,
+    names=("loss", "val_loss"),
+    name_labels=None,
+    last: float = 0.25,
+):
     """Noise of per-step scalars around their trend over the last ``last`` of each run
     (:func:`late_noise`): grouped bars, one group per run, one bar per scalar in ``names``
     (legend: ``name_labels``, default the names), log y axis. The first run is the reference
@@ -167,19 +223,33 @@ def plot_late_noise(runs, /, *, labels=None, colors=None, ax=None, names=("loss"
         hatches = ("", "//", "..", "xx")
         for j, name in enumerate(names):
             noise = np.array([late_noise(run, name, last=last) for run in runs])
-            ax.bar(x + (j - (len(names) - 1) / 2) * width, noise, width=width * 0.95,
-                   color=list(colors) if colors is not None else [series_color(i) for i in range(len(runs))],
-                   alpha=1.0 if j == 0 else 0.55,
-                   hatch=hatches[j % len(hatches)], edgecolor="white" if j == 0 else "k", lw=0.5,
-                   label=name, gid=f"noise:{name}")
+            ax.bar(
+                x + (j - (len(names) - 1) / 2) * width,
+                noise,
+                width=width * 0.95,
+                color=list(colors) if colors is not None else [series_color(i) for i in range(len(runs))],
+                alpha=1.0 if j == 0 else 0.55,
+                hatch=hatches[j % len(hatches)],
+                edgecolor="white" if j == 0 else "k",
+                lw=0.5,
+                label=name,
+                gid=f"noise:{name}",
+            )
             if np.isfinite(noise[0]):
                 ax.axhline(noise[0], color="k", ls=":", lw=0.8, gid=f"reference:{name}")
         ax.set_yscale("log")
         ax.set_xticks(x, labels, rotation=30, ha="right")
         ax.set_ylabel("std around the trend (loss units)")
         ax.set_title(f"Loss noise over the last {last:.0%} of the steps")
-        handles = [Patch(facecolor="0.35", alpha=1.0 if j == 0 else 0.55, hatch=hatches[j % len(hatches)],
-                         edgecolor="white" if j == 0 else "k") for j in range(len(names))]
+        handles = [
+            Patch(
+                facecolor="0.35",
+                alpha=1.0 if j == 0 else 0.55,
+                hatch=hatches[j % len(hatches)],
+                edgecolor="white" if j == 0 else "k",
+            )
+            for j in range(len(names))
+        ]
         legend(ax, owns=owns, handles=handles, labels=name_labels)
     return fig
 
@@ -189,13 +259,23 @@ def late_mean(run, name: str = "val_loss", *, last: float = 0.1) -> float:
     if name not in run.scalar_names:
         raise missing(run, f"scalar {name!r}", "log it every step with rec.log(...)")
     _, values = run.scalar(name)
-    tail = values[int(len(values) * (1 - last)):]
+    tail = values[int(len(values) * (1 - last)) :]
     tail = tail[np.isfinite(tail)]
     return float(tail.mean()) if tail.size else float("nan")
 
 
-def plot_heldout_vs_reference(run, reference, /, *, name: str = "val_loss", ax=None, color=None, label=None,
-                              reference_label: str = "reference", ylim=None):
+def plot_heldout_vs_reference(
+    run,
+    reference,
+    /,
+    *,
+    name: str = "val_loss",
+    ax=None,
+    color=None,
+    label=None,
+    reference_label: str = "reference",
+    ylim=None,
+):
     """One run's per-step ``name`` (e.g. the validation loss after every step) in its colour
     over a reference run's (grey, underneath), linear y: how a schedule's end compares with a
     constant rate's. ``ylim``: shared limits when panels sit side by side."""
@@ -206,7 +286,9 @@ def plot_heldout_vs_reference(run, reference, /, *, name: str = "val_loss", ax=N
         rs, rv = reference.scalar(name)
         ax.plot(rs, rv, color=NEUTRAL, lw=1.0, alpha=0.8, label=reference_label, gid="reference")
         s, v = run.scalar(name)
-        ax.plot(s, v, color=color if color is not None else series_color(0), lw=1.3, label=label or name, gid=name)
+        ax.plot(
+            s, v, color=color if color is not None else series_color(0), lw=1.3, label=label or name, gid=name
+        )
         if ylim is not None:
             ax.set_ylim(*ylim)
         ax.set_ylabel(name.replace("val_loss", "validation loss"))
@@ -215,8 +297,17 @@ def plot_heldout_vs_reference(run, reference, /, *, name: str = "val_loss", ax=N
     return fig
 
 
-def plot_final_values(runs, /, *, labels=None, colors=None, name: str = "val_loss", last: float = 0.1, ax=None,
-                      reference: int = 0):
+def plot_final_values(
+    runs,
+    /,
+    *,
+    labels=None,
+    colors=None,
+    name: str = "val_loss",
+    last: float = 0.1,
+    ax=None,
+    reference: int = 0,
+):
     """Mean of a per-step scalar over the last ``last`` of each run (bars) with its step-to-step
     noise there (:func:`late_noise`, error bars); run ``reference``'s mean as a dotted line."""
     runs = list(runs)
@@ -225,8 +316,16 @@ def plot_final_values(runs, /, *, labels=None, colors=None, name: str = "val_los
         means = np.array([late_mean(r, name, last=last) for r in runs])
         noise = np.array([late_noise(r, name, last=last) for r in runs])
         x = np.arange(len(runs))
-        ax.bar(x, means, yerr=noise, capsize=4, color=list(colors) if colors is not None else
-               [series_color(i) for i in range(len(runs))], edgecolor="k", lw=0.5, gid=f"final:{name}")
+        ax.bar(
+            x,
+            means,
+            yerr=noise,
+            capsize=4,
+            color=list(colors) if colors is not None else [series_color(i) for i in range(len(runs))],
+            edgecolor="k",
+            lw=0.5,
+            gid=f"final:{name}",
+        )
         if np.isfinite(means[reference]):
             ax.axhline(means[reference], color="k", ls=":", lw=1.0, gid="reference")
         ax.set_xticks(x, labels, rotation=30, ha="right")

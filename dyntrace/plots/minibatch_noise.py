@@ -16,9 +16,9 @@ import numpy as np
 
 from dyntrace.analysis import decimate, ewma, gradient_noise_scale, minibatch_noise
 from dyntrace.errors import MissingDataError
+from dyntrace.plots.compare import run_labels
 from dyntrace.plots.data import missing
 from dyntrace.plots.layout import legend, single, step_label
-from dyntrace.plots.compare import run_labels
 from dyntrace.plots.theme import NEUTRAL, series_color
 
 __all__ = [
@@ -59,8 +59,9 @@ def _sizes(run) -> tuple[int, int]:
     return batch, int(config.get("n_train", batch))
 
 
-def plot_minibatch_noise(runs, /, *, labels=None, colors=None, ax=None, window: int | None = None,
-                         max_points: int = 2000):
+def plot_minibatch_noise(
+    runs, /, *, labels=None, colors=None, ax=None, window: int | None = None, max_points: int = 2000
+):
     """Relative noise of each run's per-step loss around its trend, √(local variance)/|trend|
     (:func:`dyntrace.analysis.minibatch_noise`), one line per run on a log axis.
 
@@ -92,7 +93,9 @@ def sampling_noise(run):
     predicted 0."""
     steps, loss = _loss(run)
     if "loss_std_all" not in run.scalar_names:
-        raise missing(run, "scalar 'loss_std_all'", "log the std of the per-example losses of the training set")
+        raise missing(
+            run, "scalar 'loss_std_all'", "log the std of the per-example losses of the training set"
+        )
     record_steps, sigma = run.scalar("loss_std_all")
     batch, n_train = _sizes(run)
     noise = minibatch_noise(steps, loss, window=_window(len(loss)))
@@ -107,7 +110,7 @@ def relative_noise(run) -> float:
     steps, loss = _loss(run)
     w = _window(len(loss))
     noise = minibatch_noise(steps, loss, window=w)
-    return float(np.nanmedian(noise.rel_std[w:max(w + 1, len(loss) - w)]))
+    return float(np.nanmedian(noise.rel_std[w : max(w + 1, len(loss) - w)]))
 
 
 def loss_at_epoch(run, epochs: float, *, beta: float = 0.9) -> float:
@@ -139,8 +142,16 @@ def plot_batch_loss(run, /, *, ax=None, color=None, beta: float = 0.9, max_point
         if batch < n_train and "loss_std_all" in run.scalar_names:
             record_steps, sigma = run.scalar("loss_std_all")
             band = np.interp(steps, record_steps + 1, sigma) / np.sqrt(batch)
-            ax.fill_between(steps, trend - band, trend + band, color=color, alpha=0.18, lw=0,
-                            label="trend ± σ/√B (sampling noise)", gid="band")
+            ax.fill_between(
+                steps,
+                trend - band,
+                trend + band,
+                color=color,
+                alpha=0.18,
+                lw=0,
+                label="trend ± σ/√B (sampling noise)",
+                gid="band",
+            )
         ax.set_ylabel("loss (cross-entropy)")
         step_label(ax)
         _epoch_axis(ax, batch, n_train)
@@ -157,8 +168,14 @@ def plot_loss_by_epoch(runs, /, *, labels=None, colors=None, beta: float = 0.9, 
         for i, (run, label) in enumerate(zip(runs, labels)):
             steps, loss = _loss(run)
             batch, n_train = _sizes(run)
-            ax.plot(steps * batch / n_train, ewma(loss, beta), color=colors[i] if colors else series_color(i), lw=2.0,
-                    label=label, gid=label)
+            ax.plot(
+                steps * batch / n_train,
+                ewma(loss, beta),
+                color=colors[i] if colors else series_color(i),
+                lw=2.0,
+                label=label,
+                gid=label,
+            )
         ax.axvline(1, color=NEUTRAL, lw=1.0, ls=":", label="one epoch")
         ax.set_xscale("log")
         ax.set_xlabel("epochs (examples seen ÷ training-set size), log scale")
@@ -178,8 +195,18 @@ def plot_sampling_noise(runs, /, *, labels=None, colors=None, ax=None):
             steps, measured, predicted = sampling_noise(run)
             ax.plot(steps, measured, color=color, lw=1.8, label=f"{label}: measured", gid=f"{label}:measured")
             if np.any(predicted > 0):
-                ax.plot(steps, predicted, ls="none", marker="o", ms=5, mfc="white", mec=color, mew=1.5,
-                        label=f"{label}: σ/√B", gid=f"{label}:predicted")
+                ax.plot(
+                    steps,
+                    predicted,
+                    ls="none",
+                    marker="o",
+                    ms=5,
+                    mfc="white",
+                    mec=color,
+                    mew=1.5,
+                    label=f"{label}: σ/√B",
+                    gid=f"{label}:predicted",
+                )
         ax.set_yscale("log")
         ax.set_ylabel("std of the loss around its trend")
         step_label(ax)
@@ -195,12 +222,18 @@ def noise_scale_of(run, *, b_small=None, b_big=None, beta: float = 0.95):
     """
     for name in (SMALL, BIG):
         if name not in run.scalar_names:
-            raise missing(run, f"scalar {name!r}", "log |G|² at two batch sizes with rec.log(grad_sq_small=..., grad_sq_big=...)")
+            raise missing(
+                run,
+                f"scalar {name!r}",
+                "log |G|² at two batch sizes with rec.log(grad_sq_small=..., grad_sq_big=...)",
+            )
     sizes = run.config.get("noise_scale", {})
     b_small = sizes.get("b_small") if b_small is None else b_small
     b_big = sizes.get("b_big") if b_big is None else b_big
     if b_small is None or b_big is None:
-        raise MissingDataError(f"{run.path}: batch sizes of the noise scale unknown; pass b_small= and b_big=")
+        raise MissingDataError(
+            f"{run.path}: batch sizes of the noise scale unknown; pass b_small= and b_big="
+        )
     steps, small = run.scalar(SMALL)
     _, big = run.scalar(BIG)
     n = min(len(small), len(big))
@@ -228,7 +261,9 @@ def exact_noise_scale(run) -> ExactNoiseScale:
         return ExactNoiseScale(steps, trace, grad_sq, np.where(grad_sq > 0, trace / grad_sq, np.nan))
 
 
-def plot_noise_scale(run, /, *, ax=None, b_small=None, b_big=None, beta: float = 0.95, marks=None, color=None):
+def plot_noise_scale(
+    run, /, *, ax=None, b_small=None, b_big=None, beta: float = 0.95, marks=None, color=None
+):
     """The simple gradient noise scale B_simple = tr Σ / |G|² over training (McCandlish et
     al. 2018), estimated from |G|² at two batch sizes, each EMA-averaged (factor ``beta``);
     where the run logged them, the exact values from per-example gradients as dots.
@@ -239,12 +274,28 @@ def plot_noise_scale(run, /, *, ax=None, b_small=None, b_big=None, beta: float =
     color = series_color(0) if color is None else color
     steps, scale = noise_scale_of(run, b_small=b_small, b_big=b_big, beta=beta)
     with single(ax) as (fig, ax, owns):
-        ax.plot(steps, scale.b_simple, color=color, lw=1.8, label="B_simple, from |G|² at two batch sizes",
-                gid="b_simple")
+        ax.plot(
+            steps,
+            scale.b_simple,
+            color=color,
+            lw=1.8,
+            label="B_simple, from |G|² at two batch sizes",
+            gid="b_simple",
+        )
         exact = exact_noise_scale(run) if "trace_sigma_exact" in run.scalar_names else None
         if exact is not None:
-            ax.plot(exact.steps, exact.b_simple, ls="none", marker="o", ms=5, mfc="white", mec=color, mew=1.5,
-                    label="exact, from the per-example gradients", gid="exact")
+            ax.plot(
+                exact.steps,
+                exact.b_simple,
+                ls="none",
+                marker="o",
+                ms=5,
+                mfc="white",
+                mec=color,
+                mew=1.5,
+                label="exact, from the per-example gradients",
+                gid="exact",
+            )
         for k, (label, size) in enumerate((marks or {}).items()):
             ax.axhline(size, color=NEUTRAL, lw=1.0, ls=("--", ":", "-.")[k % 3], label=label)
         values = np.concatenate([scale.b_simple[np.isfinite(scale.b_simple)], list((marks or {}).values())])

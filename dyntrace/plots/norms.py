@@ -27,7 +27,11 @@ def plot_norms(run, /, *, ax=None, max_points: int = 4000):
     """
     have = [n for n in NORMS if n in run.scalar_names]
     if not have:
-        raise missing(run, f"norm scalars ({', '.join(NORMS)})", "they are recorded by the 'scalars' probe: Recorder(..., probes=[..., 'scalars'])")
+        raise missing(
+            run,
+            f"norm scalars ({', '.join(NORMS)})",
+            "they are recorded by the 'scalars' probe: Recorder(..., probes=[..., 'scalars'])",
+        )
     with single(ax) as (fig, ax, owns):
         values = []
         for i, name in enumerate(NORMS):

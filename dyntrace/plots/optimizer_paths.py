@@ -15,7 +15,14 @@ from dyntrace.plots.data import missing
 from dyntrace.plots.layout import legend, log_if_wide, panels, single
 from dyntrace.plots.theme import NEUTRAL, method_colors, series_color
 
-__all__ = ["path_xy", "path_function", "draw_contour", "plot_optimizer_path", "plot_optimizer_paths", "plot_path_losses"]
+__all__ = [
+    "path_xy",
+    "path_function",
+    "draw_contour",
+    "plot_optimizer_path",
+    "plot_optimizer_paths",
+    "plot_path_losses",
+]
 
 _HOW = "record it with dyntrace.paths.optimizer_path(..., path=FILE), which logs x, y and loss every step"
 
@@ -76,8 +83,9 @@ def draw_contour(ax, function, *, xlim=None, ylim=None, levels: int = 14, resolu
     ax.set_ylabel("y")
 
 
-def plot_optimizer_path(run, /, *, ax=None, function=None, label=None, color=None, contour: bool = True,
-                        xlim=None, ylim=None):
+def plot_optimizer_path(
+    run, /, *, ax=None, function=None, label=None, color=None, contour: bool = True, xlim=None, ylim=None
+):
     """The path (x_t, y_t), t = 0 … T, of one path run over the contour of its function:
     a line with a dot per update, the start as an open circle and the last point as a filled
     square. ``label``: the title (default: the optimizer and lr from the run's config).
@@ -93,7 +101,17 @@ def plot_optimizer_path(run, /, *, ax=None, function=None, label=None, color=Non
             draw_contour(ax, function, xlim=xlim, ylim=ylim)
         ax.plot(x, y, color=color, lw=1.3, marker="o", ms=3, label=label, gid="path")
         ax.plot(x[0], y[0], marker="o", ms=8, mfc="white", mec="k", ls="none", label="start", gid="start")
-        ax.plot(x[-1], y[-1], marker="s", ms=7, color=color, mec="k", ls="none", label=f"after {int(steps[-1])} updates", gid="end")
+        ax.plot(
+            x[-1],
+            y[-1],
+            marker="s",
+            ms=7,
+            color=color,
+            mec="k",
+            ls="none",
+            label=f"after {int(steps[-1])} updates",
+            gid="end",
+        )
         ax.set_title(label)
         if owns:
             ax.set_title(f"{label} on f(x, y) = {function.formula}")
@@ -106,7 +124,9 @@ def _run_colors(runs) -> list:
     return method_colors(r.config.get("optimizer", f"run {i}") for i, r in enumerate(runs))
 
 
-def plot_optimizer_paths(runs, /, *, labels=None, ax=None, ncols: int = 4, function=None, xlim=None, ylim=None):
+def plot_optimizer_paths(
+    runs, /, *, labels=None, ax=None, ncols: int = 4, function=None, xlim=None, ylim=None
+):
     """One panel per path run (the book's figure of four optimizers on x²/20 + y²): each
     path over the contour of the runs' function, in its optimizer's fixed colour. ``labels``:
     panel titles (default: optimizer and lr from each run's config). ``ax``: an Axes (split
@@ -118,10 +138,16 @@ def plot_optimizer_paths(runs, /, *, labels=None, ax=None, ncols: int = 4, funct
     if labels is not None and len(list(labels)) != len(runs):
         raise ValueError(f"labels: {len(list(labels))} given for {len(runs)} runs")
     labels = list(labels) if labels is not None else [_label(r) for r in runs]
-    with panels(ax, len(runs), ncols=ncols, panel_size=(3.6, 2.3), sharex=True, sharey=True) as (fig, axes, owns):
+    with panels(ax, len(runs), ncols=ncols, panel_size=(3.6, 2.3), sharex=True, sharey=True) as (
+        fig,
+        axes,
+        owns,
+    ):
         colors = _run_colors(runs)
         for i, (run, label, a) in enumerate(zip(runs, labels, axes)):
-            plot_optimizer_path(run, ax=a, function=function, label=label, color=colors[i], xlim=xlim, ylim=ylim)
+            plot_optimizer_path(
+                run, ax=a, function=function, label=label, color=colors[i], xlim=xlim, ylim=ylim
+            )
             a.set_title(label, fontsize="medium")
             a.tick_params(labelsize="small")
             if owns and i % ncols:

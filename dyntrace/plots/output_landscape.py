@@ -27,12 +27,16 @@ def output_landscapes(run) -> dict:
         if result.meta.get("kind") == "output_landscape" and hasattr(result, "y"):
             out[name] = result
     if not out:
-        raise MissingDataError(f"{run.path}: no output landscape (has: {', '.join(run.landscape_names) or 'none'}); "
-                               "the random_landscapes gallery entry writes them")
+        raise MissingDataError(
+            f"{run.path}: no output landscape (has: {', '.join(run.landscape_names) or 'none'}); "
+            "the random_landscapes gallery entry writes them"
+        )
     return out
 
 
-def plot_output_landscape(run, /, *, ax=None, name: str | None = None, title: str | None = None, colorbar: bool = True):
+def plot_output_landscape(
+    run, /, *, ax=None, name: str | None = None, title: str | None = None, colorbar: bool = True
+):
     """One output landscape as an image over its (x, y) grid (colour: the output; each
     landscape its own colour scale), titled with its roughness. ``name``: which stored
     landscape (default: the first)."""
@@ -44,7 +48,14 @@ def plot_output_landscape(run, /, *, ax=None, name: str | None = None, title: st
     with single(ax, figsize=(4.4, 3.8)) as (fig, ax, owns):
         dx, dy = np.diff(result.x[:2])[0] / 2, np.diff(result.y[:2])[0] / 2
         extent = (result.x[0] - dx, result.x[-1] + dx, result.y[0] - dy, result.y[-1] + dy)
-        image = ax.imshow(result.loss, origin="lower", extent=extent, cmap=HEAT_CMAP, aspect="equal", interpolation="nearest")
+        image = ax.imshow(
+            result.loss,
+            origin="lower",
+            extent=extent,
+            cmap=HEAT_CMAP,
+            aspect="equal",
+            interpolation="nearest",
+        )
         image.set_gid(name)
         ax.grid(False)
         ax.set_xlabel("input x₁")
@@ -58,11 +69,19 @@ def plot_output_landscape(run, /, *, ax=None, name: str | None = None, title: st
     return fig
 
 
-def plot_roughness(runs, /, *, ax=None, labels=None, reference: dict | None = None, reference_label: str = "reference",
-                   floor: float = 1e-6):
+def plot_roughness(
+    runs,
+    /,
+    *,
+    ax=None,
+    labels=None,
+    reference: dict | None = None,
+    reference_label: str = "reference",
+    floor: float = 1e-6,
+):
     """Roughness of every stored output landscape, one column per run (dots: one network each;
-    bar: their median), log scale, each in its activation's fixed colour. ``reference``: {label: value} drawn as open diamonds
-    (``reference_label`` in the legend).
+    bar: their median), log scale, each in its activation's fixed colour. ``reference``:
+    {label: value} drawn as open diamonds (``reference_label`` in the legend).
     Values below ``floor`` (a plane: 0 up to round-off) are drawn at the floor as ▼. In a
     caller's axes the legend goes in the head room above the data.
     """
@@ -86,7 +105,15 @@ def plot_roughness(runs, /, *, ax=None, labels=None, reference: dict | None = No
             median = float(np.median(values))
             ax.hlines(max(median, floor), k - 0.3, k + 0.3, color=color, lw=2.5, zorder=4)
             if label in reference:
-                ax.scatter([k + 0.38], [max(reference[label], floor)], marker="D", facecolor="none", edgecolor=NEUTRAL, s=36, zorder=4)
+                ax.scatter(
+                    [k + 0.38],
+                    [max(reference[label], floor)],
+                    marker="D",
+                    facecolor="none",
+                    edgecolor=NEUTRAL,
+                    s=36,
+                    zorder=4,
+                )
         ax.set_yscale("log")
         top = max(ax.dataLim.y1, floor)
         ax.set_ylim(floor / 2, top * 30)  # head room for the legend, above the data
@@ -98,7 +125,10 @@ def plot_roughness(runs, /, *, ax=None, labels=None, reference: dict | None = No
         if reference:
             handles.append(Line2D([], [], color=NEUTRAL, marker="D", ls="", mfc="none", ms=6))
             names.append(reference_label)
-        if any(np.any(np.array([roughness(r.loss) for r in output_landscapes(run).values()]) < floor) for run in runs):
+        if any(
+            np.any(np.array([roughness(r.loss) for r in output_landscapes(run).values()]) < floor)
+            for run in runs
+        ):
             handles.append(Line2D([], [], color="0.3", marker="v", ls="", ms=6))
             names.append(f"below {floor:g} (≈ 0)")
         if owns:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from dyntrace.analysis.stats import interval_means
+from dyntrace.plots.compare import run_labels
 from dyntrace.plots.data import missing
 from dyntrace.plots.layout import legend, single
-from dyntrace.plots.compare import run_labels
 from dyntrace.plots.theme import NEUTRAL, method_color, series_color
 
 __all__ = ["plot_train_val", "plot_val_losses", "epoch_curves"]
@@ -44,19 +44,36 @@ def plot_train_val(run, /, *, metric: str = "accuracy", ax=None, early_stop: boo
     """
     epochs, train, val = epoch_curves(run, metric)
     with single(ax) as (fig, ax, owns):
-        ax.plot(epochs, train, color=method_color("train"), lw=1.8,
-                label="training" + (" (minibatch, epoch mean)" if metric == "loss" else ""), gid="train")
+        ax.plot(
+            epochs,
+            train,
+            color=method_color("train"),
+            lw=1.8,
+            label="training" + (" (minibatch, epoch mean)" if metric == "loss" else ""),
+            gid="train",
+        )
         ax.plot(epochs, val, color=method_color("validation"), lw=1.8, label="validation", gid="val")
         ax.fill_between(epochs, train, val, color=NEUTRAL, alpha=0.2, lw=0, label="gap")
         if metric == "loss" and np.isfinite(val).any():
             low = int(np.nanargmin(val))
-            ax.plot(epochs[low], val[low], "o", color=method_color("validation"), mec="k", ms=7, zorder=4,
-                    label="lowest validation loss", gid="val_min")
+            ax.plot(
+                epochs[low],
+                val[low],
+                "o",
+                color=method_color("validation"),
+                mec="k",
+                ms=7,
+                zorder=4,
+                label="lowest validation loss",
+                gid="val_min",
+            )
         if early_stop and "early_stop" in run.scalar_names:
             _, val_loss = run.scalar("val_loss")
             best = int(np.nanargmin(val_loss)) + 1
             stop = int(run.scalar("early_stop")[1][-1])
-            ax.axvline(best, color="k", ls="--", lw=1.2, label=f"lowest validation loss (epoch {best}, weights kept)")
+            ax.axvline(
+                best, color="k", ls="--", lw=1.2, label=f"lowest validation loss (epoch {best}, weights kept)"
+            )
             ax.axvline(stop, color="k", ls=":", lw=1.2, label=f"stopped (epoch {stop})")
         if metric == "loss":
             ax.set_yscale("log")
@@ -80,8 +97,15 @@ def plot_val_losses(runs, /, *, labels=None, colors=None, ax=None):
         for i, (run, label) in enumerate(zip(runs, labels)):
             epochs, _, val = epoch_curves(run, "loss")
             color = colors[i] if colors is not None else series_color(i)
-            ax.plot(epochs, val, color=color, lw=5 if i == 0 else 1.8, alpha=0.45 if i == 0 else 1.0, label=label,
-                    gid=label)
+            ax.plot(
+                epochs,
+                val,
+                color=color,
+                lw=5 if i == 0 else 1.8,
+                alpha=0.45 if i == 0 else 1.0,
+                label=label,
+                gid=label,
+            )
             low = int(np.nanargmin(val))
             ax.plot(epochs[low], val[low], "o", color=color, mec="k", ms=8, zorder=4, gid=f"{label}:lowest")
             tail.append(val[low:])

@@ -27,8 +27,19 @@ def plot_gradient_heatmaps(run, /, *, ax=None, params=None, max_params: int = 8,
     """
     names = select(run, "gradients", params, max_params)
     total = len(run.names("gradients"))
-    title = "Gradient magnitudes over training" + (f" ({len(names)} of {total} parameters)" if len(names) < total else "")
-    return hist_heatmaps(run, "gradients", names, ax=ax, title=title, ylabel="|g|", max_windows=max_windows, panel_titles=_titles(run, "gradients", names))
+    title = "Gradient magnitudes over training" + (
+        f" ({len(names)} of {total} parameters)" if len(names) < total else ""
+    )
+    return hist_heatmaps(
+        run,
+        "gradients",
+        names,
+        ax=ax,
+        title=title,
+        ylabel="|g|",
+        max_windows=max_windows,
+        panel_titles=_titles(run, "gradients", names),
+    )
 
 
 def plot_weight_heatmaps(run, /, *, ax=None, params=None, max_params: int = 8, max_windows: int = 400):
@@ -37,5 +48,16 @@ def plot_weight_heatmaps(run, /, *, ax=None, params=None, max_params: int = 8, m
     Raises MissingDataError without the 'weights' probe."""
     names = select(run, "weights", params, max_params)
     total = len(run.names("weights"))
-    title = "Weight distributions over training" + (f" ({len(names)} of {total} parameters)" if len(names) < total else "")
-    return hist_heatmaps(run, "weights", names, ax=ax, title=title, ylabel="weight value", max_windows=max_windows, panel_titles=_titles(run, "weights", names))
+    title = "Weight distributions over training" + (
+        f" ({len(names)} of {total} parameters)" if len(names) < total else ""
+    )
+    return hist_heatmaps(
+        run,
+        "weights",
+        names,
+        ax=ax,
+        title=title,
+        ylabel="weight value",
+        max_windows=max_windows,
+        panel_titles=_titles(run, "weights", names),
+    )

@@ -25,8 +25,18 @@ def escape_step(run, *, threshold: float = 0.5, coordinate: str = "y", center: f
     return int(steps[hit[0]]) if hit.size else None
 
 
-def plot_escape(runs, /, *, centers=None, labels=None, colors=None, styles=None, ax=None,
-                threshold: float | None = 0.5, floor: float = 1e-7):
+def plot_escape(
+    runs,
+    /,
+    *,
+    centers=None,
+    labels=None,
+    colors=None,
+    styles=None,
+    ax=None,
+    threshold: float | None = 0.5,
+    floor: float = 1e-7,
+):
     """|y_t − c| of each path run over its steps, log y: the distance from the ridge y = c it
     started on or near (``centers``: one c per run, default 0). Exact zeros (a run on the
     ridge that never leaves it) are drawn at ``floor`` and say so in their label.

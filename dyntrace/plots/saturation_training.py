@@ -12,7 +12,13 @@ from dyntrace.plots.theme import NEUTRAL, layer_colors
 
 __all__ = ["plot_saturation_training"]
 
-_BOUNDED = {"sigmoid": (0.0, 1.0), "hardsigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0), "softsign": (-1.0, 1.0), "hardtanh": (-1.0, 1.0)}
+_BOUNDED = {
+    "sigmoid": (0.0, 1.0),
+    "hardsigmoid": (0.0, 1.0),
+    "tanh": (-1.0, 1.0),
+    "softsign": (-1.0, 1.0),
+    "hardtanh": (-1.0, 1.0),
+}
 
 
 def plot_saturation_training(run, /, *, ax=None, band: bool = True, labels=None, max_points: int = 2000):
@@ -48,5 +54,12 @@ def plot_saturation_training(run, /, *, ax=None, band: bool = True, labels=None,
         ax.set_ylabel("mean layer output" + (" (band: ± 1 std)" if band else ""))
         step_label(ax)
         ax.set_title("Mean activation per layer over training")
-        layer_key(ax, owns=owns, handles=handles, labels=list(labels) if labels is not None else layer_labels(run, "activations", names), colors=colors, n_total=len(names))
+        layer_key(
+            ax,
+            owns=owns,
+            handles=handles,
+            labels=list(labels) if labels is not None else layer_labels(run, "activations", names),
+            colors=colors,
+            n_total=len(names),
+        )
     return fig

@@ -16,8 +16,13 @@ from dyntrace.plots.heatmap import hist_heatmaps, select
 from dyntrace.plots.layout import layer_key, legend, log_if_wide, single, step_label
 from dyntrace.plots.theme import NEUTRAL, layer_colors, series_color
 
-__all__ = ["plot_step_sizes", "plot_step_sizes_compare", "plot_update_ratios", "step_size_quantiles",
-           "plot_coordinate_quantiles"]
+__all__ = [
+    "plot_step_sizes",
+    "plot_step_sizes_compare",
+    "plot_update_ratios",
+    "step_size_quantiles",
+    "plot_coordinate_quantiles",
+]
 
 _HOW = "record it with Recorder(..., probes=[..., 'steps'])"
 
@@ -44,9 +49,18 @@ def plot_step_sizes(run, /, *, ax=None, params=None, max_params: int = 8, max_wi
     _require(run)
     names = select(run, "steps", params, max_params)
     total = len(run.names("steps"))
-    title = "Effective step size η_eff = |Δθ|/|g| over training" + (f" ({len(names)} of {total} parameters)" if len(names) < total else "")
+    title = "Effective step size η_eff = |Δθ|/|g| over training" + (
+        f" ({len(names)} of {total} parameters)" if len(names) < total else ""
+    )
     return hist_heatmaps(
-        run, "steps", names, ax=ax, title=title, ylabel="η_eff", max_windows=max_windows, panel_titles=_titles(run, names)
+        run,
+        "steps",
+        names,
+        ax=ax,
+        title=title,
+        ylabel="η_eff",
+        max_windows=max_windows,
+        panel_titles=_titles(run, names),
     )
 
 
@@ -135,8 +149,18 @@ def plot_update_ratios(run, /, *, ax=None, params=None, max_params: int = 12, gu
                 ax.axvline(s, color=NEUTRAL, alpha=0.35, lw=0.8, gid="synced")
         ax.set_ylabel("‖Δθ‖ / ‖θ‖")
         step_label(ax)
-        ax.set_title("Update-to-weight ratio per parameter" + (f" (guide: {guide:g})" if guide is not None else ""))
-        layer_key(ax, owns=owns, handles=handles, labels=labels, colors=[colors[order.index(n)] for n in names], n_total=len(order), title="parameter")
+        ax.set_title(
+            "Update-to-weight ratio per parameter" + (f" (guide: {guide:g})" if guide is not None else "")
+        )
+        layer_key(
+            ax,
+            owns=owns,
+            handles=handles,
+            labels=labels,
+            colors=[colors[order.index(n)] for n in names],
+            n_total=len(order),
+            title="parameter",
+        )
     return fig
 
 
@@ -146,7 +170,9 @@ def _optimizer_label(run) -> str:
     if isinstance(optimizer, dict) and optimizer.get("class"):
         groups = optimizer.get("param_groups") or [{}]
         lr = groups[0].get("lr")
-        return f"{optimizer['class']} (lr {lr:g})" if isinstance(lr, (int, float)) else str(optimizer["class"])
+        return (
+            f"{optimizer['class']} (lr {lr:g})" if isinstance(lr, (int, float)) else str(optimizer["class"])
+        )
     return run.path
 
 
@@ -165,12 +191,21 @@ def plot_coordinate_quantiles(run, prefix: str, /, *, ax=None, color=None, refer
     color = series_color(0) if color is None else color
     with single(ax) as (fig, ax, owns):
         ax.fill_between(steps, q[:, 0], q[:, 4], color=color, alpha=0.15, lw=0, label="5–95 %", gid="q05-q95")
-        ax.fill_between(steps, q[:, 1], q[:, 3], color=color, alpha=0.35, lw=0, label="25–75 %", gid="q25-q75")
+        ax.fill_between(
+            steps, q[:, 1], q[:, 3], color=color, alpha=0.35, lw=0, label="25–75 %", gid="q25-q75"
+        )
         ax.plot(steps, q[:, 2], color=color, lw=2.0, label="median", gid="median")
         for k, (label, value) in enumerate((reference or {}).items()):
             ax.axhline(value, color="k", lw=1.0, ls=(":", "--")[k % 2], label=label, gid=f"reference:{label}")
-            ax.annotate(label, (0.99, value), xycoords=("axes fraction", "data"), ha="right", va="bottom",
-                        fontsize="small", annotation_clip=True)
+            ax.annotate(
+                label,
+                (0.99, value),
+                xycoords=("axes fraction", "data"),
+                ha="right",
+                va="bottom",
+                fontsize="small",
+                annotation_clip=True,
+            )
         ax.set_yscale("log")
         step_label(ax)
         legend(ax, owns=owns)

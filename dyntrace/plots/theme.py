@@ -34,8 +34,18 @@ PALETTE = ("#0173b2", "#de8f05", "#029e73", "#d55e00", "#cc78bc", "#ca9161", "#5
 #: Twelve colours that stay apart from each other (no pale member), for figures with more
 #: than eight series. Dark and mid tones of the Okabe–Ito / Tol "muted" families.
 WIDE_PALETTE = (
-    "#222222", "#0173b2", "#d55e00", "#029e73", "#cc3311", "#882255",
-    "#e69f00", "#56b4e9", "#a6761d", "#7570b3", "#e7298a", "#117733",
+    "#222222",
+    "#0173b2",
+    "#d55e00",
+    "#029e73",
+    "#cc3311",
+    "#882255",
+    "#e69f00",
+    "#56b4e9",
+    "#a6761d",
+    "#7570b3",
+    "#e7298a",
+    "#117733",
 )
 #: One colour per optimizer or method, the same in every figure of the gallery and of
 #: ``dyntrace compare``: a student who learns "Adam is vermillion" in one figure can read the
@@ -163,7 +173,10 @@ def method_colors(names) -> list:
     used, out = set(), []
     for color in fixed:
         if color is None or color in used:
-            color = next((c for c in WIDE_PALETTE if c not in used and c not in fixed), WIDE_PALETTE[len(out) % len(WIDE_PALETTE)])
+            color = next(
+                (c for c in WIDE_PALETTE if c not in used and c not in fixed),
+                WIDE_PALETTE[len(out) % len(WIDE_PALETTE)],
+            )
         used.add(color)
         out.append(color)
     return out

@@ -30,7 +30,7 @@ def trajectory_parameter(run, name: str, *, index: int = -1):
     # the sizes are stored beside the names; the reader has no accessor for them yet
     sizes = np.asarray(run._ds("trajectory", "sizes")[:], dtype=np.int64)
     start = int(sizes[: names.index(name)].sum())
-    return int(steps[index]), flat[index, start: start + int(sizes[names.index(name)])]
+    return int(steps[index]), flat[index, start : start + int(sizes[names.index(name)])]
 
 
 def unit_spread(weights) -> float:
@@ -47,8 +47,18 @@ def unit_spread(weights) -> float:
     return float(np.mean(np.std(w, axis=0)) / rms) if rms > 0 else 0.0
 
 
-def plot_unit_weights(run, /, *, param: str = "fc1.weight", image_shape=(8, 8), units: int = 8, index: int = -1,
-                      ax=None, limit: float | None = None, title: str | None = None):
+def plot_unit_weights(
+    run,
+    /,
+    *,
+    param: str = "fc1.weight",
+    image_shape=(8, 8),
+    units: int = 8,
+    index: int = -1,
+    ax=None,
+    limit: float | None = None,
+    title: str | None = None,
+):
     """The incoming weights of the first ``units`` units of ``param`` as images of ``image_shape``
     (one panel each, a diverging colour map centred on 0: red positive, blue negative), from the
     ``index``-th trajectory snapshot (default: the last). ``limit``: the colour range ±limit
@@ -63,7 +73,9 @@ def plot_unit_weights(run, /, *, param: str = "fc1.weight", image_shape=(8, 8), 
     limit = limit if limit > 0 else 1.0
     with panels(ax, len(rows), ncols=len(rows), panel_size=(1.1, 1.2)) as (fig, axes, owns):
         for i, (a, row) in enumerate(zip(axes, rows)):
-            a.imshow(row.reshape(image_shape), cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+            a.imshow(
+                row.reshape(image_shape), cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest"
+            )
             a.set_xticks([])
             a.set_yticks([])
             a.grid(False)

@@ -27,7 +27,14 @@ def _fraction_lines(run, ax, owns, stat, keep, *, ylabel, title, max_points, uni
     step_label(ax)
     ax.set_title(title)
     labels = layer_labels(run, "activations", shown, units=units)
-    layer_key(ax, owns=owns, handles=handles, labels=labels, colors=[colors[names.index(n)] for n in shown], n_total=len(names))
+    layer_key(
+        ax,
+        owns=owns,
+        handles=handles,
+        labels=labels,
+        colors=[colors[names.index(n)] for n in shown],
+        n_total=len(names),
+    )
 
 
 def _probe_option(run, probe, option):
@@ -57,8 +64,16 @@ def plot_saturation(run, /, *, ax=None, max_points: int = 2000):
     eps = _probe_option(run, "activations", "saturation_eps")
     within = f" (within {eps:g} of the bounds)" if isinstance(eps, (int, float)) else ""
     with single(ax) as (fig, ax, owns):
-        _fraction_lines(run, ax, owns, "frac_saturated", bounded.__contains__, ylabel="fraction saturated",
-                        title=f"Saturated outputs per layer{within}", max_points=max_points)
+        _fraction_lines(
+            run,
+            ax,
+            owns,
+            "frac_saturated",
+            bounded.__contains__,
+            ylabel="fraction saturated",
+            title=f"Saturated outputs per layer{within}",
+            max_points=max_points,
+        )
     return fig
 
 
@@ -71,6 +86,15 @@ def plot_dead_units(run, /, *, ax=None, persistent: bool = False, max_points: in
     stat = "frac_dead_persistent" if persistent else "frac_dead"
     what = "for several records in a row" if persistent else "for the whole batch"
     with single(ax) as (fig, ax, owns):
-        _fraction_lines(run, ax, owns, stat, lambda name: True, ylabel="fraction of units dead",
-                        title=f"Dead units per layer (zero {what})", max_points=max_points, units=True)
+        _fraction_lines(
+            run,
+            ax,
+            owns,
+            stat,
+            lambda name: True,
+            ylabel="fraction of units dead",
+            title=f"Dead units per layer (zero {what})",
+            max_points=max_points,
+            units=True,
+        )
     return fig

@@ -45,8 +45,10 @@ def near_zero_fraction(run, param: str, delta: float = 0.01):
         edges = _edges(hist, r)
         tol = 1e-9 * (edges[-1] - edges[0])
         if not all(np.any(np.abs(edges - x) <= tol) for x in (-delta, delta)):
-            raise ValueError(f"{param}: ±{delta:g} is not a bin edge at record {r} (bin width "
-                             f"{edges[1] - edges[0]:g}); record with more bins")
+            raise ValueError(
+                f"{param}: ±{delta:g} is not a bin edge at record {r} (bin width "
+                f"{edges[1] - edges[0]:g}); record with more bins"
+            )
         inside = (edges[:-1] >= -delta - tol) & (edges[1:] <= delta + tol)
         fraction[r] = hist.counts[r][inside].sum() / max(hist.sampled[r], 1)
     return hist.steps, fraction
@@ -60,12 +62,24 @@ def merged(edges, counts, width: float | None):
     n = len(counts)
     if width is None or n == 0:
         return edges, counts
-    k = max([d for d in range(1, n + 1) if n % d == 0 and d * (edges[1] - edges[0]) <= width * (1 + 1e-9)] or [1])
+    k = max(
+        [d for d in range(1, n + 1) if n % d == 0 and d * (edges[1] - edges[0]) <= width * (1 + 1e-9)] or [1]
+    )
     return edges[::k], counts.reshape(n // k, k).sum(axis=1)
 
 
-def plot_weight_distribution(runs, /, *, param: str, labels=None, colors=None, record: int = -1, ax=None,
-                             xlim: float | None = None, width: float | None = None):
+def plot_weight_distribution(
+    runs,
+    /,
+    *,
+    param: str,
+    labels=None,
+    colors=None,
+    record: int = -1,
+    ax=None,
+    xlim: float | None = None,
+    width: float | None = None,
+):
     """The histogram of ``param``'s weights at one record (default: the last) of each run, as a
     density (share of the weights per unit of value: runs binned at different widths compare),
     log scale so the tails and the spike at 0 both show. ``xlim``: half-width of the value axis;
@@ -78,7 +92,9 @@ def plot_weight_distribution(runs, /, *, param: str, labels=None, colors=None, r
             hist = _hist(run, param)
             edges, counts = merged(_edges(hist, record), hist.counts[record], width)
             density = counts / max(hist.sampled[record], 1) / np.diff(edges)
-            ax.stairs(np.where(density > 0, density, np.nan), edges, color=color, lw=1.6, label=label, gid=label)
+            ax.stairs(
+                np.where(density > 0, density, np.nan), edges, color=color, lw=1.6, label=label, gid=label
+            )
         ax.set_yscale("log")
         if xlim is not None:
             ax.set_xlim(-xlim, xlim)

@@ -7,7 +7,15 @@ import torch
 
 from dyntrace.checks import check_int
 from dyntrace.stats import Ratio
-from dyntrace.summaries import DEFAULT_HIST_SAMPLE, FieldSpec, ProbeLayout, edges_tensor, split_summary, summarise_tensors, tensor_fields
+from dyntrace.summaries import (
+    DEFAULT_HIST_SAMPLE,
+    FieldSpec,
+    ProbeLayout,
+    edges_tensor,
+    split_summary,
+    summarise_tensors,
+    tensor_fields,
+)
 
 __all__ = ["ParameterTensorProbe"]
 
@@ -35,8 +43,19 @@ class ParameterTensorProbe:
             fields=tensor_fields(bins, unit=self.unit, hist_description=self.hist_description)
             + [FieldSpec("edges", "float64", (bins + 1,), static=True, unit=self.unit)],
             labels={"role": ctx.param_roles()},
-            stats=[Ratio("frac_nonfinite", ("nonfinite",), ("count", "nonfinite"), "non-finite elements of the whole tensor")],
-            attrs={"nonfinite_scope": "tensor", "hist_sample": self.hist_sample, "hist_scale": "log10_abs" if self.magnitude else "value"},
+            stats=[
+                Ratio(
+                    "frac_nonfinite",
+                    ("nonfinite",),
+                    ("count", "nonfinite"),
+                    "non-finite elements of the whole tensor",
+                )
+            ],
+            attrs={
+                "nonfinite_scope": "tensor",
+                "hist_sample": self.hist_sample,
+                "hist_scale": "log10_abs" if self.magnitude else "value",
+            },
         )
 
     def n_bins(self) -> int:
@@ -59,7 +78,12 @@ class ParameterTensorProbe:
             tensors.append(tensor)
         self._packed = (
             summarise_tensors(
-                tensors, self.edges_spec(), cap=self.hist_sample, magnitude=self.magnitude, centred=self.centred, device=ctx.device
+                tensors,
+                self.edges_spec(),
+                cap=self.hist_sample,
+                magnitude=self.magnitude,
+                centred=self.centred,
+                device=ctx.device,
             )
             if tensors
             else None

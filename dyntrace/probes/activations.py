@@ -67,8 +67,8 @@ from torch.overrides import TorchFunctionMode
 
 from dyntrace.checks import check_int, check_number
 from dyntrace.kinds import BOUNDS, NON_NEGATIVE
-from dyntrace.stats import Ratio
 from dyntrace.probes.base import Probe
+from dyntrace.stats import Ratio
 from dyntrace.summaries import (
     DEFAULT_HIST_SAMPLE,
     FieldSpec,
@@ -83,11 +83,26 @@ from dyntrace.summaries import (
     tensor_fields,
 )
 
-__all__ = ["ActivationsProbe", "BOUNDS", "NON_NEGATIVE", "FUNCTIONS", "FUNCTION_KINDS", "module_kind", "is_activation"]
+__all__ = [
+    "ActivationsProbe",
+    "BOUNDS",
+    "NON_NEGATIVE",
+    "FUNCTIONS",
+    "FUNCTION_KINDS",
+    "module_kind",
+    "is_activation",
+]
 
 
 #: Kinds of normalisation whose units are channels (dim 1) and features (the last dim).
-_CHANNEL_NORMS = ("batchnorm", "instancenorm", "groupnorm", "localresponsenorm", "crossmaplrn", "syncbatchnorm")
+_CHANNEL_NORMS = (
+    "batchnorm",
+    "instancenorm",
+    "groupnorm",
+    "localresponsenorm",
+    "crossmaplrn",
+    "syncbatchnorm",
+)
 _FEATURE_NORMS = ("layernorm", "rmsnorm")
 
 _TORCH_MODULES = {
@@ -99,12 +114,24 @@ _TORCH_MODULES = {
     "dyntrace.catalog.norms",
 }
 #: A class named like an activation or a normalisation (case-insensitive, at the end).
-_NAMED = re.compile(r"(gelu|silu|swish|mish|relu\d*|tanh|sigmoid|softmax|softplus|softsign|activation|norm)(\d+d?)?$", re.IGNORECASE)
+_NAMED = re.compile(
+    r"(gelu|silu|swish|mish|relu\d*|tanh|sigmoid|softmax|softplus|softsign|activation|norm)(\d+d?)?$",
+    re.IGNORECASE,
+)
 #: Name-based kinds: (substring of the lower-case class name, kind), first match wins. Kinds
 #: with bounds or a sign (tanh, sigmoid, relu, …) are given only to exact names (below).
-_FAMILIES = (("gelu", "gelu"), ("hardswish", "hardswish"), ("silu", "silu"), ("swish", "silu"), ("mish", "mish"),
-             ("rmsnorm", "rmsnorm"), ("layernorm", "layernorm"), ("batchnorm", "batchnorm"),
-             ("groupnorm", "groupnorm"), ("instancenorm", "instancenorm"))
+_FAMILIES = (
+    ("gelu", "gelu"),
+    ("hardswish", "hardswish"),
+    ("silu", "silu"),
+    ("swish", "silu"),
+    ("mish", "mish"),
+    ("rmsnorm", "rmsnorm"),
+    ("layernorm", "layernorm"),
+    ("batchnorm", "batchnorm"),
+    ("groupnorm", "groupnorm"),
+    ("instancenorm", "instancenorm"),
+)
 #: torch modules that call activation functions in their own forward (hosts of call sites).
 _TORCH_HOSTS = (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer, nn.MultiheadAttention)
 
@@ -249,6 +276,7 @@ def _is_host(module: nn.Module) -> bool:
     torch, or torch's transformer layers and multi-head attention."""
     return isinstance(module, _TORCH_HOSTS) or not type(module).__module__.startswith("torch.")
 
+
 #: The activations' own column, appended to each packed summary row (so one addition merges
 #: a layer's calls): sample elements at a bounded activation's bounds.
 SATURATED = -1
@@ -258,7 +286,20 @@ class _LayerState:
     """One column: what it is (fixed at setup or when a call site takes a slot) and what this
     record step has seen of it."""
 
-    __slots__ = ("name", "kind", "hint", "packed", "active", "edges", "units", "unit_axis", "dead_run", "site", "order", "centred")
+    __slots__ = (
+        "name",
+        "kind",
+        "hint",
+        "packed",
+        "active",
+        "edges",
+        "units",
+        "unit_axis",
+        "dead_run",
+        "site",
+        "order",
+        "centred",
+    )
 
     def __init__(self, name: str = "", kind: str = "", hint: str | None = None):
         self.name, self.kind, self.hint = name, kind, hint
@@ -372,19 +413,25 @@ class ActivationsProbe(Probe):
         if isinstance(functional, bool):
             kinds = None if functional else frozenset()
         elif isinstance(functional, str):
-            raise ValueError(f"Invalid functional: {functional!r} (expected True, False or a collection of kinds)")
+            raise ValueError(
+                f"Invalid functional: {functional!r} (expected True, False or a collection of kinds)"
+            )
         else:
             kinds = frozenset(functional)
             unknown = sorted(kinds - set(FUNCTION_KINDS))
             if unknown:
-                raise ValueError(f"Invalid functional: {unknown[0]!r} (expected kinds among {', '.join(FUNCTION_KINDS)})")
+                raise ValueError(
+                    f"Invalid functional: {unknown[0]!r} (expected kinds among {', '.join(FUNCTION_KINDS)})"
+                )
         if modules is not None:
             if isinstance(modules, (str, type)):
                 modules = [modules]
             modules = list(modules)
             for m in modules:
                 if not isinstance(m, str) and not (isinstance(m, type) and issubclass(m, nn.Module)):
-                    raise ValueError(f"Invalid modules entry: {m!r} (expected a name pattern or an nn.Module subclass)")
+                    raise ValueError(
+                        f"Invalid modules entry: {m!r} (expected a name pattern or an nn.Module subclass)"
+                    )
         self.modules = modules
         self.functional = functional if isinstance(functional, bool) else sorted(kinds)
         self._kinds = kinds  # None: every kind; empty: functional interception off
@@ -432,7 +479,10 @@ class ActivationsProbe(Probe):
         self._recorded_modules = {id(m) for _, m in chosen}
         self._setup_functional(named)
         if not self._state and not self._slots:
-            ctx.warn_once(self.name, "activations: no module matched and no activation function can be intercepted; nothing recorded")
+            ctx.warn_once(
+                self.name,
+                "activations: no module matched and no activation function can be intercepted; nothing recorded",
+            )
             return None
         columns = len(self._state)
         for j in range(self._slots):
@@ -442,31 +492,65 @@ class ActivationsProbe(Probe):
             names=[s.name for s in self._state],
             fields=tensor_fields(self.bins, hist_description="counts of output values")
             + [
-                FieldSpec("saturated", "int64", description=f"sample elements within {self.saturation_eps} of the bounds"),
+                FieldSpec(
+                    "saturated",
+                    "int64",
+                    description=f"sample elements within {self.saturation_eps} of the bounds",
+                ),
                 FieldSpec("dead", "int64", description="units zero for every sample of the batch"),
-                FieldSpec("dead_persistent", "int64", description=f"units dead for {self.dead_patience} consecutive records"),
+                FieldSpec(
+                    "dead_persistent",
+                    "int64",
+                    description=f"units dead for {self.dead_patience} consecutive records",
+                ),
                 FieldSpec("edges", "float64", (self.bins + 1,), static=True),
                 FieldSpec("units", "int64", static=True, description="size of the unit axis of the output"),
-                FieldSpec("unit_axis", "int64", static=True,
-                          description="unit axis of the output counted from the end (-1: last dim, -3: C of N,C,H,W); 0: none"),
-                FieldSpec("order", "float64", static=True,
-                          description="forward order: when the column's output was first seen (0 first); NaN: not yet"),
-                FieldSpec("site", "float64", (3,), static=True,
-                          description="functional call site of a reserved column: indices into the attributes "
-                          "functional_hosts and functional_kinds, and the call's index; NaN: a module column or a free slot"),
+                FieldSpec(
+                    "unit_axis",
+                    "int64",
+                    static=True,
+                    description=(
+                        "unit axis of the output counted from the end (-1: last dim, -3: C of N,C,H,W); "
+                        "0: none"
+                    ),
+                ),
+                FieldSpec(
+                    "order",
+                    "float64",
+                    static=True,
+                    description="forward order: when the column's output was first seen (0 first); NaN: not yet",
+                ),
+                FieldSpec(
+                    "site",
+                    "float64",
+                    (3,),
+                    static=True,
+                    description="functional call site of a reserved column: indices into the attributes "
+                    "functional_hosts and functional_kinds, and the call's index; NaN: a module column or a free slot",
+                ),
             ],
             labels={"kind": [s.kind for s in self._state]},
             stats=[
                 Ratio("frac_saturated", ("saturated",), ("hist_count",), "sample elements at the bounds"),
                 Ratio("frac_dead", ("dead",), ("units",), "units zero for every sample of the batch"),
-                Ratio("frac_dead_persistent", ("dead_persistent",), ("units",), "units dead for dead_patience records"),
+                Ratio(
+                    "frac_dead_persistent",
+                    ("dead_persistent",),
+                    ("units",),
+                    "units dead for dead_patience records",
+                ),
                 Ratio("dead", ("dead",)),
                 Ratio("units", ("units",)),
             ],
             attrs={
-                "nonfinite_scope": "sample", "saturation_eps": self.saturation_eps, "dead_patience": self.dead_patience,
-                "hist_sample": self.hist_sample, "hist_scale": "value",
-                "functional_slots": self._slots, "functional_hosts": list(self._hosts), "functional_kinds": list(FUNCTION_KINDS),
+                "nonfinite_scope": "sample",
+                "saturation_eps": self.saturation_eps,
+                "dead_patience": self.dead_patience,
+                "hist_sample": self.hist_sample,
+                "hist_scale": "value",
+                "functional_slots": self._slots,
+                "functional_hosts": list(self._hosts),
+                "functional_kinds": list(FUNCTION_KINDS),
             },
         )
 
@@ -481,12 +565,18 @@ class ActivationsProbe(Probe):
         recorded = {n for n, m in named if id(m) in self._recorded_modules}
         for name, module in named:
             parts = name.split(".") if name else []
-            inside = id(module) in self._recorded_modules or any(".".join(parts[:k]) in recorded for k in range(1, len(parts)))
+            inside = id(module) in self._recorded_modules or any(
+                ".".join(parts[:k]) in recorded for k in range(1, len(parts))
+            )
             if not inside and _is_host(module):
                 self._host_index[module] = len(self._hosts)
                 self._hosts.append(name)
         if self._hosts:
-            self._slots = self.functional_slots if self.functional_slots is not None else min(2048, 16 + 2 * len(self._hosts))
+            self._slots = (
+                self.functional_slots
+                if self.functional_slots is not None
+                else min(2048, 16 + 2 * len(self._hosts))
+            )
 
     # -- arming: hooks (and the function mode) on record steps only ------------------------------
 
@@ -558,7 +648,9 @@ class ActivationsProbe(Probe):
             try:
                 self._outside_mode(lambda: observe(module, output))
             except Exception as exc:  # the recorder never kills training
-                ctx.warn_once((self.name, column), f"activations: {self._state[column].name} not recorded ({exc})")
+                ctx.warn_once(
+                    (self.name, column), f"activations: {self._state[column].name} not recorded ({exc})"
+                )
 
         return hook
 
@@ -605,21 +697,28 @@ class ActivationsProbe(Probe):
                 dim = args[1] if len(args) > 1 else kwargs.get("dim")
             self._observe(column, result, dim=dim)
         except Exception as exc:  # the recorder never kills training
-            self._ctx.warn_once((self.name, column), f"activations: {self._state[column].name} not recorded ({exc})")
+            self._ctx.warn_once(
+                (self.name, column), f"activations: {self._state[column].name} not recorded ({exc})"
+            )
 
     def _assign(self, key):
         """A free reserved column for a new call site (None: no slot left, or not selected)."""
         host, kind, call = key
         path = self._hosts[host]
         name = f"{path}/{kind}#{call}" if path else f"{kind}#{call}"
-        if self.modules is not None and not any(isinstance(p, str) and fnmatch.fnmatchcase(name, p) for p in self.modules):
+        if self.modules is not None and not any(
+            isinstance(p, str) and fnmatch.fnmatchcase(name, p) for p in self.modules
+        ):
             self._sites[key] = None
             return None
         used = len([c for c in self._sites.values() if c is not None])
         if used >= self._slots:
             self._sites[key] = None
-            self._ctx.warn_once((self.name, "slots"), f"activations: more functional call sites than the {self._slots} reserved columns; "
-                                f"{name} and later ones are not recorded (raise ActivationsProbe(functional_slots=...))")
+            self._ctx.warn_once(
+                (self.name, "slots"),
+                f"activations: more functional call sites than the {self._slots} reserved columns; "
+                f"{name} and later ones are not recorded (raise ActivationsProbe(functional_slots=...))",
+            )
             return None
         column = self._first_slot + used
         state = self._state[column]
@@ -644,7 +743,9 @@ class ActivationsProbe(Probe):
         if state.edges is None:
             state.edges = self._edges_for(kind, x)
             self.statics_changed = True  # a range decided after the statics were written
-        packed = summarise_tensor(x, state.edges, cap=self.hist_sample, magnitude=False, centred=state.centred)
+        packed = summarise_tensor(
+            x, state.edges, cap=self.hist_sample, magnitude=False, centred=state.centred
+        )
         saturated = self._saturated(kind, x)
         packed = torch.cat([packed, saturated.reshape(1)])  # column SATURATED: added with the rest
         active = None
@@ -662,7 +763,11 @@ class ActivationsProbe(Probe):
             state.packed, state.active = packed, active
         else:  # another forward pass in the same step (gradient accumulation): merge
             state.packed = merge_packed(state.packed, packed)
-            state.active = state.active | active if active is not None and state.active is not None else (state.active if active is None else active)
+            state.active = (
+                state.active | active
+                if active is not None and state.active is not None
+                else (state.active if active is None else active)
+            )
 
     @staticmethod
     def _unit_axis(state: _LayerState, x: torch.Tensor, dim=None) -> int | None:
@@ -694,7 +799,9 @@ class ActivationsProbe(Probe):
         if kind in BOUNDS:
             lo, hi = BOUNDS[kind]
             return (lo, hi, self.bins)
-        largest = x.abs().amax().double() if x.numel() else torch.ones((), dtype=torch.float64, device=x.device)
+        largest = (
+            x.abs().amax().double() if x.numel() else torch.ones((), dtype=torch.float64, device=x.device)
+        )
         hi = nice_ceiling(1.5 * largest)
         return (torch.zeros_like(hi), hi, self.bins) if kind in NON_NEGATIVE else (-hi, hi, self.bins)
 
@@ -710,18 +817,32 @@ class ActivationsProbe(Probe):
         if not self._state:
             return {}
         seen = [s for s in self._state if s.packed is not None]
-        live = self._state[: self._first_slot] + [s for s in self._state[self._first_slot :] if s.site is not None]
+        live = self._state[: self._first_slot] + [
+            s for s in self._state[self._first_slot :] if s.site is not None
+        ]
         if seen:
             for state in live:
                 if state.packed is None:
-                    ctx.warn_once((self.name, "unseen", state.name), f"activations: {state.name} ran no forward pass with gradients "
-                                  f"on record step {ctx.step} while other layers did; its statistics there are empty (NaN)")
+                    ctx.warn_once(
+                        (self.name, "unseen", state.name),
+                        f"activations: {state.name} ran no forward pass with gradients "
+                        f"on record step {ctx.step} while other layers did; its statistics there are empty (NaN)",
+                    )
         elif live:
-            ctx.warn_once((self.name, "nothing"), f"activations: no recorded layer ran a forward pass with gradients on record step "
-                          f"{ctx.step}; its statistics are empty (NaN). A forward under torch.no_grad, or compiled code that "
-                          "hooks cannot reach, records nothing")
+            ctx.warn_once(
+                (self.name, "nothing"),
+                f"activations: no recorded layer ran a forward pass with gradients on record step "
+                f"{ctx.step}; its statistics are empty (NaN). A forward under torch.no_grad, or compiled code that "
+                "hooks cannot reach, records nothing",
+            )
         device = seen[0].packed.device if seen else ctx.device
-        empty = torch.cat([empty_summary(self.bins, device, rows=len(self._state)), torch.zeros((len(self._state), 1), dtype=torch.float64, device=device)], dim=1)
+        empty = torch.cat(
+            [
+                empty_summary(self.bins, device, rows=len(self._state)),
+                torch.zeros((len(self._state), 1), dtype=torch.float64, device=device),
+            ],
+            dim=1,
+        )
         zero = torch.zeros((), dtype=torch.float64, device=device)
         rows, dead, persistent = [], [], []
         for i, state in enumerate(self._state):
@@ -736,7 +857,11 @@ class ActivationsProbe(Probe):
                 persistent.append(zero)
             else:
                 is_dead = ~state.active
-                run = state.dead_run if state.dead_run is not None and state.dead_run.shape == is_dead.shape else torch.zeros_like(is_dead, dtype=torch.int32)
+                run = (
+                    state.dead_run
+                    if state.dead_run is not None and state.dead_run.shape == is_dead.shape
+                    else torch.zeros_like(is_dead, dtype=torch.int32)
+                )
                 state.dead_run = torch.where(is_dead, run + 1, torch.zeros_like(run))
                 dead.append(is_dead.sum().double().to(device))
                 persistent.append((state.dead_run >= self.dead_patience).sum().double().to(device))
@@ -782,11 +907,22 @@ class ActivationsProbe(Probe):
         # shapes and sites are known on the host: numpy, no transfer
         units = np.array([s.units for s in self._state], dtype=np.float64)
         axes = np.array([s.unit_axis for s in self._state], dtype=np.float64)
-        sites = np.array([s.site if s.site is not None else (np.nan,) * 3 for s in self._state], dtype=np.float64)
+        sites = np.array(
+            [s.site if s.site is not None else (np.nan,) * 3 for s in self._state], dtype=np.float64
+        )
         order = np.array([np.nan if s.order is None else s.order for s in self._state], dtype=np.float64)
         return {"edges": torch.stack(edges), "units": units, "unit_axis": axes, "order": order, "site": sites}
 
     def options(self):
-        modules = None if self.modules is None else [m if isinstance(m, str) else m.__name__ for m in self.modules]
-        return {"modules": modules, "functional": self.functional, "functional_slots": self.functional_slots,
-                "bins": self.bins, "saturation_eps": self.saturation_eps, "dead_patience": self.dead_patience, "hist_sample": self.hist_sample}
+        modules = (
+            None if self.modules is None else [m if isinstance(m, str) else m.__name__ for m in self.modules]
+        )
+        return {
+            "modules": modules,
+            "functional": self.functional,
+            "functional_slots": self.functional_slots,
+            "bins": self.bins,
+            "saturation_eps": self.saturation_eps,
+            "dead_patience": self.dead_patience,
+            "hist_sample": self.hist_sample,
+        }

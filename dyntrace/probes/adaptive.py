@@ -27,8 +27,9 @@ optimizer it holds in ``.optimizer``; the two share ``param_groups``.
 
 Cost on a record step, per parameter of n elements: one n-sized temporary (ψ), about ten
 passes over n (four for ψ, four for its moments, two for the accumulator's sum and extremes)
-and a histogram of at most ``hist_sample`` elements; no snapshot. No host sync: a ``step`` kept on the device (capturable or
-fused Adam) travels with the summaries; ρ_t and r_t are computed on the host afterwards.
+and a histogram of at most ``hist_sample`` elements; no snapshot. No host sync: a ``step`` kept
+on the device (capturable or fused Adam) travels with the summaries; ρ_t and r_t are computed on
+the host afterwards.
 """
 
 from __future__ import annotations
@@ -43,16 +44,31 @@ from dyntrace.probes._params import ParameterTensorProbe
 from dyntrace.probes.base import Probe
 from dyntrace.summaries import DEFAULT_HIST_SAMPLE, FieldSpec, log10_magnitude_edges
 
-__all__ = ["AdaptiveProbe", "FAMILIES", "inner_optimizer", "optimizer_family", "radam_rho", "radam_rectification"]
+__all__ = [
+    "AdaptiveProbe",
+    "FAMILIES",
+    "inner_optimizer",
+    "optimizer_family",
+    "radam_rho",
+    "radam_rectification",
+]
 
 #: Families of adaptive state the probe reads, and the state tensor holding the accumulator.
-FAMILIES = {"adam": "exp_avg_sq", "adagrad": "sum", "rmsprop": "square_avg", "adamax": "exp_inf", "adafactor": "row_var or variance"}
+FAMILIES = {
+    "adam": "exp_avg_sq",
+    "adagrad": "sum",
+    "rmsprop": "square_avg",
+    "adamax": "exp_inf",
+    "adafactor": "row_var or variance",
+}
 #: Thresholds on ρ_t: torch's RAdam (and the authors' code) rectify when ρ_t > 5, the paper when ρ_t > 4.
 TORCH_THRESHOLD = 5.0
 PAPER_THRESHOLD = 4.0
 
 _ADAM_CLASSES = tuple(
-    getattr(torch.optim, n) for n in ("Adam", "AdamW", "NAdam", "RAdam", "SparseAdam") if hasattr(torch.optim, n)
+    getattr(torch.optim, n)
+    for n in ("Adam", "AdamW", "NAdam", "RAdam", "SparseAdam")
+    if hasattr(torch.optim, n)
 )
 
 
@@ -146,21 +162,47 @@ class AdaptiveProbe(ParameterTensorProbe, Probe):
 
     def setup(self, ctx):
         inner = inner_optimizer(ctx.optimizer)
-        family = {id(p): optimizer_family(inner, group) for group in inner.param_groups for p in group["params"]}
+        family = {
+            id(p): optimizer_family(inner, group) for group in inner.param_groups for p in group["params"]
+        }
         self._kinds = [family.get(id(p), "none") for p in ctx.params]
         self._index = {id(p): i for i, p in enumerate(ctx.params)}
         self._radam = isinstance(inner, torch.optim.RAdam) or type(inner).__name__ == "RAdam"
         layout = self.layout(ctx)
         layout.fields += [
-            FieldSpec("acc_sum", description="Σ of the accumulator (exp_avg_sq, sum or square_avg) over coordinates"),
+            FieldSpec(
+                "acc_sum", description="Σ of the accumulator (exp_avg_sq, sum or square_avg) over coordinates"
+            ),
             FieldSpec("acc_min", reduce="min", description="smallest accumulator element"),
             FieldSpec("acc_max", reduce="max", description="largest accumulator element"),
-            FieldSpec("state_step", unit="optimizer steps", reduce="max", description="the optimizer state's step t; NaN if none"),
-            FieldSpec("beta2", reduce="max", description="β₂ of the parameter's group (adam kind); NaN otherwise"),
+            FieldSpec(
+                "state_step",
+                unit="optimizer steps",
+                reduce="max",
+                description="the optimizer state's step t; NaN if none",
+            ),
+            FieldSpec(
+                "beta2", reduce="max", description="β₂ of the parameter's group (adam kind); NaN otherwise"
+            ),
             FieldSpec("rho", reduce="max", description="ρ_t = ρ∞ − 2tβ₂ᵗ/(1−β₂ᵗ) (adam kind); NaN otherwise"),
-            FieldSpec("r", reduce="max", description="RAdam's rectification r_t (adam kind, ρ_t > 4); NaN otherwise"),
-            FieldSpec("rectified", "int8", reduce="max", description="RAdam only: 1 if this step was rectified (ρ_t > 5, torch), 0 if not; -1 for other optimizers"),
-            FieldSpec("rectified_paper", "int8", reduce="max", description="RAdam only: 1 if ρ_t > 4 (the paper's rule), 0 if not; -1 for other optimizers"),
+            FieldSpec(
+                "r", reduce="max", description="RAdam's rectification r_t (adam kind, ρ_t > 4); NaN otherwise"
+            ),
+            FieldSpec(
+                "rectified",
+                "int8",
+                reduce="max",
+                description=(
+                    "RAdam only: 1 if this step was rectified (ρ_t > 5, torch), 0 if not; "
+                    "-1 for other optimizers"
+                ),
+            ),
+            FieldSpec(
+                "rectified_paper",
+                "int8",
+                reduce="max",
+                description="RAdam only: 1 if ρ_t > 4 (the paper's rule), 0 if not; -1 for other optimizers",
+            ),
         ]
         layout.labels["kind"] = list(self._kinds)
         layout.attrs["optimizer"] = type(inner).__name__
@@ -169,7 +211,14 @@ class AdaptiveProbe(ParameterTensorProbe, Probe):
         )
         skipped = [name for name, kind in zip(ctx.param_names, self._kinds) if kind == "none"]
         if skipped:
-            what = "every parameter" if len(skipped) == len(self._kinds) else f"{len(skipped)} of {len(self._kinds)} parameters ({', '.join(skipped[:5])}{', …' if len(skipped) > 5 else ''})"
+            what = (
+                "every parameter"
+                if len(skipped) == len(self._kinds)
+                else (
+                    f"{len(skipped)} of {len(self._kinds)} parameters "
+                    f"({', '.join(skipped[:5])}{', …' if len(skipped) > 5 else ''})"
+                )
+            )
             layout.attrs["note"] = (
                 f"{type(inner).__name__} keeps no adaptive state (exp_avg_sq, sum or square_avg) for {what}: "
                 "not recorded (empty columns)"
@@ -243,7 +292,11 @@ class AdaptiveProbe(ParameterTensorProbe, Probe):
         eps = group["eps"]
         step = state.get("step")
         if kind == "adam":
-            v = state["max_exp_avg_sq"] if group.get("amsgrad") and "max_exp_avg_sq" in state else state["exp_avg_sq"]
+            v = (
+                state["max_exp_avg_sq"]
+                if group.get("amsgrad") and "max_exp_avg_sq" in state
+                else state["exp_avg_sq"]
+            )
             beta2 = group["betas"][1]
             if isinstance(step, torch.Tensor):  # on the device (capturable, fused) or a CPU scalar:
                 scale = (1 - beta2 ** step.double()).sqrt()  # used as it is, no sync

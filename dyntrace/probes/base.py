@@ -119,7 +119,12 @@ class RecordContext:
             optimizer = inner
         stepped = {id(p) for group in optimizer.param_groups for p in group["params"]}
         stepped |= {id(p) for group in self.optimizer.param_groups for p in group["params"]}
-        sparse = {id(p) for m in self.module.modules() if getattr(m, "sparse", False) is True for p in m.parameters(recurse=False)}
+        sparse = {
+            id(p)
+            for m in self.module.modules()
+            if getattr(m, "sparse", False) is True
+            for p in m.parameters(recurse=False)
+        }
         roles = []
         for p in self.params:
             if not p.requires_grad:
@@ -163,7 +168,9 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     for _ in range(8):  # wrappers of wrappers (a compiled DDP model), never a cycle
         if isinstance(model, wrappers):
             model = model.module
-        elif type(model).__name__ == "OptimizedModule" and isinstance(getattr(model, "_orig_mod", None), torch.nn.Module):
+        elif type(model).__name__ == "OptimizedModule" and isinstance(
+            getattr(model, "_orig_mod", None), torch.nn.Module
+        ):
             model = model._orig_mod
         else:
             break

@@ -152,7 +152,10 @@ class CurvatureProbe(Probe):
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             if any(isinstance(m, torch.nn.SyncBatchNorm) for m in ctx.module.modules()):
                 self._off = True
-                ctx.warn_once(self.name, "curvature: SyncBatchNorm under torch.distributed would wait on the other ranks; not measured")
+                ctx.warn_once(
+                    self.name,
+                    "curvature: SyncBatchNorm under torch.distributed would wait on the other ranks; not measured",
+                )
         return None
 
     def attach(self, ctx):
@@ -182,7 +185,10 @@ class CurvatureProbe(Probe):
             return
         self._timer.release(ctx)
         if self.batch == "record" and self._inputs is None:
-            ctx.warn_once((self.name, "inputs"), "curvature: no forward pass with gradients seen on a record step; not measured")
+            ctx.warn_once(
+                (self.name, "inputs"),
+                "curvature: no forward pass with gradients seen on a record step; not measured",
+            )
             return
         # the parameters the recorded optimizer steps (not frozen ones, nor another optimizer's)
         params = [p for p, role in zip(ctx.params, ctx.param_roles()) if role == "trainable"]
@@ -263,7 +269,9 @@ class CurvatureProbe(Probe):
             if size:
                 out["batch_size"] = _full(size, device)
         gen = self._generator(device)
-        lam, v, n = power_iteration(hvp, self._start("hessian", params, gen), iters=self.iters, tol=self.tol, sync_free=sync_free)
+        lam, v, n = power_iteration(
+            hvp, self._start("hessian", params, gen), iters=self.iters, tol=self.tol, sync_free=sync_free
+        )
         self._vectors["hessian"] = ([id(p) for p in params], [x.detach() for x in v])
         out["sharpness"], out["iters"] = lam, n
         threshold = _sgd_threshold(ctx.optimizer, device)
@@ -339,8 +347,11 @@ def hessian_vector_product(grads, params):
             return [torch.zeros_like(p) for p in params]
         with torch.enable_grad():
             out = torch.autograd.grad(
-                [grads[i] for i in live], params, grad_outputs=[vector[i] for i in live],
-                retain_graph=True, allow_unused=True,
+                [grads[i] for i in live],
+                params,
+                grad_outputs=[vector[i] for i in live],
+                retain_graph=True,
+                allow_unused=True,
             )
         return [torch.zeros_like(p) if h is None else h.detach() for h, p in zip(out, params)]
 
@@ -387,10 +398,17 @@ def hutchinson_trace(operator, like, samples: int, generator: torch.Generator):
     standard error of that mean (std over the samples / √samples; NaN for one sample)."""
     values = []
     for _ in range(samples):
-        z = [torch.randint(0, 2, p.shape, generator=generator, device=p.device).to(p.dtype).mul_(2).sub_(1) for p in like]
+        z = [
+            torch.randint(0, 2, p.shape, generator=generator, device=p.device).to(p.dtype).mul_(2).sub_(1)
+            for p in like
+        ]
         values.append(_dot(z, operator(z)))
     values = torch.stack(values)
-    se = values.std() / math.sqrt(samples) if samples > 1 else torch.full((), float("nan"), dtype=torch.float64, device=values.device)
+    se = (
+        values.std() / math.sqrt(samples)
+        if samples > 1
+        else torch.full((), float("nan"), dtype=torch.float64, device=values.device)
+    )
     return values.mean(), se
 
 
@@ -495,7 +513,11 @@ def _preconditioner(ctx, params):
             if family == "adam":
                 if "exp_avg_sq" not in state or "step" not in state:
                     return None
-                v = state["max_exp_avg_sq"] if group.get("amsgrad") and "max_exp_avg_sq" in state else state["exp_avg_sq"]
+                v = (
+                    state["max_exp_avg_sq"]
+                    if group.get("amsgrad") and "max_exp_avg_sq" in state
+                    else state["exp_avg_sq"]
+                )
                 beta1, beta2 = group["betas"]
                 t = state["step"]
                 # a CPU scalar tensor (or one on the device, capturable/fused) is used as it is: no sync
@@ -536,7 +558,11 @@ def _isolated(module: torch.nn.Module, device):
     hooks dyntrace registered (the activations probe must not count this pass), and runs
     attention on the math kernel (the fused kernels have no double backward).
     """
-    devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    devices = (
+        [device.index if device.index is not None else torch.cuda.current_device()]
+        if device.type == "cuda"
+        else []
+    )
     with torch.no_grad():
         saved = [(b, b.clone()) for b in module.buffers()]
     with contextlib.ExitStack() as stack:

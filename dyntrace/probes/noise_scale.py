@@ -72,19 +72,41 @@ class NoiseScaleProbe(Probe):
         self._ddp = distributed and isinstance(ctx.model, ddp)
         if distributed and not self._ddp:
             # FSDP or hand-made reductions: what .grad holds (a shard? this rank's own?) is unknown
-            ctx.warn_once(self.name, "noise_scale: under torch.distributed only a DistributedDataParallel model is supported; not recorded")
+            ctx.warn_once(
+                self.name,
+                "noise_scale: under torch.distributed only a DistributedDataParallel model is supported; not recorded",
+            )
             return None
         self._world = torch.distributed.get_world_size(ctx.model.process_group) if self._ddp else 1
         self._active = True
         return ProbeLayout(
             names=["model"],
             fields=[
-                FieldSpec("sq_small", description="|G|² of the first micro-batch's mean-loss gradient (k·c₁), summed over ranks"),
-                FieldSpec("sq_big", description="|G|² of the step's whole (accumulated, reduced) gradient, summed over ranks"),
-                FieldSpec("b_small", unit="examples", description="examples in the first micro-batch, summed over ranks"),
-                FieldSpec("b_big", unit="examples", description="examples in the step's batch (b_small · k · world size), summed over ranks"),
+                FieldSpec(
+                    "sq_small",
+                    description="|G|² of the first micro-batch's mean-loss gradient (k·c₁), summed over ranks",
+                ),
+                FieldSpec(
+                    "sq_big",
+                    description="|G|² of the step's whole (accumulated, reduced) gradient, summed over ranks",
+                ),
+                FieldSpec(
+                    "b_small",
+                    unit="examples",
+                    description="examples in the first micro-batch, summed over ranks",
+                ),
+                FieldSpec(
+                    "b_big",
+                    unit="examples",
+                    description="examples in the step's batch (b_small · k · world size), summed over ranks",
+                ),
                 FieldSpec("ranks", description="ranks that contributed (divide the other fields by it)"),
-                FieldSpec("world_size", "int64", static=True, description="data-parallel ranks of the run (1: one process)"),
+                FieldSpec(
+                    "world_size",
+                    "int64",
+                    static=True,
+                    description="data-parallel ranks of the run (1: one process)",
+                ),
             ],
             attrs={"estimator": "McCandlish et al. 2018, appendix A: E|G_B|^2 = |G|^2 + tr(Sigma)/B"},
         )
@@ -135,9 +157,19 @@ class NoiseScaleProbe(Probe):
                 big = _dot(grads, grads)
             else:
                 big = torch.stack(list(self._last.values())).sum()
-        values = {"sq_small": small, "sq_big": big, "b_small": b_small, "b_big": b_small * k * self._world, "ranks": 1}
+        values = {
+            "sq_small": small,
+            "sq_big": big,
+            "b_small": b_small,
+            "b_big": b_small * k * self._world,
+            "ranks": 1,
+        }
         self._fields = {
-            name: (v.to(device, torch.float64) if isinstance(v, torch.Tensor) else torch.full((), float(v), dtype=torch.float64, device=device)).reshape(1)
+            name: (
+                v.to(device, torch.float64)
+                if isinstance(v, torch.Tensor)
+                else torch.full((), float(v), dtype=torch.float64, device=device)
+            ).reshape(1)
             for name, v in values.items()
         }
 

@@ -61,9 +61,13 @@ class ScalarsProbe(Probe):
             params = [p.detach() for p in ctx.params]
             ctx.emit_scalar("param_norm", _global_norm(params, ctx.device))
             if params:  # one fused subtraction for every parameter: a per-record allocation
-                ctx.emit_scalar("update_norm", _global_norm(torch._foreach_sub(params, ctx.snapshot), ctx.device))
+                ctx.emit_scalar(
+                    "update_norm", _global_norm(torch._foreach_sub(params, ctx.snapshot), ctx.device)
+                )
                 if self._initial is not None:
-                    ctx.emit_scalar("dist_init", _global_norm(torch._foreach_sub(params, self._initial), ctx.device))
+                    ctx.emit_scalar(
+                        "dist_init", _global_norm(torch._foreach_sub(params, self._initial), ctx.device)
+                    )
             else:
                 ctx.emit_scalar("update_norm", _global_norm([], ctx.device))
 

@@ -88,7 +88,11 @@ class StepsProbe(ParameterTensorProbe, Probe):
     def setup(self, ctx):
         layout = self.layout(ctx)
         layout.fields += [
-            FieldSpec("grad_zero", "int64", description="coordinates with g = 0 or no gradient (not in the η_eff summary)"),
+            FieldSpec(
+                "grad_zero",
+                "int64",
+                description="coordinates with g = 0 or no gradient (not in the η_eff summary)",
+            ),
             FieldSpec("update_norm", unit="parameter units", description="‖Δθ‖₂ of this step"),
             FieldSpec("param_norm", unit="parameter units", description="‖θ‖₂ before the step"),
             FieldSpec("update_ratio", description="‖Δθ‖₂ / ‖θ‖₂ (θ before the step); inf if θ = 0"),
@@ -119,8 +123,12 @@ class StepsProbe(ParameterTensorProbe, Probe):
             regular = [i for i, (p, g) in enumerate(zip(params, self._grads)) if _regular(p, g)]
             rows, extras = [None] * len(params), [None] * len(params)
             if regular:  # every ordinary parameter at once: fused ops, one batched summary
-                packed, extra = self._measure_all([params[i] for i in regular], [snapshot[i] for i in regular],
-                                                  [self._grads[i].detach() for i in regular], ctx.device)
+                packed, extra = self._measure_all(
+                    [params[i] for i in regular],
+                    [snapshot[i] for i in regular],
+                    [self._grads[i].detach() for i in regular],
+                    ctx.device,
+                )
                 for k, i in enumerate(regular):
                     rows[i], extras[i] = packed[k], extra[k]
             for i, (name, _) in enumerate(ctx.named_params):
@@ -145,13 +153,17 @@ class StepsProbe(ParameterTensorProbe, Probe):
         norms = [_norms(ts, device) for ts in (deltas, befores, grads)]
         dots = torch.stack([_dot(d, g).to(device) for d, g in zip(deltas, grads)]).double()
         n_zero = torch.stack([(g.numel() - torch.count_nonzero(g)).to(device) for g in grads]).double()
-        sample_zero = torch.stack([(strided_sample(g.reshape(-1), self.hist_sample) == 0).sum().to(device) for g in grads]).double()
+        sample_zero = torch.stack(
+            [(strided_sample(g.reshape(-1), self.hist_sample) == 0).sum().to(device) for g in grads]
+        ).double()
         # η_eff in Δθ's buffers. Where g = 0 the quotient is +inf (Δθ ≠ 0) or NaN (Δθ = 0): made
         # +inf first, so that the minimum is over g ≠ 0, then 0, so that the g = 0 coordinates
         # add nothing to sum, sumsq, max or the log histogram (zeros are not binned); collect()
         # takes them out of count and zero. No boolean mask needed.
         etas = torch._foreach_abs_(torch._foreach_div_(deltas, grads)) or deltas
-        mins = torch.stack([e.nan_to_num_(nan=math.inf, posinf=math.inf).amin().to(device) for e in etas]).double()
+        mins = torch.stack(
+            [e.nan_to_num_(nan=math.inf, posinf=math.inf).amin().to(device) for e in etas]
+        ).double()
         for e in etas:
             e.nan_to_num_(posinf=0.0)
         packed = summarise_tensors(etas, self._edges, cap=self.hist_sample, magnitude=True, device=device)
@@ -168,20 +180,27 @@ class StepsProbe(ParameterTensorProbe, Probe):
         unusual = grad is not None and (grad.is_sparse or grad.shape != param.shape or param.is_complex())
         if grad is None or unusual or param.numel() == 0:
             if unusual:
-                ctx.warn_once((self.name, name), f"steps: the gradient of {name} is sparse, complex or misshapen; η_eff not recorded")
+                ctx.warn_once(
+                    (self.name, name),
+                    f"steps: the gradient of {name} is sparse, complex or misshapen; η_eff not recorded",
+                )
             # No gradient is g = 0 everywhere: ‖g‖ = 0, ⟨Δθ, g⟩ = 0 (so cos is NaN), and the
             # row counts them as zeros for collect() to take out again, as for any g = 0.
             missing = float(param.numel()) if grad is None else 0.0
             row = empty_summary(self._edges[2], param.device)
             row[COUNT] = row[ZERO] = missing
             zero = torch.zeros((), dtype=torch.float64, device=param.device)
-            extra = torch.stack([zero + missing, zero, zero + math.inf, _norm(delta), _norm(before), zero, zero])
+            extra = torch.stack(
+                [zero + missing, zero, zero + math.inf, _norm(delta), _norm(before), zero, zero]
+            )
             return row, extra
         grad = grad.detach()
         norms = (_norm(delta), _norm(before), _norm(grad))
         dot = _dot(delta, grad)
         n_zero = (param.numel() - torch.count_nonzero(grad)).double()
-        sample_zero = (strided_sample(grad.reshape(-1), self.hist_sample) == 0).sum()  # η's sample, same stride
+        sample_zero = (
+            strided_sample(grad.reshape(-1), self.hist_sample) == 0
+        ).sum()  # η's sample, same stride
         # η_eff in Δθ's buffer (no longer needed). Where g = 0 the quotient is +inf (Δθ ≠ 0)
         # or NaN (Δθ = 0): made +inf first, so that the minimum is over g ≠ 0, then 0, so that
         # the g = 0 coordinates add nothing to sum, sumsq, max or the log histogram (zeros are
@@ -229,7 +248,9 @@ class StepsProbe(ParameterTensorProbe, Probe):
         bad = [
             i
             for i in range(len(host["sum"]))
-            if not (_finite(host["grad_norm"][i]) and _finite(host["update_norm"][i]) and _finite(host["sum"][i]))
+            if not (
+                _finite(host["grad_norm"][i]) and _finite(host["update_norm"][i]) and _finite(host["sum"][i])
+            )
         ]
         if not bad or ctx.snapshot is None or grads is None:
             return host
@@ -259,8 +280,13 @@ class StepsProbe(ParameterTensorProbe, Probe):
 def _regular(param: torch.Tensor, grad) -> bool:
     """A parameter whose η_eff the batched path measures: a dense real gradient of its shape."""
     return (
-        grad is not None and not grad.is_sparse and grad.shape == param.shape and param.numel() > 0
-        and param.is_floating_point() and not param.is_complex() and grad.dtype == param.dtype
+        grad is not None
+        and not grad.is_sparse
+        and grad.shape == param.shape
+        and param.numel() > 0
+        and param.is_floating_point()
+        and not param.is_complex()
+        and grad.dtype == param.dtype
     )
 
 
@@ -271,7 +297,11 @@ def _norms(tensors: list, device) -> torch.Tensor:
     for narrow in (True, False):
         index = [i for i, t in enumerate(tensors) if (t.element_size() < 4) == narrow]
         if index:
-            norms = torch._foreach_norm([tensors[i] for i in index], 2, dtype=torch.float32) if narrow else torch._foreach_norm([tensors[i] for i in index])
+            norms = (
+                torch._foreach_norm([tensors[i] for i in index], 2, dtype=torch.float32)
+                if narrow
+                else torch._foreach_norm([tensors[i] for i in index])
+            )
             for i, n in zip(index, norms):
                 out[i] = n.to(device, torch.float64)
     return torch.stack(out)

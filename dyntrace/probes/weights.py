@@ -44,7 +44,10 @@ class WeightsProbe(ParameterTensorProbe, Probe):
         for spec in layout.fields:
             if spec.name == "edges":  # the unit grid; a record's edges are lo + (hi − lo) · edges
                 layout.fields[layout.fields.index(spec)] = FieldSpec(
-                    "edges", "float64", (self.bins + 1,), static=True,
+                    "edges",
+                    "float64",
+                    (self.bins + 1,),
+                    static=True,
                     description="bin edges as fractions of [hist_lo, hist_hi]: edges = lo + (hi - lo) * this",
                 )
         layout.fields += [

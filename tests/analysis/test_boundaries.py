@@ -24,7 +24,16 @@ def test_analysis_imports_neither_torch_nor_matplotlib():
 
 
 def test_every_module_declares_all_and_the_package_reexports_it():
-    assert MODULES == ["curvature", "diagnoses", "noise", "plateaus", "radam", "smoothing", "stats", "summaries"]
+    assert MODULES == [
+        "curvature",
+        "diagnoses",
+        "noise",
+        "plateaus",
+        "radam",
+        "smoothing",
+        "stats",
+        "summaries",
+    ]
     exported = set(analysis.__all__)
     for name in MODULES:
         module = importlib.import_module(f"dyntrace.analysis.{name}")

@@ -30,7 +30,10 @@ def torch_sgd_growth(lam, lr, momentum=0.0, dampening=0.0, nesterov=False, steps
     return abs(x)
 
 
-@pytest.mark.parametrize("options", [{}, {"momentum": 0.9}, {"momentum": 0.9, "nesterov": True}, {"momentum": 0.7, "dampening": 0.4}])
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"momentum": 0.9}, {"momentum": 0.9, "nesterov": True}, {"momentum": 0.7, "dampening": 0.4}],
+)
 def test_sgd_threshold_separates_stable_from_unstable(options):
     lr = 0.1
     limit = float(sgd_threshold(lr, **options))
@@ -108,12 +111,14 @@ def _curvature_run(ratio, threshold=10.0, *, batch=None, b_simple=None):
     }
     if batch is not None:  # |G|² at the training batch and at a measurement batch of 1000, noise-free
         g2, tr = 1.0, float(b_simple)
-        scalars.update({
-            "curvature/train_grad_sq": (steps, np.full(len(ratio), g2 + tr / batch)),
-            "curvature/grad_sq": (steps, np.full(len(ratio), g2 + tr / 1000)),
-            "curvature/train_batch_size": (steps, np.full(len(ratio), float(batch))),
-            "curvature/batch_size": (steps, np.full(len(ratio), 1000.0)),
-        })
+        scalars.update(
+            {
+                "curvature/train_grad_sq": (steps, np.full(len(ratio), g2 + tr / batch)),
+                "curvature/grad_sq": (steps, np.full(len(ratio), g2 + tr / 1000)),
+                "curvature/train_batch_size": (steps, np.full(len(ratio), float(batch))),
+                "curvature/batch_size": (steps, np.full(len(ratio), 1000.0)),
+            }
+        )
     return FakeRun(scalars, {}, {})
 
 
@@ -123,13 +128,17 @@ def test_diagnoses_edge_of_stability():
     eos = [d for d in found if d.kind == "edge_of_stability"]
     assert len(eos) == 1 and eos[0].start == 190 and eos[0].value == pytest.approx(1.04, abs=0.01)
     assert "edge of stability" in eos[0].message
-    assert not [d for d in diagnose(_curvature_run(np.linspace(0.1, 0.5, 40))) if d.kind == "edge_of_stability"]
+    assert not [
+        d for d in diagnose(_curvature_run(np.linspace(0.1, 0.5, 40))) if d.kind == "edge_of_stability"
+    ]
     # reached once, then fell far below: not hovering
     fell = _curvature_run(np.r_[np.full(5, 0.95), np.full(30, 0.3)])
     assert not [d for d in diagnose(fell, thresholds=Thresholds()) if d.kind == "edge_of_stability"]
 
 
-@pytest.mark.parametrize("batch, b_simple, expected", [(8, 500.0, "below"), (512, 20.0, "above"), (64, 100.0, None)])
+@pytest.mark.parametrize(
+    "batch, b_simple, expected", [(8, 500.0, "below"), (512, 20.0, "above"), (64, 100.0, None)]
+)
 def test_diagnoses_batch_size_against_the_noise_scale(batch, b_simple, expected):
     run = _curvature_run(np.full(20, 0.5), batch=batch, b_simple=b_simple)
     found = [d for d in diagnose(run) if d.kind == "batch_size"]

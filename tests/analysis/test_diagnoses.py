@@ -115,11 +115,15 @@ def test_gradient_flow_groups_parameters_into_layers():
 
 
 def test_gradient_flow_aligns_different_record_steps():
-    run = FakeRun({}, {
-        ("gradients", "a.weight", "norm"): (np.array([0, 10, 20]), np.array([3.0, 3.0, 3.0])),
-        ("gradients", "a.bias", "norm"): (np.array([10, 20]), np.array([4.0, 4.0])),
-        ("gradients", "b", "norm"): (np.array([20, 30]), np.array([1.0, 0.0])),
-    }, {})
+    run = FakeRun(
+        {},
+        {
+            ("gradients", "a.weight", "norm"): (np.array([0, 10, 20]), np.array([3.0, 3.0, 3.0])),
+            ("gradients", "a.bias", "norm"): (np.array([10, 20]), np.array([4.0, 4.0])),
+            ("gradients", "b", "norm"): (np.array([20, 30]), np.array([1.0, 0.0])),
+        },
+        {},
+    )
     steps, names, norms = gradient_flow(run)
     np.testing.assert_array_equal(steps, [0, 10, 20, 30])
     assert names == ["a", "b"]
@@ -175,13 +179,18 @@ def test_non_finite_gradient_norm():
 
 def test_dead_units():
     frac = np.where(RECORDS >= 1000, 0.6, 0.02)
-    (d,) = only(diagnose(with_stat(healthy(), ("activations", "act1", "frac_dead_persistent"), frac)), "dead_units")
+    (d,) = only(
+        diagnose(with_stat(healthy(), ("activations", "act1", "frac_dead_persistent"), frac)), "dead_units"
+    )
     assert (d.start, d.end, d.subject, d.value) == (1000, 2000, "act1", 0.6)
     assert "act1 (relu)" in d.message and "60%" in d.message
 
 
 def test_dead_units_fall_back_to_per_batch_fraction():
-    (d,) = only(diagnose(with_stat(healthy(), ("activations", "act2", "frac_dead"), np.full(RECORDS.size, 0.3))), "dead_units")
+    (d,) = only(
+        diagnose(with_stat(healthy(), ("activations", "act2", "frac_dead"), np.full(RECORDS.size, 0.3))),
+        "dead_units",
+    )
     assert d.subject == "act2"
 
 
@@ -218,7 +227,9 @@ def test_divergence_of_a_finite_loss():
 
 
 def test_plateau_with_escape():
-    loss = np.select([STEPS < 300, STEPS < 800, STEPS < 900], [2.3 - STEPS / 300, 1.3, 1.3 - (STEPS - 800) / 100], 0.3)
+    loss = np.select(
+        [STEPS < 300, STEPS < 800, STEPS < 900], [2.3 - STEPS / 300, 1.3, 1.3 - (STEPS - 800) / 100], 0.3
+    )
     (d,) = only(diagnose(with_scalar(healthy(), "loss", loss)), "plateau")
     assert d.severity == "info" and abs(d.start - 300) <= 3 and abs(d.end - 799) <= 4
     assert d.value == pytest.approx(1.3) and "escaped at step 813" in d.message

@@ -10,7 +10,12 @@ def staircase(n=1000):
     loss = np.piecewise(
         t,
         [t < 200, (t >= 200) & (t < 500), (t >= 500) & (t < 600), t >= 600],
-        [lambda t: 3 - 2 * t / 200, 1.0, lambda t: 1 - 0.9 * (t - 500) / 100, lambda t: 0.1 * np.exp(-(t - 600) / 100)],
+        [
+            lambda t: 3 - 2 * t / 200,
+            1.0,
+            lambda t: 1 - 0.9 * (t - 500) / 100,
+            lambda t: 0.1 * np.exp(-(t - 600) / 100),
+        ],
     )
     return t.astype(np.int64), loss
 
@@ -43,7 +48,11 @@ def test_finds_a_noisy_plateau_within_a_few_steps(seed):
 
 def test_two_plateaus_and_an_unescaped_one():
     t = np.arange(1500)
-    loss = np.select([t < 300, t < 400, t < 800, t < 900], [2.0, 2.0 - (t - 300) / 100, 1.0, 1.0 - 0.5 * (t - 800) / 100], 0.5)
+    loss = np.select(
+        [t < 300, t < 400, t < 800, t < 900],
+        [2.0, 2.0 - (t - 300) / 100, 1.0, 1.0 - 0.5 * (t - 800) / 100],
+        0.5,
+    )
     found = find_plateaus(t, loss)
     expected = [(0, 299), (400, 799), (900, 1499)]
     assert len(found) == 3
@@ -63,9 +72,13 @@ def test_a_steady_descent_has_no_plateau():
     noisy = 5 * np.exp(-t / 300) + 0.01 * np.random.default_rng(0).normal(size=t.size)
     assert find_plateaus(t, noisy) == []
     # a truly flat tail after the decay is found, and not escaped
-    flat_tail = np.where(t < 1000, 5 * np.exp(-t / 100), 5 * np.exp(-10.0)) + 0.01 * np.random.default_rng(0).normal(size=t.size)
+    flat_tail = np.where(t < 1000, 5 * np.exp(-t / 100), 5 * np.exp(-10.0)) + 0.01 * np.random.default_rng(
+        0
+    ).normal(size=t.size)
     (tail,) = find_plateaus(t, flat_tail)
-    assert 600 < tail.start < 1000 and tail.end == 1999 and tail.escape is None  # 5e^(−t/100) < 0.01 after t ≈ 620
+    assert (
+        600 < tail.start < 1000 and tail.end == 1999 and tail.escape is None
+    )  # 5e^(−t/100) < 0.01 after t ≈ 620
 
 
 def test_options_and_short_series():
@@ -84,7 +97,9 @@ def test_a_noisy_steady_descent_is_not_a_plateau():
     loss = np.concatenate([np.full(90, 2.3), np.linspace(2.3, 0.3, 150)]) + rng.normal(0, 0.06, 240)
     plateaus = find_plateaus(steps, loss)
     assert len(plateaus) == 1
-    assert plateaus[0].start <= 5 and 85 <= plateaus[0].end <= 90 + 12  # within one window (N // 20) of the corner
+    assert (
+        plateaus[0].start <= 5 and 85 <= plateaus[0].end <= 90 + 12
+    )  # within one window (N // 20) of the corner
 
 
 def test_a_slow_noisy_descent_after_a_real_plateau_is_not_one():

@@ -16,7 +16,9 @@ def ewma_loop(x, beta, bias_correction=True):
 @pytest.mark.parametrize("bias_correction", [True, False])
 def test_ewma_matches_the_recurrence(beta, bias_correction):
     x = np.random.default_rng(1).normal(10, 3, 300)
-    np.testing.assert_allclose(ewma(x, beta, bias_correction=bias_correction), ewma_loop(x, beta, bias_correction), rtol=1e-12)
+    np.testing.assert_allclose(
+        ewma(x, beta, bias_correction=bias_correction), ewma_loop(x, beta, bias_correction), rtol=1e-12
+    )
 
 
 def test_bias_correction_removes_the_low_start():

@@ -41,7 +41,9 @@ class TestIntervalMeans:
         assert np.isnan(out[1]) and np.isnan(out[3])
 
     def test_steps_after_the_last_end_are_left_out(self):
-        np.testing.assert_allclose(interval_means(np.array([1, 2, 3]), np.array([1.0, 2.0, 100.0]), [2]), [1.5])
+        np.testing.assert_allclose(
+            interval_means(np.array([1, 2, 3]), np.array([1.0, 2.0, 100.0]), [2]), [1.5]
+        )
 
 
 class TestRoughness:

@@ -49,8 +49,12 @@ def test_deep_linear_targets_come_from_the_low_rank_teacher():
     Y = torch.cat([data.y_train, data.y_val]).double()
     W = torch.linalg.lstsq(X, Y).solution.T  # exact: y = W x without noise
     torch.testing.assert_close(X @ W.T, Y, atol=1e-5, rtol=0)
-    torch.testing.assert_close(torch.linalg.svdvals(W)[:4], torch.tensor([3.0, 1.0, 0.2, 0.0], dtype=torch.float64),
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        torch.linalg.svdvals(W)[:4],
+        torch.tensor([3.0, 1.0, 0.2, 0.0], dtype=torch.float64),
+        atol=1e-5,
+        rtol=0,
+    )
 
 
 @pytest.mark.parametrize("name", sorted(FUNCTIONS))
@@ -75,7 +79,9 @@ def test_bowl_gradient():
 
 
 def test_functions_and_schedules_import_without_torch():
-    code = ("import sys; import dyntrace.catalog.functions2d as f, dyntrace.catalog.lr_schedules as s; "
-            "f.FUNCTIONS['plateau'](1.0, 2.0); s.make_schedule('cosine', total_steps=10)(3); "
-            "assert 'torch' not in sys.modules, 'torch imported'")
+    code = (
+        "import sys; import dyntrace.catalog.functions2d as f, dyntrace.catalog.lr_schedules as s; "
+        "f.FUNCTIONS['plateau'](1.0, 2.0); s.make_schedule('cosine', total_steps=10)(3); "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

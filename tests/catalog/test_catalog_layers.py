@@ -40,8 +40,10 @@ def test_soft_exponential_alpha_is_learnt_even_from_zero():
         m = make_activation("soft_exponential", alpha=alpha).double()
         m(X).sum().backward()
         h = 1e-6
-        numeric = sum(soft_exponential_definition(alpha + h, x) - soft_exponential_definition(alpha - h, x)
-                      for x in X.tolist()) / (2 * h)
+        numeric = sum(
+            soft_exponential_definition(alpha + h, x) - soft_exponential_definition(alpha - h, x)
+            for x in X.tolist()
+        ) / (2 * h)
         assert m.alpha.grad.item() == pytest.approx(numeric, rel=1e-6)
     # α changes under an optimizer
     opt = torch.optim.SGD(module.parameters(), lr=0.1)
@@ -66,7 +68,9 @@ def test_every_activation_is_a_module_with_expected_values():
     torch.testing.assert_close(make_activation("linear")(x), x)
     torch.testing.assert_close(make_activation("swish")(x), x * torch.sigmoid(x))
     torch.testing.assert_close(make_activation("softsign")(x), x / (1 + x.abs()))
-    torch.testing.assert_close(make_activation("leaky_relu", negative_slope=0.1)(x), torch.tensor([-0.1, 0.0, 2.0]))
+    torch.testing.assert_close(
+        make_activation("leaky_relu", negative_slope=0.1)(x), torch.tensor([-0.1, 0.0, 2.0])
+    )
     assert make_activation("softmax")(x).sum().item() == pytest.approx(1.0)
 
 
@@ -78,9 +82,17 @@ def test_book_batchnorm_constants():
     torch.testing.assert_close(bn.running_mean, 0.1 * x.mean(0))
 
 
-@pytest.mark.parametrize("name, dims, shape", [("batch", 2, (4, 6, 5, 5)), ("layer", 1, (4, 6)),
-                                               ("layer", 2, (4, 6, 5, 5)), ("instance", 2, (4, 6, 5, 5)),
-                                               ("group", 1, (4, 6)), ("group", 2, (4, 6, 5, 5))])
+@pytest.mark.parametrize(
+    "name, dims, shape",
+    [
+        ("batch", 2, (4, 6, 5, 5)),
+        ("layer", 1, (4, 6)),
+        ("layer", 2, (4, 6, 5, 5)),
+        ("instance", 2, (4, 6, 5, 5)),
+        ("group", 1, (4, 6)),
+        ("group", 2, (4, 6, 5, 5)),
+    ],
+)
 def test_norms_normalise(name, dims, shape):
     out = make_norm(name, 6, dims=dims)(torch.randn(shape) * 4 + 3)
     assert out.mean().abs().item() < 1e-4
@@ -96,14 +108,39 @@ def test_norm_errors():
 
 
 def test_mlp_names_shapes_and_init():
-    model = make_model("mlp", 64, 10, depth=3, width=32, activation="tanh", init="book_xavier",
-                       norm="batch", dropout=0.2, dropout_style="book")
+    model = make_model(
+        "mlp",
+        64,
+        10,
+        depth=3,
+        width=32,
+        activation="tanh",
+        init="book_xavier",
+        norm="batch",
+        dropout=0.2,
+        dropout_style="book",
+    )
     names = [name for name, _ in model.named_children()]
-    assert names == ["fc1", "norm1", "act1", "drop1", "fc2", "norm2", "act2", "drop2",
-                     "fc3", "norm3", "act3", "drop3", "out"]
+    assert names == [
+        "fc1",
+        "norm1",
+        "act1",
+        "drop1",
+        "fc2",
+        "norm2",
+        "act2",
+        "drop2",
+        "fc3",
+        "norm3",
+        "act3",
+        "drop3",
+        "out",
+    ]
     assert model(torch.randn(5, 64)).shape == (5, 10)
     assert torch.all(model.fc1.bias == 0)
-    weight_norm = make_model("mlp", 4, 2, depth=1, width=8, activation="relu", init="he_normal", norm="weight")
+    weight_norm = make_model(
+        "mlp", 4, 2, depth=1, width=8, activation="relu", init="he_normal", norm="weight"
+    )
     assert [n for n, _ in weight_norm.named_children()] == ["fc1", "act1", "out"]
     assert "fc1.parametrizations.weight.original0" in dict(weight_norm.named_parameters())
     linear = make_model("mlp", 4, 2, depth=0, width=8, activation="relu", init="zeros")
@@ -127,11 +164,14 @@ def test_registry_names_and_lookups():
             assert catalog.summary(kind, name), (kind, name)
 
 
-@pytest.mark.parametrize("kind, name, expected", [
-    ("init", "he_norml", "unknown init 'he_norml'; did you mean 'he_normal'? valid: book_he,"),
-    ("dataset", "digit", "unknown dataset 'digit'; did you mean 'digits'? valid: blobs,"),
-    ("activation", "qqq", "unknown activation 'qqq'; valid: binary_step,"),
-])
+@pytest.mark.parametrize(
+    "kind, name, expected",
+    [
+        ("init", "he_norml", "unknown init 'he_norml'; did you mean 'he_normal'? valid: book_he,"),
+        ("dataset", "digit", "unknown dataset 'digit'; did you mean 'digits'? valid: blobs,"),
+        ("activation", "qqq", "unknown activation 'qqq'; valid: binary_step,"),
+    ],
+)
 def test_unknown_names(kind, name, expected):
     with pytest.raises(UnknownNameError) as info:
         catalog.get(kind, name)
@@ -141,7 +181,18 @@ def test_unknown_names(kind, name, expected):
 def test_every_public_module_declares_all():
     import importlib
 
-    for module in ["activations", "book_adam", "datasets", "functions2d", "inits", "lookahead",
-                   "lr_schedules", "models", "norms", "optimizers", "regularizers"]:
+    for module in [
+        "activations",
+        "book_adam",
+        "datasets",
+        "functions2d",
+        "inits",
+        "lookahead",
+        "lr_schedules",
+        "models",
+        "norms",
+        "optimizers",
+        "regularizers",
+    ]:
         mod = importlib.import_module(f"dyntrace.catalog.{module}")
         assert all(hasattr(mod, name) for name in mod.__all__), module

@@ -48,7 +48,9 @@ def rule_path(update, steps=STEPS):
 
 
 def test_sgd():
-    np.testing.assert_allclose(torch_path("sgd", lr=0.1), rule_path(lambda th, g, t, s: th - 0.1 * g), rtol=1e-12)
+    np.testing.assert_allclose(
+        torch_path("sgd", lr=0.1), rule_path(lambda th, g, t, s: th - 0.1 * g), rtol=1e-12
+    )
 
 
 def test_momentum_is_the_books_velocity_rule():
@@ -115,14 +117,19 @@ def test_book_adam_puts_eps_before_bias_correction():
 
 
 def test_adamw_decays_before_the_adam_step():
-    np.testing.assert_allclose(torch_path("adamw", lr=0.1, weight_decay=0.1),
-                               rule_path(_adam_rule(0.1, decay=0.1)), rtol=1e-12)
+    np.testing.assert_allclose(
+        torch_path("adamw", lr=0.1, weight_decay=0.1), rule_path(_adam_rule(0.1, decay=0.1)), rtol=1e-12
+    )
 
 
 def _radam_r(t, b2=0.999):
     rho_inf = 2 / (1 - b2) - 1
     rho_t = rho_inf - 2 * t * b2**t / (1 - b2**t)
-    r = math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) if rho_t > 5 else None
+    r = (
+        math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
+        if rho_t > 5
+        else None
+    )
     return rho_t, r
 
 
@@ -175,7 +182,9 @@ def test_lookahead_synced_flag_and_step_hooks():
     theta, opt = _lookahead(k=3)
     calls, synced = [], []
     opt.register_step_pre_hook(lambda o, args, kwargs: calls.append("pre"))
-    handle = opt.register_step_post_hook(lambda o, args, kwargs: (calls.append("post"), synced.append(o.synced)))
+    handle = opt.register_step_post_hook(
+        lambda o, args, kwargs: (calls.append("post"), synced.append(o.synced))
+    )
     assert opt.synced is False
     _train(theta, opt, 6)
     assert calls == ["pre", "post"] * 6
@@ -223,8 +232,15 @@ def test_lookahead_slow_weights_context_swaps_and_restores():
     assert torch.equal(theta.detach(), fast)
 
 
-@pytest.mark.parametrize("kwargs, message", [({"k": 0}, "Invalid k"), ({"k": 2.5}, "Invalid k"),
-                                             ({"alpha": 0.0}, "Invalid alpha"), ({"alpha": 1.5}, "Invalid alpha")])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"k": 0}, "Invalid k"),
+        ({"k": 2.5}, "Invalid k"),
+        ({"alpha": 0.0}, "Invalid alpha"),
+        ({"alpha": 1.5}, "Invalid alpha"),
+    ],
+)
 def test_lookahead_validates_up_front(kwargs, message):
     theta = torch.nn.Parameter(torch.zeros(2))
     with pytest.raises(ConfigError, match=message):

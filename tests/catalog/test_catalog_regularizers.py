@@ -6,8 +6,15 @@ import torch
 from torch import nn
 
 from dyntrace.catalog.regularizers import (
-    BookDropout, EarlyStopping, decoupled_weight_decay_, l1_penalty, l2_penalty, make_augmentation,
-    make_dropout, make_scaler, mixed_loss,
+    BookDropout,
+    EarlyStopping,
+    decoupled_weight_decay_,
+    l1_penalty,
+    l2_penalty,
+    make_augmentation,
+    make_dropout,
+    make_scaler,
+    mixed_loss,
 )
 
 
@@ -69,7 +76,9 @@ def test_early_stopping_min_delta():
 
 def _numbered_images(n=8, h=6, w=5):
     """Image i is constant i, so a mixed image tells how much of each source it holds."""
-    return torch.arange(n, dtype=torch.float32)[:, None, None, None].expand(n, 1, h, w).clone(), torch.arange(n)
+    return torch.arange(n, dtype=torch.float32)[:, None, None, None].expand(n, 1, h, w).clone(), torch.arange(
+        n
+    )
 
 
 def test_mixup_mixes_inputs_in_the_stated_proportion():
@@ -98,7 +107,9 @@ def test_cutmix_is_seeded():
 
 def test_cutout_zeroes_a_clipped_square_and_keeps_labels():
     x = torch.ones(50, 2, 8, 8)
-    out, y_a, y_b, lam = make_augmentation("cutout", size=4)(x, torch.arange(50), rng=np.random.default_rng(0))
+    out, y_a, y_b, lam = make_augmentation("cutout", size=4)(
+        x, torch.arange(50), rng=np.random.default_rng(0)
+    )
     holes = (out == 0).sum(dim=(2, 3))
     assert torch.all(holes[:, 0] == holes[:, 1])  # the same square in every channel
     assert holes.max().item() == 16 and holes.min().item() >= 4  # whole square inside, or clipped to ≥ 2×2
@@ -109,7 +120,9 @@ def test_mixed_loss():
     out = torch.tensor([[2.0, 0.0], [0.0, 2.0]])
     ce = nn.CrossEntropyLoss()
     a, b = torch.tensor([0, 1]), torch.tensor([1, 0])
-    assert mixed_loss(ce, out, a, b, 0.3).item() == pytest.approx(0.3 * ce(out, a).item() + 0.7 * ce(out, b).item())
+    assert mixed_loss(ce, out, a, b, 0.3).item() == pytest.approx(
+        0.3 * ce(out, a).item() + 0.7 * ce(out, b).item()
+    )
 
 
 def test_scalers_fit_on_train_and_transform_others():

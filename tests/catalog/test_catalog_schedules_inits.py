@@ -12,21 +12,24 @@ from dyntrace.catalog.lr_schedules import make_schedule, make_scheduler
 from dyntrace.catalog.norms import wrap_layer
 
 
-@pytest.mark.parametrize("name, options, t, expected", [
-    ("constant", {}, 100, 1.0),
-    ("step", {"step_size": 10, "gamma": 0.5}, 9, 1.0),
-    ("step", {"step_size": 10, "gamma": 0.5}, 25, 0.25),
-    ("exponential", {"gamma": 0.96, "decay_steps": 50}, 75, 0.96**1.5),
-    ("exponential", {"gamma": 0.96, "decay_steps": 50, "staircase": True}, 75, 0.96),
-    ("exponential", {"gamma": 0.95}, 3, 0.95**3),
-    ("inverse_time", {"decay": 0.5}, 4, 1 / 3),
-    ("inv_sqrt", {"k": 2.0}, 16, 0.5),
-    ("inv_sqrt", {"k": 2.0}, 0, 2.0),
-    ("cosine", {"total_steps": 100}, 50, 0.5),
-    ("cosine", {"total_steps": 100, "min_factor": 0.2}, 100, 0.2),
-    ("cosine", {"total_steps": 100, "min_factor": 0.2}, 250, 0.2),
-    ("cosine", {"total_steps": 100}, 25, 0.5 * (1 + math.cos(math.pi / 4))),
-])
+@pytest.mark.parametrize(
+    "name, options, t, expected",
+    [
+        ("constant", {}, 100, 1.0),
+        ("step", {"step_size": 10, "gamma": 0.5}, 9, 1.0),
+        ("step", {"step_size": 10, "gamma": 0.5}, 25, 0.25),
+        ("exponential", {"gamma": 0.96, "decay_steps": 50}, 75, 0.96**1.5),
+        ("exponential", {"gamma": 0.96, "decay_steps": 50, "staircase": True}, 75, 0.96),
+        ("exponential", {"gamma": 0.95}, 3, 0.95**3),
+        ("inverse_time", {"decay": 0.5}, 4, 1 / 3),
+        ("inv_sqrt", {"k": 2.0}, 16, 0.5),
+        ("inv_sqrt", {"k": 2.0}, 0, 2.0),
+        ("cosine", {"total_steps": 100}, 50, 0.5),
+        ("cosine", {"total_steps": 100, "min_factor": 0.2}, 100, 0.2),
+        ("cosine", {"total_steps": 100, "min_factor": 0.2}, 250, 0.2),
+        ("cosine", {"total_steps": 100}, 25, 0.5 * (1 + math.cos(math.pi / 4))),
+    ],
+)
 def test_schedule_formulas(name, options, t, expected):
     assert make_schedule(name, **options)(t) == pytest.approx(expected, rel=1e-12)
 
@@ -52,8 +55,15 @@ def test_scheduler_sets_the_rate_of_each_step():
     assert rates == pytest.approx([0.1, 0.2, 0.2, 0.1, 0.2 / 3])
 
 
-@pytest.mark.parametrize("name, options", [("step", {"step_size": 0}), ("exponential", {"gamma": -1}),
-                                           ("cosine", {"total_steps": 0}), ("warmup", {})])
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("step", {"step_size": 0}),
+        ("exponential", {"gamma": -1}),
+        ("cosine", {"total_steps": 0}),
+        ("warmup", {}),
+    ],
+)
 def test_bad_schedule_options(name, options):
     with pytest.raises(ConfigError, match="Invalid"):
         make_schedule(name, **options)
@@ -62,19 +72,22 @@ def test_bad_schedule_options(name, options):
 FAN_IN, FAN_OUT = 400, 300
 
 
-@pytest.mark.parametrize("name, options, std", [
-    ("normal", {"std": 0.01}, 0.01),
-    ("uniform", {"a": 0.3}, 0.3 / math.sqrt(3)),
-    ("lecun", {}, math.sqrt(1 / FAN_IN)),
-    ("book_xavier", {}, math.sqrt(1 / FAN_IN)),
-    ("xavier_normal", {}, math.sqrt(2 / (FAN_IN + FAN_OUT))),
-    ("xavier_uniform", {}, math.sqrt(2 / (FAN_IN + FAN_OUT))),
-    ("he_normal", {}, math.sqrt(2 / FAN_IN)),
-    ("book_he", {}, math.sqrt(2 / FAN_IN)),
-    ("he_uniform", {}, math.sqrt(2 / FAN_IN)),
-    ("torch_default", {}, 1 / math.sqrt(3 * FAN_IN)),
-    ("orthogonal", {}, math.sqrt(1 / FAN_IN)),  # rows of a 300×400 semi-orthogonal matrix have norm 1
-])
+@pytest.mark.parametrize(
+    "name, options, std",
+    [
+        ("normal", {"std": 0.01}, 0.01),
+        ("uniform", {"a": 0.3}, 0.3 / math.sqrt(3)),
+        ("lecun", {}, math.sqrt(1 / FAN_IN)),
+        ("book_xavier", {}, math.sqrt(1 / FAN_IN)),
+        ("xavier_normal", {}, math.sqrt(2 / (FAN_IN + FAN_OUT))),
+        ("xavier_uniform", {}, math.sqrt(2 / (FAN_IN + FAN_OUT))),
+        ("he_normal", {}, math.sqrt(2 / FAN_IN)),
+        ("book_he", {}, math.sqrt(2 / FAN_IN)),
+        ("he_uniform", {}, math.sqrt(2 / FAN_IN)),
+        ("torch_default", {}, 1 / math.sqrt(3 * FAN_IN)),
+        ("orthogonal", {}, math.sqrt(1 / FAN_IN)),  # rows of a 300×400 semi-orthogonal matrix have norm 1
+    ],
+)
 def test_init_std_matches_formula(name, options, std):
     w = torch.empty(FAN_OUT, FAN_IN)
     INITS[name](w, **options)

@@ -86,9 +86,11 @@ _RECORD = textwrap.dedent(
         time.sleep(2.5)
         os.kill(os.getpid(), signal.SIGKILL)
     rec.close()
-    fmt.write_landscape(path, "line", {"xcoordinates": [0.0, 0.5, 1.0], "train_loss": [1.0, 0.5, 0.7]}, {"kind": "line"})
+    fmt.write_landscape(path, "line", {"xcoordinates": [0.0, 0.5, 1.0], "train_loss": [1.0, 0.5, 0.7]},
+                        {"kind": "line"})
     fmt.write_landscape(path, "plane", {"xcoordinates": [-1.0, 0.0, 1.0], "ycoordinates": [-1.0, 1.0],
-                                        "train_loss": [[1.0, 0.2, 1.0], [1.5, 0.7, 1.5]]}, {"kind": "random_plane", "seed": 0})
+                                        "train_loss": [[1.0, 0.2, 1.0], [1.5, 0.7, 1.5]]},
+                        {"kind": "random_plane", "seed": 0})
     """
 )
 
@@ -98,11 +100,22 @@ def make_bases(folder: str) -> dict[str, str]:
     two landscapes) and ``killed`` (the default probes; its writer was killed after committing
     30 steps)."""
     os.makedirs(folder, exist_ok=True)
-    env = {**os.environ, "PYTHONPATH": _ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": _ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "OMP_NUM_THREADS": "1",
+    }
     bases = {name: os.path.join(folder, f"{name}.h5") for name in ("closed", "killed")}
-    procs = {name: subprocess.Popen([sys.executable, "-c", _RECORD, path, "kill" if name == "killed" else "close"],
-                                    env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for name, path in bases.items()}
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, "-c", _RECORD, path, "kill" if name == "killed" else "close"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, path in bases.items()
+    }
     for name, proc in procs.items():
         _, err = proc.communicate(timeout=300)
         expected = -signal.SIGKILL if name == "killed" else 0
@@ -157,20 +170,26 @@ def content(path: str) -> str | None:
     try:
         digest = hashlib.sha256()
         with _open_any(path) as f:
+
             def add(name, obj):
                 link = obj.parent.get(obj.name.rsplit("/", 1)[1], getlink=True) if name != "/" else None
                 digest.update(f"{name}|{type(link).__name__}|".encode())
                 for key in sorted(obj.attrs):
                     value = np.asarray(obj.attrs[key])
                     digest.update(f"@{key}|{value.dtype.str}|{value.shape}|".encode())
-                    digest.update(repr(value.tolist()).encode() if value.dtype.kind in "OSU" else value.tobytes())
+                    digest.update(
+                        repr(value.tolist()).encode() if value.dtype.kind in "OSU" else value.tobytes()
+                    )
                 if isinstance(obj, h5py.Group):
                     digest.update(repr(sorted(obj.keys())).encode())
                 else:
                     value = obj[()]
                     digest.update(f"{obj.dtype.str}|{obj.shape}|{obj.maxshape}|{obj.chunks}|".encode())
-                    digest.update(repr(np.asarray(value).tolist()).encode() if obj.dtype.kind in "OSU"
-                                  else np.ascontiguousarray(value).tobytes())
+                    digest.update(
+                        repr(np.asarray(value).tolist()).encode()
+                        if obj.dtype.kind in "OSU"
+                        else np.ascontiguousarray(value).tobytes()
+                    )
 
             add("/", f)
             f.visititems(add)
@@ -201,6 +220,7 @@ def _raw_ranges(path: str) -> list[tuple[int, int]]:
 
     ranges = []
     with _open_any(path) as f:
+
         def visit(name, obj):
             if not isinstance(obj, h5py.Dataset):
                 return
@@ -246,8 +266,16 @@ def make_variants(bases: dict, folder: str, per_kind: int, seed: int) -> list[Va
             base = ("closed", "killed")[i % 2]
             path = os.path.join(folder, f"{kind}-{i:04d}-{base}.h5")
             what = _BUILDERS[kind](rng, data[base], ranges[base], bases[base], path)
-            variants.append(Variant(id=f"{kind}-{i:04d}-{base}", kind=kind, base=base, path=path, what=what,
-                                    valid=None if kind in BYTE_KINDS else False))
+            variants.append(
+                Variant(
+                    id=f"{kind}-{i:04d}-{base}",
+                    kind=kind,
+                    base=base,
+                    path=path,
+                    what=what,
+                    valid=None if kind in BYTE_KINDS else False,
+                )
+            )
     return variants
 
 
@@ -258,7 +286,13 @@ def _write(path, data):
 
 def _truncate(rng, data, ranges, base, path):
     choice = rng.random()
-    n = len(data) - rng.randint(1, 64) if choice < 0.2 else rng.randint(0, 200) if choice < 0.3 else rng.randrange(len(data))
+    n = (
+        len(data) - rng.randint(1, 64)
+        if choice < 0.2
+        else rng.randint(0, 200)
+        if choice < 0.3
+        else rng.randrange(len(data))
+    )
     _write(path, data[: max(0, n)])
     return f"cut to {max(0, n)} of {len(data)} bytes"
 
@@ -327,14 +361,34 @@ def _datasets(f, *, growing=None, legacy=False):
     return sorted(out)
 
 
-_REQUIRED = ["closed", "committed", "scalars/names", "scalars/step", "scalars/key", "scalars/value", "probes/gradients/names",
-             "probes/gradients/step", "probes/activations/names", "probes/activations/step", "trajectory/names",
-             "trajectory/sizes", "trajectory/step", "trajectory/params", "scalars", "probes", "probes/weights/kind"]
+_REQUIRED = [
+    "closed",
+    "committed",
+    "scalars/names",
+    "scalars/step",
+    "scalars/key",
+    "scalars/value",
+    "probes/gradients/names",
+    "probes/gradients/step",
+    "probes/activations/names",
+    "probes/activations/step",
+    "trajectory/names",
+    "trajectory/sizes",
+    "trajectory/step",
+    "trajectory/params",
+    "scalars",
+    "probes",
+    "probes/weights/kind",
+]
 
 
 def _delete(rng, data, ranges, base, path):
     def edit(f, rng, legacy):
-        targets = [t for t in _REQUIRED if t in f and not (legacy and t == "committed") and t != "probes/weights/kind"]
+        targets = [
+            t
+            for t in _REQUIRED
+            if t in f and not (legacy and t == "committed") and t != "probes/weights/kind"
+        ]
         if not legacy:  # a missing field is only detectable through the checksums
             targets += [n for n in _datasets(f) if n.startswith("probes/")]
         if "landscape" in f:
@@ -363,29 +417,56 @@ def _reshape(rng, data, ranges, base, path):
             name = rng.choice(growing + fixed)
             old = f[name][()]
             old = np.asarray(old)
-            new = old.astype("f4") if old.dtype.kind in "iu" else np.arange(old.size, dtype="f4").reshape(old.shape) \
-                if old.dtype.kind in "SO" else old.astype("S8")
+            new = (
+                old.astype("f4")
+                if old.dtype.kind in "iu"
+                else np.arange(old.size, dtype="f4").reshape(old.shape)
+                if old.dtype.kind in "SO"
+                else old.astype("S8")
+            )
             _replace(f, name, new)
             return f"/{name} stored as {new.dtype}"
         if choice == 1:  # another rank (a static field's extra trailing axis is within the rules
             # of a file without checksums: those are only reshaped in a file with them)
-            name = rng.choice(growing + (fixed if not legacy else [n for n in fixed if n.endswith(("names", "kind", "role"))]))
+            name = rng.choice(
+                growing
+                + (fixed if not legacy else [n for n in fixed if n.endswith(("names", "kind", "role"))])
+            )
             old = np.asarray(f[name][()])
             new = old.reshape(-1) if old.ndim > 1 else old.reshape(-1, 1)
-            _replace(f, name, new, maxshape=(None, *new.shape[1:]) if name in growing and new.ndim else None,
-                     chunks=True if name in growing and new.size else None)
+            _replace(
+                f,
+                name,
+                new,
+                maxshape=(None, *new.shape[1:]) if name in growing and new.ndim else None,
+                chunks=True if name in growing and new.size else None,
+            )
             return f"/{name} reshaped {old.shape} -> {new.shape}"
         if choice == 2:  # a column more or less
             name = rng.choice([n for n in growing + fixed if f[n].ndim >= 2 or n.endswith("names")])
             old = np.asarray(f[name][()])
-            new = np.concatenate([old, old[:1]]) if old.ndim == 1 else old[:, :-1] if old.shape[1] > 1 else np.concatenate([old, old], 1)
+            new = (
+                np.concatenate([old, old[:1]])
+                if old.ndim == 1
+                else old[:, :-1]
+                if old.shape[1] > 1
+                else np.concatenate([old, old], 1)
+            )
             _replace(f, name, new, maxshape=(None, *new.shape[1:]) if name in growing else None, chunks=True)
             return f"/{name} {old.shape} -> {new.shape}"
         if choice == 3:  # rows taken off a column (fewer than the step column or the committed count)
             # (in a file without /committed, the scalar log is as long as its shortest column: a
             # shorter key or value column is a valid shorter log there, so not this edit)
-            name = rng.choice([n for n in growing if f[n].shape[0] > 1 and not n.endswith("/step") and n != "scalars/names"
-                               and not (legacy and n.startswith("scalars/"))])
+            name = rng.choice(
+                [
+                    n
+                    for n in growing
+                    if f[n].shape[0] > 1
+                    and not n.endswith("/step")
+                    and n != "scalars/names"
+                    and not (legacy and n.startswith("scalars/"))
+                ]
+            )
             ds = f[name]
             ds.resize(ds.shape[0] // 2, axis=0)
             return f"/{name} cut to {ds.shape[0]} rows"
@@ -409,12 +490,21 @@ def _reshape(rng, data, ranges, base, path):
             f["committed"][...] = values
             return f"/committed[{i}] raised to {values[i]}"
         if choice == 7:  # /closed not a 0/1/2 flag
-            value = rng.choice([np.array([7], np.int8), np.array([b"yes"]), np.zeros(0, np.int8), np.array([1, 1], np.int8),
-                                np.array([1.5])])
+            value = rng.choice(
+                [
+                    np.array([7], np.int8),
+                    np.array([b"yes"]),
+                    np.zeros(0, np.int8),
+                    np.array([1, 1], np.int8),
+                    np.array([1.5]),
+                ]
+            )
             _replace(f, "closed", value)
             return f"/closed = {value!r}"
         # rows added at the end of the step column only (phantom records)
-        name = rng.choice([n for n in growing if n.endswith("/step") and not (legacy and n == "scalars/step")])
+        name = rng.choice(
+            [n for n in growing if n.endswith("/step") and not (legacy and n == "scalars/step")]
+        )
         ds = f[name]
         extra = rng.randint(1, 40)
         ds.resize(ds.shape[0] + extra, axis=0)
@@ -456,8 +546,14 @@ def _attrs(rng, data, ranges, base, path):
         if choice < 0.8:
             probe = rng.choice([p for p in ("gradients", "activations", "weights") if p in f["probes"]])
             scale = f["probes"][probe].attrs.get("hist_scale", "value")
-            other = "value" if (scale.decode() if isinstance(scale, bytes) else str(scale)) == "log10_abs" else "log10_abs"
-            key, value = rng.choice([("hist_scale", "bogus"), ("hist_scale", 5), ("nonfinite_scope", "x"), ("hist_scale", other)])
+            other = (
+                "value"
+                if (scale.decode() if isinstance(scale, bytes) else str(scale)) == "log10_abs"
+                else "log10_abs"
+            )
+            key, value = rng.choice(
+                [("hist_scale", "bogus"), ("hist_scale", 5), ("nonfinite_scope", "x"), ("hist_scale", other)]
+            )
             if legacy and value == other:
                 value = "bogus"  # a valid but different value is only detectable through the checksums
             f["probes"][probe].attrs[key] = value
@@ -511,8 +607,15 @@ def _huge(rng, data, ranges, base, path):
         if choice == 0:  # a growing table declaring 2**40 rows (and committed ones, where there is a count)
             table = rng.choice(["scalars", "probes/gradients", "probes/activations", "trajectory"])
             rows = 2 ** rng.choice([32, 36, 40])
-            columns = [f"{table}/{c}" for c in ("step", "key", "value")] if table == "scalars" else [
-                f"{table}/{n}" for n in f[table] if f[f"{table}/{n}"].maxshape and f[f"{table}/{n}"].maxshape[0] is None]
+            columns = (
+                [f"{table}/{c}" for c in ("step", "key", "value")]
+                if table == "scalars"
+                else [
+                    f"{table}/{n}"
+                    for n in f[table]
+                    if f[f"{table}/{n}"].maxshape and f[f"{table}/{n}"].maxshape[0] is None
+                ]
+            )
             for name in columns:
                 f[name].resize(rows, axis=0)
             if "committed" in f:
@@ -522,12 +625,22 @@ def _huge(rng, data, ranges, base, path):
                 f["committed"][...] = values
             return f"/{table}: {rows} rows declared"
         if choice == 1:  # a static dataset declaring petabytes
-            name = rng.choice([n for n in _datasets(f, growing=False) if "edges" in n or "units" in n or n == "trajectory/sizes"])
+            name = rng.choice(
+                [
+                    n
+                    for n in _datasets(f, growing=False)
+                    if "edges" in n or "units" in n or n == "trajectory/sizes"
+                ]
+            )
             shape = f[name].shape
             attrs = dict(f[name].attrs)
             del f[name]
-            ds = f.create_dataset(name, shape=(2**30, *(shape[1:] or ())), chunks=(1, *(shape[1:] or ())),
-                                  dtype=np.float64 if "edges" in name else np.int64)
+            ds = f.create_dataset(
+                name,
+                shape=(2**30, *(shape[1:] or ())),
+                chunks=(1, *(shape[1:] or ())),
+                dtype=np.float64 if "edges" in name else np.int64,
+            )
             for key, value in attrs.items():
                 ds.attrs[key] = value
             return f"/{name} declares {ds.shape}"
@@ -550,8 +663,17 @@ def _huge(rng, data, ranges, base, path):
     return _edit(base, path, rng, edit)
 
 
-_BUILDERS = {"truncate": _truncate, "flip": _flip, "zero_meta": _zero_meta, "zero_chunk": _zero_chunk,
-             "delete": _delete, "reshape": _reshape, "attrs": _attrs, "links": _links, "huge": _huge}
+_BUILDERS = {
+    "truncate": _truncate,
+    "flip": _flip,
+    "zero_meta": _zero_meta,
+    "zero_chunk": _zero_chunk,
+    "delete": _delete,
+    "reshape": _reshape,
+    "attrs": _attrs,
+    "links": _links,
+    "huge": _huge,
+}
 
 
 # =============================================================================================
@@ -585,9 +707,24 @@ def _worker_main() -> None:  # pragma: no cover  (runs in the worker process)
                 args = {
                     "info": ["info", request["path"]],
                     "info_json": ["info", "--json", request["path"]],
-                    "plot": ["plot", request["path"], "-o", os.path.join(folder, "plot"), "--dpi", "30",
-                             *(_LIGHT_PLOT if request.get("light_valid_plots") and answer.get("valid") else ())],
-                    "compare": ["compare", request["path"], request["base"], "-o", os.path.join(folder, "compare"), "--dpi", "30"],
+                    "plot": [
+                        "plot",
+                        request["path"],
+                        "-o",
+                        os.path.join(folder, "plot"),
+                        "--dpi",
+                        "30",
+                        *(_LIGHT_PLOT if request.get("light_valid_plots") and answer.get("valid") else ()),
+                    ],
+                    "compare": [
+                        "compare",
+                        request["path"],
+                        request["base"],
+                        "-o",
+                        os.path.join(folder, "compare"),
+                        "--dpi",
+                        "30",
+                    ],
                 }[command]
                 started, cpu = time.monotonic(), time.process_time()
                 result = CliRunner().invoke(main, args)
@@ -596,7 +733,9 @@ def _worker_main() -> None:  # pragma: no cover  (runs in the worker process)
                 answer["results"][command] = {
                     "exit": result.exit_code,
                     "traceback": unexpected or "Traceback" in text or "internal error" in text,
-                    "note": _noted(command, result.stdout if command == "info_json" else text, request["path"]),
+                    "note": _noted(
+                        command, result.stdout if command == "info_json" else text, request["path"]
+                    ),
                     "last": text.strip().splitlines()[-1][:300] if text.strip() else "",
                     "seconds": round(time.monotonic() - started, 3),
                     "cpu": round(time.process_time() - cpu, 3),
@@ -621,7 +760,7 @@ def _noted(command: str, text: str, path: str) -> bool:
         return "\n  note " in text
     if command == "info_json":
         try:
-            return bool(json.loads(text[text.index("{"):]).get("notes"))
+            return bool(json.loads(text[text.index("{") :]).get("notes"))
         except ValueError:
             return False
     return f"note: {path}:" in text
@@ -659,10 +798,21 @@ class Outcome:
 class _Worker:
     def __init__(self):
         code = f"import sys; sys.path.insert(0, {_HERE!r}); import fuzzing; fuzzing._worker_main()"
-        env = {**os.environ, "PYTHONPATH": _ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), "MPLBACKEND": "Agg",
-               "OMP_NUM_THREADS": "1"}
-        self.proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, text=True, env=env, bufsize=1)
+        env = {
+            **os.environ,
+            "PYTHONPATH": _ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+            "MPLBACKEND": "Agg",
+            "OMP_NUM_THREADS": "1",
+        }
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=env,
+            bufsize=1,
+        )
         self.job = None
         self.started = 0.0
 
@@ -676,8 +826,16 @@ class _Worker:
         self.proc.wait()
 
 
-def run(variants: list[Variant], *, bases: dict, workers: int = 2, deadline: float = 60.0,
-        commands_for=lambda variant: COMMANDS, light_valid_plots: bool = False, progress=None) -> list[Outcome]:
+def run(
+    variants: list[Variant],
+    *,
+    bases: dict,
+    workers: int = 2,
+    deadline: float = 60.0,
+    commands_for=lambda variant: COMMANDS,
+    light_valid_plots: bool = False,
+    progress=None,
+) -> list[Outcome]:
     """Every variant through its commands in ``workers`` processes; a variant that takes more
     than ``deadline`` seconds is a hang (its worker is killed and replaced). With
     ``light_valid_plots``, a variant found valid by the oracle draws three figures, not all."""
@@ -691,9 +849,17 @@ def run(variants: list[Variant], *, bases: dict, workers: int = 2, deadline: flo
     def feed(worker):
         if todo:
             index, variant = todo.pop(0)
-            worker.send(index, {"id": variant.id, "path": variant.path, "base": bases[variant.base],
-                                "commands": list(commands_for(variant)), "oracle": variant.valid is None,
-                                "light_valid_plots": light_valid_plots})
+            worker.send(
+                index,
+                {
+                    "id": variant.id,
+                    "path": variant.path,
+                    "base": bases[variant.base],
+                    "commands": list(commands_for(variant)),
+                    "oracle": variant.valid is None,
+                    "light_valid_plots": light_valid_plots,
+                },
+            )
 
     for worker in pool:
         feed(worker)
@@ -705,8 +871,18 @@ def run(variants: list[Variant], *, bases: dict, workers: int = 2, deadline: flo
                 line = worker.proc.stdout.readline()
                 variant = variants[worker.job]
                 if not line:  # the worker died (it never should): a crash is a failure too
-                    outcomes[worker.job] = Outcome(variant, {"worker": {"exit": -1, "traceback": True, "note": False,
-                                                                       "last": "worker died", "error": "worker died"}})
+                    outcomes[worker.job] = Outcome(
+                        variant,
+                        {
+                            "worker": {
+                                "exit": -1,
+                                "traceback": True,
+                                "note": False,
+                                "last": "worker died",
+                                "error": "worker died",
+                            }
+                        },
+                    )
                 else:
                     answer = json.loads(line)
                     if "valid" in answer:
@@ -749,9 +925,20 @@ def summary(outcomes: list[Outcome]) -> dict:
     """Counts per kind: variants, valid, hangs, tracebacks, accepted invalid, rejected valid, by command."""
     table = {}
     for o in outcomes:
-        row = table.setdefault(o.variant.kind, {"variants": 0, "valid": 0, "hangs": 0, "tracebacks": 0,
-                                                 "exit0_invalid": 0, "rejected_valid": 0, "noted": 0,
-                                                 **{f"exit0_{c}": 0 for c in COMMANDS}, **{f"ran_{c}": 0 for c in COMMANDS}})
+        row = table.setdefault(
+            o.variant.kind,
+            {
+                "variants": 0,
+                "valid": 0,
+                "hangs": 0,
+                "tracebacks": 0,
+                "exit0_invalid": 0,
+                "rejected_valid": 0,
+                "noted": 0,
+                **{f"exit0_{c}": 0 for c in COMMANDS},
+                **{f"ran_{c}": 0 for c in COMMANDS},
+            },
+        )
         row["variants"] += 1
         row["valid"] += bool(o.variant.valid)
         row["hangs"] += o.hang

@@ -43,7 +43,9 @@ def test_info_reports_a_good_run(good_run):
 @pytest.mark.parametrize("case", ["missing", "not hdf5", "foreign", "truncated", "newer"])
 def test_bad_input_gets_one_line_and_nonzero_exit(tmp_path, good_run, bad_run_files, case):
     path, message = bad_run_files(tmp_path, good_run)[case]
-    result = subprocess.run([sys.executable, "-m", "dyntrace.cli", "info", str(path)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "dyntrace.cli", "info", str(path)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 1
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
@@ -57,7 +59,9 @@ def test_open_run_raises_a_dyntrace_error(tmp_path, good_run, bad_run_files):
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "dyntrace.cli", *map(str, args)], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "dyntrace.cli", *map(str, args)], capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.mark.parametrize("command", ["info", "plot", "compare", "landscape"])
@@ -74,21 +78,34 @@ def test_an_unreadable_file_gets_one_line(tmp_path, good_run):
     shutil.copyfile(good_run, path)
     path.chmod(0)
     result = _cli("info", path)
-    assert result.returncode == 1 and result.stderr.strip().splitlines() == [f"Error: {path}: cannot read (Permission denied)"]
+    assert result.returncode == 1 and result.stderr.strip().splitlines() == [
+        f"Error: {path}: cannot read (Permission denied)"
+    ]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["plot", "RUN", "--dpi", "5"], "Invalid value for '--dpi': 5 is not in the range 10<=x<=1200."),
-    (["info", "RUN", "--bogus"], "No such option '--bogus'"),
-    (["landscape", "RUN", "--resolution", "1000000"], "1000000 is not in the range 2<=x<=1001."),
-    (["train", "--device", "cuda:7", "--steps", "1"], "Invalid device: 'cuda:7'"),
-    (["train", "--width", "1000000000", "--steps", "1"], "Invalid width: 1000000000 (at most 16384)"),
-    (["train", "--depth", "1000000", "--steps", "1"], "Invalid depth: 1000000 (at most 256)"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["plot", "RUN", "--dpi", "5"], "Invalid value for '--dpi': 5 is not in the range 10<=x<=1200."),
+        (["info", "RUN", "--bogus"], "No such option '--bogus'"),
+        (["landscape", "RUN", "--resolution", "1000000"], "1000000 is not in the range 2<=x<=1001."),
+        (["train", "--device", "cuda:7", "--steps", "1"], "Invalid device: 'cuda:7'"),
+        (["train", "--width", "1000000000", "--steps", "1"], "Invalid width: 1000000000 (at most 16384)"),
+        (["train", "--depth", "1000000", "--steps", "1"], "Invalid depth: 1000000 (at most 256)"),
+    ],
+)
 def test_bad_options_get_one_line(good_run, tmp_path, args, message):
-    result = _cli(*[good_run if a == "RUN" else a for a in args], *(["-o", tmp_path / "t.h5"] if args[0] == "train" else []))
+    result = _cli(
+        *[good_run if a == "RUN" else a for a in args],
+        *(["-o", tmp_path / "t.h5"] if args[0] == "train" else []),
+    )
     lines = result.stderr.strip().splitlines()
-    assert result.returncode in (1, 2) and len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr
+    assert (
+        result.returncode in (1, 2)
+        and len(lines) == 1
+        and message in lines[0]
+        and "Traceback" not in result.stderr
+    )
 
 
 def test_a_config_file_out_of_bounds_gets_one_line(tmp_path):
@@ -96,7 +113,9 @@ def test_a_config_file_out_of_bounds_gets_one_line(tmp_path):
     config.write_text('{"landscape": {"plane": {"resolution": 1000000}}, "steps": 1}')
     result = _cli("train", "--config", config, "-o", tmp_path / "t.h5")
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == ["Error: Invalid landscape plane.resolution: 1000000 (at most 1001 a side)"]
+    assert result.stderr.strip().splitlines() == [
+        "Error: Invalid landscape plane.resolution: 1000000 (at most 1001 a side)"
+    ]
 
 
 def test_an_unexpected_exception_is_one_line_that_says_it_is_a_bug(good_run, monkeypatch):

@@ -52,7 +52,11 @@ def edited(source, target, edit, *, legacy=False):
 def test_the_undamaged_file_reads_and_verifies(run_file):
     with dyntrace.open_run(run_file) as run:
         run.verify()
-        assert run.closed_cleanly and run.notes == [] and run.steps("gradients").tolist() == list(range(1, 41, 2))
+        assert (
+            run.closed_cleanly
+            and run.notes == []
+            and run.steps("gradients").tolist() == list(range(1, 41, 2))
+        )
 
 
 def test_a_plain_hdf5_file_with_the_root_attributes_only(tmp_path):
@@ -81,8 +85,14 @@ def test_config_that_is_not_json(run_file, tmp_path):
         dyntrace.open_run(edited(run_file, tmp_path / "checked.h5", edit))
 
 
-@pytest.mark.parametrize("value, message", [(np.array([b"yes"]), "has type"), (np.zeros(0, np.int8), "has shape"),
-                                            (np.array([7], np.int8), "is 7 .expected 0, 1 or 2.")])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        (np.array([b"yes"]), "has type"),
+        (np.zeros(0, np.int8), "has shape"),
+        (np.array([7], np.int8), "is 7 .expected 0, 1 or 2."),
+    ],
+)
 def test_a_closed_flag_that_is_not_0_1_or_2(run_file, tmp_path, value, message):
     def edit(f):
         del f["closed"]
@@ -104,7 +114,9 @@ def test_two_to_the_forty_scalar_rows_in_a_small_file(run_file, tmp_path):
 
 
 def test_a_probe_whose_fields_are_shorter_than_its_steps(run_file, tmp_path):
-    path = edited(run_file, tmp_path / "short.h5", lambda f: f["probes/gradients/sum"].resize(8, axis=0), legacy=True)
+    path = edited(
+        run_file, tmp_path / "short.h5", lambda f: f["probes/gradients/sum"].resize(8, axis=0), legacy=True
+    )
     with pytest.raises(RunFileError, match="/probes/gradients: sum has 8 rows, step 20"):
         dyntrace.open_run(path)
 
@@ -132,6 +144,7 @@ def test_scalar_keys_that_name_no_scalar(run_file, tmp_path):
 
 def test_an_old_file_with_phantom_rows_is_read_up_to_them_with_a_note(run_file, tmp_path):
     """What the old writer left after a full disk: the step column extended with zeros."""
+
     def edit(f):
         for name in f["probes/gradients"]:
             ds = f[f"probes/gradients/{name}"]
@@ -154,7 +167,9 @@ def test_links_where_objects_belong(run_file, tmp_path, link):
             "external": h5py.ExternalLink("other.h5", "/probes/gradients/step"),
         }[link]
 
-    with pytest.raises(RunFileError, match=r"/probes/gradients/step is a (SoftLink|ExternalLink), not an object"):
+    with pytest.raises(
+        RunFileError, match=r"/probes/gradients/step is a (SoftLink|ExternalLink), not an object"
+    ):
         dyntrace.open_run(edited(run_file, tmp_path / "link.h5", edit, legacy=True))
 
 
@@ -175,8 +190,13 @@ def test_a_damaged_chunk_is_found_before_anything_is_drawn(run_file, tmp_path):
         with pytest.raises(RunFileError, match="fails its checksum"):
             run.verify()  # ... a chunk is not
     for command in (["info", str(path)], ["plot", str(path), "-o", str(tmp_path / "out")]):
-        proc = subprocess.run([sys.executable, "-m", "dyntrace.cli", *command], capture_output=True, text=True,
-                              timeout=120, env=ENV)
+        proc = subprocess.run(
+            [sys.executable, "-m", "dyntrace.cli", *command],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=ENV,
+        )
         assert proc.returncode == 1 and proc.stdout == ""
         assert proc.stderr.count("\n") == 1 and "fails its checksum" in proc.stderr
 
@@ -202,7 +222,12 @@ def test_a_zeroed_object_header_fails_at_once(run_file, tmp_path, killed):
         fh.write(bytes(64))
     if killed:  # as a killed writer leaves it: "open for SWMR writing", /closed 0
         _set_flags(path, 0b101)
-    proc = subprocess.run([sys.executable, "-m", "dyntrace.cli", "info", str(path)], capture_output=True, text=True,
-                          timeout=60, env=ENV)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dyntrace.cli", "info", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=ENV,
+    )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.count("\n") == 1 and "damaged" in proc.stderr

@@ -27,7 +27,14 @@ STEPS = 6
 def _model():
     torch.manual_seed(0)
     return nn.Sequential(
-        nn.Linear(5, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 8), nn.Sigmoid(), nn.Linear(8, 1)
+        nn.Linear(5, 16),
+        nn.BatchNorm1d(16),
+        nn.ReLU(),
+        nn.Linear(16, 16),
+        nn.Tanh(),
+        nn.Linear(16, 8),
+        nn.Sigmoid(),
+        nn.Linear(8, 1),
     )
 
 
@@ -47,7 +54,11 @@ def _step(model, opt, x, y):
 @pytest.mark.parametrize("optimizer", ["adam", "radam", "sgd"])
 def test_every_probe_records_every_step_with_meta_as_the_default_device(tmp_path, optimizer):
     model = _model()
-    make = {"adam": torch.optim.Adam, "radam": torch.optim.RAdam, "sgd": lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9)}
+    make = {
+        "adam": torch.optim.Adam,
+        "radam": torch.optim.RAdam,
+        "sgd": lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9),
+    }
     opt = make[optimizer](model.parameters())
     batches = _batches(STEPS + 1)
     _step(model, opt, *batches[0])  # the optimizer state exists before the guard goes up
@@ -63,7 +74,9 @@ def test_every_probe_records_every_step_with_meta_as_the_default_device(tmp_path
             torch.set_default_device(None)
     assert [str(w.message) for w in caught if "dyntrace" in str(w.message)] == []
     with dyntrace.open_run(path) as run:
-        expected = ["activations", "gradients", "weights", "steps"] + ([] if optimizer == "sgd" else ["adaptive"])
+        expected = ["activations", "gradients", "weights", "steps"] + (
+            [] if optimizer == "sgd" else ["adaptive"]
+        )
         for probe in expected:
             assert run.steps(probe).tolist() == list(range(1, STEPS + 1)), probe
         assert run.scalar("loss")[0].tolist() == list(range(1, STEPS + 1))
@@ -94,7 +107,13 @@ def test_the_guard_itself_catches_what_it_should(monkeypatch):
 
     monkeypatch.setattr(guard_module, "_called_by_dyntrace", lambda: True)  # judge this test's calls
     x = torch.randn(10)
-    for bad in (lambda: torch.bincount(torch.tensor([1, 2])), lambda: x[x > 0], lambda: x.sum().item(), lambda: x.nonzero(), lambda: float(x.sum())):
+    for bad in (
+        lambda: torch.bincount(torch.tensor([1, 2])),
+        lambda: x[x > 0],
+        lambda: x.sum().item(),
+        lambda: x.nonzero(),
+        lambda: float(x.sum()),
+    ):
         with NoSync(), pytest.raises(SyncError):
             bad()
     with NoSync() as guard:
@@ -120,7 +139,14 @@ def test_a_probe_whose_summaries_cannot_move_alone_is_switched_off(tmp_path):
     batches = _batches(4)
     pending = []
     with pytest.warns(UserWarning, match="probe 'other_device' returned summaries that cannot be moved"):
-        with dyntrace.Recorder(model, opt, tmp_path / "bad.h5", every=1, probes=["scalars", "activations", "gradients", _OtherDevice()], flush_every=3600) as rec:
+        with dyntrace.Recorder(
+            model,
+            opt,
+            tmp_path / "bad.h5",
+            every=1,
+            probes=["scalars", "activations", "gradients", _OtherDevice()],
+            flush_every=3600,
+        ) as rec:
             for i in range(300):
                 rec.log(loss=_step(model, opt, *batches[i % 4]))
                 pending.append(len(rec._scalars))
@@ -155,7 +181,9 @@ def test_a_failed_transfer_fails_alone_and_the_next_record_is_a_fresh_attempt(tm
     with dyntrace.open_run(tmp_path / "flaky.h5") as run:
         assert run.steps("gradients").tolist() == [3, 4, 5]
         assert run.steps("activations").tolist() == [3, 4, 5]
-        assert np.isfinite(run.hist("activations", "2").edges).all()  # statics written by the first good record
+        assert np.isfinite(
+            run.hist("activations", "2").edges
+        ).all()  # statics written by the first good record
 
 
 class _NoStatics(dyntrace.probes.Probe):

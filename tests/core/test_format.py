@@ -14,10 +14,16 @@ def test_schema1_fixture_reads():
     with dyntrace.open_run(SCHEMA1) as run:
         assert run.meta["schema_version"] == 1 and run.closed_cleanly
         assert run.config == {"purpose": "schema 1 fixture"}
-        np.testing.assert_allclose(run.scalar("loss")[1], [0.058482, 0.052971, 0.042696, 0.025188, 0.029597, 0.011673], atol=1e-6)
+        np.testing.assert_allclose(
+            run.scalar("loss")[1], [0.058482, 0.052971, 0.042696, 0.025188, 0.029597, 0.011673], atol=1e-6
+        )
         assert run.record_steps.tolist() == [1, 3, 5]
-        np.testing.assert_allclose(run.stat("activations", "1", "mean")[1], [-0.037236, 0.015992, -0.091177], atol=1e-6)
-        np.testing.assert_allclose(run.stat("gradients", "0.weight", "norm")[1], [0.074501, 0.078738, 0.058821], atol=1e-6)
+        np.testing.assert_allclose(
+            run.stat("activations", "1", "mean")[1], [-0.037236, 0.015992, -0.091177], atol=1e-6
+        )
+        np.testing.assert_allclose(
+            run.stat("gradients", "0.weight", "norm")[1], [0.074501, 0.078738, 0.058821], atol=1e-6
+        )
         assert run.kinds("activations") == {"1": "tanh", "3": "relu"}
         steps, edges, counts = run.hist("activations", "1")
         assert edges[0] == -1 and edges[-1] == 1 and counts.shape == (3, 100)

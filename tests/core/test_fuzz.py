@@ -16,7 +16,9 @@ def _commands(variant):
 def test_damaged_run_files_fail_in_one_line_and_valid_ones_read(tmp_path):
     bases = fuzzing.make_bases(str(tmp_path / "bases"))
     variants = fuzzing.make_variants(bases, str(tmp_path / "variants"), PER_KIND, SEED)
-    outcomes = fuzzing.run(variants, bases=bases, workers=2, deadline=60.0, commands_for=_commands, light_valid_plots=True)
+    outcomes = fuzzing.run(
+        variants, bases=bases, workers=2, deadline=60.0, commands_for=_commands, light_valid_plots=True
+    )
     problems = [f"{o.variant.id} ({o.variant.what}): {'; '.join(o.problems)}" for o in outcomes if o.problems]
     assert not problems, "\n".join(problems)
 
@@ -24,7 +26,10 @@ def test_damaged_run_files_fail_in_one_line_and_valid_ones_read(tmp_path):
     assert sorted(table) == sorted(fuzzing.KINDS)
     for kind, row in table.items():
         assert row["variants"] == PER_KIND and row["hangs"] == 0 and row["tracebacks"] == 0, (kind, row)
-        assert row["ran_info"] == row["ran_info_json"] == PER_KIND and row["ran_plot"] == row["ran_compare"] == PER_KIND // PLOT_EVERY
+        assert (
+            row["ran_info"] == row["ran_info_json"] == PER_KIND
+            and row["ran_plot"] == row["ran_compare"] == PER_KIND // PLOT_EVERY
+        )
     # the oracle is not vacuous: byte damage that hit unused bytes left valid files, which read
     # (exit 0 everywhere, checked above), and most byte damage did not
     valid = sum(table[kind]["valid"] for kind in fuzzing.BYTE_KINDS)

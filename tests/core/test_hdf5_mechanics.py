@@ -49,7 +49,9 @@ def test_fletcher32_equals_the_checksums_hdf5_stored(tmp_path):
     path = tmp_path / "f.h5"
     rng = np.random.default_rng(0)
     with h5py.File(path, "w") as f:
-        f.create_dataset("a", data=rng.normal(size=(300, 7)), chunks=(64, 7), fletcher32=True, compression="gzip")
+        f.create_dataset(
+            "a", data=rng.normal(size=(300, 7)), chunks=(64, 7), fletcher32=True, compression="gzip"
+        )
         f.create_dataset("b", data=rng.integers(0, 9, size=999).astype("u1"), chunks=(100,), fletcher32=True)
     with h5py.File(path) as f, open(path, "rb") as raw:
         for name in ("a", "b"):
@@ -99,6 +101,13 @@ def test_a_swmr_open_of_damaged_metadata_fails_instead_of_retrying_for_an_hour(t
             print(exc)
         """
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "PYTHONPATH": ROOT})
-    assert proc.returncode == 0 and "incorrect metadata checksum after all read attempts" in proc.stdout, proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": ROOT},
+    )
+    assert proc.returncode == 0 and "incorrect metadata checksum after all read attempts" in proc.stdout, (
+        proc.stderr
+    )

@@ -49,11 +49,14 @@ def test_closure_gradients_are_this_steps_not_the_last_ones(tmp_path, quiet):
     truth = []
     with dyntrace.Recorder(model, opt, tmp_path / "closure.h5", every=1) as rec:
         for x, y in _data():
+
             def closure():
                 opt.zero_grad()
                 loss = nn.functional.mse_loss(model(x), y)
                 loss.backward()
-                truth.append((_norms(model), float(torch.cat([p.grad.reshape(-1) for p in model.parameters()]).norm())))
+                truth.append(
+                    (_norms(model), float(torch.cat([p.grad.reshape(-1) for p in model.parameters()]).norm()))
+                )
                 return loss
 
             loss = opt.step(closure)
@@ -73,7 +76,7 @@ def test_closure_gradients_are_this_steps_not_the_last_ones(tmp_path, quiet):
 def test_lbfgs_records_the_gradient_and_weights_at_the_start_of_each_step(tmp_path, quiet):
     model = _mlp().double()
     opt = torch.optim.LBFGS(model.parameters(), lr=0.5, max_iter=4)
-    (x, y), = _data(1)
+    ((x, y),) = _data(1)
     x, y = x.double(), y.double()
     first = []  # per step: gradient norms and weights at the first closure evaluation
 
@@ -86,7 +89,9 @@ def test_lbfgs_records_the_gradient_and_weights_at_the_start_of_each_step(tmp_pa
                 loss = nn.functional.mse_loss(model(x), y)
                 loss.backward()
                 if not calls:
-                    first.append((_norms(model), {n: p.detach().clone() for n, p in model.named_parameters()}))
+                    first.append(
+                        (_norms(model), {n: p.detach().clone() for n, p in model.named_parameters()})
+                    )
                 calls.append(1)
                 return loss
 
@@ -99,7 +104,9 @@ def test_lbfgs_records_the_gradient_and_weights_at_the_start_of_each_step(tmp_pa
                 assert got[name] == pytest.approx(value, rel=1e-9)
             at = step - 1
             for name, w in weights.items():
-                assert run.stat("weights", name, "sum")[1][at] == pytest.approx(float(w.sum()), rel=1e-9, abs=1e-12)
+                assert run.stat("weights", name, "sum")[1][at] == pytest.approx(
+                    float(w.sum()), rel=1e-9, abs=1e-12
+                )
 
 
 def test_gradient_accumulation_with_clipping_records_the_clipped_sum(tmp_path, quiet):
@@ -149,7 +156,10 @@ def test_torch_compile_after_warm_up_records_what_the_eager_model_does(tmp_path,
         step(compiled, opt_c, x, y)
     graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
     paths = {}
-    for label, model, run_model, opt in (("eager", eager, eager, opt_e), ("compiled", compiled, compiled, opt_c)):
+    for label, model, run_model, opt in (
+        ("eager", eager, eager, opt_e),
+        ("compiled", compiled, compiled, opt_c),
+    ):
         paths[label] = tmp_path / f"{label}.h5"
         with dyntrace.Recorder(run_model, opt, paths[label], every=1) as rec:
             for x, y in data[3:]:
@@ -162,7 +172,9 @@ def test_torch_compile_after_warm_up_records_what_the_eager_model_does(tmp_path,
             got, want = c.stat("activations", None, stat)[1], e.stat("activations", None, stat)[1]
             assert np.isfinite(got).all()
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
-        np.testing.assert_allclose(c.stat("gradients", None, "norm")[1], e.stat("gradients", None, "norm")[1], rtol=1e-5)
+        np.testing.assert_allclose(
+            c.stat("gradients", None, "norm")[1], e.stat("gradients", None, "norm")[1], rtol=1e-5
+        )
 
 
 def test_gradscaler_skips_are_steps_of_their_own_with_their_nonfinite_gradients(tmp_path, quiet):
@@ -231,16 +243,26 @@ def test_frozen_backbone_and_a_gan_raise_no_false_diagnosis(tmp_path, quiet):
             rec.log(loss=loss)
     with dyntrace.open_run(tmp_path / "frozen.h5") as run:
         roles = run.roles()
-        assert roles == {"0.weight": "frozen", "0.bias": "frozen", "2.weight": "frozen", "2.bias": "frozen",
-                         "4.weight": "trainable", "4.bias": "trainable"}
+        assert roles == {
+            "0.weight": "frozen",
+            "0.bias": "frozen",
+            "2.weight": "frozen",
+            "2.bias": "frozen",
+            "4.weight": "trainable",
+            "4.bias": "trainable",
+        }
         assert run.stat("gradients", "0.weight", "count")[1].tolist() == [0] * 6  # recorded as "no gradient"
         kinds = {d.kind for d in diagnose(run)}
         assert not kinds & {"vanishing_gradients", "exploding_gradients"}
 
     # a GAN: one Recorder on both networks with the generator's optimizer
     torch.manual_seed(0)
-    gan = nn.ModuleDict({"generator": nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 6)),
-                         "discriminator": nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 1))})
+    gan = nn.ModuleDict(
+        {
+            "generator": nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 6)),
+            "discriminator": nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 1)),
+        }
+    )
     g_opt = torch.optim.Adam(gan["generator"].parameters(), lr=1e-3)
     d_opt = torch.optim.Adam(gan["discriminator"].parameters(), lr=1e-3)
     bce = nn.functional.binary_cross_entropy_with_logits
@@ -248,7 +270,9 @@ def test_frozen_backbone_and_a_gan_raise_no_false_diagnosis(tmp_path, quiet):
         for x, _ in _data(6):
             fake = gan["generator"](torch.randn(16, 4))
             d_opt.zero_grad()
-            d_loss = bce(gan["discriminator"](x), torch.ones(16, 1)) + bce(gan["discriminator"](fake.detach()), torch.zeros(16, 1))
+            d_loss = bce(gan["discriminator"](x), torch.ones(16, 1)) + bce(
+                gan["discriminator"](fake.detach()), torch.zeros(16, 1)
+            )
             d_loss.backward()
             d_opt.step()
             g_opt.zero_grad()
@@ -258,8 +282,12 @@ def test_frozen_backbone_and_a_gan_raise_no_false_diagnosis(tmp_path, quiet):
             rec.log(loss=g_loss, d_loss=d_loss)
     with dyntrace.open_run(tmp_path / "gan.h5") as run:
         roles = run.roles()
-        assert {n for n, r in roles.items() if r == "not_stepped"} == {n for n in run.params if n.startswith("discriminator.")}
-        assert {n for n, r in roles.items() if r == "trainable"} == {n for n in run.params if n.startswith("generator.")}
+        assert {n for n, r in roles.items() if r == "not_stepped"} == {
+            n for n in run.params if n.startswith("discriminator.")
+        }
+        assert {n for n, r in roles.items() if r == "trainable"} == {
+            n for n in run.params if n.startswith("generator.")
+        }
         assert not {d.kind for d in diagnose(run)} & {"vanishing_gradients", "exploding_gradients"}
 
 
@@ -285,8 +313,12 @@ def test_weights_that_outgrow_their_first_range_stay_in_the_histogram(tmp_path, 
             np.testing.assert_array_equal(h.sampled, p.numel())
             assert (h.counts.sum(axis=1) / h.sampled).min() >= 0.99
             assert h.edges.shape == (10, 65)
-            assert h.edges[-1, -1] >= float(p.detach().abs().max()) / 1.2  # the last record's range holds its weights
-            assert h.edges[-1, -1] >= 4 * h.edges[0, -1]  # the range followed the growth (nice numbers: 0.5 → 2)
+            assert (
+                h.edges[-1, -1] >= float(p.detach().abs().max()) / 1.2
+            )  # the last record's range holds its weights
+            assert (
+                h.edges[-1, -1] >= 4 * h.edges[0, -1]
+            )  # the range followed the growth (nice numbers: 0.5 → 2)
 
 
 def _adafactor_psi(opt, p):
@@ -303,7 +335,11 @@ def _adafactor_psi(opt, p):
 @pytest.mark.parametrize("name", ["adamax", "adafactor"])
 def test_adamax_and_adafactor_adaptive_rates_equal_their_state(tmp_path, quiet, name):
     model = _mlp().double()
-    opt = torch.optim.Adamax(model.parameters(), lr=0.01) if name == "adamax" else torch.optim.Adafactor(model.parameters(), lr=0.01)
+    opt = (
+        torch.optim.Adamax(model.parameters(), lr=0.01)
+        if name == "adamax"
+        else torch.optim.Adafactor(model.parameters(), lr=0.01)
+    )
     with dyntrace.Recorder(model, opt, tmp_path / f"{name}.h5", every=1, probes="all") as rec:
         for x, y in _data(3):
             opt.zero_grad()
@@ -317,4 +353,6 @@ def test_adamax_and_adafactor_adaptive_rates_equal_their_state(tmp_path, quiet, 
             assert run.kinds("adaptive")[pname] == name
             psi = 1.0 / opt.state[p]["exp_inf"] if name == "adamax" else _adafactor_psi(opt, p)
             assert run.stat("adaptive", pname, "mean")[1][-1] == pytest.approx(float(psi.mean()), rel=1e-9)
-            assert run.stat("adaptive", pname, "std")[1][-1] == pytest.approx(float(psi.std(unbiased=False)), rel=1e-6, abs=1e-9)
+            assert run.stat("adaptive", pname, "std")[1][-1] == pytest.approx(
+                float(psi.std(unbiased=False)), rel=1e-6, abs=1e-9
+            )

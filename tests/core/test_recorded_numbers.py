@@ -16,7 +16,11 @@ import dyntrace
 def _capture_step(model, opt, x, y, path, **kwargs):
     """One recorded training step; returns the gradients, weights before the step, and outputs."""
     outputs = {}
-    handles = [m.register_forward_hook(lambda m, i, o, n=n: outputs.__setitem__(n, o.detach().clone())) for n, m in model.named_modules() if n]
+    handles = [
+        m.register_forward_hook(lambda m, i, o, n=n: outputs.__setitem__(n, o.detach().clone()))
+        for n, m in model.named_modules()
+        if n
+    ]
     with dyntrace.Recorder(model, opt, path, every=1, **kwargs) as rec:
         before = {n: p.detach().clone() for n, p in model.named_parameters()}
         opt.zero_grad()
@@ -47,7 +51,9 @@ def test_gradient_norm_and_mean_per_parameter(mlp_run):
         steps, norm = run.stat("gradients", name, "norm")
         assert steps.tolist() == [1]
         assert norm[0] == pytest.approx(g.double().norm().item(), rel=1e-6)
-        assert run.stat("gradients", name, "mean")[1][0] == pytest.approx(g.double().mean().item(), rel=1e-6, abs=1e-9)
+        assert run.stat("gradients", name, "mean")[1][0] == pytest.approx(
+            g.double().mean().item(), rel=1e-6, abs=1e-9
+        )
         assert run.stat("gradients", name, "max")[1][0] == pytest.approx(g.max().item())
     global_norm = math.sqrt(sum(g.double().norm().item() ** 2 for g in grads.values()))
     assert run.scalar("grad_norm")[1][0] == pytest.approx(global_norm, rel=1e-6)
@@ -56,7 +62,9 @@ def test_gradient_norm_and_mean_per_parameter(mlp_run):
 def test_weights_are_those_the_forward_pass_saw(mlp_run):
     run, model, _, before, _, _ = mlp_run
     for name, w in before.items():
-        assert run.stat("weights", name, "std")[1][0] == pytest.approx(w.double().std(unbiased=False).item(), rel=1e-6)
+        assert run.stat("weights", name, "std")[1][0] == pytest.approx(
+            w.double().std(unbiased=False).item(), rel=1e-6
+        )
     after = dict(model.named_parameters())
     update = math.sqrt(sum((after[n].detach() - before[n]).double().norm().item() ** 2 for n in before))
     assert run.scalar("update_norm")[1][0] == pytest.approx(update, rel=1e-6)
@@ -69,11 +77,15 @@ def test_activation_mean_std_min_max_per_layer(mlp_run):
     for layer in run.layers:
         out = outputs[layer].double()
         assert run.stat("activations", layer, "mean")[1][0] == pytest.approx(out.mean().item(), rel=1e-6)
-        assert run.stat("activations", layer, "std")[1][0] == pytest.approx(out.std(unbiased=False).item(), rel=1e-6)
+        assert run.stat("activations", layer, "std")[1][0] == pytest.approx(
+            out.std(unbiased=False).item(), rel=1e-6
+        )
         assert run.stat("activations", layer, "min")[1][0] == pytest.approx(out.min().item())
         assert run.stat("activations", layer, "max")[1][0] == pytest.approx(out.max().item())
     relu = outputs["3"]
-    assert run.stat("activations", "3", "frac_zero")[1][0] == pytest.approx((relu == 0).double().mean().item())
+    assert run.stat("activations", "3", "frac_zero")[1][0] == pytest.approx(
+        (relu == 0).double().mean().item()
+    )
     assert run.scalar("loss")[1].tolist() == [pytest.approx(loss)]
 
 
@@ -113,7 +125,9 @@ def test_dead_fraction_of_a_layer_built_with_k_dead_units(tmp_path):
         assert steps.tolist() == [1, 2, 3, 4]
         np.testing.assert_allclose(frac, k / width)
         # dead for 3 consecutive records (the default patience) from the third record on
-        np.testing.assert_allclose(run.stat("activations", "1", "frac_dead_persistent")[1], [0, 0, k / width, k / width])
+        np.testing.assert_allclose(
+            run.stat("activations", "1", "frac_dead_persistent")[1], [0, 0, k / width, k / width]
+        )
         assert run.stat("activations", "1", "units")[1][0] == width
 
 
@@ -153,7 +167,9 @@ def test_nonfinite_gradients_are_counted_not_binned(tmp_path):
 
 def test_gradient_accumulation_and_param_groups(tmp_path):
     model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
-    opt = torch.optim.SGD([{"params": model[0].parameters(), "lr": 0.1}, {"params": model[2].parameters(), "lr": 0.01}])
+    opt = torch.optim.SGD(
+        [{"params": model[0].parameters(), "lr": 0.1}, {"params": model[2].parameters(), "lr": 0.01}]
+    )
     xs = [torch.randn(8, 3) for _ in range(3)]
     with dyntrace.Recorder(model, opt, tmp_path / "acc.h5", every=1) as rec:
         opt.zero_grad()
@@ -166,7 +182,9 @@ def test_gradient_accumulation_and_param_groups(tmp_path):
         opt.step()
         rec.log(loss=1.0)
     with dyntrace.open_run(tmp_path / "acc.h5") as run:
-        assert run.stat("gradients", "0.weight", "norm")[1][0] == pytest.approx(grad.double().norm().item(), rel=1e-6)
+        assert run.stat("gradients", "0.weight", "norm")[1][0] == pytest.approx(
+            grad.double().norm().item(), rel=1e-6
+        )
         every = torch.cat(acts).double()
         assert run.stat("activations", "1", "count")[1][0] == every.numel()
         assert run.stat("activations", "1", "mean")[1][0] == pytest.approx(every.mean().item(), rel=1e-6)
@@ -220,7 +238,12 @@ def test_std_of_tightly_clustered_values_survives_float32_accumulation():
 def test_batched_and_single_tensor_summaries_agree(magnitude):
     from dyntrace.summaries import summarise_tensor, summarise_tensors
 
-    tensors = [torch.randn(100_000) * 1e-3, torch.randn(300), None, torch.tensor([0.0, 2.0, float("nan"), float("inf"), -1e-5])]
+    tensors = [
+        torch.randn(100_000) * 1e-3,
+        torch.randn(300),
+        None,
+        torch.tensor([0.0, 2.0, float("nan"), float("inf"), -1e-5]),
+    ]
     edges = (-12.0, 4.0, 80) if magnitude else (-3.05, 3.05, 61)  # no sample on a bin edge
     batched = summarise_tensors(tensors, edges, cap=1 << 14, magnitude=magnitude, centred=not magnitude)
     for row, tensor in zip(batched, tensors):
@@ -240,11 +263,22 @@ def test_merging_two_halves_equals_summarising_the_whole():
     x[5] = float("nan")
     edges = (-4.0, 4.0, 40)
     whole = summarise_tensor(x, edges, cap=1 << 14, magnitude=False, centred=False)
-    merged = merge_packed(*(summarise_tensor(h, edges, cap=1 << 14, magnitude=False, centred=False) for h in (x[:5000], x[5000:])))
+    merged = merge_packed(
+        *(
+            summarise_tensor(h, edges, cap=1 << 14, magnitude=False, centred=False)
+            for h in (x[:5000], x[5000:])
+        )
+    )
     assert merged[0] == whole[0] == 12_000
     assert torch.equal(merged[5:], whole[5:])  # zeros, non-finite, sample size, histogram
-    assert torch.isnan(merged[1:5]).all() and torch.isnan(whole[1:5]).all()  # NaN poisons moments; a probe's check() recomputes
+    assert (
+        torch.isnan(merged[1:5]).all() and torch.isnan(whole[1:5]).all()
+    )  # NaN poisons moments; a probe's check() recomputes
     clean = torch.where(torch.isfinite(x), x, torch.zeros(()))
-    halves = merge_packed(*(summarise_tensor(h, edges, cap=1 << 14, magnitude=False) for h in (clean[:5000], clean[5000:])))
-    np.testing.assert_allclose(halves[1:3].numpy(), [clean.double().sum().item(), clean.double().square().sum().item()], rtol=1e-6)
+    halves = merge_packed(
+        *(summarise_tensor(h, edges, cap=1 << 14, magnitude=False) for h in (clean[:5000], clean[5000:]))
+    )
+    np.testing.assert_allclose(
+        halves[1:3].numpy(), [clean.double().sum().item(), clean.double().square().sum().item()], rtol=1e-6
+    )
     assert halves[3] == clean.min() and halves[4] == clean.max()

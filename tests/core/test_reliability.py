@@ -44,7 +44,14 @@ def test_awkward_modules_are_recorded_where_possible(tmp_path):
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with dyntrace.Recorder(model, opt, tmp_path / "a.h5", every=1, probes=["scalars", "activations", "gradients", "weights"], config={"note": "awkward"}) as rec:
+        with dyntrace.Recorder(
+            model,
+            opt,
+            tmp_path / "a.h5",
+            every=1,
+            probes=["scalars", "activations", "gradients", "weights"],
+            config={"note": "awkward"},
+        ) as rec:
             for _ in range(3):
                 opt.zero_grad()
                 loss = model(torch.randint(0, 10, (8,))).pow(2).mean()
@@ -177,7 +184,9 @@ def test_failures_around_the_step_and_in_log_never_stop_training(tmp_path, monke
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with dyntrace.Recorder(model, opt, tmp_path / "f.h5", every=1, flush_every=0.0) as rec:
-            monkeypatch.setattr(recorder_module, "to_host", lambda tensors: (_ for _ in ()).throw(RuntimeError("device lost")))
+            monkeypatch.setattr(
+                recorder_module, "to_host", lambda tensors: (_ for _ in ()).throw(RuntimeError("device lost"))
+            )
             for _ in range(3):
                 opt.zero_grad()
                 loss = model(torch.randn(5, 3)).pow(2).mean()

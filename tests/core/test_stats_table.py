@@ -28,7 +28,9 @@ class LargeWeights(WeightsProbe):
     def collect(self, ctx):
         fields = super().collect(ctx)
         if fields:
-            fields["large"] = torch.stack([(p.detach().abs() > 0.5).sum() for p in ctx.params]).to(torch.float64)
+            fields["large"] = torch.stack([(p.detach().abs() > 0.5).sum() for p in ctx.params]).to(
+                torch.float64
+            )
         return fields
 
 
@@ -85,6 +87,8 @@ def test_a_declared_statistic_on_a_missing_field_is_a_one_line_error(tmp_path):
     _train(path, ["activations"])
     with h5py.File(path, "r+") as f:
         del f["committed"], f.attrs["checksums"]
-        f["probes/activations"].attrs["stats"] = '{"frac_x": {"numerator": ["nope"], "denominator": ["count"]}}'
+        f["probes/activations"].attrs["stats"] = (
+            '{"frac_x": {"numerator": ["nope"], "denominator": ["count"]}}'
+        )
     with pytest.raises(dyntrace.errors.RunFileError, match="statistic 'frac_x' needs a field 'nope'"):
         dyntrace.open_run(path)

@@ -20,7 +20,11 @@ import dyntrace
 from dyntrace.errors import DyntraceError, RunFileBusyError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-ENV = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
+ENV = {
+    **os.environ,
+    "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    "OMP_NUM_THREADS": "1",
+}
 
 # The issue's disk-full run: a 50k-parameter MLP recorded every step with its trajectory.
 FILL = textwrap.dedent(
@@ -53,14 +57,18 @@ def _check_stopped_early(path, proc):
     assert proc.stdout.strip() == "trained 120"  # training finished
     # nothing on stderr but the one warning (and the source line Python prints with it)
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 2 and "UserWarning: dyntrace: writing" in lines[0] and "recording stops" in lines[0], proc.stderr
+    assert (
+        len(lines) == 2 and "UserWarning: dyntrace: writing" in lines[0] and "recording stops" in lines[0]
+    ), proc.stderr
     assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
     with dyntrace.open_run(path) as run:
         run.verify()
         assert run.status == "stopped early" and not run.closed_cleanly
         assert any("stopped early" in note for note in run.notes)
         records = run.steps("gradients")
-        assert len(records) >= 1 and records.tolist() == list(range(1, len(records) + 1))  # real steps, no phantom 0s
+        assert len(records) >= 1 and records.tolist() == list(
+            range(1, len(records) + 1)
+        )  # real steps, no phantom 0s
         for probe in ("activations", "weights"):
             assert run.steps(probe).tolist() == records.tolist()
         _, norms = run.stat("gradients", None, "norm")
@@ -69,16 +77,25 @@ def _check_stopped_early(path, proc):
         assert steps.tolist() == list(range(len(steps))) and len(names) == 6
         assert np.all(np.abs(flat).sum(axis=1) > 0)  # no snapshot of zeros
         loss_steps, loss = run.scalar("loss")
-        assert loss_steps.tolist() == list(range(1, len(loss_steps) + 1)) and np.all(np.isfinite(loss) & (loss > 0))
+        assert loss_steps.tolist() == list(range(1, len(loss_steps) + 1)) and np.all(
+            np.isfinite(loss) & (loss > 0)
+        )
         return len(records)
 
 
-@pytest.mark.skipif(not hasattr(os, "posix_fallocate") or sys.platform != "linux", reason="RLIMIT_FSIZE fill on Linux")
+@pytest.mark.skipif(
+    not hasattr(os, "posix_fallocate") or sys.platform != "linux", reason="RLIMIT_FSIZE fill on Linux"
+)
 def test_a_full_disk_stops_recording_with_one_warning_and_keeps_a_valid_prefix(tmp_path):
     path = tmp_path / "full.h5"
     limit = 3_000_000  # room for a few records with their 200 kB snapshots
-    proc = subprocess.run([sys.executable, "-c", FILL, str(path), str(limit)], capture_output=True, text=True,
-                          timeout=300, env=ENV)
+    proc = subprocess.run(
+        [sys.executable, "-c", FILL, str(path), str(limit)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=ENV,
+    )
     records = _check_stopped_early(path, proc)
     assert records < 120 and os.path.getsize(path) <= limit
 
@@ -87,8 +104,12 @@ def _mount_tmpfs(folder, size):
     if os.geteuid() != 0 or shutil.which("mount") is None:
         return False
     folder.mkdir()
-    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                          capture_output=True).returncode == 0
+    return (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True
+        ).returncode
+        == 0
+    )
 
 
 def test_a_full_tmpfs_stops_recording_with_one_warning_and_keeps_a_valid_prefix(tmp_path):
@@ -97,8 +118,13 @@ def test_a_full_tmpfs_stops_recording_with_one_warning_and_keeps_a_valid_prefix(
     if not _mount_tmpfs(folder, "2m"):
         pytest.skip("cannot mount a tmpfs here")
     try:
-        proc = subprocess.run([sys.executable, "-c", FILL, str(folder / "full.h5"), "0"], capture_output=True, text=True,
-                              timeout=300, env=ENV)
+        proc = subprocess.run(
+            [sys.executable, "-c", FILL, str(folder / "full.h5"), "0"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=ENV,
+        )
         assert _check_stopped_early(folder / "full.h5", proc) < 120
     finally:
         subprocess.run(["umount", str(folder)], capture_output=True)
@@ -128,8 +154,14 @@ WRITER = textwrap.dedent(
 
 def test_a_second_writer_is_refused_and_the_first_run_stays_whole(tmp_path):
     path = tmp_path / "shared.h5"
-    first = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, env=ENV)
+    first = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
     try:
         assert first.stdout.readline().strip() == "ready"
         model = nn.Linear(2, 1)
@@ -137,8 +169,13 @@ def test_a_second_writer_is_refused_and_the_first_run_stays_whole(tmp_path):
         with pytest.raises(RunFileBusyError, match=rf"another process is writing it \(pid {first.pid} on "):
             dyntrace.Recorder(model, opt, path)
         # a second process too (the command line): one line naming the first
-        second = subprocess.run([sys.executable, "-m", "dyntrace.cli", "train", "--steps", "2", "--no-progress", "-o", str(path)],
-                                capture_output=True, text=True, timeout=300, env=ENV)
+        second = subprocess.run(
+            [sys.executable, "-m", "dyntrace.cli", "train", "--steps", "2", "--no-progress", "-o", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=ENV,
+        )
         assert second.returncode == 1 and f"pid {first.pid}" in second.stderr
         assert len(second.stderr.strip().splitlines()) == 1 and "Traceback" not in second.stderr
         out, err = first.communicate("go\n", timeout=120)
@@ -189,8 +226,13 @@ KILLED = textwrap.dedent(
 def kill_at_random(path, *, flush_every: float, after: float, env=ENV):
     """Run KILLED, SIGKILL it ``after`` seconds after its first step; returns (kill time, the
     child's (step, logged at, longest write) lines, the steps in the file, the run's notes)."""
-    proc = subprocess.Popen([sys.executable, "-c", KILLED, str(path), str(flush_every)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED, str(path), str(flush_every)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     lines = [proc.stdout.readline()]
     deadline = time.time() + after
     while time.time() < deadline:
@@ -265,5 +307,7 @@ def test_a_model_without_parameters_records_scalars_and_activations(tmp_path):
     with dyntrace.open_run(tmp_path / "p.h5") as run:
         assert run.probes == ["activations"] and run.params == [] and run.closed_cleanly
         assert run.scalar("loss")[0].tolist() == [1, 2, 3]
-        np.testing.assert_allclose(run.scalar("loss")[1][0], np.tanh([0.0, 1.0, 2.0]).clip(0).sum(), rtol=1e-6)
+        np.testing.assert_allclose(
+            run.scalar("loss")[1][0], np.tanh([0.0, 1.0, 2.0]).clip(0).sum(), rtol=1e-6
+        )
         assert run.steps("activations").tolist() == [1, 2, 3]

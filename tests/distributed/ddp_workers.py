@@ -86,7 +86,9 @@ def record_worker(rank: int, out: str, store: str):
     for mode in ("reduce", "per_rank", "rank0"):
         model = nn.parallel.DistributedDataParallel(build_model())
         opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9)
-        with dyntrace.Recorder(model, opt, os.path.join(out, f"{mode}.h5"), every=EVERY, probes=PROBES, distributed=mode) as rec:
+        with dyntrace.Recorder(
+            model, opt, os.path.join(out, f"{mode}.h5"), every=EVERY, probes=PROBES, distributed=mode
+        ) as rec:
             train(model, opt, rec, x, y, shard=shard)
         calls[mode] = rec._dist.collective_calls
         if rank == 0:
@@ -122,13 +124,31 @@ def record_worker(rank: int, out: str, store: str):
     for method in ("sequential", "vmap"):
         # rank 0 also adds the sequential one to the (closed) run file
         path = os.path.join(out, "reduce.h5") if method == "sequential" else None
-        planes[method] = dland.plane(model, nn.functional.mse_loss, batch, resolution=(7, 5), span=0.5, seed=3, method=method, path=path, name="plane")
+        planes[method] = dland.plane(
+            model,
+            nn.functional.mse_loss,
+            batch,
+            resolution=(7, 5),
+            span=0.5,
+            seed=3,
+            method=method,
+            path=path,
+            name="plane",
+        )
     try:  # each rank with another batch: refused on every rank, not a patchwork surface
         dland.plane(model, nn.functional.mse_loss, (x[rank], y[rank]), resolution=(3, 3), method="sequential")
         refused = False
     except ValueError:
         refused = True
-    line = dland.line(model, nn.functional.mse_loss, batch, build_model().state_dict(), {k: v + 0.1 for k, v in build_model().state_dict().items()}, steps=9, method="sequential")
+    line = dland.line(
+        model,
+        nn.functional.mse_loss,
+        batch,
+        build_model().state_dict(),
+        {k: v + 0.1 for k, v in build_model().state_dict().items()},
+        steps=9,
+        method="sequential",
+    )
     if rank == 0:
         np.savez(
             os.path.join(out, "rank0.npz"),
@@ -144,7 +164,12 @@ def record_worker(rank: int, out: str, store: str):
             refused=refused,
         )
     else:
-        np.savez(os.path.join(out, "rank1.npz"), planes_none=all(p is None for p in planes.values()) and line is None, refused=refused, calls=[calls["reduce"], calls["per_rank"], calls["rank0"]])
+        np.savez(
+            os.path.join(out, "rank1.npz"),
+            planes_none=all(p is None for p in planes.values()) and line is None,
+            refused=refused,
+            calls=[calls["reduce"], calls["per_rank"], calls["rank0"]],
+        )
     dist.destroy_process_group()
 
 
@@ -161,5 +186,7 @@ def failing_worker(rank: int, out: str, store: str, failing_rank: int):
             time.sleep(0.5)  # rank 0's writer flushes meanwhile (flush_every=0.05)
             raise RuntimeError(f"rank {rank} fails on purpose")
 
-    with dyntrace.Recorder(model, opt, os.path.join(out, "failed.h5"), every=EVERY, probes=PROBES, flush_every=0.05) as rec:
+    with dyntrace.Recorder(
+        model, opt, os.path.join(out, "failed.h5"), every=EVERY, probes=PROBES, flush_every=0.05
+    ) as rec:
         train(model, opt, rec, x, y, shard=shard, fail_at=4, on_fail=fail)

@@ -4,7 +4,7 @@ One spawn runs every recording mode and the distributed landscape (module fixtur
 tests compare its files with single-process runs over the concatenated global batch.
 """
 
-
+import ddp_workers as W  # beside this file (pytest puts the folder on sys.path; spawn passes it on)
 import numpy as np
 import pytest
 import torch
@@ -12,11 +12,12 @@ import torch.multiprocessing as mp
 from torch import nn
 
 import dyntrace
-from dyntrace.landscape import plane as single_plane, line as single_line
+from dyntrace.landscape import line as single_line
+from dyntrace.landscape import plane as single_plane
 
-import ddp_workers as W  # beside this file (pytest puts the folder on sys.path; spawn passes it on)
-
-pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available")
+pytestmark = pytest.mark.skipif(
+    not torch.distributed.is_available(), reason="torch.distributed is not available"
+)
 
 
 def start(fn, *args):
@@ -27,7 +28,19 @@ def start(fn, *args):
 
     mp.start_processes(fn, args=args, nprocs=W.WORLD, join=True, start_method="fork")
 
-ACTIVATION_STATS = ("count", "sum", "sumsq", "min", "max", "zero", "hist_count", "saturated", "dead", "dead_persistent")
+
+ACTIVATION_STATS = (
+    "count",
+    "sum",
+    "sumsq",
+    "min",
+    "max",
+    "zero",
+    "hist_count",
+    "saturated",
+    "dead",
+    "dead_persistent",
+)
 MOMENTS = ("count", "sum", "sumsq", "min", "max", "zero", "nonfinite")
 
 
@@ -55,7 +68,13 @@ def _field(run, probe, field):
 
 
 def test_one_file_written_by_rank_0_with_constant_collectives(spawned):
-    assert sorted(p.name for p in spawned.glob("*.h5")) == ["no_ddp.h5", "per_rank.h5", "rank0.h5", "reduce.h5", "scalars.h5"]
+    assert sorted(p.name for p in spawned.glob("*.h5")) == [
+        "no_ddp.h5",
+        "per_rank.h5",
+        "rank0.h5",
+        "reduce.h5",
+        "scalars.h5",
+    ]
     r0, r1 = np.load(spawned / "rank0.npz"), np.load(spawned / "rank1.npz")
     records = W.STEPS // W.EVERY
     # one combine per record step plus one at close; none on the other steps; none in rank0 mode
@@ -92,12 +111,24 @@ def test_reduced_activations_equal_the_global_batch(spawned, reference):
         np.testing.assert_array_equal(ddp.record_steps, single.record_steps)
         np.testing.assert_array_equal(ddp.record_steps, [1, 3, 5])
         for field in ACTIVATION_STATS:
-            np.testing.assert_allclose(_field(ddp, "activations", field), _field(single, "activations", field), rtol=1e-6, atol=1e-9, err_msg=field)
-        np.testing.assert_array_equal(_field(ddp, "activations", "hist"), _field(single, "activations", "hist"))
-        np.testing.assert_array_equal(_field(ddp, "activations", "edges"), _field(single, "activations", "edges"))
+            np.testing.assert_allclose(
+                _field(ddp, "activations", field),
+                _field(single, "activations", field),
+                rtol=1e-6,
+                atol=1e-9,
+                err_msg=field,
+            )
+        np.testing.assert_array_equal(
+            _field(ddp, "activations", "hist"), _field(single, "activations", "hist")
+        )
+        np.testing.assert_array_equal(
+            _field(ddp, "activations", "edges"), _field(single, "activations", "edges")
+        )
         assert ddp.stat("activations", "1", "dead")[1].tolist() == [4, 4, 4]  # unit 5 lives on rank 1's shard
         for stat in ("mean", "std", "frac_zero", "frac_dead"):
-            np.testing.assert_allclose(ddp.stat("activations", "1", stat)[1], single.stat("activations", "1", stat)[1], rtol=1e-6)
+            np.testing.assert_allclose(
+                ddp.stat("activations", "1", stat)[1], single.stat("activations", "1", stat)[1], rtol=1e-6
+            )
         assert ddp.meta["distributed"]["mode"] == "reduce" and ddp.meta["model_class"] == "Sequential"
 
 
@@ -110,25 +141,37 @@ def test_gradients_and_weights_equal_the_single_process(spawned, reference):
                 # float32 gradients summed in another order: equal to rounding, scaled by the field
                 expected = _field(single, probe, field)
                 atol = 1e-6 * np.nanmax(np.abs(expected[np.isfinite(expected)]), initial=0.0)
-                np.testing.assert_allclose(_field(ddp, probe, field), expected, rtol=1e-5, atol=atol, err_msg=f"{probe}/{field}")
+                np.testing.assert_allclose(
+                    _field(ddp, probe, field), expected, rtol=1e-5, atol=atol, err_msg=f"{probe}/{field}"
+                )
             hist_ddp, hist_single = _field(ddp, probe, "hist"), _field(single, probe, "hist")
-            assert np.abs(hist_ddp - hist_single).sum() <= 0.001 * hist_single.sum()  # a value on a bin edge may flip
+            assert (
+                np.abs(hist_ddp - hist_single).sum() <= 0.001 * hist_single.sum()
+            )  # a value on a bin edge may flip
         for name in ("loss", "grad_norm", "param_norm"):
             steps, values = ddp.scalar(name)
             single_steps, single_values = single.scalar(name)
             np.testing.assert_array_equal(steps, single_steps)
-            np.testing.assert_allclose(values, single_values, rtol=1e-5)  # loss: the mean of the ranks' losses
+            np.testing.assert_allclose(
+                values, single_values, rtol=1e-5
+            )  # loss: the mean of the ranks' losses
 
 
 def test_per_rank_groups_show_each_shard(spawned):
-    with dyntrace.open_run(spawned / "per_rank.h5") as run, dyntrace.open_run(spawned / "reduce.h5") as reduced:
+    with (
+        dyntrace.open_run(spawned / "per_rank.h5") as run,
+        dyntrace.open_run(spawned / "reduce.h5") as reduced,
+    ):
         assert run.meta["distributed"]["rank_groups"] == ["activations@rank0", "activations@rank1"]
         for field in ("count", "sum", "hist"):
             parts = _field(run, "activations@rank0", field) + _field(run, "activations@rank1", field)
             np.testing.assert_allclose(parts, _field(run, "activations", field), rtol=1e-12)
-            np.testing.assert_allclose(_field(run, "activations", field), _field(reduced, "activations", field), rtol=1e-12)
+            np.testing.assert_allclose(
+                _field(run, "activations", field), _field(reduced, "activations", field), rtol=1e-12
+            )
         np.testing.assert_array_equal(
-            _field(run, "activations", "min"), np.minimum(_field(run, "activations@rank0", "min"), _field(run, "activations@rank1", "min"))
+            _field(run, "activations", "min"),
+            np.minimum(_field(run, "activations@rank0", "min"), _field(run, "activations@rank1", "min")),
         )
         # dead = dead on every shard: units 0-3 are dead everywhere, unit 5 on rank 0's shard only
         dead = run.stat("activations", "1", "dead")[1]
@@ -147,13 +190,20 @@ def test_per_rank_groups_show_each_shard(spawned):
 
 
 def test_rank0_mode_records_rank_0s_shard(spawned):
-    with dyntrace.open_run(spawned / "rank0.h5") as run, dyntrace.open_run(spawned / "per_rank.h5") as per_rank:
-        assert run.stat("activations", "1", "count")[1].tolist() == [W.SHARD * 32] * 3  # half the global batch
+    with (
+        dyntrace.open_run(spawned / "rank0.h5") as run,
+        dyntrace.open_run(spawned / "per_rank.h5") as per_rank,
+    ):
+        assert (
+            run.stat("activations", "1", "count")[1].tolist() == [W.SHARD * 32] * 3
+        )  # half the global batch
         assert "activations@rank0" not in run.probes and run.meta["distributed"]["mode"] == "rank0"
         # the same shard, the same weights (hist differs: in rank0 mode the ReLU's bins come
         # from rank 0's shard alone, in the others from the global batch)
         for field in ACTIVATION_STATS:
-            np.testing.assert_array_equal(_field(run, "activations", field), _field(per_rank, "activations@rank0", field), err_msg=field)
+            np.testing.assert_array_equal(
+                _field(run, "activations", field), _field(per_rank, "activations@rank0", field), err_msg=field
+            )
 
 
 def test_without_ddp_differing_gradients_are_flagged(spawned):
@@ -169,7 +219,9 @@ def test_landscape_on_two_ranks_equals_one(spawned):
     assert bool(r0["refused"]) and bool(np.load(spawned / "rank1.npz")["refused"])  # different batches
     x, y = W.global_batch()
     model, batch = W.build_model(), (x[0], y[0])
-    single = single_plane(model, nn.functional.mse_loss, batch, resolution=(7, 5), span=0.5, seed=3, method="sequential")
+    single = single_plane(
+        model, nn.functional.mse_loss, batch, resolution=(7, 5), span=0.5, seed=3, method="sequential"
+    )
     np.testing.assert_array_equal(r0["sequential"], single.loss)
     np.testing.assert_allclose(r0["vmap"], single.loss, rtol=1e-6)
     np.testing.assert_array_equal(r0["x"], single.x)

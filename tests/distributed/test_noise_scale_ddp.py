@@ -17,7 +17,9 @@ from torch import nn
 import dyntrace
 from dyntrace.analysis import noise_scale_records
 
-pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available")
+pytestmark = pytest.mark.skipif(
+    not torch.distributed.is_available(), reason="torch.distributed is not available"
+)
 
 WORLD, D, B, STEPS = 2, 6, 4, 3  # ranks, parameters, examples per micro-batch, steps
 
@@ -46,7 +48,9 @@ def worker(rank: int, out: str, store: str, micro: int):
         model = nn.parallel.DistributedDataParallel(LinearLoss())
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
         data = examples(micro)[:, rank]
-        with dyntrace.Recorder(model, opt, os.path.join(out, f"k{micro}.h5"), every=1, probes=["noise_scale"]) as rec:
+        with dyntrace.Recorder(
+            model, opt, os.path.join(out, f"k{micro}.h5"), every=1, probes=["noise_scale"]
+        ):
             for step in range(STEPS):
                 opt.zero_grad()
                 for i in range(micro):
@@ -66,7 +70,13 @@ def files(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("ddp_noise")
     for micro in (1, 2):
-        mp.start_processes(worker, args=(str(out), str(out / f"store{micro}"), micro), nprocs=WORLD, join=True, start_method="fork")
+        mp.start_processes(
+            worker,
+            args=(str(out), str(out / f"store{micro}"), micro),
+            nprocs=WORLD,
+            join=True,
+            start_method="fork",
+        )
     return out
 
 

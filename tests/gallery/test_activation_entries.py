@@ -53,14 +53,18 @@ class TestLayerDensities:
     def test_zeros_leave_the_bin_that_holds_zero(self):
         edges = np.array([np.linspace(0, 2, 5)])
         counts = np.array([[60.0, 20, 10, 10]])  # 50 of the 60 in [0, 0.5) are exact zeros
-        density, zf = layer_densities(edges, counts, np.array([100.0]), zeros=np.array([50.0]), count=np.array([100.0]))
+        density, zf = layer_densities(
+            edges, counts, np.array([100.0]), zeros=np.array([50.0]), count=np.array([100.0])
+        )
         assert zf[0] == pytest.approx(0.5)
         np.testing.assert_allclose(density[0] * 0.5, [0.10, 0.20, 0.10, 0.10])
 
     def test_zeros_scaled_to_a_sample(self):
         edges = np.array([np.linspace(-1, 1, 5)])  # 0 is the left edge of bin 2
         counts = np.array([[10.0, 10, 30, 10]])
-        density, zf = layer_densities(edges, counts, np.array([60.0]), zeros=np.array([200.0]), count=np.array([1000.0]))
+        density, zf = layer_densities(
+            edges, counts, np.array([60.0]), zeros=np.array([200.0]), count=np.array([1000.0])
+        )
         assert zf[0] == pytest.approx(0.2)
         np.testing.assert_allclose(density[0] * 0.5 * 60, [10, 10, 30 - 0.2 * 60, 10])
 

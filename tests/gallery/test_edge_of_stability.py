@@ -15,7 +15,9 @@ def test_a_small_learning_rate_never_reaches_two_over_eta_and_fails_the_claims(t
     with dyntrace.open_run(path) as run:
         claims = _claims(entry.gd_claims({"gd_0.02": run}))
     assert claims["progressive sharpening"].passed  # it does start below the threshold …
-    assert not claims["the sharpness reaches 2/η (first step at ≥ 0.9 × 2/η)"].passed  # … but never gets there
+    assert not claims[
+        "the sharpness reaches 2/η (first step at ≥ 0.9 × 2/η)"
+    ].passed  # … but never gets there
     assert not claims["once there it hovers at 2/η"].passed
     assert not claims["… but not monotonically"].passed
     assert claims["once there it hovers at 2/η"].measured == "GD η = 0.02: nan"

@@ -14,7 +14,9 @@ def test_entry_builds_and_its_claims_hold(name, built_entry):
     result = built_entry(name)
     assert result.error is None, getattr(result, "traceback", result.error)
     assert result.claims, "an entry must check at least one claim"
-    failed = [f"{c.text}: measured {c.measured}, expected {c.expected}" for c in result.claims if not c.passed]
+    failed = [
+        f"{c.text}: measured {c.measured}, expected {c.expected}" for c in result.claims if not c.passed
+    ]
     assert not failed, failed
     with open(result.figure, "rb") as f:
         assert f.read(8) == PNG

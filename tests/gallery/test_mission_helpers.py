@@ -20,14 +20,23 @@ def _scalar_run(path, series: dict, *, config=None, skip_nan=True):
         for i in range(n):
             if i:
                 optimizer.step()
-            rec.log(**{k: float(v[i]) for k, v in series.items() if i < len(v) and (np.isfinite(v[i]) or not skip_nan)})
+            rec.log(
+                **{
+                    k: float(v[i])
+                    for k, v in series.items()
+                    if i < len(v) and (np.isfinite(v[i]) or not skip_nan)
+                }
+            )
     return open_run(path)
 
 
 class TestColours:
     def test_fixed_colours_by_name_whatever_the_spelling(self):
-        assert method_colors(["SGD", "Adam", "Leaky ReLU"]) == [METHOD_COLORS["sgd"], METHOD_COLORS["adam"],
-                                                              METHOD_COLORS["leakyrelu"]]
+        assert method_colors(["SGD", "Adam", "Leaky ReLU"]) == [
+            METHOD_COLORS["sgd"],
+            METHOD_COLORS["adam"],
+            METHOD_COLORS["leakyrelu"],
+        ]
 
     def test_a_repeated_or_unknown_name_gets_an_unused_colour(self):
         colors = method_colors(["ReLU", "relu", "something new"])
@@ -47,11 +56,17 @@ class TestDyingReluReaders:
     def test_pooled_gradient_ratio_by_hand(self, tmp_path):
         from dyntrace.plots.dying_relu import final_dead, gradient_ratio
 
-        run = _scalar_run(tmp_path / "r.h5", {
-            "negative_units/layer2": [0.25], "negative_units/layer3": [0.5],
-            "grad_negative/layer2": [1.0], "grad_negative/layer3": [2.0],
-            "grad_positive/layer2": [4.0], "grad_positive/layer3": [8.0],
-        })
+        run = _scalar_run(
+            tmp_path / "r.h5",
+            {
+                "negative_units/layer2": [0.25],
+                "negative_units/layer3": [0.5],
+                "grad_negative/layer2": [1.0],
+                "grad_negative/layer3": [2.0],
+                "grad_positive/layer2": [4.0],
+                "grad_positive/layer3": [8.0],
+            },
+        )
         _, ratio = gradient_ratio(run)
         # negative: (1·0.25 + 2·0.5) / 0.75; live: (4·0.75 + 8·0.5) / 1.25
         assert ratio[0] == pytest.approx((1.25 / 0.75) / (7.0 / 1.25))
@@ -61,11 +76,18 @@ class TestDyingReluReaders:
     def test_no_negative_unit_gives_nan(self, tmp_path):
         from dyntrace.plots.dying_relu import gradient_ratio
 
-        run = _scalar_run(tmp_path / "r.h5", {
-            "negative_units/layer2": [0.0], "negative_units/layer3": [0.0],
-            "grad_negative/layer2": [np.nan], "grad_negative/layer3": [np.nan],
-            "grad_positive/layer2": [4.0], "grad_positive/layer3": [8.0],
-        }, skip_nan=False)
+        run = _scalar_run(
+            tmp_path / "r.h5",
+            {
+                "negative_units/layer2": [0.0],
+                "negative_units/layer3": [0.0],
+                "grad_negative/layer2": [np.nan],
+                "grad_negative/layer3": [np.nan],
+                "grad_positive/layer2": [4.0],
+                "grad_positive/layer3": [8.0],
+            },
+            skip_nan=False,
+        )
         assert np.isnan(gradient_ratio(run)[1][0])
         run.close()
 
@@ -79,8 +101,9 @@ class TestSamplingNoise:
         loss = 1.0 + 0.1 * rng.standard_normal(n)  # a batch of 4 whose per-example std is 0.2
         sigma = np.full(n, np.nan)
         sigma[::50] = 0.2
-        run = _scalar_run(tmp_path / "n.h5", {"loss": loss, "loss_std_all": sigma},
-                          config={"batch_size": 4, "n_train": 100})
+        run = _scalar_run(
+            tmp_path / "n.h5", {"loss": loss, "loss_std_all": sigma}, config={"batch_size": 4, "n_train": 100}
+        )
         steps, measured, predicted = sampling_noise(run)
         np.testing.assert_allclose(predicted, 0.1)  # 0.2 / √4
         assert np.nanmedian(measured / predicted) == pytest.approx(1.0, rel=0.1)
@@ -90,8 +113,11 @@ class TestSamplingNoise:
     def test_a_full_batch_has_no_sampling_noise(self, tmp_path):
         from dyntrace.plots.minibatch_noise import sampling_noise
 
-        run = _scalar_run(tmp_path / "f.h5", {"loss": np.linspace(2, 1, 50), "loss_std_all": [0.5] + [np.nan] * 49},
-                          config={"batch_size": 100, "n_train": 100})
+        run = _scalar_run(
+            tmp_path / "f.h5",
+            {"loss": np.linspace(2, 1, 50), "loss_std_all": [0.5] + [np.nan] * 49},
+            config={"batch_size": 100, "n_train": 100},
+        )
         assert np.all(sampling_noise(run)[2] == 0)
         run.close()
 

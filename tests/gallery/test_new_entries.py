@@ -68,7 +68,9 @@ def test_saddle_points_controls(record):
     from dyntrace.gallery import saddle_points as entry
 
     # on the ridge without noise: gradient descent never leaves the saddle
-    _fails(entry.claim_noise_escapes(record(entry.path_run("sgd", {}, entry.ON_RIDGE, 0.0, steps=120), "ridge")))
+    _fails(
+        entry.claim_noise_escapes(record(entry.path_run("sgd", {}, entry.ON_RIDGE, 0.0, steps=120), "ridge"))
+    )
     # the same noise started at the saddle itself does not stay where it started
     at_saddle = record(entry.path_run("sgd", {}, (0.0, 0.0), entry.NOISE), "saddle")
     _fails(entry.claim_minimum_holds(at_saddle, center=(0.0, 0.0)))
@@ -81,7 +83,9 @@ def test_optimizer_comparison_controls(record):
 
     def run(label, steps=150):
         name, lr, options = entry.OPTIMIZERS[label]
-        return record(entry.BOOK.replace(optimizer=name, lr=lr, optimizer_options=options, steps=steps), label)
+        return record(
+            entry.BOOK.replace(optimizer=name, lr=lr, optimizer_options=options, steps=steps), label
+        )
 
     sgd, momentum, faster_sgd = run("sgd"), run("momentum"), run("sgd_effective")
     _fails(entry.claim_effective_step(sgd, momentum))  # at Momentum's own lr, SGD is far behind it
@@ -125,7 +129,10 @@ def test_softmax_cross_entropy_controls(record):
     from dyntrace.gallery import softmax_cross_entropy as entry
 
     small = entry.STARTS["small"]
-    ce, mse = record(entry.loss_run("ce", small, steps=200), "ce"), record(entry.loss_run("mse", small, steps=200), "mse")
+    ce, mse = (
+        record(entry.loss_run("ce", small, steps=200), "ce"),
+        record(entry.loss_run("mse", small, steps=200), "mse"),
+    )
     _fails(entry.claim_gradient_ratio(ce, mse))  # without saturation the sigmoid's gradient is not tiny
     _fails(entry.claim_speed(ce, mse))
 
@@ -134,7 +141,9 @@ def test_dropout_controls(record):
     from dyntrace.gallery import dropout as entry
 
     plain = record(entry.dropout_run(0.0, epochs=10))
-    _fails(entry.claim_robust(plain, plain))  # without dropout, half the units gone costs most of the accuracy
+    _fails(
+        entry.claim_robust(plain, plain)
+    )  # without dropout, half the units gone costs most of the accuracy
     _fails(entry.claim_narrower_gap(plain, plain))
 
 
@@ -231,8 +240,15 @@ def test_plot_curves_draws_each_run_in_its_colour(record):
     run = record(entry.path_run("sgd", {}, entry.NEAR, 0.0, steps=20))
     fig = Figure()
     ax = fig.add_subplot()
-    plot_curves([run, run], labels=["a", "b"], colors=["#123456", "#abcdef"], ax=ax, smooth="none", raw=False,
-                markers=False)
+    plot_curves(
+        [run, run],
+        labels=["a", "b"],
+        colors=["#123456", "#abcdef"],
+        ax=ax,
+        smooth="none",
+        raw=False,
+        markers=False,
+    )
     lines = {line.get_gid(): line for line in ax.get_lines()}
     assert lines["a"].get_color() == "#123456" and lines["b"].get_color() == "#abcdef"
     np.testing.assert_allclose(lines["a"].get_ydata(), run.scalar("loss")[1])

@@ -198,8 +198,12 @@ class TestGradientHistograms:
 
 def test_late_noise_figure_draws_one_bar_per_run_and_scalar(tmp_path):
     rng = np.random.default_rng(1)
-    runs = [_scalar_run(tmp_path / f"r{i}.h5", {"loss": 1 + s * rng.standard_normal(200), "val_loss": np.full(200, 0.5)})
-            for i, s in enumerate((0.1, 0.01))]
+    runs = [
+        _scalar_run(
+            tmp_path / f"r{i}.h5", {"loss": 1 + s * rng.standard_normal(200), "val_loss": np.full(200, 0.5)}
+        )
+        for i, s in enumerate((0.1, 0.01))
+    ]
     fig = plot_late_noise(runs, labels=["a", "b"], names=("loss",))
     heights = [p.get_height() for p in fig.axes[0].patches]
     np.testing.assert_allclose(heights, [late_noise(r, "loss") for r in runs])
@@ -217,6 +221,8 @@ def test_lr_schedule_figure_draws_the_recorded_rates(tmp_path):
             scheduler.step()
             rec.log(loss=0.0)
     with open_run(tmp_path / "s.h5") as run:
-        fig = plot_lr_schedules([run], labels=["inverse"], marks={"inverse": ([1, 6], [1.0, 1 / 6])}, log=False)
+        fig = plot_lr_schedules(
+            [run], labels=["inverse"], marks={"inverse": ([1, 6], [1.0, 1 / 6])}, log=False
+        )
         line = [l for l in fig.axes[0].get_lines() if l.get_gid() == "inverse"][0]
         np.testing.assert_allclose(line.get_ydata(), 1 / np.arange(1, 7))

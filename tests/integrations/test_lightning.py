@@ -18,8 +18,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 L = pytest.importorskip("lightning.pytorch", reason="lightning is in the test extras")
 
-import dyntrace
-from dyntrace.integrations.lightning import DyntraceCallback
+import dyntrace  # noqa: E402 (after the importorskip)
+from dyntrace.integrations.lightning import DyntraceCallback  # noqa: E402 (after the importorskip)
 
 logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
 
@@ -69,7 +69,10 @@ class ByHand(L.Callback):
         x, y = trainer.val_dataloaders.dataset.tensors
         with torch.no_grad():
             out = pl_module.net(x)
-        self.val[trainer.global_step] = (nn.functional.cross_entropy(out, y).item(), (out.argmax(1) == y).float().mean().item())
+        self.val[trainer.global_step] = (
+            nn.functional.cross_entropy(out, y).item(),
+            (out.argmax(1) == y).float().mean().item(),
+        )
 
 
 def _data(n, seed):
@@ -81,9 +84,17 @@ def _data(n, seed):
 def _fit(path, module, *, every=2, steps=6, **options):
     torch.manual_seed(0)
     truth = ByHand()
-    trainer = L.Trainer(max_steps=steps, val_check_interval=3, callbacks=[truth, DyntraceCallback(path, every=every, **options)],
-                        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        accelerator="cpu", num_sanity_val_steps=1)
+    trainer = L.Trainer(
+        max_steps=steps,
+        val_check_interval=3,
+        callbacks=[truth, DyntraceCallback(path, every=every, **options)],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        num_sanity_val_steps=1,
+    )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*(num_workers|bottleneck|does not have many workers).*")
         trainer.fit(module, DataLoader(_data(48, 1), batch_size=8), DataLoader(_data(16, 2), batch_size=16))
@@ -121,7 +132,12 @@ def test_recorded_gradients_are_those_of_the_step(fitted):
     record_steps = run.steps("gradients")
     assert record_steps.tolist() == [1, 3, 5]
     for name in run.names("gradients"):
-        for stat, by_hand in (("norm", torch.linalg.vector_norm), ("sum", torch.sum), ("max", torch.max), ("min", torch.min)):
+        for stat, by_hand in (
+            ("norm", torch.linalg.vector_norm),
+            ("sum", torch.sum),
+            ("max", torch.max),
+            ("min", torch.min),
+        ):
             measured = run.stat("gradients", name, stat)[1]
             expected = [float(by_hand(truth.grads[s][name])) for s in record_steps]
             np.testing.assert_allclose(measured, expected, rtol=1e-5, atol=1e-7, err_msg=f"{name} {stat}")
@@ -140,7 +156,8 @@ def test_a_fit_that_raises_leaves_a_closed_readable_file(tmp_path):
 
 def test_a_clear_error_without_lightning():
     code = (
-        "import sys; sys.modules['lightning'] = sys.modules['lightning.pytorch'] = sys.modules['pytorch_lightning'] = None\n"
+        "import sys; sys.modules['lightning'] = sys.modules['lightning.pytorch'] = "
+        "sys.modules['pytorch_lightning'] = None\n"
         "from dyntrace.errors import DyntraceError\n"
         "try:\n    import dyntrace.integrations.lightning\n"
         "except DyntraceError as exc:\n    print(type(exc).__name__, exc)\n"

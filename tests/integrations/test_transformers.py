@@ -17,16 +17,24 @@ import torch
 transformers = pytest.importorskip("transformers", reason="transformers is in the test extras")
 pytest.importorskip("accelerate", reason="transformers.Trainer needs accelerate (in the test extras)")
 
-import dyntrace
-from dyntrace.integrations.transformers import DyntraceCallback
+import dyntrace  # noqa: E402 (after the importorskip)
+from dyntrace.integrations.transformers import DyntraceCallback  # noqa: E402 (after the importorskip)
 
 transformers.utils.logging.set_verbosity_error()
 
 
 def _model():
-    config = transformers.BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                     intermediate_size=32, max_position_embeddings=16, num_labels=2,
-                                     hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    config = transformers.BertConfig(
+        vocab_size=40,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=16,
+        num_labels=2,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     torch.manual_seed(0)
     return transformers.BertForSequenceClassification(config)
 
@@ -41,7 +49,11 @@ class Tokens(torch.utils.data.Dataset):
         return len(self.ids)
 
     def __getitem__(self, i):
-        return {"input_ids": self.ids[i], "attention_mask": torch.ones(8, dtype=torch.long), "labels": self.labels[i]}
+        return {
+            "input_ids": self.ids[i],
+            "attention_mask": torch.ones(8, dtype=torch.long),
+            "labels": self.labels[i],
+        }
 
 
 class ByHand(transformers.TrainerCallback):
@@ -70,14 +82,19 @@ class ByHand(transformers.TrainerCallback):
         data = eval_dataloader.dataset
         with torch.no_grad():
             out = model(input_ids=data.ids, attention_mask=torch.ones_like(data.ids), labels=data.labels)
-        self.val[state.global_step] = (out.loss.item(), (out.logits.argmax(-1) == data.labels).float().mean().item())
+        self.val[state.global_step] = (
+            out.loss.item(),
+            (out.logits.argmax(-1) == data.labels).float().mean().item(),
+        )
 
     def loss_and_grads(self, step):
         twin = _model()  # a fresh copy: no hooks of the recorder on it
         twin.load_state_dict(self.start[step])
         loss = twin(**self.batch[step]).loss
         loss.backward()
-        return loss.item(), {name: p.grad.clone() for name, p in twin.named_parameters() if p.grad is not None}
+        return loss.item(), {
+            name: p.grad.clone() for name, p in twin.named_parameters() if p.grad is not None
+        }
 
 
 def _accuracy(prediction):
@@ -86,15 +103,33 @@ def _accuracy(prediction):
 
 def _train(path, folder, *, fail_at=None, every=2, logging_steps=50, **trainer_options):
     args = transformers.TrainingArguments(
-        output_dir=str(folder), per_device_train_batch_size=8, per_device_eval_batch_size=16, max_steps=6,
-        eval_strategy="steps", eval_steps=3, logging_steps=logging_steps, save_strategy="no", report_to=[], use_cpu=True,
-        learning_rate=1e-3, max_grad_norm=0.0,  # no clipping: the optimizer steps on the gradients themselves
-        disable_tqdm=True, seed=0, dataloader_num_workers=0,
+        output_dir=str(folder),
+        per_device_train_batch_size=8,
+        per_device_eval_batch_size=16,
+        max_steps=6,
+        eval_strategy="steps",
+        eval_steps=3,
+        logging_steps=logging_steps,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        learning_rate=1e-3,
+        max_grad_norm=0.0,  # no clipping: the optimizer steps on the gradients themselves
+        disable_tqdm=True,
+        seed=0,
+        dataloader_num_workers=0,
     )
     truth = ByHand(fail_at)
     recording = DyntraceCallback(path, every=every)
-    trainer = transformers.Trainer(model=_model(), args=args, train_dataset=Tokens(32, 1), eval_dataset=Tokens(16, 2),
-                                   compute_metrics=_accuracy, callbacks=[recording, truth], **trainer_options)
+    trainer = transformers.Trainer(
+        model=_model(),
+        args=args,
+        train_dataset=Tokens(32, 1),
+        eval_dataset=Tokens(16, 2),
+        compute_metrics=_accuracy,
+        callbacks=[recording, truth],
+        **trainer_options,
+    )
     with warnings.catch_warnings(), recording:
         warnings.simplefilter("ignore")
         trainer.train()
@@ -139,9 +174,15 @@ def test_recorded_gradients_are_those_of_the_step(trained):
             g = grads[name].double()
             # a float32 sum of cancelling terms is exact only to ~eps·log2(n)·Σ|g|: the bound, not a guess
             summing = 2e-6 * float(g.abs().sum())
-            for stat, by_hand, atol in (("norm", torch.linalg.vector_norm, 1e-8), ("sum", torch.sum, summing), ("max", torch.max, 1e-8)):
+            for stat, by_hand, atol in (
+                ("norm", torch.linalg.vector_norm, 1e-8),
+                ("sum", torch.sum, summing),
+                ("max", torch.max, 1e-8),
+            ):
                 measured = run.stat("gradients", name, stat)[1][step_index]
-                np.testing.assert_allclose(measured, float(by_hand(g)), rtol=2e-5, atol=atol, err_msg=f"{name} {stat} step {step}")
+                np.testing.assert_allclose(
+                    measured, float(by_hand(g)), rtol=2e-5, atol=atol, err_msg=f"{name} {stat} step {step}"
+                )
 
 
 def test_a_train_that_raises_leaves_a_closed_readable_file(tmp_path):

@@ -30,7 +30,12 @@ def make_mlp(seed=0):
 def make_cnn(seed=0):
     torch.manual_seed(seed)
     model = nn.Sequential(
-        nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 4 * 4, 3)
+        nn.Conv2d(2, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(4 * 4 * 4, 3),
     )
     model(torch.randn(8, 2, 8, 8))
     _trained_look(model)

@@ -18,7 +18,10 @@ def test_each_filter_has_the_norm_of_its_weight_filter(cnn):
 
 
 def test_ignore_none_normalises_1d_parameters_once_as_a_whole(cnn):
-    kept, ignored = random_directions(cnn, seed=3, ignore=None, count=1), random_directions(cnn, seed=3, count=1)
+    kept, ignored = (
+        random_directions(cnn, seed=3, ignore=None, count=1),
+        random_directions(cnn, seed=3, count=1),
+    )
     for (name, w), d, d_ignored in zip(cnn.named_parameters(), kept[0], ignored[0]):
         if w.ndim <= 1:
             torch.testing.assert_close(d.norm(), w.norm(), rtol=1e-5, atol=0)

@@ -62,13 +62,18 @@ def recorded(tmp_path):
 
 def test_line_ends_are_the_losses_of_the_stored_first_and_last_weights(recorded):
     path, model, (x, y) = recorded
-    results = dyntrace.landscape.for_run(path, model, F.cross_entropy, (x, y), kinds=("line", "plane", "trajectory"),
-                                         resolution=5, steps=7)
+    results = dyntrace.landscape.for_run(
+        path, model, F.cross_entropy, (x, y), kinds=("line", "plane", "trajectory"), resolution=5, steps=7
+    )
     with dyntrace.open_run(path) as run:
         steps, names, flat = run.trajectory()
         assert steps.tolist() == [0, 5, 10, 15, 20, 25, 30]
         assert run.landscape_names == ["line", "plane", "trajectory"]
-        stored_line, stored_plane, stored_path = run.landscape("line"), run.landscape("plane"), run.landscape("trajectory")
+        stored_line, stored_plane, stored_path = (
+            run.landscape("line"),
+            run.landscape("plane"),
+            run.landscape("trajectory"),
+        )
     first, last = _loss_at(flat[0], names, x, y), _loss_at(flat[-1], names, x, y)
     assert first > last + 0.1  # training lowered the loss: the two ends differ
     np.testing.assert_allclose(stored_line.loss[[0, -1]], [first, last], rtol=1e-6)

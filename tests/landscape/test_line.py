@@ -11,7 +11,9 @@ from tests.landscape.conftest import accuracy, assert_same, loss_at, make_mlp, s
 def test_line_includes_both_ends_exactly(mlp, batch, method):
     start = make_mlp(seed=7).state_dict()  # another initialisation
     before = snapshot(mlp)
-    result = line(mlp, F.cross_entropy, batch, start, mlp.state_dict(), steps=5, method=method, metric=accuracy)
+    result = line(
+        mlp, F.cross_entropy, batch, start, mlp.state_dict(), steps=5, method=method, metric=accuracy
+    )
     assert_same(before, snapshot(mlp))
     np.testing.assert_array_equal(result.t, [0, 0.25, 0.5, 0.75, 1])
     s = [start[name] for name, _ in mlp.named_parameters()]
@@ -40,5 +42,7 @@ def test_slice_1d_walks_along_the_first_random_direction(mlp, batch):
     params = [p.detach() for p in mlp.parameters()]
     assert result.loss[2] == pytest.approx(loss_at(mlp, params, batch), rel=1e-6)
     (d,) = random_directions(mlp, seed=4, count=1)
-    assert result.loss[0] == pytest.approx(loss_at(mlp, [p - 2 * u for p, u in zip(params, d)], batch), rel=1e-5)
+    assert result.loss[0] == pytest.approx(
+        loss_at(mlp, [p - 2 * u for p, u in zip(params, d)], batch), rel=1e-5
+    )
     assert result.meta["kind"] == "slice_1d" and result.meta["seed"] == 4

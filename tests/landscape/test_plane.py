@@ -27,7 +27,13 @@ def test_centre_is_the_models_loss_and_grid_points_match_a_hand_computation(mlp,
         by_hand = [p + a * u + b * v for p, u, v in zip(_params(mlp), dx, dy)]
         assert result.loss[i, j] == pytest.approx(loss_at(mlp, by_hand, batch), rel=1e-5)
     assert result.meta["method"] == method
-    assert {"seed": 1, "normalisation": "filter", "ignore": "biasbn", "span": 0.8, "resolution": [5, 3]}.items() <= result.meta.items()
+    assert {
+        "seed": 1,
+        "normalisation": "filter",
+        "ignore": "biasbn",
+        "span": 0.8,
+        "resolution": [5, 3],
+    }.items() <= result.meta.items()
 
 
 @pytest.mark.parametrize("method", ["auto", *METHODS])
@@ -55,7 +61,10 @@ def test_the_model_is_untouched_when_evaluation_fails(mlp, batch):
 @pytest.mark.parametrize("model_name", ["mlp", "cnn"])
 def test_batched_and_sequential_evaluation_agree(model_name, request, batch, image_batch):
     model, data = request.getfixturevalue(model_name), batch if model_name == "mlp" else image_batch
-    results = [plane(model, F.cross_entropy, data, resolution=(6, 4), method=m, metric=accuracy, chunk_size=5) for m in METHODS]
+    results = [
+        plane(model, F.cross_entropy, data, resolution=(6, 4), method=m, metric=accuracy, chunk_size=5)
+        for m in METHODS
+    ]
     np.testing.assert_allclose(results[1].loss, results[0].loss, rtol=1e-5)
     np.testing.assert_allclose(results[1].acc, results[0].acc, rtol=1e-5)
 
@@ -64,7 +73,16 @@ def test_metric_gives_acc_and_given_directions_and_centre_are_used(mlp, batch):
     other = [torch.randn_like(p) for p in _params(mlp)]
     dx = {name: torch.randn_like(p) for name, p in mlp.named_parameters()}
     dy = [torch.randn_like(p) for p in _params(mlp)]
-    result = plane(mlp, F.cross_entropy, batch, resolution=(3, 5), span=0.5, directions=(dx, dy), center=other, metric=accuracy)
+    result = plane(
+        mlp,
+        F.cross_entropy,
+        batch,
+        resolution=(3, 5),
+        span=0.5,
+        directions=(dx, dy),
+        center=other,
+        metric=accuracy,
+    )
     assert result.acc.shape == (5, 3) and result.meta["metric"] == "accuracy"
     by_hand = [p + 0.5 * u - 0.25 * v for p, u, v in zip(other, dx.values(), dy)]  # x[2] = 0.5, y[1] = -0.25
     assert result.loss[1, 2] == pytest.approx(loss_at(mlp, by_hand, batch), rel=1e-5)
@@ -143,14 +161,18 @@ class _Recurrent(nn.Module):
         return self.fc(self.lstm(x.view(len(x), 2, 3).repeat(1, 1, 2))[0][:, -1])
 
 
-@pytest.mark.filterwarnings("ignore:There is a performance drop:UserWarning")  # vmap's fallback for weight norm
+@pytest.mark.filterwarnings(
+    "ignore:There is a performance drop:UserWarning"
+)  # vmap's fallback for weight norm
 @pytest.mark.parametrize("model_class", [_TiedWeightNorm, _Recurrent])
 def test_tied_parametrized_and_recurrent_modules(model_class, batch):
     model = model_class()
     targets = batch[1] % 3
     before = snapshot(model)
     result = plane(model, F.cross_entropy, (batch[0], targets), resolution=(3, 3), method="sequential")
-    auto = plane(model, F.cross_entropy, (batch[0], targets), resolution=(3, 3))  # LSTM: no vmap rule, falls back
+    auto = plane(
+        model, F.cross_entropy, (batch[0], targets), resolution=(3, 3)
+    )  # LSTM: no vmap rule, falls back
     assert_same(before, snapshot(model))
     np.testing.assert_allclose(auto.loss, result.loss, rtol=1e-5)
     dx, dy = result.directions

@@ -18,7 +18,15 @@ LOSS = 1 + np.add.outer(3 * Y**2, X**2)  # [ny, nx]
 @pytest.fixture
 def trajectory_plane():
     path = np.array([[0.9, 0.3], [0.5, 0.2], [0.2, -0.1], [0.0, 0.0]])
-    return PlaneResult(x=X, y=Y, loss=LOSS.copy(), meta={"kind": "trajectory_plane"}, path=path, path_steps=[0, 10, 20, 30], explained_variance=[0.931, 0.052])
+    return PlaneResult(
+        x=X,
+        y=Y,
+        loss=LOSS.copy(),
+        meta={"kind": "trajectory_plane"},
+        path=path,
+        path_steps=[0, 10, 20, 30],
+        explained_variance=[0.931, 0.052],
+    )
 
 
 @pytest.fixture
@@ -28,10 +36,19 @@ def random_plane():
 
 @pytest.fixture
 def line_result():
-    return LineResult(t=np.linspace(0, 1, 6), loss=np.linspace(2, 0.5, 6), acc=np.linspace(0.3, 0.9, 6), meta={"kind": "line", "metric": "accuracy"})
+    return LineResult(
+        t=np.linspace(0, 1, 6),
+        loss=np.linspace(2, 0.5, 6),
+        acc=np.linspace(0.3, 0.9, 6),
+        meta={"kind": "line", "metric": "accuracy"},
+    )
 
 
-CASES = [(plot_landscape_line, "line_result", None), (plot_landscape_contour, "random_plane", None), (plot_landscape_surface, "random_plane", "3d")]
+CASES = [
+    (plot_landscape_line, "line_result", None),
+    (plot_landscape_contour, "random_plane", None),
+    (plot_landscape_surface, "random_plane", "3d"),
+]
 
 
 @pytest.mark.parametrize(("plot", "fixture", "projection"), CASES)
@@ -63,7 +80,10 @@ def test_contour_levels_span_the_loss_and_the_path_is_drawn(trajectory_plane):
     np.testing.assert_array_equal(path.get_ydata(), trajectory_plane.path[:, 1])
     assert ax.get_xlabel() == "PC1 (93.1 %)" and ax.get_ylabel() == "PC2 (5.2 %)"
     assert "PCA plane" in ax.get_title()
-    assert ax.get_xlim() == (X[0], X[-1]) and ax.get_ylim() == (Y[0], Y[-1])  # x along columns: not transposed
+    assert ax.get_xlim() == (X[0], X[-1]) and ax.get_ylim() == (
+        Y[0],
+        Y[-1],
+    )  # x along columns: not transposed
 
 
 def test_contour_options(random_plane, trajectory_plane):

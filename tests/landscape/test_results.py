@@ -9,7 +9,9 @@ from dyntrace.landscape.results import LineResult, PlaneResult
 
 def _plane(**extra):
     x, y = np.linspace(-1, 1, 4), np.linspace(-2, 2, 3)
-    return PlaneResult(x=x, y=y, loss=np.add.outer(y**2, x), meta={"kind": "random_plane", "seed": 0}, **extra)
+    return PlaneResult(
+        x=x, y=y, loss=np.add.outer(y**2, x), meta={"kind": "random_plane", "seed": 0}, **extra
+    )
 
 
 def test_plane_arrays_use_li_et_al_names_and_round_trip():
@@ -36,7 +38,9 @@ def test_a_trajectory_plane_round_trips_with_its_path():
 
 
 def test_line_round_trips():
-    result = LineResult(t=np.linspace(0, 1, 5), loss=np.arange(5.0), acc=np.linspace(0.2, 0.9, 5), meta={"kind": "line"})
+    result = LineResult(
+        t=np.linspace(0, 1, 5), loss=np.arange(5.0), acc=np.linspace(0.2, 0.9, 5), meta={"kind": "line"}
+    )
     back = LineResult.from_arrays(result.to_arrays(), result.meta)
     np.testing.assert_array_equal(back.t, result.t)
     np.testing.assert_array_equal(back.acc, result.acc)

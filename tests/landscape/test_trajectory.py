@@ -20,7 +20,7 @@ def test_flatten_follows_named_parameters_and_unflatten_inverts_it(mlp):
     assert torch.equal(flat, expected)
     back = unflatten(mlp, flat.numpy())
     assert list(back) == parameter_names(mlp)
-    for (name, p) in mlp.named_parameters():
+    for name, p in mlp.named_parameters():
         assert torch.equal(back[name], p.detach())
     names = ["4.weight", "0.bias"]  # a subset, in the caller's order
     subset = flatten_params(mlp, names)
@@ -38,7 +38,9 @@ def test_a_straight_trajectory_is_all_first_component(mlp, batch):
     assert result.explained_variance[0] == pytest.approx(1.0, abs=1e-9)
     assert result.explained_variance[1] == pytest.approx(0.0, abs=1e-9)
     distances = np.linspace(1.0, 0.0, 8) * np.linalg.norm(direction)
-    np.testing.assert_allclose(result.path[:, 0], distances, rtol=1e-9, atol=1e-9)  # start on the positive side
+    np.testing.assert_allclose(
+        result.path[:, 0], distances, rtol=1e-9, atol=1e-9
+    )  # start on the positive side
     np.testing.assert_allclose(result.path[:, 1], 0, atol=1e-9)
     np.testing.assert_array_equal(result.path_steps, np.arange(8) * 10)
 
@@ -49,7 +51,14 @@ def test_plane_spans_the_path_and_grid_points_match_a_hand_computation(mlp, batc
     u, w = np.linalg.qr(rng.standard_normal((d, 2)))[0].T  # orthonormal
     a, b = np.linspace(2.0, 0.0, 6), np.sin(np.linspace(0, np.pi, 6)) * 0.3  # ends at θ_final
     before = snapshot(mlp)
-    result = trajectory_plane(_trajectory(mlp, np.outer(a, u) + np.outer(b, w)), mlp, F.cross_entropy, batch, resolution=(6, 5), margin=0.1)
+    result = trajectory_plane(
+        _trajectory(mlp, np.outer(a, u) + np.outer(b, w)),
+        mlp,
+        F.cross_entropy,
+        batch,
+        resolution=(6, 5),
+        margin=0.1,
+    )
     assert_same(before, snapshot(mlp))
     assert result.explained_variance.sum() == pytest.approx(1.0)
     assert result.explained_variance[0] > result.explained_variance[1]
@@ -76,7 +85,9 @@ def test_a_run_object_and_a_subset_of_parameters(mlp, batch):
             return np.arange(5), names, flat
 
     from_run = trajectory_plane(Run(), mlp, F.cross_entropy, batch, resolution=(3, 3), method="sequential")
-    from_tuple = trajectory_plane((np.arange(5), names, flat), mlp, F.cross_entropy, batch, resolution=(3, 3), method="sequential")
+    from_tuple = trajectory_plane(
+        (np.arange(5), names, flat), mlp, F.cross_entropy, batch, resolution=(3, 3), method="sequential"
+    )
     np.testing.assert_array_equal(from_run.loss, from_tuple.loss)
     for (name, _), d in zip(mlp.named_parameters(), from_run.directions[0]):
         assert (torch.count_nonzero(d) > 0) == (name in names), name  # unrecorded parameters stay put

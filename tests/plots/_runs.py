@@ -13,8 +13,19 @@ from dyntrace.io import format as fmt
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid}
 
 
-def record_run(path, *, steps=60, every=5, probes="all", acts=("tanh", "relu", "sigmoid"), log=True, val_every=20,
-               optimizer="adam", seed=0, flush_every=2.0):
+def record_run(
+    path,
+    *,
+    steps=60,
+    every=5,
+    probes="all",
+    acts=("tanh", "relu", "sigmoid"),
+    log=True,
+    val_every=20,
+    optimizer="adam",
+    seed=0,
+    flush_every=2.0,
+):
     """Train a 6 → 16 → 16 → 16 → 2 classifier (one activation per hidden layer) on a fixed
     dataset and record it; the learning rate halves every 20 steps (so ``lr/0`` changes).
     ``probes="all"`` adds the curvature probe (on the whole data set of 256, batches of 32).
@@ -30,12 +41,20 @@ def record_run(path, *, steps=60, every=5, probes="all", acts=("tanh", "relu", "
         layers += [nn.Linear(width, 16), ACTIVATIONS[act]()]
         width = 16
     model = nn.Sequential(*layers, nn.Linear(width, 2))
-    opt = torch.optim.Adam(model.parameters(), lr=0.02) if optimizer == "adam" else torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.9)
+    opt = (
+        torch.optim.Adam(model.parameters(), lr=0.02)
+        if optimizer == "adam"
+        else torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.9)
+    )
     sched = torch.optim.lr_scheduler.StepLR(opt, 20, 0.5)
-    if probes == "all":  # and the curvature probe, which "all" cannot make (it needs a loss): on the whole set
+    if (
+        probes == "all"
+    ):  # and the curvature probe, which "all" cannot make (it needs a loss): on the whole set
         from dyntrace.probes import CurvatureProbe, make_probes
 
-        curvature = CurvatureProbe(loss_fn=lambda m: nn.functional.cross_entropy(m(x), y), iters=10, trace_samples=4)
+        curvature = CurvatureProbe(
+            loss_fn=lambda m: nn.functional.cross_entropy(m(x), y), iters=10, trace_samples=4
+        )
         probes = [*make_probes("all"), curvature]
     with dyntrace.Recorder(model, opt, path, every=every, probes=probes, flush_every=flush_every) as rec:
         for step in range(1, steps + 1):
@@ -51,7 +70,10 @@ def record_run(path, *, steps=60, every=5, probes="all", acts=("tanh", "relu", "
                 if step % val_every == 0:
                     with torch.no_grad():
                         val = model(x)
-                    rec.log(val_loss=nn.functional.cross_entropy(val, y), val_accuracy=(val.argmax(1) == y).float().mean())
+                    rec.log(
+                        val_loss=nn.functional.cross_entropy(val, y),
+                        val_accuracy=(val.argmax(1) == y).float().mean(),
+                    )
     return path
 
 
@@ -60,7 +82,11 @@ def plateau_run(path, *, n=6000, seed=0):
     falls to 0.2 (written straight through the format module)."""
     rng = np.random.default_rng(seed)
     steps = np.arange(1, n + 1)
-    level = np.where(steps < 1000, 2.0 - steps / 1000, np.where(steps <= 3000, 1.0, 0.2 + 0.8 * np.exp(-(steps - 3000) / 300)))
+    level = np.where(
+        steps < 1000,
+        2.0 - steps / 1000,
+        np.where(steps <= 3000, 1.0, 0.2 + 0.8 * np.exp(-(steps - 3000) / 300)),
+    )
     loss = level + 0.02 * rng.standard_normal(n)
     f = fmt.create(str(path), {"model_class": "Synthetic"}, {})
     fmt.append_scalars(f, ["loss"], steps, np.zeros(n, np.int32), loss)

@@ -17,7 +17,9 @@ def run_files(tmp_path_factory):
     return {
         "full": with_landscapes(record_run(folder / "full.h5")),
         "sgd": record_run(folder / "sgd.h5", optimizer="sgd", probes=None, seed=1),
-        "relu": record_run(folder / "relu.h5", acts=("relu", "relu"), probes=["activations"], log=False, steps=20),
+        "relu": record_run(
+            folder / "relu.h5", acts=("relu", "relu"), probes=["activations"], log=False, steps=20
+        ),
         "empty": record_run(folder / "empty.h5", probes=[], log=False, steps=5),
         "plateau": plateau_run(folder / "plateau.h5"),
     }

@@ -10,7 +10,13 @@ import pytest
 import dyntrace
 from dyntrace.analysis import ewma, gradient_flow
 from dyntrace.errors import MissingDataError
-from dyntrace.plots import plot_activation_heatmaps, plot_compare_activation_std, plot_compare_gradient_norms, plot_compare_loss, plot_loss
+from dyntrace.plots import (
+    plot_activation_heatmaps,
+    plot_compare_activation_std,
+    plot_compare_gradient_norms,
+    plot_compare_loss,
+    plot_loss,
+)
 from dyntrace.plots.compare import run_labels
 
 
@@ -31,7 +37,9 @@ def test_compare_loss_overlays_each_runs_ewma_in_its_own_colour(runs):
         steps, loss = run.scalar("loss")
         np.testing.assert_array_equal(_line(fig, f"{label}:raw").get_ydata(), loss)
         np.testing.assert_allclose(_line(fig, f"{label}:ewma").get_ydata(), ewma(loss, 0.9))
-        np.testing.assert_array_equal(_line(fig, f"{label}:val").get_xydata(), np.column_stack(run.scalar("val_loss")))
+        np.testing.assert_array_equal(
+            _line(fig, f"{label}:val").get_xydata(), np.column_stack(run.scalar("val_loss"))
+        )
     assert _line(fig, "adam:ewma").get_color() != _line(fig, "sgd:ewma").get_color()
     assert [t.get_text() for t in fig.legends[0].get_texts()][:2] == ["adam", "adam (validation loss)"]
 
@@ -40,7 +48,9 @@ def test_compare_by_layer_draws_the_median_of_the_last_records(runs):
     pair = [runs["full"], runs["sgd"]]
     fig = plot_compare_activation_std(pair, labels=["a", "b"])
     for label, run in zip("ab", pair):
-        want = _late_median(np.stack([run.stat("activations", n, "std")[1] for n in run.names("activations")], axis=1))
+        want = _late_median(
+            np.stack([run.stat("activations", n, "std")[1] for n in run.names("activations")], axis=1)
+        )
         np.testing.assert_allclose(_line(fig, label).get_ydata(), want)
         np.testing.assert_array_equal(_line(fig, label).get_xdata(), [1, 2, 3])
     fig = plot_compare_gradient_norms(pair, labels=["a", "b"])
@@ -105,4 +115,3 @@ def test_a_run_still_being_written_can_be_plotted(tmp_path):
             rec.log(loss=loss)
     with dyntrace.open_run(path) as run:
         assert run.closed_cleanly and len(run.steps("activations")) == 7
-

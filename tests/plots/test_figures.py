@@ -11,6 +11,7 @@ from matplotlib.patches import Rectangle, StepPatch
 from dyntrace.analysis import decimate, ewma, find_plateaus, gradient_flow, gradient_flow_ratio
 from dyntrace.errors import MissingDataError
 from dyntrace.plots import (
+    layer_colors,
     plot_accuracy,
     plot_activation_heatmaps,
     plot_activation_histograms,
@@ -24,7 +25,6 @@ from dyntrace.plots import (
     plot_saturation,
     plot_weight_heatmaps,
 )
-from dyntrace.plots import layer_colors
 from dyntrace.plots.data import layer_stat
 from dyntrace.plots.loss import auto_beta
 from dyntrace.plots.norms import NORMS
@@ -49,7 +49,9 @@ def test_loss_draws_the_logged_loss_its_ewma_val_loss_and_the_lr_steps(runs):
     smooth = ewma(loss, auto_beta(len(loss)), bias_correction=True)
     np.testing.assert_allclose(line(fig, "loss:ewma").get_ydata(), smooth)
     val_steps, val = run.scalar("val_loss")
-    np.testing.assert_array_equal(line(fig, "val_loss:points").get_xydata(), np.column_stack([val_steps, val]))
+    np.testing.assert_array_equal(
+        line(fig, "val_loss:points").get_xydata(), np.column_stack([val_steps, val])
+    )
     # the learning rate halves every 20 steps; drawn as a step function held to the last step
     lr = line(fig, "lr/0")
     lr_steps, lr_values = run.scalar("lr/0")
@@ -78,7 +80,9 @@ def test_loss_thins_a_long_series_keeping_spikes_and_shades_its_plateaus(runs):
         assert (span.get_x(), span.get_x() + span.get_width()) == pytest.approx((p.start, p.end))
     escapes = [ln.get_xdata()[0] for ln in lines(fig, "escape")]
     assert escapes == [p.escape for p in plateaus if p.escape is not None]
-    assert plateaus[0].start == pytest.approx(1000, abs=60) and plateaus[0].escape == pytest.approx(3000, abs=100)
+    assert plateaus[0].start == pytest.approx(1000, abs=60) and plateaus[0].escape == pytest.approx(
+        3000, abs=100
+    )
 
 
 def test_accuracy_and_norms_draw_the_logged_scalars(runs):
@@ -99,7 +103,10 @@ def test_accuracy_and_norms_draw_the_logged_scalars(runs):
 @pytest.mark.parametrize(
     "probe, stats",
     [
-        ("activations", ("mean", "std", "norm", "frac_zero", "frac_saturated", "frac_dead", "frac_dead_persistent")),
+        (
+            "activations",
+            ("mean", "std", "norm", "frac_zero", "frac_saturated", "frac_dead", "frac_dead_persistent"),
+        ),
         ("gradients", ("mean", "std", "norm", "frac_zero")),
     ],
 )
@@ -111,16 +118,24 @@ def test_layer_stat_of_all_layers_equals_the_readers_stat_of_each(runs, probe, s
         for j, name in enumerate(names):
             want_steps, want = run.stat(probe, name, stat)
             np.testing.assert_array_equal(steps, want_steps)
-            np.testing.assert_allclose(values[:, j], want, rtol=1e-12, equal_nan=True, err_msg=f"{stat} of {name}")
+            np.testing.assert_allclose(
+                values[:, j], want, rtol=1e-12, equal_nan=True, err_msg=f"{stat} of {name}"
+            )
 
 
 def _meshes(fig):
-    return {c.get_gid(): c for ax in fig.axes for c in ax.collections if isinstance(c, QuadMesh) and c.get_gid()}
+    return {
+        c.get_gid(): c for ax in fig.axes for c in ax.collections if isinstance(c, QuadMesh) and c.get_gid()
+    }
 
 
 @pytest.mark.parametrize(
     "probe, function",
-    [("activations", plot_activation_heatmaps), ("gradients", plot_gradient_heatmaps), ("weights", plot_weight_heatmaps)],
+    [
+        ("activations", plot_activation_heatmaps),
+        ("gradients", plot_gradient_heatmaps),
+        ("weights", plot_weight_heatmaps),
+    ],
 )
 def test_heatmaps_show_each_records_histogram_as_a_fraction_of_its_sample(runs, probe, function):
     run = runs["full"]
@@ -141,7 +156,9 @@ def test_heatmaps_show_each_records_histogram_as_a_fraction_of_its_sample(runs, 
             np.testing.assert_allclose(moved.sum(axis=1), h.counts.sum(axis=1))  # only empty bins trimmed
             with np.errstate(invalid="ignore", divide="ignore"):
                 want = (moved / h.sampled[:, None]).T
-            np.testing.assert_allclose(np.ma.filled(mesh.get_array(), 0.0), np.where(want > 1e-12, want, 0.0), atol=1e-12)
+            np.testing.assert_allclose(
+                np.ma.filled(mesh.get_array(), 0.0), np.where(want > 1e-12, want, 0.0), atol=1e-12
+            )
             continue
         edges = 10.0**h.edges if log else h.edges
         lo = int(np.argmin(np.abs(edges - y[0])))
@@ -193,13 +210,19 @@ def test_activation_std_saturation_and_dead_units_draw_the_readers_per_layer_ser
     kinds = run.kinds("activations")
     for function, stat, shown in (
         (plot_activation_std, "std", run.names("activations")),
-        (plot_saturation, "frac_saturated", [n for n in run.names("activations") if kinds[n] in BOUNDED_KINDS]),
+        (
+            plot_saturation,
+            "frac_saturated",
+            [n for n in run.names("activations") if kinds[n] in BOUNDED_KINDS],
+        ),
         (plot_dead_units, "frac_dead", run.names("activations")),
     ):
         fig = function(run)
         assert sorted(ln.get_gid() for ln in lines(fig)) == sorted(shown), function.__name__
         for name in shown:
-            np.testing.assert_allclose(line(fig, name).get_xydata(), np.column_stack(run.stat("activations", name, stat)))
+            np.testing.assert_allclose(
+                line(fig, name).get_xydata(), np.column_stack(run.stat("activations", name, stat))
+            )
     assert len(shown) == 3 and len(lines(plot_saturation(run))) == 2  # tanh and sigmoid, not relu
 
 
@@ -208,7 +231,9 @@ def test_many_layers_get_a_depth_colourbar_instead_of_a_legend(tmp_path):
 
     from ._runs import record_run
 
-    path = record_run(tmp_path / "deep.h5", acts=("tanh",) * 12, probes=["activations"], log=False, steps=4, every=2)
+    path = record_run(
+        tmp_path / "deep.h5", acts=("tanh",) * 12, probes=["activations"], log=False, steps=4, every=2
+    )
     with dyntrace.open_run(path) as run:
         fig = plot_activation_std(run)
         assert not fig.legends and len(lines(fig)) == 12
@@ -227,7 +252,13 @@ def test_a_probe_without_tensors_or_records_is_missing_data_not_an_empty_figure(
     model = nn.Sequential(nn.Linear(3, 2))  # no activation module: the probe matches nothing
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.warns(UserWarning, match="no module matched"):
-        rec = dyntrace.Recorder(model, opt, tmp_path / "none.h5", every=lambda step: step > 100, probes=["activations", "gradients"])
+        rec = dyntrace.Recorder(
+            model,
+            opt,
+            tmp_path / "none.h5",
+            every=lambda step: step > 100,
+            probes=["activations", "gradients"],
+        )
     with rec:
         for _ in range(3):  # no record step yet
             opt.zero_grad()
@@ -243,7 +274,9 @@ def test_a_probe_without_tensors_or_records_is_missing_data_not_an_empty_figure(
 
 
 def test_saturation_needs_a_bounded_activation(runs):
-    with pytest.raises(MissingDataError, match=r"relu\.h5: no saturated fraction.*\(relu\).*'activations' probe"):
+    with pytest.raises(
+        MissingDataError, match=r"relu\.h5: no saturated fraction.*\(relu\).*'activations' probe"
+    ):
         plot_saturation(runs["relu"])
 
 

@@ -33,8 +33,15 @@ from dyntrace.plots import (
 from dyntrace.plots.layout import layer_labels, short_names
 
 FIGURES = (
-    plot_dashboard, plot_activation_heatmaps, plot_activation_histograms, plot_activation_std, plot_saturation,
-    plot_dead_units, plot_gradient_flow, plot_gradient_heatmaps, plot_weight_heatmaps,
+    plot_dashboard,
+    plot_activation_heatmaps,
+    plot_activation_histograms,
+    plot_activation_std,
+    plot_saturation,
+    plot_dead_units,
+    plot_gradient_flow,
+    plot_gradient_heatmaps,
+    plot_weight_heatmaps,
 )
 
 
@@ -43,8 +50,14 @@ def _record_bert(path, layers):
     transformers = pytest.importorskip("transformers")
     transformers.logging.set_verbosity_error()
     config = transformers.BertConfig(
-        num_hidden_layers=layers, hidden_size=32, num_attention_heads=2, intermediate_size=64, vocab_size=64,
-        max_position_embeddings=8, num_labels=3, attn_implementation="eager",
+        num_hidden_layers=layers,
+        hidden_size=32,
+        num_attention_heads=2,
+        intermediate_size=64,
+        vocab_size=64,
+        max_position_embeddings=8,
+        num_labels=3,
+        attn_implementation="eager",
     )
     torch.manual_seed(0)
     model = transformers.BertForSequenceClassification(config)
@@ -102,7 +115,12 @@ def assert_clean_layout(fig, name):
     page = fig.bbox
     boxes = _boxes(fig, renderer)
     for owner, what, box in boxes:
-        assert box.x0 >= page.x0 - 1 and box.x1 <= page.x1 + 1 and box.y0 >= page.y0 - 1 and box.y1 <= page.y1 + 1, (name, owner, what, box, page)
+        assert (
+            box.x0 >= page.x0 - 1
+            and box.x1 <= page.x1 + 1
+            and box.y0 >= page.y0 - 1
+            and box.y1 <= page.y1 + 1
+        ), (name, owner, what, box, page)
     for (o1, w1, b1), (o2, w2, b2) in itertools.combinations(boxes, 2):
         if o1 == o2 and "figure" != o1:
             continue
@@ -116,7 +134,9 @@ def assert_clean_layout(fig, name):
                 continue
             area = ax.bbox
             overlap = min(box.x1, area.x1) - max(box.x0, area.x0), min(box.y1, area.y1) - max(box.y0, area.y0)
-            twin = owner != "figure" and fig.axes[owner].bbox.bounds == area.bounds  # a twin axes shares its place
+            twin = (
+                owner != "figure" and fig.axes[owner].bbox.bounds == area.bounds
+            )  # a twin axes shares its place
             assert twin or min(overlap) <= 1, (name, owner, what, "over the axes", i)
     folder = os.environ.get("DYNTRACE_FIGURES")
     if folder:
@@ -126,7 +146,9 @@ def assert_clean_layout(fig, name):
 
 #: The dashboard, activation and gradient figures of both models; the other per-layer figures
 #: (their panels are in the dashboard too) of the 12-layer one.
-CASES = [(which, f) for which in ("bert2", "bert12") for f in FIGURES[:4] + FIGURES[6:8]] + [("bert12", f) for f in (plot_saturation, plot_dead_units, plot_weight_heatmaps)]
+CASES = [(which, f) for which in ("bert2", "bert12") for f in FIGURES[:4] + FIGURES[6:8]] + [
+    ("bert12", f) for f in (plot_saturation, plot_dead_units, plot_weight_heatmaps)
+]
 
 
 @pytest.mark.parametrize("which, function", CASES, ids=[f"{w}-{f.__name__}" for w, f in CASES])
@@ -139,15 +161,18 @@ def test_figures_of_a_bert_have_no_clipped_or_overlapping_text(berts, which, fun
 def test_bert_names_are_shortened_readably_and_stay_distinct(berts):
     run = berts["bert12"]
     names = run.names("activations")
-    assert len(names) == 1 + 12 * 4 + 1  # embeddings' LayerNorm; per layer 2 LayerNorms, GELU, softmax; pooler
+    assert (
+        len(names) == 1 + 12 * 4 + 1
+    )  # embeddings' LayerNorm; per layer 2 LayerNorms, GELU, softmax; pooler
     short = short_names(names, max_chars=28)
     assert len(set(short)) == len(names)
     full = dict(zip(names, short))
     assert full["bert.embeddings.LayerNorm"] == "embeddings.LayerNorm"  # the shared "bert." dropped
     assert full["bert.encoder.layer.11.attention.self/softmax#0"] == "…layer.11…self/softmax#0"
     assert full["bert.encoder.layer.3.output.LayerNorm"] == "encoder.layer.3.output.LayerNorm"
-    assert layer_labels(run, "activations", ["bert.encoder.layer.3.intermediate.intermediate_act_fn"], units=True) == [
-        "…layer.3…intermediate_act_fn (gelu, 64 features)"]
+    assert layer_labels(
+        run, "activations", ["bert.encoder.layer.3.intermediate.intermediate_act_fn"], units=True
+    ) == ["…layer.3…intermediate_act_fn (gelu, 64 features)"]
     for text in short:  # every short name keeps its layer index
         assert "layer" not in text or any(f".{k}" in text or f"{k}." in text for k in range(12))
 
@@ -158,9 +183,13 @@ def test_heatmap_panels_are_titled_path_and_kind_in_forward_order(berts):
     titles = [ax.get_title().replace("\n", " ") for ax in fig.axes if ax.get_label() != "<colorbar>"]
     # forward order: the embeddings' LayerNorm, then layer 0's softmax (a functional call site,
     # stored after every module column) before layer 0's LayerNorms and GELU
-    assert titles[:5] == ["embeddings.LayerNorm (layernorm)", "…layer.0…self/softmax#0",
-                          "encoder.layer.0.attention …LayerNorm (layernorm)", "…layer.0…intermediate_act_fn (gelu)",
-                          "encoder.layer.0.output. LayerNorm (layernorm)"]
+    assert titles[:5] == [
+        "embeddings.LayerNorm (layernorm)",
+        "…layer.0…self/softmax#0",
+        "encoder.layer.0.attention …LayerNorm (layernorm)",
+        "…layer.0…intermediate_act_fn (gelu)",
+        "encoder.layer.0.output. LayerNorm (layernorm)",
+    ]
 
 
 def test_a_layer_never_seen_is_drawn_as_an_empty_panel_not_a_crash(tmp_path):
@@ -195,6 +224,20 @@ def test_a_layer_never_seen_is_drawn_as_an_empty_panel_not_a_crash(tmp_path):
         assert [t.get_text() for t in panel.texts] == ["no values recorded"]
         assert_clean_layout(fig, "never_seen")
     figures = "dashboard,activation_heatmaps,activation_histograms,activation_std"
-    result = CliRunner().invoke(main, ["plot", str(tmp_path / "unused.h5"), "-o", str(tmp_path / "figures"), "--dpi", "30", "--only", figures])
+    result = CliRunner().invoke(
+        main,
+        [
+            "plot",
+            str(tmp_path / "unused.h5"),
+            "-o",
+            str(tmp_path / "figures"),
+            "--dpi",
+            "30",
+            "--only",
+            figures,
+        ],
+    )
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == sorted(f"{f}.png" for f in figures.split(","))
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == sorted(
+        f"{f}.png" for f in figures.split(",")
+    )

@@ -30,7 +30,20 @@ def mlp(dtype=torch.float32, *, dead_unit=True):
     return model
 
 
-def train(model, optimizer, path, *, steps, every=1, probes=("steps",), capture=(), batch=16, loss_fn=None, seed=0, **rec_kwargs):
+def train(
+    model,
+    optimizer,
+    path,
+    *,
+    steps,
+    every=1,
+    probes=("steps",),
+    capture=(),
+    batch=16,
+    loss_fn=None,
+    seed=0,
+    **rec_kwargs,
+):
     """Train ``steps`` steps on a fixed regression batch; returns {step: Captured} for ``capture``.
 
     Warnings from dyntrace fail the test: the probes must run silently on these setups.

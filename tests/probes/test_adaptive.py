@@ -47,7 +47,14 @@ def test_rho_and_r_equal_the_formulas_and_radam_rectifies_from_step_6(tmp_path, 
     model = nn.Linear(2, 1).double()
     opt = torch.optim.RAdam(model.parameters(), lr=1e-3)  # β₂ = 0.999
     record = set(range(1, 11)) | {100, 1000}
-    train(model, opt, tmp_path / "radam.h5", steps=1000, every=lambda s: s in record, probes=("adaptive", "steps"))
+    train(
+        model,
+        opt,
+        tmp_path / "radam.h5",
+        steps=1000,
+        every=lambda s: s in record,
+        probes=("adaptive", "steps"),
+    )
     run = open_runs(tmp_path / "radam.h5")
     steps = run.steps("adaptive")
     assert steps.tolist() == sorted(record)
@@ -82,12 +89,16 @@ def test_rho_matches_torch_radam_own_expression():
         assert radam_rho(t, beta2) == pytest.approx(torch_rho, rel=1e-9, abs=1e-9)
 
 
-@pytest.mark.parametrize("make", [
-    lambda ps: torch.optim.Adam(ps, lr=0.01),
-    lambda ps: torch.optim.Adam(ps, lr=0.01, amsgrad=True),
-    lambda ps: torch.optim.AdamW(ps, lr=0.01, betas=(0.8, 0.95)),
-    lambda ps: torch.optim.NAdam(ps, lr=0.01),
-], ids=["adam", "amsgrad", "adamw", "nadam"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda ps: torch.optim.Adam(ps, lr=0.01),
+        lambda ps: torch.optim.Adam(ps, lr=0.01, amsgrad=True),
+        lambda ps: torch.optim.AdamW(ps, lr=0.01, betas=(0.8, 0.95)),
+        lambda ps: torch.optim.NAdam(ps, lr=0.01),
+    ],
+    ids=["adam", "amsgrad", "adamw", "nadam"],
+)
 def test_psi_moments_and_histogram_equal_the_state(tmp_path, open_runs, make):
     model = mlp(torch.float32)
     opt = make(model.parameters())
@@ -119,23 +130,36 @@ def test_adagrad_rate_falls_as_one_over_sqrt_t_on_a_constant_gradient(tmp_path, 
     model = nn.Linear(5, 1, bias=False).double()
     c = torch.linspace(0.5, 2.0, 5, dtype=torch.float64)
     opt = torch.optim.Adagrad(model.parameters(), lr=0.1)
-    train(model, opt, tmp_path / "adagrad.h5", steps=16, probes=("adaptive",), loss_fn=lambda m: (m.weight * c).sum())
+    train(
+        model,
+        opt,
+        tmp_path / "adagrad.h5",
+        steps=16,
+        probes=("adaptive",),
+        loss_fn=lambda m: (m.weight * c).sum(),
+    )
     run = open_runs(tmp_path / "adagrad.h5")
     t = run.field("adaptive", "state_step", "weight")[1]
     np.testing.assert_array_equal(t, np.arange(1, 17))
     mean = run.stat("adaptive", "weight", "mean")[1]
     np.testing.assert_allclose(mean * np.sqrt(t), mean[0], rtol=1e-8)  # lr/(√(t c²) + ε) ∝ 1/√t
     assert mean[0] == pytest.approx((0.1 / (c + 1e-10)).mean().item(), rel=1e-9)
-    np.testing.assert_allclose(run.field("adaptive", "acc_sum", "weight")[1], t * (c**2).sum().item(), rtol=1e-12)
+    np.testing.assert_allclose(
+        run.field("adaptive", "acc_sum", "weight")[1], t * (c**2).sum().item(), rtol=1e-12
+    )
     assert run.kinds("adaptive") == {"weight": "adagrad"}
     assert np.isnan(run.field("adaptive", "rho", "weight")[1]).all()
 
 
-@pytest.mark.parametrize("make, kind", [
-    (lambda ps: torch.optim.Adagrad(ps, lr=0.1, lr_decay=0.05, eps=1e-6), "adagrad"),
-    (lambda ps: torch.optim.RMSprop(ps, lr=0.01), "rmsprop"),
-    (lambda ps: torch.optim.RMSprop(ps, lr=0.01, centered=True, momentum=0.9), "rmsprop"),
-], ids=["adagrad-decay", "rmsprop", "rmsprop-centered"])
+@pytest.mark.parametrize(
+    "make, kind",
+    [
+        (lambda ps: torch.optim.Adagrad(ps, lr=0.1, lr_decay=0.05, eps=1e-6), "adagrad"),
+        (lambda ps: torch.optim.RMSprop(ps, lr=0.01), "rmsprop"),
+        (lambda ps: torch.optim.RMSprop(ps, lr=0.01, centered=True, momentum=0.9), "rmsprop"),
+    ],
+    ids=["adagrad-decay", "rmsprop", "rmsprop-centered"],
+)
 def test_adagrad_and_rmsprop_rates_equal_the_state(tmp_path, open_runs, make, kind):
     model = mlp(torch.float64)
     opt = make(model.parameters())
@@ -200,7 +224,12 @@ def test_parameters_of_a_group_without_state_have_empty_columns(tmp_path, open_r
     opt = torch.optim.Adam(model[0].parameters(), lr=0.01)  # the last layer is not optimized
     train(model, opt, tmp_path / "part.h5", steps=2, probes=("adaptive",))
     run = open_runs(tmp_path / "part.h5")
-    assert run.kinds("adaptive") == {"0.weight": "adam", "0.bias": "adam", "2.weight": "none", "2.bias": "none"}
+    assert run.kinds("adaptive") == {
+        "0.weight": "adam",
+        "0.bias": "adam",
+        "2.weight": "none",
+        "2.bias": "none",
+    }
     assert run.stat("adaptive", "2.weight", "count")[1].tolist() == [0, 0]
     assert np.isnan(run.stat("adaptive", "2.weight", "mean")[1]).all()
     assert "2 of 4 parameters" in _group_attrs(tmp_path / "part.h5", "adaptive")["note"]

@@ -29,8 +29,17 @@ SEQ, BATCH, VOCAB = 16, 4, 64
 
 def gpt2(layers=2, hidden=32):
     config = transformers.GPT2Config(
-        n_layer=layers, n_embd=hidden, n_head=2, vocab_size=VOCAB, n_positions=SEQ, bos_token_id=0, eos_token_id=0,
-        attn_pdrop=0.0, resid_pdrop=0.0, embd_pdrop=0.0, attn_implementation="eager",
+        n_layer=layers,
+        n_embd=hidden,
+        n_head=2,
+        vocab_size=VOCAB,
+        n_positions=SEQ,
+        bos_token_id=0,
+        eos_token_id=0,
+        attn_pdrop=0.0,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_implementation="eager",
     )
     torch.manual_seed(0)
     return transformers.GPT2LMHeadModel(config)
@@ -38,8 +47,15 @@ def gpt2(layers=2, hidden=32):
 
 def bert(layers=2, hidden=32, intermediate=64):
     config = transformers.BertConfig(
-        num_hidden_layers=layers, hidden_size=hidden, num_attention_heads=2, intermediate_size=intermediate, vocab_size=VOCAB,
-        max_position_embeddings=SEQ, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, num_labels=3,
+        num_hidden_layers=layers,
+        hidden_size=hidden,
+        num_attention_heads=2,
+        intermediate_size=intermediate,
+        vocab_size=VOCAB,
+        max_position_embeddings=SEQ,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        num_labels=3,
         attn_implementation="eager",
     )
     torch.manual_seed(0)
@@ -67,7 +83,9 @@ def record_one_step(model, path, loss_of, **rec_kwargs):
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message="dyntrace")
-        with dyntrace.Recorder(model, opt, path, every=1, probes=rec_kwargs.pop("probes", ["activations"]), **rec_kwargs) as rec:
+        with dyntrace.Recorder(
+            model, opt, path, every=1, probes=rec_kwargs.pop("probes", ["activations"]), **rec_kwargs
+        ) as rec:
             opt.zero_grad()
             loss = loss_of()
             loss.backward()
@@ -105,7 +123,9 @@ def test_gpt2_records_every_gelu_the_attention_softmax_and_layernorms(tmp_path):
     with dyntrace.open_run(tmp_path / "gpt2.h5") as run:
         kinds = run.kinds("activations")
         softmax = [f"transformer.h.{i}.attn/softmax#0" for i in range(2)]
-        assert set(run.names("activations")) == set(ln + act + softmax)  # the free reserved columns are hidden
+        assert set(run.names("activations")) == set(
+            ln + act + softmax
+        )  # the free reserved columns are hidden
         assert {kinds[n] for n in act} == {"gelu"} and {kinds[n] for n in ln} == {"layernorm"}
         for name in act:  # NewGELUActivation: 4 × 32 features of (N, T, C), not T
             assert_stats(run, name, seen[name], units=128, axis=-1)
@@ -117,8 +137,13 @@ def test_gpt2_records_every_gelu_the_attention_softmax_and_layernorms(tmp_path):
         for name, probs in zip(softmax, result.attentions):
             assert kinds[name] == "softmax"
             assert_stats(run, name, probs, bounds=(0.0, 1.0), units=SEQ, axis=-1)
-            assert 0.0 <= run.stat("activations", name, "min")[1][0] and run.stat("activations", name, "max")[1][0] <= 1.0
-            assert 0.0 < run.stat("activations", name, "frac_saturated")[1][0] < 1.0  # causal zeros, lone ones
+            assert (
+                0.0 <= run.stat("activations", name, "min")[1][0]
+                and run.stat("activations", name, "max")[1][0] <= 1.0
+            )
+            assert (
+                0.0 < run.stat("activations", name, "frac_saturated")[1][0] < 1.0
+            )  # causal zeros, lone ones
         # attention weights near 0 are no fault: no diagnosis, even with a low threshold
         found = diagnose(run, thresholds=Thresholds(saturated_fraction=0.1, dead_fraction=0.01))
         assert [d.subject for d in found if d.kind in ("saturation", "dead_units")] == []
@@ -129,8 +154,12 @@ def test_bert_records_every_gelu_the_attention_softmax_layernorms_and_the_pooler
     x, y = tokens(2), torch.tensor([0, 1, 2, 1])
     blocks = [f"bert.encoder.layer.{i}" for i in range(2)]
     act = [f"{b}.intermediate.intermediate_act_fn" for b in blocks]
-    ln = ["bert.embeddings.LayerNorm"] + [f"{b}.{part}.LayerNorm" for b in blocks for part in ("attention.output", "output")]
-    seen, result = capture(model, ln + act + ["bert.pooler.activation"], lambda: model(x, output_attentions=True))
+    ln = ["bert.embeddings.LayerNorm"] + [
+        f"{b}.{part}.LayerNorm" for b in blocks for part in ("attention.output", "output")
+    ]
+    seen, result = capture(
+        model, ln + act + ["bert.pooler.activation"], lambda: model(x, output_attentions=True)
+    )
     record_one_step(model, tmp_path / "bert.h5", lambda: model(x, labels=y).loss)
     with dyntrace.open_run(tmp_path / "bert.h5") as run:
         kinds = run.kinds("activations")
@@ -145,7 +174,14 @@ def test_bert_records_every_gelu_the_attention_softmax_layernorms_and_the_pooler
             assert run.stat("activations", name, "std")[1][0] == pytest.approx(1.0, abs=1e-2)
         for name, probs in zip(softmax, result.attentions):
             assert_stats(run, name, probs, bounds=(0.0, 1.0), units=SEQ, axis=-1)
-        assert_stats(run, "bert.pooler.activation", seen["bert.pooler.activation"], bounds=(-1.0, 1.0), units=32, axis=-1)
+        assert_stats(
+            run,
+            "bert.pooler.activation",
+            seen["bert.pooler.activation"],
+            bounds=(-1.0, 1.0),
+            units=32,
+            axis=-1,
+        )
 
 
 def test_non_record_steps_of_gpt2_call_no_hook_and_no_function_mode(tmp_path, monkeypatch):
@@ -160,7 +196,9 @@ def test_non_record_steps_of_gpt2_call_no_hook_and_no_function_mode(tmp_path, mo
 
         return wrapper
 
-    monkeypatch.setattr(_FunctionalMode, "__torch_function__", counting(_FunctionalMode.__torch_function__, "mode"))
+    monkeypatch.setattr(
+        _FunctionalMode, "__torch_function__", counting(_FunctionalMode.__torch_function__, "mode")
+    )
     monkeypatch.setattr(ActivationsProbe, "_observe", counting(ActivationsProbe._observe, "observe"))
     monkeypatch.setattr(ActivationsProbe, "_leave", counting(ActivationsProbe._leave, "module"))
     hooks_before = [(len(m._forward_hooks), len(m._forward_pre_hooks)) for m in model.modules()]
@@ -169,7 +207,9 @@ def test_non_record_steps_of_gpt2_call_no_hook_and_no_function_mode(tmp_path, mo
     with dyntrace.Recorder(model, opt, tmp_path / "count.h5", every=3) as rec:  # records steps 1, 4
         for step in range(1, 7):
             if step in (2, 3, 5, 6):  # armed only for steps 1 and 4: nothing attached now
-                assert [(len(m._forward_hooks), len(m._forward_pre_hooks)) for m in model.modules()] == hooks_before
+                assert [
+                    (len(m._forward_hooks), len(m._forward_pre_hooks)) for m in model.modules()
+                ] == hooks_before
             calls.update(mode=0, observe=0, module=0)
             opt.zero_grad()
             loss = model(x, labels=x).loss
@@ -179,7 +219,10 @@ def test_non_record_steps_of_gpt2_call_no_hook_and_no_function_mode(tmp_path, mo
             per_step.append(dict(calls))
     for step, counted in enumerate(per_step, start=1):
         if step in (1, 4):
-            assert counted["mode"] > 100 and counted["observe"] == 9 and counted["module"] > 0, (step, counted)
+            assert counted["mode"] > 100 and counted["observe"] == 9 and counted["module"] > 0, (
+                step,
+                counted,
+            )
         else:
             assert counted == {"mode": 0, "observe": 0, "module": 0}, (step, counted)
     with dyntrace.open_run(tmp_path / "count.h5") as run:
@@ -193,7 +236,9 @@ class LSTMLanguageModel(nn.Module):
     def __init__(self, rnn="lstm", hidden=24):
         super().__init__()
         self.embed = nn.Embedding(VOCAB, 16)
-        self.rnn = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[rnn](16, hidden, num_layers=2, batch_first=True)
+        self.rnn = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[rnn](
+            16, hidden, num_layers=2, batch_first=True
+        )
         self.head = nn.Linear(hidden, VOCAB)
 
     def forward(self, x):
@@ -208,7 +253,9 @@ def test_rnn_output_sequence_and_final_hidden_state_have_the_hidden_size_as_unit
     x, targets = tokens(3)[:, :-1], tokens(3)[:, 1:]
     seen, _ = capture(model, ["rnn"], lambda: model(x))
     out, hidden = seen["rnn"]
-    record_one_step(model, tmp_path / "rnn.h5", lambda: F.cross_entropy(model(x).reshape(-1, VOCAB), targets.reshape(-1)))
+    record_one_step(
+        model, tmp_path / "rnn.h5", lambda: F.cross_entropy(model(x).reshape(-1, VOCAB), targets.reshape(-1))
+    )
     with dyntrace.open_run(tmp_path / "rnn.h5") as run:
         assert run.names("activations") == ["rnn", "rnn/h_n"]
         assert run.kinds("activations") == {"rnn": rnn, "rnn/h_n": rnn}
@@ -249,7 +296,9 @@ def dead_features(shape, dead, axis, generator, channels_last=False):
     [((8, 10, 12), 2, -1, False), ((4, 12, 5, 5), 1, -3, True)],
     ids=["N,T,C", "N,C,H,W channels_last"],
 )
-def test_functional_relu_counts_dead_features_on_the_unit_axis(tmp_path, shape, axis, stored_axis, channels_last):
+def test_functional_relu_counts_dead_features_on_the_unit_axis(
+    tmp_path, shape, axis, stored_axis, channels_last
+):
     k, units = 5, shape[axis]
     x = dead_features(shape, [0, 3, 4, 7, 11], axis, torch.Generator().manual_seed(0), channels_last)
     assert x.is_contiguous(memory_format=torch.channels_last) == channels_last
@@ -290,13 +339,26 @@ def test_functional_sites_are_named_by_module_function_and_call_index(tmp_path):
     record_one_step(model, tmp_path / "sites.h5", lambda: model(x).pow(2).sum())
     with dyntrace.open_run(tmp_path / "sites.h5") as run:
         names = run.names("activations")
-        expected_sites = [f"blocks.{i}/{f}" for i in range(2) for f in ("tanh#0", "relu#0", "tanh#1", "softmax#0")] + ["silu#0"]
+        expected_sites = [
+            f"blocks.{i}/{f}" for i in range(2) for f in ("tanh#0", "relu#0", "tanh#1", "softmax#0")
+        ] + ["silu#0"]
         assert names == ["blocks.0.act", "blocks.1.act"] + expected_sites  # slots in the order first seen
         order = run.field("activations", "order")[1]
         # forward order: block 0's calls, its GELU, block 1's, the final silu
         by_order = [n for _, n in sorted(zip(order, names))]
-        assert by_order == ["blocks.0/tanh#0", "blocks.0/relu#0", "blocks.0/tanh#1", "blocks.0.act", "blocks.0/softmax#0",
-                            "blocks.1/tanh#0", "blocks.1/relu#0", "blocks.1/tanh#1", "blocks.1.act", "blocks.1/softmax#0", "silu#0"]
+        assert by_order == [
+            "blocks.0/tanh#0",
+            "blocks.0/relu#0",
+            "blocks.0/tanh#1",
+            "blocks.0.act",
+            "blocks.0/softmax#0",
+            "blocks.1/tanh#0",
+            "blocks.1/relu#0",
+            "blocks.1/tanh#1",
+            "blocks.1.act",
+            "blocks.1/softmax#0",
+            "silu#0",
+        ]
 
 
 def test_selection_options_narrow_and_widen(tmp_path):
@@ -310,10 +372,22 @@ def test_selection_options_narrow_and_widen(tmp_path):
 
     assert names(ActivationsProbe(functional=False)) == [n for n in names(ActivationsProbe()) if "/" not in n]
     assert names(ActivationsProbe(modules=["*.mlp.act", "*/softmax#*"])) == [
-        "transformer.h.0.mlp.act", "transformer.h.1.mlp.act", "transformer.h.0.attn/softmax#0", "transformer.h.1.attn/softmax#0"]
-    assert names(ActivationsProbe(modules=[nn.LayerNorm])) == ["transformer.h.0.ln_1", "transformer.h.0.ln_2", "transformer.h.1.ln_1",
-                                                               "transformer.h.1.ln_2", "transformer.ln_f"]
-    assert names(ActivationsProbe(modules=["*/*"], functional={"softmax"})) == ["transformer.h.0.attn/softmax#0", "transformer.h.1.attn/softmax#0"]
+        "transformer.h.0.mlp.act",
+        "transformer.h.1.mlp.act",
+        "transformer.h.0.attn/softmax#0",
+        "transformer.h.1.attn/softmax#0",
+    ]
+    assert names(ActivationsProbe(modules=[nn.LayerNorm])) == [
+        "transformer.h.0.ln_1",
+        "transformer.h.0.ln_2",
+        "transformer.h.1.ln_1",
+        "transformer.h.1.ln_2",
+        "transformer.ln_f",
+    ]
+    assert names(ActivationsProbe(modules=["*/*"], functional={"softmax"})) == [
+        "transformer.h.0.attn/softmax#0",
+        "transformer.h.1.attn/softmax#0",
+    ]
     with pytest.raises(ValueError, match="Invalid functional: 'swish'"):
         ActivationsProbe(functional={"swish"})
     with pytest.raises(ValueError, match="Invalid functional_slots"):
@@ -325,8 +399,12 @@ def test_too_few_slots_warn_once_and_keep_the_first_sites(tmp_path):
     model = CallsRelu(sigmoid=True)
     x = torch.randn(4, 6)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    with pytest.warns(UserWarning, match=r"more functional call sites than the 1 reserved columns; sigmoid#0"):
-        with dyntrace.Recorder(model, opt, tmp_path / "slots.h5", every=1, probes=[ActivationsProbe(functional_slots=1)]) as rec:
+    with pytest.warns(
+        UserWarning, match=r"more functional call sites than the 1 reserved columns; sigmoid#0"
+    ):
+        with dyntrace.Recorder(
+            model, opt, tmp_path / "slots.h5", every=1, probes=[ActivationsProbe(functional_slots=1)]
+        ) as rec:
             for _ in range(2):
                 opt.zero_grad()
                 model(x).sum().backward()
@@ -361,8 +439,12 @@ def test_a_layer_without_a_forward_pass_on_a_record_step_is_named_in_a_warning(t
                 opt.step()
                 rec.log()
     messages = [str(w.message) for w in caught if "dyntrace" in str(w.message)]
-    assert messages == [("dyntrace: activations: b ran no forward pass with gradients on record step 2 while other layers did; "
-                         "its statistics there are empty (NaN)")]
+    assert messages == [
+        (
+            "dyntrace: activations: b ran no forward pass with gradients on record step 2 while other layers did; "
+            "its statistics there are empty (NaN)"
+        )
+    ]
     with dyntrace.open_run(tmp_path / "branch.h5") as run:
         assert np.isnan(run.stat("activations", "b", "mean")[1]).tolist() == [False, True, True]
 
@@ -375,7 +457,11 @@ def _guarded_models():
     g = torch.Generator().manual_seed(0)
     return [
         ("functional N,T,C", CallsRelu(sigmoid=True), dead_features((8, 10, 12), [1, 2], 2, g)),
-        ("functional N,C,H,W channels_last", CallsRelu(), dead_features((4, 6, 5, 5), [0], 1, g, channels_last=True)),
+        (
+            "functional N,C,H,W channels_last",
+            CallsRelu(),
+            dead_features((4, 6, 5, 5), [0], 1, g, channels_last=True),
+        ),
         ("lstm", LSTMLanguageModel("lstm"), tokens(5)),
     ]
 
@@ -407,7 +493,9 @@ def test_new_paths_record_with_meta_as_the_default_device(tmp_path, case):
         warnings.simplefilter("always")
         torch.set_default_device("meta")
         try:
-            with dyntrace.Recorder(model, opt, tmp_path / "meta.h5", every=1, probes="all", flush_every=3600) as rec:
+            with dyntrace.Recorder(
+                model, opt, tmp_path / "meta.h5", every=1, probes="all", flush_every=3600
+            ) as rec:
                 for _ in range(3):
                     opt.zero_grad()
                     model(x).float().pow(2).mean().backward()

@@ -25,7 +25,12 @@ STEPS = 6
 class Net(nn.Module):
     def __init__(self):
         super().__init__()
-        self.fc1, self.act, self.fc2, self.fc3 = nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 16), nn.Linear(16, 1)
+        self.fc1, self.act, self.fc2, self.fc3 = (
+            nn.Linear(8, 16),
+            nn.Tanh(),
+            nn.Linear(16, 16),
+            nn.Linear(16, 1),
+        )
 
     def forward(self, x):
         return self.fc3(F.relu(self.fc2(self.act(self.fc1(x)))))  # F.relu: a functional call site
@@ -37,7 +42,9 @@ def _train(path, *, compiled: bool, warmup: int, give: str):
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     run_model = torch.compile(model, backend="aot_eager") if compiled else model
     g = torch.Generator().manual_seed(1)
-    batches = [(torch.randn(32, 8, generator=g), torch.randn(32, 1, generator=g)) for _ in range(warmup + STEPS)]
+    batches = [
+        (torch.randn(32, 8, generator=g), torch.randn(32, 1, generator=g)) for _ in range(warmup + STEPS)
+    ]
 
     def step(x, y):
         opt.zero_grad()
@@ -53,7 +60,9 @@ def _train(path, *, compiled: bool, warmup: int, give: str):
     graphs = []
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message="dyntrace")
-        with dyntrace.Recorder(run_model if give == "compiled" else model, opt, path, every=2, probes=["activations"]) as rec:
+        with dyntrace.Recorder(
+            run_model if give == "compiled" else model, opt, path, every=2, probes=["activations"]
+        ) as rec:
             for x, y in batches[warmup:]:
                 rec.log(loss=step(x, y))
                 graphs.append(counters["unique_graphs"] - base)  # graphs compiled so far
@@ -68,7 +77,10 @@ def test_compiled_model_records_what_the_eager_model_records(tmp_path, warmup, g
     graphs = _train(tmp_path / "compiled.h5", compiled=True, warmup=warmup, give=give)
     # compiled once (in the warm-up, or at the first step that does not record), never again
     assert graphs == ([1] * STEPS if warmup else [0] + [1] * (STEPS - 1))
-    with dyntrace.open_run(tmp_path / "eager.h5") as eager, dyntrace.open_run(tmp_path / "compiled.h5") as compiled:
+    with (
+        dyntrace.open_run(tmp_path / "eager.h5") as eager,
+        dyntrace.open_run(tmp_path / "compiled.h5") as compiled,
+    ):
         assert compiled.names("activations") == eager.names("activations") == ["act", "relu#0"]
         assert compiled.steps("activations").tolist() == [1, 3, 5]
         for stat in STATS:

@@ -39,18 +39,29 @@ def least_squares():
     """L(w) = mean((Xw − y)²) over n = 256 correlated examples: Hessian 2XᵀX/n, d = 12."""
     gen = torch.Generator().manual_seed(0)
     n, d = 256, 12
-    X = torch.randn(n, d, generator=gen, dtype=torch.float64) @ torch.randn(d, d, generator=gen, dtype=torch.float64)
+    X = torch.randn(n, d, generator=gen, dtype=torch.float64) @ torch.randn(
+        d, d, generator=gen, dtype=torch.float64
+    )
     y = torch.randn(n, 1, generator=gen, dtype=torch.float64)
     hessian = 2 * X.T @ X / n
     return X, y, hessian
 
 
-def test_least_squares_top_eigenvalue_within_1_percent_and_trace_within_5_percent(least_squares, tmp_path, open_runs):
+def test_least_squares_top_eigenvalue_within_1_percent_and_trace_within_5_percent(
+    least_squares, tmp_path, open_runs
+):
     X, y, hessian = least_squares
     model = nn.Linear(X.shape[1], 1, bias=False).double()
     loss_fn = lambda m: ((m(X) - y) ** 2).mean()  # noqa: E731
     probe = CurvatureProbe(loss_fn=loss_fn, trace_samples=HUTCHINSON_VECTORS, iters=200, tol=1e-8)
-    record(model, torch.optim.SGD(model.parameters(), lr=1e-4), tmp_path / "ls.h5", probe, steps=3, loss_fn=loss_fn)
+    record(
+        model,
+        torch.optim.SGD(model.parameters(), lr=1e-4),
+        tmp_path / "ls.h5",
+        probe,
+        steps=3,
+        loss_fn=loss_fn,
+    )
     run = open_runs(tmp_path / "ls.h5")
     eigenvalues = torch.linalg.eigvalsh(hessian)
     top, trace = float(eigenvalues[-1]), float(eigenvalues.sum())
@@ -105,7 +116,11 @@ def test_preconditioned_sharpness_of_adam_on_a_diagonal_quadratic(tmp_path, open
     lr, beta1, beta2, eps, t = 0.01, 0.9, 0.999, 1e-8, 7
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(beta1, beta2), eps=eps)
     v = torch.tensor([0.04, 0.5, 9.0, 1e-6, 4.0], dtype=torch.float64)
-    opt.state[model.theta] = {"step": torch.tensor(float(t)), "exp_avg": torch.zeros_like(h), "exp_avg_sq": v.clone()}
+    opt.state[model.theta] = {
+        "step": torch.tensor(float(t)),
+        "exp_avg": torch.zeros_like(h),
+        "exp_avg_sq": v.clone(),
+    }
     probe = CurvatureProbe(loss_fn=lambda m: m(), iters=500, tol=1e-12, trace_samples=0)
     record(model, opt, tmp_path / "adam.h5", probe, loss_fn=lambda m: m())
     run = open_runs(tmp_path / "adam.h5")
@@ -123,17 +138,33 @@ def test_preconditioned_sharpness_of_rmsprop_and_sgd_thresholds(tmp_path, open_r
     model = Quadratic(h)
     opt = torch.optim.RMSprop(model.parameters(), lr=0.01, alpha=0.9, momentum=0.5)
     v = torch.tensor([1.0, 0.01, 4.0], dtype=torch.float64)
-    opt.state[model.theta] = {"step": torch.tensor(3.0), "square_avg": v.clone(), "momentum_buffer": torch.zeros_like(h)}
+    opt.state[model.theta] = {
+        "step": torch.tensor(3.0),
+        "square_avg": v.clone(),
+        "momentum_buffer": torch.zeros_like(h),
+    }
     probe = CurvatureProbe(loss_fn=lambda m: m(), iters=500, tol=1e-12, trace_samples=0)
     record(model, opt, tmp_path / "rms.h5", probe, loss_fn=lambda m: m())
     run = open_runs(tmp_path / "rms.h5")
-    assert scalar(run, "precond_sharpness")[0] == pytest.approx(float((h / (v.sqrt() + 1e-8)).max()), rel=1e-6)
+    assert scalar(run, "precond_sharpness")[0] == pytest.approx(
+        float((h / (v.sqrt() + 1e-8)).max()), rel=1e-6
+    )
     assert scalar(run, "precond_threshold")[0] == pytest.approx((2 + 2 * 0.5) / 0.01)
-    for i, options in enumerate([dict(momentum=0.9), dict(momentum=0.9, nesterov=True), dict(momentum=0.8, dampening=0.5)]):
+    for i, options in enumerate(
+        [dict(momentum=0.9), dict(momentum=0.9, nesterov=True), dict(momentum=0.8, dampening=0.5)]
+    ):
         model = Quadratic(h)
         probe = CurvatureProbe(loss_fn=lambda m: m(), trace_samples=0)
-        record(model, torch.optim.SGD(model.parameters(), lr=0.05, **options), tmp_path / f"sgd{i}.h5", probe, loss_fn=lambda m: m())
-        assert scalar(open_runs(tmp_path / f"sgd{i}.h5"), "threshold")[0] == pytest.approx(float(sgd_threshold(0.05, **options)))
+        record(
+            model,
+            torch.optim.SGD(model.parameters(), lr=0.05, **options),
+            tmp_path / f"sgd{i}.h5",
+            probe,
+            loss_fn=lambda m: m(),
+        )
+        assert scalar(open_runs(tmp_path / f"sgd{i}.h5"), "threshold")[0] == pytest.approx(
+            float(sgd_threshold(0.05, **options))
+        )
 
 
 def _bn_dropout_net():
@@ -212,9 +243,20 @@ def test_record_mode_measures_the_record_steps_batch(tmp_path, open_runs):
         if mode == "fixed":
             probe = CurvatureProbe(loss_fn=lambda m: nn.functional.mse_loss(m(x), x), tol=1e-10, iters=200)
         else:  # an autoencoder: the loss needs only the model's output and its input
-            probe = CurvatureProbe(loss_fn=lambda out, inputs: nn.functional.mse_loss(out, inputs), batch="record", tol=1e-10, iters=200)
-        record(model, torch.optim.SGD(model.parameters(), lr=0.01), tmp_path / f"{mode}.h5", probe, steps=2,
-               loss_fn=lambda m: nn.functional.mse_loss(m(x), x))
+            probe = CurvatureProbe(
+                loss_fn=lambda out, inputs: nn.functional.mse_loss(out, inputs),
+                batch="record",
+                tol=1e-10,
+                iters=200,
+            )
+        record(
+            model,
+            torch.optim.SGD(model.parameters(), lr=0.01),
+            tmp_path / f"{mode}.h5",
+            probe,
+            steps=2,
+            loss_fn=lambda m: nn.functional.mse_loss(m(x), x),
+        )
         models[mode] = open_runs(tmp_path / f"{mode}.h5")
     for name in ("sharpness", "loss", "grad_sq"):
         np.testing.assert_allclose(scalar(models["record"], name), scalar(models["fixed"], name), rtol=1e-8)
@@ -225,8 +267,15 @@ def test_cost_in_plain_steps_is_recorded(tmp_path, open_runs):
     x, y = torch.randn(64, 8, generator=gen), torch.randint(0, 2, (64,), generator=gen)
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
     loss_fn = lambda m: nn.functional.cross_entropy(m(x), y)  # noqa: E731
-    record(model, torch.optim.SGD(model.parameters(), lr=0.1), tmp_path / "cost.h5",
-           CurvatureProbe(loss_fn=loss_fn, every=2), steps=20, every=3, loss_fn=loss_fn)
+    record(
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        tmp_path / "cost.h5",
+        CurvatureProbe(loss_fn=loss_fn, every=2),
+        steps=20,
+        every=3,
+        loss_fn=loss_fn,
+    )
     run = open_runs(tmp_path / "cost.h5")
     measured = run.scalar("curvature/sharpness")[0]
     np.testing.assert_array_equal(measured, [1, 7, 13, 19])  # every 2nd record step of steps 1, 4, 7, …
@@ -242,7 +291,14 @@ def test_needs_a_loss_and_is_left_out_of_all():
     assert "noise_scale" in [p.name for p in make_probes("all")]
     with pytest.raises(ValueError, match="Invalid loss_fn: None .*needs a loss"):
         make_probes(["curvature"])
-    for bad in (dict(every=0), dict(batch="random"), dict(iters=0), dict(tol=-1), dict(trace_samples=-1), dict(batch_size=0)):
+    for bad in (
+        dict(every=0),
+        dict(batch="random"),
+        dict(iters=0),
+        dict(tol=-1),
+        dict(trace_samples=-1),
+        dict(batch_size=0),
+    ):
         with pytest.raises(ValueError, match="Invalid"):
             CurvatureProbe(loss_fn=lambda m: m, **bad)
 
@@ -276,7 +332,11 @@ def test_the_gpu_path_makes_no_sync_and_no_stray_tensor(tmp_path, optimizer, ope
     x, y = torch.randn(32, 5, generator=gen), torch.randn(32, 1, generator=gen)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(5, 8), nn.BatchNorm1d(8), nn.Tanh(), nn.Linear(8, 1))
-    opt = torch.optim.Adam(model.parameters(), lr=0.01) if optimizer == "adam" else torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    opt = (
+        torch.optim.Adam(model.parameters(), lr=0.01)
+        if optimizer == "adam"
+        else torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    )
 
     def step():
         opt.zero_grad()
@@ -285,13 +345,22 @@ def test_the_gpu_path_makes_no_sync_and_no_stray_tensor(tmp_path, optimizer, ope
         opt.step()
 
     step()  # optimizer state before the guards go up
-    probe = CurvatureProbe(loss_fn=lambda m: nn.functional.mse_loss(m(x), y), early_stop=False, iters=5, trace_samples=3)
+    probe = CurvatureProbe(
+        loss_fn=lambda m: nn.functional.mse_loss(m(x), y), early_stop=False, iters=5, trace_samples=3
+    )
     transfers = []
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message="dyntrace")
         torch.set_default_device("meta")
         try:
-            with dyntrace.Recorder(model, opt, tmp_path / "g.h5", every=2, probes=["gradients", NoiseScaleProbe(), probe], flush_every=3600):
+            with dyntrace.Recorder(
+                model,
+                opt,
+                tmp_path / "g.h5",
+                every=2,
+                probes=["gradients", NoiseScaleProbe(), probe],
+                flush_every=3600,
+            ):
                 for _ in range(4):
                     with NoSync() as guard:
                         step()
@@ -301,7 +370,10 @@ def test_the_gpu_path_makes_no_sync_and_no_stray_tensor(tmp_path, optimizer, ope
     assert transfers == [1, 0, 1, 0]  # the record steps' one transfer each, the cost scalars with it
     run = open_runs(tmp_path / "g.h5")
     assert np.all(run.scalar("curvature/iters")[1] <= 5)  # products before convergence (the rest masked)
-    assert np.isfinite(run.scalar("curvature/sharpness")[1]).all() and np.isfinite(run.scalar("curvature/trace")[1]).all()
+    assert (
+        np.isfinite(run.scalar("curvature/sharpness")[1]).all()
+        and np.isfinite(run.scalar("curvature/trace")[1]).all()
+    )
     assert ("curvature/precond_sharpness" in run.scalar_names) == (optimizer == "adam")
     assert run.steps("noise_scale").tolist() == [1, 3]
 
@@ -319,5 +391,11 @@ def test_only_the_parameters_the_optimizer_steps_are_measured(tmp_path, open_run
 
     model = Two()
     opt = torch.optim.SGD([model.a], lr=0.01)  # b is stepped by nothing
-    record(model, opt, tmp_path / "two.h5", CurvatureProbe(loss_fn=lambda m: m(), tol=1e-10), loss_fn=lambda m: m())
+    record(
+        model,
+        opt,
+        tmp_path / "two.h5",
+        CurvatureProbe(loss_fn=lambda m: m(), tol=1e-10),
+        loss_fn=lambda m: m(),
+    )
     assert scalar(open_runs(tmp_path / "two.h5"), "sharpness")[0] == pytest.approx(6.0)

@@ -35,7 +35,14 @@ def runs(tmp_path_factory):
     for name, make in OPTIMIZERS.items():
         torch.manual_seed(0)
         model = mlp(torch.float64)
-        train(model, make(model.parameters()), folder / f"{name}.h5", steps=STEPS, every=1, probes=("steps", "adaptive"))
+        train(
+            model,
+            make(model.parameters()),
+            folder / f"{name}.h5",
+            steps=STEPS,
+            every=1,
+            probes=("steps", "adaptive"),
+        )
         opened[name] = dyntrace.open_run(folder / f"{name}.h5")
     yield opened
     for run in opened.values():
@@ -89,7 +96,9 @@ def test_compare_draws_median_and_iqr_of_each_run(runs):
         np.testing.assert_allclose(line.get_ydata(), q[:, 1], rtol=1e-12)
         band = _by_gid(ax, f"{label}:iqr", "collections")
         vertices = band.get_paths()[0].vertices
-        assert np.isclose(vertices[:, 1].min(), np.nanmin(q[:, 0])) and np.isclose(vertices[:, 1].max(), np.nanmax(q[:, 2]))
+        assert np.isclose(vertices[:, 1].min(), np.nanmin(q[:, 0])) and np.isclose(
+            vertices[:, 1].max(), np.nanmax(q[:, 2])
+        )
     # SGD: every coordinate at lr, so the median lies in lr's histogram bin (5 bins a decade)
     sgd = _by_gid(ax, "SGD:median").get_ydata()
     assert np.all(np.abs(np.log10(sgd) + 1.0) <= 0.2)
@@ -98,12 +107,20 @@ def test_compare_draws_median_and_iqr_of_each_run(runs):
 def test_compare_default_labels_and_missing_runs(runs, tmp_path):
     torch.manual_seed(0)
     model = mlp(torch.float32)
-    train(model, torch.optim.SGD(model.parameters(), lr=0.5), tmp_path / "nosteps.h5", steps=2, probes=("gradients",))
+    train(
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.5),
+        tmp_path / "nosteps.h5",
+        steps=2,
+        probes=("gradients",),
+    )
     with dyntrace.open_run(tmp_path / "nosteps.h5") as bare:
         fig = plot_step_sizes_compare([runs["sgd"], bare])
         ax = fig.axes[0]
         assert _by_gid(ax, "SGD (lr 0.1):median")
-        assert "no 'steps' data in: SGD (lr 0.5)" in ax.get_title()  # the second run, labelled by its optimizer too
+        assert (
+            "no 'steps' data in: SGD (lr 0.5)" in ax.get_title()
+        )  # the second run, labelled by its optimizer too
         with pytest.raises(MissingDataError, match="steps"):
             plot_step_sizes_compare([bare])
         with pytest.raises(MissingDataError, match="steps"):

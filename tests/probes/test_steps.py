@@ -107,14 +107,20 @@ def test_adam_first_step_moves_every_coordinate_by_lr(tmp_path, open_runs):
         assert update_norm == pytest.approx((1e-3 * g / (g + 1e-8)).norm().item(), rel=1e-9)
         assert run.stat("steps", name, "min")[1][0] == pytest.approx(1e-3 / (g.max().item() + 1e-8), rel=1e-9)
         assert run.stat("steps", name, "max")[1][0] == pytest.approx(1e-3 / (g.min().item() + 1e-8), rel=1e-9)
-        assert run.stat("steps", name, "mean")[1][0] == pytest.approx((1e-3 / (g + 1e-8)).mean().item(), rel=1e-9)
+        assert run.stat("steps", name, "mean")[1][0] == pytest.approx(
+            (1e-3 / (g + 1e-8)).mean().item(), rel=1e-9
+        )
 
 
-@pytest.mark.parametrize("make", [
-    lambda ps: torch.optim.AdamW(ps, lr=0.01, weight_decay=0.1),
-    lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
-    lambda ps: torch.optim.RMSprop(ps, lr=0.01),
-], ids=["adamw", "nesterov", "rmsprop"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda ps: torch.optim.AdamW(ps, lr=0.01, weight_decay=0.1),
+        lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
+        lambda ps: torch.optim.RMSprop(ps, lr=0.01),
+    ],
+    ids=["adamw", "nesterov", "rmsprop"],
+)
 def test_every_field_equals_the_naive_computation(tmp_path, open_runs, make):
     torch.manual_seed(1)
     model = mlp(torch.float32)
@@ -126,7 +132,9 @@ def test_every_field_equals_the_naive_computation(tmp_path, open_runs, make):
     for r, (step, cap) in enumerate(sorted(caps.items())):
         for name in cap.before:
             eta, n_zero = _eta(cap, name)
-            before, after, g = (t.double().reshape(-1) for t in (cap.before[name], cap.after[name], cap.grad[name]))
+            before, after, g = (
+                t.double().reshape(-1) for t in (cap.before[name], cap.after[name], cap.grad[name])
+            )
             delta = after - before
             field = lambda f: run.field("steps", f, name)[1][r]  # noqa: E731
             assert field("update_norm") == pytest.approx(delta.norm().item(), rel=1e-5)
@@ -195,7 +203,17 @@ def test_every_optimizer_records(tmp_path, open_runs, name):
         gz = run.field("steps", "grad_zero", pname)[1]
         np.testing.assert_array_equal(count + gz, p.numel())
         assert np.all(np.isfinite(run.field("steps", "update_ratio", pname)[1]))
-    expected = {"adam", "adamw", "nadam", "radam", "adamax", "adafactor", "adagrad", "rmsprop", "lookahead-adam"}
+    expected = {
+        "adam",
+        "adamw",
+        "nadam",
+        "radam",
+        "adamax",
+        "adafactor",
+        "adagrad",
+        "rmsprop",
+        "lookahead-adam",
+    }
     assert (len(run.steps("adaptive")) == 3) == (name in expected)
 
 

@@ -49,14 +49,31 @@ class _Pipe:
         self._read, from_browser_w = os.pipe()
         # the child's pipe ends away from 3 and 4, where the shell below puts them
         to_browser_r, from_browser_w = (_above(fd, 10) for fd in (to_browser_r, from_browser_w))
-        args = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-extensions", "--no-first-run",
-                "--hide-scrollbars", "--mute-audio", f"--user-data-dir={profile}", "--remote-debugging-pipe", "about:blank"]
+        args = [
+            binary,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-extensions",
+            "--no-first-run",
+            "--hide-scrollbars",
+            "--mute-audio",
+            f"--user-data-dir={profile}",
+            "--remote-debugging-pipe",
+            "about:blank",
+        ]
         # the browser reads commands on fd 3 and writes replies on fd 4: a small trampoline puts
         # the pipe ends there and becomes the browser (sh cannot name descriptors above 9)
-        trampoline = "import os, sys; os.dup2(int(sys.argv[1]), 3); os.dup2(int(sys.argv[2]), 4); os.execv(sys.argv[3], sys.argv[3:])"
+        trampoline = (
+            "import os, sys; os.dup2(int(sys.argv[1]), 3); os.dup2(int(sys.argv[2]), 4); "
+            "os.execv(sys.argv[3], sys.argv[3:])"
+        )
         self.process = subprocess.Popen(
             [sys.executable, "-c", trampoline, str(to_browser_r), str(from_browser_w), *args],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=(to_browser_r, from_browser_w),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            pass_fds=(to_browser_r, from_browser_w),
         )
         os.close(to_browser_r)
         os.close(from_browser_w)
@@ -64,7 +81,9 @@ class _Pipe:
         self._next = 0
         self.events: list[dict] = []
 
-    def send(self, method: str, params: dict | None = None, session: str | None = None, timeout: float = 30.0) -> dict:
+    def send(
+        self, method: str, params: dict | None = None, session: str | None = None, timeout: float = 30.0
+    ) -> dict:
         self._next += 1
         message = {"id": self._next, "method": method, "params": params or {}}
         if session:
@@ -133,32 +152,53 @@ def load(path, *, width: int = 1280, settle: float = 0.5, binary: str | None = N
             session = pipe.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
             for domain in ("Page", "Runtime", "Log", "Network"):
                 pipe.send(f"{domain}.enable", session=session)
-            pipe.send("Emulation.setDeviceMetricsOverride", {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": False},
-                      session=session)
+            pipe.send(
+                "Emulation.setDeviceMetricsOverride",
+                {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": False},
+                session=session,
+            )
             pipe.events.clear()
             pipe.send("Page.navigate", {"url": url}, session=session)
             pipe.wait_for("Page.loadEventFired", timeout=60)
             time.sleep(settle)  # late console messages
             pipe.send("Runtime.evaluate", {"expression": "1"}, session=session)  # drains pending events
-            height = int(pipe.send("Runtime.evaluate", {"expression": "document.documentElement.scrollHeight", "returnByValue": True},
-                                   session=session)["result"]["value"])
-            shot = pipe.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True,
-                                                        "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}},
-                             session=session, timeout=120)
+            height = int(
+                pipe.send(
+                    "Runtime.evaluate",
+                    {"expression": "document.documentElement.scrollHeight", "returnByValue": True},
+                    session=session,
+                )["result"]["value"]
+            )
+            shot = pipe.send(
+                "Page.captureScreenshot",
+                {
+                    "format": "png",
+                    "captureBeyondViewport": True,
+                    "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1},
+                },
+                session=session,
+                timeout=120,
+            )
             loaded = Loaded(screenshot=base64.b64decode(shot["data"]), height=height)
             for event in pipe.events:
                 method, params = event.get("method"), event.get("params", {})
                 if method == "Runtime.consoleAPICalled":
-                    text = " ".join(str(a.get("value", a.get("description", ""))) for a in params.get("args", []))
+                    text = " ".join(
+                        str(a.get("value", a.get("description", ""))) for a in params.get("args", [])
+                    )
                     loaded.messages.append(f"console.{params.get('type')}: {text}")
                     if params.get("type") in ("error", "assert"):
                         loaded.errors.append(loaded.messages[-1])
                 elif method == "Runtime.exceptionThrown":
                     details = params.get("exceptionDetails", {})
-                    loaded.errors.append(f"exception: {details.get('exception', {}).get('description') or details.get('text')}")
+                    loaded.errors.append(
+                        f"exception: {details.get('exception', {}).get('description') or details.get('text')}"
+                    )
                 elif method == "Log.entryAdded":
                     entry = params.get("entry", {})
-                    loaded.messages.append(f"log.{entry.get('level')}: {entry.get('text')} {entry.get('url', '')}")
+                    loaded.messages.append(
+                        f"log.{entry.get('level')}: {entry.get('text')} {entry.get('url', '')}"
+                    )
                     if entry.get("level") == "error":
                         loaded.errors.append(loaded.messages[-1])
                 elif method == "Network.requestWillBeSent":

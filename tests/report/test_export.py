@@ -11,13 +11,14 @@ import textwrap
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from plots._runs import record_run
 
 import dyntrace
 from dyntrace.cli import main
-from plots._runs import record_run
 
-event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator",
-                                        reason="tensorboard is in the test extras")
+event_accumulator = pytest.importorskip(
+    "tensorboard.backend.event_processing.event_accumulator", reason="tensorboard is in the test extras"
+)
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,9 @@ def exported(tmp_path_factory):
     result = CliRunner().invoke(main, ["export", str(path), "--tensorboard", str(folder / "tb")])
     assert result.exit_code == 0, result.output
     assert result.output.startswith(f"{folder / 'tb' / 'run'}: ")
-    events = event_accumulator.EventAccumulator(str(folder / "tb" / "run"), size_guidance={"scalars": 0, "histograms": 0})
+    events = event_accumulator.EventAccumulator(
+        str(folder / "tb" / "run"), size_guidance={"scalars": 0, "histograms": 0}
+    )
     events.Reload()
     with dyntrace.open_run(path) as run:
         yield run, events, folder
@@ -40,11 +43,15 @@ def test_every_scalar_at_every_step(exported):
         steps, values = run.scalar(name)
         logged = events.Scalars(name)
         assert [e.step for e in logged] == steps.tolist()
-        np.testing.assert_array_equal([e.value for e in logged], values.astype(np.float32))  # simple_value is float32
+        np.testing.assert_array_equal(
+            [e.value for e in logged], values.astype(np.float32)
+        )  # simple_value is float32
     assert len(events.Scalars("loss")) == 20
 
 
-@pytest.mark.parametrize("probe, name", [("gradients", "0.weight"), ("weights", "2.bias"), ("activations", "3")])
+@pytest.mark.parametrize(
+    "probe, name", [("gradients", "0.weight"), ("weights", "2.bias"), ("activations", "3")]
+)
 def test_histograms_are_the_readers_bins_at_the_record_steps(exported, probe, name):
     run, events, _ = exported
     hist = run.hist(probe, name)
@@ -66,7 +73,9 @@ def test_histograms_are_the_readers_bins_at_the_record_steps(exported, probe, na
 
 def test_exporting_again_replaces_the_event_file(exported):
     run, _, folder = exported
-    result = CliRunner().invoke(main, ["export", run.path, "--tensorboard", str(folder / "tb"), "--no-histograms"])
+    result = CliRunner().invoke(
+        main, ["export", run.path, "--tensorboard", str(folder / "tb"), "--no-histograms"]
+    )
     assert result.exit_code == 0 and result.output.rstrip().endswith(", 0 histograms")
     (only,) = os.listdir(folder / "tb" / "run")
     assert only.startswith("events.out.tfevents.")
@@ -91,10 +100,12 @@ def test_report_and_export_never_import_torch(exported, tmp_path):
 
 def test_a_clear_error_without_tensorboard(exported, tmp_path):
     run, _, _ = exported
-    code = ("import sys; sys.modules['tensorboard'] = None\n"
-            "from dyntrace.export.tensorboard import to_tensorboard\n"
-            "from dyntrace.errors import DyntraceError\n"
-            f"try:\n    to_tensorboard({run.path!r}, {str(tmp_path)!r})\n"
-            "except DyntraceError as exc:\n    print(exc)\n")
+    code = (
+        "import sys; sys.modules['tensorboard'] = None\n"
+        "from dyntrace.export.tensorboard import to_tensorboard\n"
+        "from dyntrace.errors import DyntraceError\n"
+        f"try:\n    to_tensorboard({run.path!r}, {str(tmp_path)!r})\n"
+        "except DyntraceError as exc:\n    print(exc)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "pip install 'dyntrace[tensorboard]'" in out

@@ -13,12 +13,12 @@ import matplotlib.image
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from plots._runs import plateau_run, record_run, with_landscapes
 
 import dyntrace
 from dyntrace.analysis import diagnose
 from dyntrace.cli import main
 from dyntrace.plots import COMPARISONS, FIGURES
-from plots._runs import plateau_run, record_run, with_landscapes
 from report._chromium import find_chromium, load
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -27,7 +27,20 @@ PNG = b"\x89PNG\r\n\x1a\n"
 class Page(HTMLParser):
     """Every element's id, every URL-valued attribute, and each figure's inline images."""
 
-    URL_ATTRIBUTES = frozenset({"src", "href", "srcset", "action", "formaction", "poster", "data", "xlink:href", "background", "cite"})
+    URL_ATTRIBUTES = frozenset(
+        {
+            "src",
+            "href",
+            "srcset",
+            "action",
+            "formaction",
+            "poster",
+            "data",
+            "xlink:href",
+            "background",
+            "cite",
+        }
+    )
 
     def __init__(self, text):
         super().__init__()
@@ -111,16 +124,22 @@ def test_the_png_of_a_figure_is_a_real_image(report):
     out, _ = report
     page = Page(out.read_text(encoding="utf-8"))
     src = page.figures["run-1-fig-dashboard"][0]
-    image = matplotlib.image.imread(__import__("io").BytesIO(base64.b64decode(src.split(",", 1)[1])), format="png")
+    image = matplotlib.image.imread(
+        __import__("io").BytesIO(base64.b64decode(src.split(",", 1)[1])), format="png"
+    )
     assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 300
 
 
-@pytest.mark.skipif(find_chromium() is None, reason="no chromium binary (Debian: apt-get install -y chromium)")
+@pytest.mark.skipif(
+    find_chromium() is None, reason="no chromium binary (Debian: apt-get install -y chromium)"
+)
 def test_headless_chromium_opens_the_page_without_a_console_error(report, tmp_path):
     out, _ = report
     loaded = load(out)
     assert loaded.errors == []
-    assert {url for url in loaded.requests if not url.startswith("data:")} == {"file://" + os.path.abspath(out)}
+    assert {url for url in loaded.requests if not url.startswith("data:")} == {
+        "file://" + os.path.abspath(out)
+    }
     assert sum(url.startswith("data:image/png") for url in loaded.requests) >= 20
     shot = tmp_path / "report.png"
     shot.write_bytes(loaded.screenshot)
@@ -128,15 +147,19 @@ def test_headless_chromium_opens_the_page_without_a_console_error(report, tmp_pa
         with open(os.environ["DYNTRACE_SCREENSHOT"], "wb") as f:
             f.write(loaded.screenshot)
     image = matplotlib.image.imread(shot)
-    assert image.shape[1] == 1280 and image.shape[0] == loaded.height > 5000  # the whole page, every figure laid out
+    assert (
+        image.shape[1] == 1280 and image.shape[0] == loaded.height > 5000
+    )  # the whole page, every figure laid out
     assert np.std(image[:1500, :, :3]) > 0.05  # drawn, not blank
 
 
 def test_a_page_with_an_external_reference_fails_these_checks(tmp_path):
     """The checks above can fail: a missing stylesheet and image, and a script error, are seen."""
     bad = tmp_path / "bad.html"
-    bad.write_text('<!DOCTYPE html><html><head><link rel="stylesheet" href="x.css"></head>'
-                   '<body><img src="missing.png"><script>nope()</script></body></html>')
+    bad.write_text(
+        '<!DOCTYPE html><html><head><link rel="stylesheet" href="x.css"></head>'
+        '<body><img src="missing.png"><script>nope()</script></body></html>'
+    )
     page = Page(bad.read_text())
     assert [v for _, _, v in page.urls if not v.startswith(("data:", "#"))] == ["x.css", "missing.png"]
     if find_chromium() is not None:
