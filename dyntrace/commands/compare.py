@@ -7,6 +7,7 @@ from contextlib import ExitStack
 
 import click
 
+from dyntrace.commands.options import figure_output
 from dyntrace.commands.plot import out_folder, save
 from dyntrace.errors import DyntraceError, MissingDataError
 
@@ -18,25 +19,7 @@ __all__ = ["command"]
 @click.option(
     "--labels", default=None, metavar="A,B,…", help="Comma-separated names of the runs [default: file stems]."
 )
-@click.option(
-    "-o",
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Folder for the figures [default: <first run stem>_compare beside it].",
-)
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["png", "svg", "pdf"]),
-    default="png",
-    show_default=True,
-    help="File format.",
-)
-@click.option(
-    "--dpi", type=click.IntRange(10, 1200), default=120, show_default=True, help="Resolution of PNGs."
-)
+@figure_output("Folder for the figures [default: <first run stem>_compare beside it].")
 def command(run_files, labels, out_dir, fmt, dpi):
     """Overlay runs: loss curves, activation std and gradient norm by layer, and effective step
     sizes (where the runs have the 'steps' probe). Prints each path written; a figure no run

@@ -7,6 +7,7 @@ import os
 
 import click
 
+from dyntrace.commands.options import figure_output
 from dyntrace.errors import DyntraceError
 
 __all__ = ["command"]
@@ -66,25 +67,7 @@ def _describe(name: str, result) -> str:
     metavar="K",
     help="Seed of the random plane's directions [default 0].",
 )
-@click.option(
-    "-o",
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Also draw the slices into this folder.",
-)
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["png", "svg", "pdf"]),
-    default="png",
-    show_default=True,
-    help="Figure file format.",
-)
-@click.option(
-    "--dpi", type=click.IntRange(10, 1200), default=120, show_default=True, help="Resolution of PNGs."
-)
+@figure_output("Also draw the slices into this folder.", format_help="Figure file format.")
 def command(run_file, plane, line, trajectory, resolution, span, seed, out_dir, fmt, dpi):
     """Compute loss-landscape slices of a run made by `dyntrace train` and store them in RUN_FILE.
 

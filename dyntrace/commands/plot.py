@@ -6,6 +6,7 @@ import os
 
 import click
 
+from dyntrace.commands.options import figure_output
 from dyntrace.errors import DyntraceError, MissingDataError
 
 __all__ = ["command", "save"]
@@ -41,28 +42,9 @@ def out_folder(path: str) -> str:
 
 @click.command("plot")
 @click.argument("run_file", type=click.Path())  # checked by open_run: one clear line
-@click.option(
-    "-o",
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Folder for the figures [default: <run stem>_plots beside RUN_FILE].",
-)
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["png", "svg", "pdf"]),
-    default="png",
-    show_default=True,
-    help="File format.",
-)
-@click.option(
-    "--dpi",
-    type=click.IntRange(10, 1200),
-    default=120,
-    show_default=True,
-    help="Resolution of PNGs (and of heatmaps in SVG/PDF).",
+@figure_output(
+    "Folder for the figures [default: <run stem>_plots beside RUN_FILE].",
+    dpi_help="Resolution of PNGs (and of heatmaps in SVG/PDF).",
 )
 @click.option(
     "--only",
