@@ -1,13 +1,12 @@
 """dyntrace against its peers: per-step cost on the same model, data and schedule, in one run.
 
     python benchmarks/peers.py [--quick] [--steps N] [--repeats N] [--model mlp256|mlp512]
-                               [--optimizer sgd|adam] [--variants plain,dyntrace,...]
+                               [--optimizer sgd|adam] [--clock wall|cpu] [--variants a,b,...]
 
-What it measures: the wall-clock time of one training step (forward, backward, optimizer step)
-of an MLP (784-256-256-10, ReLU, batch 128; or 784-512-512-10, batch 256 as in overhead.py) on
-random data made with torch.randn, plain and with each tool recording it:
+It times one training step (forward, cross-entropy, backward, optimizer step) of an MLP on
+random data made here with torch.randn (784-256-256-10, ReLU, batch 128; --model mlp512:
+784-512-512-10, batch 256, benchmarks/overhead.py's MLP), plain and with each tool recording:
 
-  plain              no recording
   dyntrace           dyntrace.Recorder(model, opt, path, every=N) + rec.log(loss=loss)
   dyntrace-all       the same with probes="all"
   tensorboard        SummaryWriter.add_histogram of every parameter's weight and gradient on
@@ -16,16 +15,18 @@ random data made with torch.randn, plain and with each tool recording it:
                      Distance, UpdateSize, GradHist1d
   cockpit-economy    Cockpit's cheapest preset, configuration("economy")
 
-each at every=1 (the cost of a record step) and every=10 (the cost amortised over the
-schedule). Every variant trains its own copy of the same initial model. Variants run in
-interleaved blocks of --steps steps, in an order rotated from one repeat to the next, so that
-machine load hits all of them alike; after a warm-up, every=1 reports the median step and
-every=10 the median over repeats of the mean step of a block (a block holds whole periods of
-the schedule). Ratios are to the plain step measured the same way. They are ratios measured side
-by side, printed, never asserted. Files go to a temporary directory removed at the end.
+each at every=1 (each step a record step: the cost of recording) and every=10 (one step in ten:
+the cost amortised over the schedule). Every variant trains its own copy of the same initial
+model. After a warm-up, each variant runs --repeats blocks of --steps steps, each block right
+after a block of the plain step, in an order rotated from one repeat to the next, so that load
+from elsewhere on the machine hits a variant and its reference alike. every=1 reports the
+median step, every=10 the mean step of a block (a block holds whole periods of the schedule);
+ratios are to the paired plain block measured the same way, medians over the repeats. They are
+ratios measured side by side and printed, never asserted. Warnings a tool raised while timed
+are printed after the table. Files go to a temporary directory removed at the end.
 
 Background threads (dyntrace's HDF5 writer, TensorBoard's event writer) may finish a block's
-work during the next block; rotating the order spreads that over the other variants.
+work during the next block; rotating the order spreads that over the others.
 
 Peers: TensorBoard comes with `pip install tensorboard`. Cockpit and BackPACK, without letting
 pip touch the installed torch:
@@ -34,8 +35,8 @@ pip touch the installed torch:
 
 (Cockpit also imports numpy, scipy, pandas, matplotlib and seaborn.) Cockpit 1.0.2 imports
 pkg_resources, which setuptools >= 81 no longer ships; this script then gives it a stand-in
-for the one function it uses (its version look-up). If Cockpit cannot be imported or fails on
-this torch, one line says why and the other variants are measured.
+for the one function it takes from there (its version look-up). If Cockpit cannot be imported
+or fails on this torch, one line says why and the other variants are measured.
 """
 
 from __future__ import annotations
@@ -181,7 +182,7 @@ def import_cockpit():
             import cockpit.utils.configuration
             import cockpit.utils.schedules
         except Exception as exc:  # noqa: BLE001 - any import failure means "not measured"
-            raise Unavailable(f"{type(exc).__name__}: {exc}") from None
+            raise Unavailable(f"Cockpit cannot be imported ({type(exc).__name__}: {exc})") from None
         finally:
             if stand_in:
                 del sys.modules["pkg_resources"]
@@ -280,6 +281,7 @@ class Runner:
     session: Session
     blocks: list = field(default_factory=list)  # (plain block's step times, this one's), paired
     failed: str | None = None
+    warned: dict = field(default_factory=dict)  # warning message: times seen (once a block at most)
 
     @property
     def label(self):
@@ -298,17 +300,20 @@ def timed_block(session, batches, steps, start=0, clock=time.perf_counter):
 
 
 def run_guarded(runner, fn):
-    """Run ``fn()``; a failure switches the runner off with one line saying why."""
+    """Run ``fn()``; a failure switches the runner off (the report says why)."""
     if runner.failed:
         return None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("default")  # once per place and block: no cost per step
             return fn()
     except Exception as exc:  # noqa: BLE001 - a peer failing must not stop the benchmark
-        runner.failed = f"{type(exc).__name__}: {exc}"
-        print(f"{runner.label}: failed, not measured ({runner.failed})", flush=True)
+        runner.failed = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         return None
+    finally:
+        for w in caught:
+            message = f"{w.category.__name__}: {str(w.message).splitlines()[0][:110]}"
+            runner.warned[message] = runner.warned.get(message, 0) + 1
 
 
 def measure(plain_session, runners, batches, *, steps, repeats, warmup, clock):
@@ -340,7 +345,7 @@ def close(runner):
 
 
 def build_runners(names, model0, make_opt, folder):
-    runners = []
+    runners, unavailable = [], {}  # reason: names of the variants it stops
     for name in names:
         fn, _ = VARIANTS[name]
         for every in EVERY:
@@ -350,12 +355,14 @@ def build_runners(names, model0, make_opt, folder):
             try:
                 session = fn(model, make_opt(model), every, sub)
             except Unavailable as exc:
-                print(f"{name}: not measured, {exc}", flush=True)
+                unavailable.setdefault(str(exc), []).append(name)
                 break
             except Exception as exc:  # noqa: BLE001
                 print(f"{name}@{every}: not measured, setting up failed ({type(exc).__name__}: {exc})")
                 continue
             runners.append(Runner(name, every, session))
+    for reason, stopped in unavailable.items():
+        print(f"{', '.join(stopped)}: not measured, {reason}", flush=True)
     return runners
 
 
@@ -370,6 +377,12 @@ def summarise(runner):
 
 
 def report(runners, names):
+    failures = {}  # (variant, reason): the every= values it stopped
+    for r in runners:
+        if r.failed:
+            failures.setdefault((r.variant, r.failed), []).append(str(r.every))
+    for (variant, reason), everies in failures.items():
+        print(f"{variant} (every={', '.join(everies)}): failed while running, not measured ({reason})")
     plain_steps = [t for r in runners for base, _ in r.blocks for t in base]
     plain_blocks = [statistics.fmean(base) for r in runners for base, _ in r.blocks]
     if not plain_steps:
@@ -395,6 +408,11 @@ def report(runners, names):
     print(f"  {'plain':<16} {PLAIN}")
     for name in names:
         print(f"  {name:<16} {VARIANTS[name][1]}")
+    notes = [(r.label, m, n) for r in runners for m, n in r.warned.items()]
+    if notes:
+        print("\nwarnings while timed (variant@every, blocks with it):")
+        for label, message, n in notes:
+            print(f"  {label}: {message} ({n})")
 
 
 def main(argv=None):
@@ -403,11 +421,11 @@ def main(argv=None):
     )
     parser.add_argument("--model", choices=MODELS, default="mlp256")
     parser.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd")
-    parser.add_argument("--steps", type=int, default=50, help="steps of a timed block (a multiple of 10)")
-    parser.add_argument("--repeats", type=int, default=7, help="blocks of each variant, each after a plain one")
+    parser.add_argument("--steps", type=int, default=50, help="steps of a block (a multiple of 10)")
+    parser.add_argument("--repeats", type=int, default=7, help="blocks of each, each after a plain block")
     parser.add_argument(
         "--clock", choices=CLOCKS, default="wall",
-        help="cpu: this process's CPU time, background threads included (steadier on a busy machine)",
+        help="wall (default) or cpu: this process's CPU time, background threads included",
     )
     parser.add_argument("--quick", action="store_true", help="a smoke run: 20-step blocks, 2 repeats")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"of {', '.join(VARIANTS)}")
@@ -435,7 +453,8 @@ def main(argv=None):
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.clock} clock; "
         f"{args.model} {'-'.join(map(str, widths))} (ReLU), batch {batch}, {args.optimizer}; "
-        f"{repeats} interleaved blocks of {steps} steps per variant, {warmup} warm-up steps",
+        f"{repeats} interleaved blocks of {steps} steps per variant, {warmup} warm-up steps; "
+        f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs",
         flush=True,
     )
     with tempfile.TemporaryDirectory(prefix="dyntrace-peers-") as folder:
@@ -448,7 +467,7 @@ def main(argv=None):
             for runner in runners:
                 close(runner)
         report(runners, names)
-    print(f"\ntook {time.perf_counter() - start:.0f} s")
+    print(f"\ntook {time.perf_counter() - start:.0f} s; load average {os.getloadavg()[0]:.2f} at the end")
 
 
 if __name__ == "__main__":
