@@ -375,6 +375,7 @@ def write_landscape(path, name: str, arrays: dict, attrs: dict):
                     if isinstance(value, (int, float, str, bool, np.number))
                     else json.dumps(value, default=str),
                 )
+            stored = None
             if CHECKSUMS in f.attrs:  # the objects that changed: the root, /landscape and the new slice
                 stored = json.loads(_text(f.attrs[CHECKSUMS]))
                 stored = {
@@ -388,7 +389,13 @@ def write_landscape(path, name: str, arrays: dict, attrs: dict):
                     f"/{LANDSCAPE}/{name}",
                     *(f"/{LANDSCAPE}/{name}/{k}" for k in group),
                 ]
-                stored.update(_checksums(f, changed))
+                stored.update(_checksums(f, changed))  # (the root's leaves its checksums out)
+                del f.attrs[CHECKSUMS]
+        if stored is not None:
+            # Written in a second opening: HDF5 2.0 fails to close a file in which an attribute
+            # of an object with many (dense storage) was replaced by a longer one ("Can't
+            # decrement id ref count (Pinned entry count not decreasing)"), here at the fifth slice.
+            with h5py.File(path, "a", libver="latest") as f:
                 _set_attr(f, CHECKSUMS, json.dumps(stored))
 
 
