@@ -1,7 +1,8 @@
 """dyntrace against its peers: per-step cost on the same model, data and schedule, in one run.
 
     python benchmarks/peers.py [--quick] [--steps N] [--repeats N] [--model mlp256|mlp512]
-                               [--optimizer sgd|adam] [--clock wall|cpu] [--variants a,b,...]
+                               [--optimizer sgd|adam] [--clock wall|cpu] [--threads N]
+                               [--variants dyntrace,tensorboard,...]
 
 It times one training step (forward, cross-entropy, backward, optimizer step) of an MLP on
 random data made here with torch.randn (784-256-256-10, ReLU, batch 128; --model mlp512:
@@ -19,14 +20,16 @@ each at every=1 (each step a record step: the cost of recording) and every=10 (o
 the cost amortised over the schedule). Every variant trains its own copy of the same initial
 model. After a warm-up, each variant runs --repeats blocks of --steps steps, each block right
 after a block of the plain step, in an order rotated from one repeat to the next, so that load
-from elsewhere on the machine hits a variant and its reference alike. every=1 reports the
-median step, every=10 the mean step of a block (a block holds whole periods of the schedule);
-ratios are to the paired plain block measured the same way, medians over the repeats. They are
-ratios measured side by side and printed, never asserted. Warnings a tool raised while timed
-are printed after the table. Files go to a temporary directory removed at the end.
+from elsewhere on the machine hits a variant and its reference alike. Per step, every=1
+reports the median step; every=10 the mean over the ten positions of the schedule of the
+median step at each position (so a record step counts once in ten, and so does any cost it
+leaves to the steps after it, while spikes from other processes do not). Ratios are to the
+same figure of the plain blocks paired with the variant's. They are ratios measured side by
+side and printed, never asserted. Warnings a tool raised while timed are printed after the
+table. Files go to a temporary directory removed at the end.
 
 Background threads (dyntrace's HDF5 writer, TensorBoard's event writer) may finish a block's
-work during the next block; rotating the order spreads that over the others.
+work during the next (plain) block; it slows a few of its steps, which the medians discount.
 
 Peers: TensorBoard comes with `pip install tensorboard`. Cockpit and BackPACK, without letting
 pip touch the installed torch:
@@ -49,6 +52,7 @@ import importlib.metadata
 import io
 import itertools
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -366,14 +370,22 @@ def build_runners(names, model0, make_opt, folder):
     return runners
 
 
+def typical_step(blocks, period):
+    """Seconds: the mean, over the ``period`` positions of the schedule, of the median step at
+    that position, pooled over the blocks (each starts at the same position). Robust to spikes
+    from other processes, yet it keeps the record step's cost and any cost it leaves to the
+    steps after it."""
+    at = [[] for _ in range(period)]
+    for times in blocks:
+        for i, t in enumerate(times):
+            at[i % period].append(t)
+    return statistics.fmean(statistics.median(ts) for ts in at)
+
+
 def summarise(runner):
-    """(ms, ratio): every=1, the median step and its ratio to the paired plain block's median
-    step; every=10, the mean step of a block and its ratio to the paired plain block's mean;
-    both medians over the repeats."""
-    pick = statistics.median if runner.every == 1 else statistics.fmean
-    ms = statistics.median(1e3 * pick(times) for _, times in runner.blocks)
-    ratio = statistics.median(pick(times) / pick(base) for base, times in runner.blocks)
-    return ms, ratio
+    """(ms, ratio to the plain blocks run just before this runner's blocks)."""
+    step = typical_step([times for _, times in runner.blocks], runner.every)
+    return 1e3 * step, step / typical_step([base for base, _ in runner.blocks], 1)
 
 
 def report(runners, names):
@@ -383,14 +395,13 @@ def report(runners, names):
             failures.setdefault((r.variant, r.failed), []).append(str(r.every))
     for (variant, reason), everies in failures.items():
         print(f"{variant} (every={', '.join(everies)}): failed while running, not measured ({reason})")
-    plain_steps = [t for r in runners for base, _ in r.blocks for t in base]
-    plain_blocks = [statistics.fmean(base) for r in runners for base, _ in r.blocks]
-    if not plain_steps:
+    plain_blocks = [base for r in runners for base, _ in r.blocks]
+    if not plain_blocks:
         print("\nno variant was measured")
         return
     print(f"\n{'variant':<16} {'every=1 ms':>11} {'ratio':>8}   {'every=10 ms':>11} {'ratio':>8}")
-    plain_ms = (1e3 * statistics.median(plain_steps), 1e3 * statistics.median(plain_blocks))
-    print(f"{'plain':<16} {plain_ms[0]:>11.2f} {1:>7.2f}x   {plain_ms[1]:>11.2f} {1:>7.2f}x")
+    plain_ms = 1e3 * typical_step(plain_blocks, 1)
+    print(f"{'plain':<16} {plain_ms:>11.2f} {1:>7.2f}x   {plain_ms:>11.2f} {1:>7.2f}x")
     for name in names:
         cells = []
         for every in EVERY:
@@ -401,9 +412,9 @@ def report(runners, names):
                 cells.append("{:>11.2f} {:>7.2f}x".format(*summarise(runner)))
         print(f"{name:<16} {cells[0]}   {cells[1]}")
     print(
-        "\nevery=1: every step records; median step. every=10: one step in ten records; mean step of a\n"
-        "block, which holds whole periods. Ratios: against the plain block run just before, medians\n"
-        "over the repeats. Plain: median step and median block mean over all its blocks.\n"
+        "\nms: median step; at every=10 the mean over the ten positions of the schedule of the median\n"
+        "step at that position (the record step and the nine after it). Ratio: to the same figure of\n"
+        "the plain blocks run just before that variant's blocks. Plain: median of all its steps.\n"
     )
     print(f"  {'plain':<16} {PLAIN}")
     for name in names:
@@ -421,17 +432,22 @@ def main(argv=None):
     )
     parser.add_argument("--model", choices=MODELS, default="mlp256")
     parser.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd")
-    parser.add_argument("--steps", type=int, default=50, help="steps of a block (a multiple of 10)")
-    parser.add_argument("--repeats", type=int, default=7, help="blocks of each, each after a plain block")
+    parser.add_argument("--steps", type=int, default=40, help="steps of a block (a multiple of 10)")
+    parser.add_argument("--repeats", type=int, default=5, help="blocks of each, each after a plain block")
     parser.add_argument(
-        "--clock", choices=CLOCKS, default="wall",
+        "--clock",
+        choices=CLOCKS,
+        default="wall",
         help="wall (default) or cpu: this process's CPU time, background threads included",
     )
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 20-step blocks, 2 repeats")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"of {', '.join(VARIANTS)}")
     args = parser.parse_args(argv)
     steps, repeats = (20, 2) if args.quick else (args.steps, args.repeats)
     clock = CLOCKS[args.clock]
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if steps <= 0 or steps % max(EVERY) or repeats <= 0:
         raise SystemExit(f"--steps must be a positive multiple of {max(EVERY)}, --repeats positive")
     names = [n for n in args.variants.split(",") if n and n != "plain"]
@@ -449,6 +465,7 @@ def main(argv=None):
 
     warmup = 10 if args.quick else 20  # covers a record step at every=10; fixes histogram ranges
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a kill still removes the folder
     start = time.perf_counter()
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.clock} clock; "
