@@ -6,6 +6,7 @@ same model and data in one process and compare.
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 import warnings
@@ -170,6 +171,11 @@ def record_worker(rank: int, out: str, store: str):
             refused=refused,
             calls=[calls["reduce"], calls["per_rank"], calls["rank0"]],
         )
+    # The DDP models are gone before the group: a gloo group destroyed from DDP's reducer after
+    # destroy_process_group (the peer may have exited) can hang joining its threads.
+    del model, opt
+    gc.collect()
+    dist.barrier()
     dist.destroy_process_group()
 
 

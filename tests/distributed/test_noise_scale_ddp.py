@@ -5,6 +5,7 @@ gradient after it are summed into rank 0's file by the recorder's SUM reduction;
 rebuilds every example from its seed and checks the stored norms against hand computations.
 """
 
+import gc
 import os
 
 import numpy as np
@@ -45,23 +46,29 @@ def worker(rank: int, out: str, store: str, micro: int):
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
     try:
-        model = nn.parallel.DistributedDataParallel(LinearLoss())
-        opt = torch.optim.SGD(model.parameters(), lr=0.1)
-        data = examples(micro)[:, rank]
-        with dyntrace.Recorder(
-            model, opt, os.path.join(out, f"k{micro}.h5"), every=1, probes=["noise_scale"]
-        ):
-            for step in range(STEPS):
-                opt.zero_grad()
-                for i in range(micro):
-                    if i < micro - 1:
-                        with model.no_sync():  # accumulate locally; all-reduce on the last micro-batch
-                            (model(data[step, i]).mean() / micro).backward()
-                    else:
-                        (model(data[step, i]).mean() / micro).backward()
-                opt.step()
+        _train(rank, out, micro)
+        # The DDP model is gone before the group: a gloo group destroyed from DDP's reducer
+        # after destroy_process_group (the peer may have exited) can hang joining its threads.
+        gc.collect()
+        dist.barrier()
     finally:
         dist.destroy_process_group()
+
+
+def _train(rank: int, out: str, micro: int):
+    model = nn.parallel.DistributedDataParallel(LinearLoss())
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    data = examples(micro)[:, rank]
+    with dyntrace.Recorder(model, opt, os.path.join(out, f"k{micro}.h5"), every=1, probes=["noise_scale"]):
+        for step in range(STEPS):
+            opt.zero_grad()
+            for i in range(micro):
+                if i < micro - 1:
+                    with model.no_sync():  # accumulate locally; all-reduce on the last micro-batch
+                        (model(data[step, i]).mean() / micro).backward()
+                else:
+                    (model(data[step, i]).mean() / micro).backward()
+            opt.step()
 
 
 @pytest.fixture(scope="module")
