@@ -132,6 +132,16 @@ def merge_packed(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def _strided_view(flat: torch.Tensor, cap: int) -> torch.Tensor:
+    """The elements :func:`strided_sample` takes, as a view (no copy)."""
+    n = flat.numel()
+    if n <= cap:
+        return flat
+    stride = -(-n // cap)
+    stride += stride % 2 == 0
+    return flat[::stride]
+
+
 def strided_sample(flat: torch.Tensor, cap: int) -> torch.Tensor:
     """At most ``cap`` elements of a flat tensor, taken with an odd stride, made contiguous.
 
@@ -139,12 +149,7 @@ def strided_sample(flat: torch.Tensor, cap: int) -> torch.Tensor:
     [batch, units] tensor is sampled across all units rather than a few columns. The copy
     (``cap`` elements) makes the passes over the sample run at full speed.
     """
-    n = flat.numel()
-    if n <= cap:
-        return flat
-    stride = -(-n // cap)
-    stride += stride % 2 == 0
-    return flat[::stride].contiguous()
+    return _strided_view(flat, cap).contiguous()
 
 
 def histogram(values: torch.Tensor, edges) -> torch.Tensor:
@@ -179,9 +184,10 @@ def nice_ceiling(value: torch.Tensor) -> torch.Tensor:
     value = torch.where(torch.isfinite(value) & (value > 0), value, torch.ones_like(value))
     power = torch.pow(10.0, torch.floor(torch.log10(value)))
     m = value / power * (1 - 1e-12)  # absorbs the rounding of log10 at exact powers
-    mantissa = torch.where(
-        m <= 1, 1.0, torch.where(m <= 2, 2.0, torch.where(m <= 2.5, 2.5, torch.where(m <= 5, 5.0, 10.0)))
-    )
+    # m <= 1 → 1, m <= 2 → 2, m <= 2.5 → 2.5, m <= 5 → 5, else 10: one search, one gather
+    device = value.device
+    step = torch.bucketize(m, _constant((1.0, 2.0, 2.5, 5.0), device, torch.float64))
+    mantissa = torch.take(_constant((1.0, 2.0, 2.5, 5.0, 10.0), device, torch.float64), step)
     return mantissa * power
 
 
@@ -280,39 +286,48 @@ def summarise_tensors(
         index = _constant(tuple(present), device, torch.long)
         lo, hi = lo.index_select(0, index), hi.index_select(0, index)
     flats = [tensors[i].detach().reshape(-1) for i in present]
-    samples = [strided_sample(f, cap) for f in flats]
-    t = len(samples)
-    sizes_key = tuple(s.numel() for s in samples)
+    t = len(flats)
     if t == 1:
-        sample, segment = samples[0].float(), None
+        sample, segment = strided_sample(flats[0], cap).float(), None
+        sizes_key = (sample.numel(),)
         sizes = torch.full((1,), float(sample.numel()), dtype=torch.float64, device=device)
-    else:
+    else:  # the samples are strided views, pooled by one copy
+        views = [_strided_view(f, cap) for f in flats]
+        sizes_key = tuple(v.numel() for v in views)
         segment, sizes = _segments(sizes_key, device)
-        sample = torch.cat(samples).float()  # per-record allocation: the pooled samples
+        sample = torch.cat(views).float()  # per-record allocation: the pooled samples
     # slots per tensor: 0 underflow, 1…bins, bins + 1 overflow, bins + 2 non-finite, bins + 3
-    # exact zeros of a magnitude histogram (log10 0 = −inf would land in underflow)
-    finite = torch.isfinite(sample)
-    is_zero = sample == 0
+    # exact zeros (of a magnitude histogram log10 0 = −inf would land in underflow; a value
+    # histogram gets them back in their bin below, after they were counted). Float arithmetic
+    # only: on a CPU a comparison or a select costs three to five times an add.
+    poison = sample * 0  # NaN where the value is NaN or ±inf, else ±0
     shifts = None
     if centred:
-        clean = torch.where(finite, sample, torch.zeros((), dtype=sample.dtype, device=device))
+        clean = torch.nan_to_num(sample, nan=0.0, posinf=0.0, neginf=0.0)
         shifts = _segment_sums(clean, sizes_key, device) / sizes
     moments_ = _moments_of(flats, shifts)
     if lo is None:  # a symmetric range from the data: [−h, h], h = max |x| rounded up
         hi = symmetric_limit(moments_)
         lo, per_tensor = -hi, True
+    scale = bins / (hi - lo)  # per tensor: the same number each element's bin arithmetic used
+    lo_of, scale_of = lo, scale
     if per_tensor and segment is not None:
-        lo, hi = lo[segment], hi[segment]
+        lo_of, scale_of = lo.index_select(0, segment), scale.index_select(0, segment)
     values = torch.log10(sample.abs()) if magnitude else sample
-    slot = _slots(values, lo, hi, bins, finite=finite)
+    slot = ((values - lo_of) * scale_of).add_(poison).floor_().clamp_(-1, bins).add_(1)  # NaN: non-finite
+    sign = sample.sign()
+    nonzero = sign.mul_(sign)  # 1, or 0 for an exact zero
+    slot = (slot - (bins + 3)).mul_(nonzero).add_(bins + 3).nan_to_num_(nan=bins + 2).long()
     slots = bins + 4
-    if magnitude:
-        slot = torch.where(is_zero, bins + 3, slot)
     if segment is not None:
-        slot = slot + segment * slots
+        slot = slot + _segment_offsets(sizes_key, slots, device)
     counts = torch.zeros(t * slots, dtype=torch.float32, device=device)  # per-record allocation
     counts = counts.scatter_add_(0, slot, _ones(sample)).reshape(t, slots).double()
-    zeros = counts[:, bins + 3] if magnitude else _segment_sums(is_zero, sizes_key, device)
+    zeros = counts[:, bins + 3]
+    if not magnitude:  # each tensor's zeros back into the bin of 0, by the same arithmetic
+        zero = torch.zeros(t if per_tensor else 1, dtype=sample.dtype, device=device)
+        bin_of_zero = ((zero - lo) * scale).floor_().clamp_(-1, bins).add_(1).long()
+        counts = counts.scatter_add(1, bin_of_zero.expand(t).reshape(t, 1), counts[:, bins + 3 :])
     packed = torch.cat(
         [moments_, zeros[:, None], counts[:, bins + 2 : bins + 3], sizes[:, None], counts[:, : bins + 2]],
         dim=1,
@@ -395,27 +410,31 @@ def _segments(sizes: tuple[int, ...], device):
     return _CONSTANTS[segment_key], _constant(sizes, device, torch.float64)
 
 
+def _segment_offsets(sizes: tuple[int, ...], slots: int, device) -> torch.Tensor:
+    """``slots`` × the segment id of every sample element: where its tensor's slots begin (cached)."""
+    key = (("offsets", slots) + sizes, str(device), torch.long)
+    if key not in _CONSTANTS:
+        _CONSTANTS[key] = _segments(sizes, device)[0] * slots
+    return _CONSTANTS[key]
+
+
 def _moments_of(flats, shifts) -> torch.Tensor:
-    """[T, 5] moments (see :func:`moments`), gathered with one stack per statistic."""
+    """[T, 5] moments (see :func:`moments`): the reductions of all tensors gathered by one stack."""
     if shifts is not None:
         shifts = torch.nan_to_num(shifts, nan=0.0, posinf=0.0, neginf=0.0)
-    lows, highs, s1, s2 = [], [], [], []
+    reductions = []
     for k, flat in enumerate(flats):
         if flat.dtype not in (torch.float32, torch.float64):
             flat = flat.float()
-        lo, hi = torch.aminmax(flat)
         centred = flat if shifts is None else flat - shifts[k].to(flat.dtype)  # one pass: exact variances
-        lows.append(lo)
-        highs.append(hi)
-        s1.append(centred.sum())
-        s2.append(torch.dot(centred, centred))
+        reductions += [*torch.aminmax(flat), centred.sum(), torch.dot(centred, centred)]
     device = flats[0].device
     count = _constant(tuple(float(f.numel()) for f in flats), device, torch.float64)
-    s1, s2 = torch.stack(s1).double(), torch.stack(s2).double()
+    lows, highs, s1, s2 = torch.stack(reductions).double().view(len(flats), 4).unbind(1)
     if shifts is not None:
         c = shifts.double()
         s1, s2 = s1 + count * c, s2 + 2 * c * s1 + count * c * c
-    return torch.stack([count, s1, s2, torch.stack(lows).double(), torch.stack(highs).double()], dim=1)
+    return torch.stack([count, s1, s2, lows, highs], dim=1)
 
 
 def split_summary(packed: torch.Tensor) -> dict[str, torch.Tensor]:
