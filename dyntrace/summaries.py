@@ -502,14 +502,21 @@ def to_host(parts: dict) -> tuple[dict, dict]:
 
 def _copy_to_host(tensors: dict) -> dict:
     keys = list(tensors)
-    parts = [tensors[k].detach().reshape(-1).to(torch.float64) for k in keys]
-    flat = (torch.cat(parts) if len(parts) > 1 else parts[0]).cpu().numpy()  # <- the device-host sync
+    with torch.no_grad():  # column views go into the concatenation as they are: no copy each
+        parts = [_flat_float64(tensors[k]) for k in keys]
+        flat = (torch.cat(parts) if len(parts) > 1 else parts[0]).cpu().numpy()  # <- the device-host sync
     out, offset = {}, 0
     for key, part in zip(keys, parts):
         size = part.numel()
         out[key] = flat[offset : offset + size].reshape(tuple(tensors[key].shape))
         offset += size
     return out
+
+
+def _flat_float64(tensor: torch.Tensor) -> torch.Tensor:
+    if tensor.dtype != torch.float64:
+        tensor = tensor.double()
+    return tensor if tensor.dim() == 1 else tensor.reshape(-1)
 
 
 def _as_array(value):
