@@ -263,7 +263,7 @@ def profile(build, optimizer_cls, probes, *, steps=40):
             for method in ("before_step", "after_step", "collect", "static", "check"):
                 wrap(probe, method, f"{probe.name}.{method}")
             if isinstance(probe, ActivationsProbe):
-                wrap(probe, "_observe", "activations: forward hooks (summaries)")
+                wrap(probe, "_observe", "activations: forward hooks (moments, samples)")
         wrap(rec._pipeline, "transfer", "transfer to host + enqueue for the writer")
         wrap(rec._ctx, "take_snapshot", "snapshot of the weights")
         wrap(rec, "_arm_if_scheduled", "arming (hooks attached, compile stance)")

@@ -46,6 +46,8 @@ __all__ = [
     "empty_summary",
     "split_summary",
     "summarise_tensors",
+    "sample_moments",
+    "histogram_rows",
 ]
 
 REDUCES = ("sum", "min", "max")
@@ -317,10 +319,11 @@ def summarise_tensors(
     slot = ((values - lo_of) * scale_of).add_(poison).floor_().clamp_(-1, bins).add_(1)  # NaN: non-finite
     sign = sample.sign()
     nonzero = sign.mul_(sign)  # 1, or 0 for an exact zero
-    slot = (slot - (bins + 3)).mul_(nonzero).add_(bins + 3).nan_to_num_(nan=bins + 2).long()
+    slot = (slot - (bins + 3)).mul_(nonzero).add_(bins + 3).nan_to_num_(nan=bins + 2)
     slots = bins + 4
-    if segment is not None:
-        slot = slot + _segment_offsets(sizes_key, slots, device)
+    if segment is not None:  # each tensor's slots after the previous ones' (exact: small integers in floats)
+        slot = slot.add_(_segment_offsets(sizes_key, slots, device, slot.dtype))
+    slot = slot.long()
     counts = torch.zeros(t * slots, dtype=torch.float32, device=device)  # per-record allocation
     counts = counts.scatter_add_(0, slot, _ones(sample)).reshape(t, slots).double()
     zeros = counts[:, bins + 3]
@@ -337,6 +340,62 @@ def summarise_tensors(
     out = empty_summary(bins, device, rows=len(tensors))
     out[_constant(tuple(present), device, torch.long)] = packed
     return out
+
+
+def sample_moments(x: torch.Tensor, *, cap: int, centred: bool):
+    """The first half of :func:`summarise_tensor`, for summaries whose histograms are counted
+    later, many tensors at once (:func:`histogram_rows`): exact moments [count, sum, sumsq,
+    min, max] of ``x`` (float64, on its device), its strided sample in ``x``'s dtype and the
+    same sample as float32. ``x`` must be a non-empty floating-point tensor."""
+    flat = x.reshape(-1)
+    raw = strided_sample(flat, cap)
+    sample = raw.float()
+    shift = None
+    if centred:
+        clean = torch.nan_to_num(sample, nan=0.0, posinf=0.0, neginf=0.0)
+        shift = clean.sum(dtype=torch.float64).reshape(1) / sample.numel()
+    return _moments_of([flat], shift)[0], raw, sample
+
+
+def histogram_rows(
+    samples: list, lo: torch.Tensor, hi: torch.Tensor, bins: int, *, owners: tuple | None = None, rows=None
+) -> torch.Tensor:
+    """The second half: [zero, nonfinite, hist_count, hist(bins + 2)] of each float32 sample
+    (from :func:`sample_moments`) in its own value range, ``lo`` and ``hi`` float64 [R] on the
+    samples' device, all counted with one ``scatter_add_``. The bin arithmetic is float32, as
+    :func:`summarise_tensor`'s with a number or 0-d range: each row equals its columns there.
+    With ``owners`` (the row of each sample, out of ``rows``) the counts of the samples of one
+    row are added up (several forward passes of one layer)."""
+    r = len(samples)
+    sizes_key = tuple(s.numel() for s in samples)
+    device = samples[0].device
+    scale = (bins / (hi - lo)).float()
+    lo = lo.float()
+    if r == 1:
+        sample, lo_of, scale_of = samples[0], lo, scale
+    else:
+        segment, _ = _segments(sizes_key, device)
+        sample = torch.cat(samples)  # per-record allocation: the pooled samples
+        lo_of, scale_of = lo.index_select(0, segment), scale.index_select(0, segment)
+    slot = ((sample - lo_of) * scale_of).add_(sample * 0).floor_().clamp_(-1, bins).add_(1)
+    sign = sample.sign()
+    slot = (slot - (bins + 3)).mul_(sign.mul_(sign)).add_(bins + 3).nan_to_num_(nan=bins + 2)
+    slots = bins + 4
+    if r > 1:  # each tensor's slots after the previous ones' (exact: small integers in floats)
+        slot = slot.add_(_segment_offsets(sizes_key, slots, device, slot.dtype))
+    slot = slot.long()
+    counts = torch.zeros(r * slots, dtype=torch.float32, device=device)  # per-record allocation
+    counts = counts.scatter_add_(0, slot, _ones(sample)).reshape(r, slots).double()
+    bin_of_zero = ((torch.zeros_like(lo) - lo) * scale).floor_().clamp_(-1, bins).add_(1).long()
+    counts = counts.scatter_add(1, bin_of_zero.reshape(r, 1), counts[:, bins + 3 :])
+    sizes = _constant(tuple(float(n) for n in sizes_key), device, torch.float64)
+    out = torch.cat(
+        [counts[:, bins + 3 :], counts[:, bins + 2 : bins + 3], sizes[:, None], counts[:, : bins + 2]], dim=1
+    )
+    if owners is None:
+        return out
+    summed = torch.zeros((rows, out.shape[1]), dtype=torch.float64, device=device)
+    return summed.index_add_(0, _constant(tuple(owners), device, torch.long), out)
 
 
 def _one_by_one(tensors, edges, present, *, cap, magnitude, centred, device) -> torch.Tensor:
@@ -410,11 +469,12 @@ def _segments(sizes: tuple[int, ...], device):
     return _CONSTANTS[segment_key], _constant(sizes, device, torch.float64)
 
 
-def _segment_offsets(sizes: tuple[int, ...], slots: int, device) -> torch.Tensor:
-    """``slots`` × the segment id of every sample element: where its tensor's slots begin (cached)."""
-    key = (("offsets", slots) + sizes, str(device), torch.long)
+def _segment_offsets(sizes: tuple[int, ...], slots: int, device, dtype) -> torch.Tensor:
+    """``slots`` × the segment id of every sample element, where its tensor's slots begin, in
+    ``dtype`` (cached): added to the float slots before their one conversion to int64."""
+    key = (("offsets", slots) + sizes, str(device), dtype)
     if key not in _CONSTANTS:
-        _CONSTANTS[key] = _segments(sizes, device)[0] * slots
+        _CONSTANTS[key] = (_segments(sizes, device)[0] * slots).to(dtype)
     return _CONSTANTS[key]
 
 

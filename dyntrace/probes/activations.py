@@ -71,15 +71,17 @@ from dyntrace.probes.base import Probe
 from dyntrace.stats import Ratio
 from dyntrace.summaries import (
     DEFAULT_HIST_SAMPLE,
+    ZERO,
     FieldSpec,
     ProbeLayout,
     edges_tensor,
     empty_summary,
+    histogram_rows,
     merge_packed,
     nice_ceiling,
+    packed_width,
+    sample_moments,
     split_summary,
-    strided_sample,
-    summarise_tensor,
     tensor_fields,
 )
 
@@ -299,6 +301,8 @@ class _LayerState:
         "site",
         "order",
         "centred",
+        "samples",
+        "range",
     )
 
     def __init__(self, name: str = "", kind: str = "", hint: str | None = None):
@@ -312,6 +316,8 @@ class _LayerState:
         self.site = None  # (host index, kind index, call index) of a functional call site
         self.order = None  # when its output was first seen, counting every column's first output
         self.centred = True  # sums around the sample mean (see check): until a record shows it is not needed
+        self.samples = []  # float32 samples of this record step's outputs, binned all at once in collect
+        self.range = None  # float64 [lo, hi] of the histogram on the outputs' device, made once
 
 
 class _Frame:
@@ -743,11 +749,19 @@ class ActivationsProbe(Probe):
         if state.edges is None:
             state.edges = self._edges_for(kind, x)
             self.statics_changed = True  # a range decided after the statics were written
-        packed = summarise_tensor(
-            x, state.edges, cap=self.hist_sample, magnitude=False, centred=state.centred
-        )
-        saturated = self._saturated(kind, x)
-        packed = torch.cat([packed, saturated.reshape(1)])  # column SATURATED: added with the rest
+        # moments and the sample now, the histogram of every column in one pass in collect()
+        if x.numel():
+            moments, raw, sample = sample_moments(x, cap=self.hist_sample, centred=state.centred)
+            state.samples.append(sample)
+        else:
+            moments, raw = empty_summary(0, x.device)[:ZERO], None
+        if state.range is None:
+            lo, hi, _ = state.edges
+            state.range = torch.stack(
+                [torch.as_tensor(v, dtype=torch.float64, device=x.device) for v in (lo, hi)]
+            )  # once per column
+        saturated = self._saturated(kind, raw, x.device)
+        packed = torch.cat([moments, saturated.reshape(1)])  # then column SATURATED: added with the rest
         active = None
         axis = self._unit_axis(state, x, dim)
         if axis is not None:
@@ -805,11 +819,11 @@ class ActivationsProbe(Probe):
         hi = nice_ceiling(1.5 * largest)
         return (torch.zeros_like(hi), hi, self.bins) if kind in NON_NEGATIVE else (-hi, hi, self.bins)
 
-    def _saturated(self, kind: str, x: torch.Tensor) -> torch.Tensor:
-        if kind not in BOUNDS:
-            return torch.zeros((), dtype=torch.float64, device=x.device)
+    def _saturated(self, kind: str, sample: torch.Tensor | None, device) -> torch.Tensor:
+        """Elements of the (output's dtype) sample within ``saturation_eps`` of a bound."""
+        if kind not in BOUNDS or sample is None:
+            return torch.zeros((), dtype=torch.float64, device=device)
         lo, hi = BOUNDS[kind]
-        sample = strided_sample(x.reshape(-1), self.hist_sample)
         eps = self.saturation_eps
         return ((sample <= lo + eps) | (sample >= hi - eps)).sum().double()
 
@@ -844,6 +858,7 @@ class ActivationsProbe(Probe):
             dim=1,
         )
         zero = torch.zeros((), dtype=torch.float64, device=device)
+        block = iter(self._seen_rows(device))  # the rows of the columns seen, in order
         rows, dead, persistent = [], [], []
         for i, state in enumerate(self._state):
             if state.packed is None:
@@ -851,7 +866,7 @@ class ActivationsProbe(Probe):
                 dead.append(zero)
                 persistent.append(zero)
                 continue
-            rows.append(state.packed.to(device))
+            rows.append(next(block))
             if state.active is None:
                 dead.append(zero)
                 persistent.append(zero)
@@ -865,13 +880,37 @@ class ActivationsProbe(Probe):
                 state.dead_run = torch.where(is_dead, run + 1, torch.zeros_like(run))
                 dead.append(is_dead.sum().double().to(device))
                 persistent.append((state.dead_run >= self.dead_patience).sum().double().to(device))
-            state.packed, state.active = None, None
+            state.packed, state.active, state.samples = None, None, []
         packed = torch.stack(rows)
         fields = split_summary(packed[:, :SATURATED])
         fields["saturated"] = packed[:, SATURATED]
         fields["dead"] = torch.stack(dead)
         fields["dead_persistent"] = torch.stack(persistent)
         return fields
+
+    def _seen_rows(self, device) -> torch.Tensor:
+        """Packed rows [seen columns, layout + SATURATED] of the columns with a forward pass:
+        their moments and saturation counts, and the histograms of all their samples counted
+        at once (one batch per device), each column's samples added up."""
+        seen = [s for s in self._state if s.packed is not None]
+        if not seen:
+            return torch.zeros((0, packed_width(self.bins) + 1), dtype=torch.float64, device=device)
+        groups: dict = {}  # device -> (samples, owners, ranges)
+        for k, state in enumerate(seen):
+            for sample in state.samples:
+                samples, owners, ranges = groups.setdefault(sample.device, ([], [], []))
+                samples.append(sample)
+                owners.append(k)
+                ranges.append(state.range.to(sample.device))
+        hist = torch.zeros((len(seen), packed_width(self.bins) - ZERO), dtype=torch.float64, device=device)
+        for samples, owners, ranges in groups.values():
+            ranges = torch.stack(ranges)
+            counted = histogram_rows(
+                samples, ranges[:, 0], ranges[:, 1], self.bins, owners=tuple(owners), rows=len(seen)
+            )
+            hist = hist + counted.to(device)
+        moments = torch.stack([s.packed.to(device) for s in seen])  # [count … max, saturated]
+        return torch.cat([moments[:, :ZERO], hist, moments[:, ZERO:]], dim=1)
 
     def check(self, ctx, host: dict) -> dict:
         """Decide, from this record's host moments, which columns need centred sums next time.

@@ -282,3 +282,39 @@ def test_merging_two_halves_equals_summarising_the_whole():
         halves[1:3].numpy(), [clean.double().sum().item(), clean.double().square().sum().item()], rtol=1e-6
     )
     assert halves[3] == clean.min() and halves[4] == clean.max()
+
+
+def test_histograms_counted_later_for_many_layers_match_each_layers_own_summary():
+    """The activations probe takes moments and a sample in the hook and bins every layer's
+    samples at once in collect(): each row must equal summarise_tensor's, counts by hand."""
+    from dyntrace.summaries import histogram_rows, merge_packed, sample_moments, summarise_tensor
+
+    on_edges = torch.tensor([-1.0, -0.5, 0.0, 0.0, 0.25, 0.5, 1.0, 2.0, float("nan"), float("inf")])
+    relu = torch.relu(torch.randn(256, 300))
+    second = torch.relu(torch.randn(64, 300))  # a second forward pass of the same layer
+    ranges = [
+        (-1.0, 1.0),
+        (0.0, torch.tensor(5.0, dtype=torch.float64)),
+        (0.0, torch.tensor(5.0, dtype=torch.float64)),
+    ]
+    xs = [on_edges, relu, second]
+    parts = [sample_moments(x, cap=1 << 14, centred=False) for x in xs]
+    lo = torch.tensor([float(r[0]) for r in ranges], dtype=torch.float64)
+    hi = torch.tensor([float(r[1]) for r in ranges], dtype=torch.float64)
+    rows = histogram_rows([p[2] for p in parts], lo, hi, 8, owners=(0, 1, 1), rows=2)
+    # by hand, 8 bins of 0.25 on [-1, 1]: underflow none; -1 and -0.5 open bins 1 and 3; the
+    # zeros bin 5 (counted as zeros too), 0.25 bin 6, 0.5 bin 7; 1 and 2 overflow; NaN and inf
+    # non-finite, never binned
+    expected = [0, 1, 0, 1, 0, 2, 1, 1, 0, 2]
+    assert rows[0, 3:].tolist() == expected
+    assert rows[0, :3].tolist() == [2, 2, 10]  # zeros, non-finite, sample size
+    for k, (x, (a, b)) in enumerate(zip(xs[:2], ranges[:2])):
+        whole = summarise_tensor(x, (a, b, 8), cap=1 << 14, magnitude=False, centred=False)
+        if k == 1:  # the layer's two passes merge as two summaries would
+            whole = merge_packed(
+                whole, summarise_tensor(second, (a, b, 8), cap=1 << 14, magnitude=False, centred=False)
+            )
+        assert torch.equal(whole[5:], rows[k])
+    # both passes sampled: 76800 elements with stride 5, 19200 with stride 3 (2 is even: it would skip odd columns)
+    assert rows[1, 2] == 76800 // 5 + 19200 // 3
+    assert rows[1, 0] == (relu.reshape(-1)[::5] == 0).sum() + (second.reshape(-1)[::3] == 0).sum()
