@@ -14,6 +14,7 @@ import warnings
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.multiprocessing as mp
 from torch import nn
 
 import dyntrace
@@ -24,6 +25,49 @@ STEPS = 6
 EVERY = 2
 LR = 0.05
 PROBES = ["scalars", "activations", "gradients", "weights"]
+
+
+def run_workers(fn, *args, world: int = WORLD, deadline: float = 600.0, grace: float = 30.0) -> None:
+    """Run ``fn(rank, *args)`` in ``world`` forked workers and wait for them, never forever.
+
+    A worker that raises makes this raise (torch's ProcessContext.join). Workers whose function
+    has returned but whose process does not end within ``grace`` seconds are killed: gloo's
+    teardown has been seen to hang joining its threads after the work (and the files) were
+    complete. Workers still inside their function after ``deadline`` seconds are killed and
+    reported, so a hang fails the test instead of stalling the suite.
+    """
+    import tempfile
+
+    import torch._dynamo  # noqa: F401  (imported once here rather than in every worker)
+
+    marks = tempfile.mkdtemp(prefix="dyntrace-workers-")
+    context = mp.start_processes(
+        _marked, args=(fn, marks, *args), nprocs=world, join=False, start_method="fork"
+    )
+    started, returned = time.monotonic(), None
+    while not context.join(timeout=1.0):
+        now = time.monotonic()
+        if returned is None and len(os.listdir(marks)) == world:
+            returned = now
+        if returned is not None and now - returned > grace:
+            _kill(context)
+            warnings.warn(f"{fn.__name__}: workers done but not exited after {grace:.0f} s; killed")
+            return
+        if now - started > deadline:
+            _kill(context)
+            raise RuntimeError(f"{fn.__name__}: workers still running after {deadline:.0f} s; killed")
+
+
+def _marked(rank: int, fn, marks: str, *args):
+    fn(rank, *args)
+    open(os.path.join(marks, str(rank)), "w").close()  # the work is done, whatever teardown does
+
+
+def _kill(context) -> None:
+    for process in context.processes:
+        if process.is_alive():
+            process.kill()
+        process.join(5)
 
 
 def build_model() -> nn.Module:

@@ -8,7 +8,6 @@ import ddp_workers as W  # beside this file (pytest puts the folder on sys.path;
 import numpy as np
 import pytest
 import torch
-import torch.multiprocessing as mp
 from torch import nn
 
 import dyntrace
@@ -23,10 +22,9 @@ pytestmark = pytest.mark.skipif(
 def start(fn, *args):
     """Two worker processes, forked: they inherit this process's imports (torch, and the
     torch._dynamo that DDP imports, seconds each when spawned afresh). Safe here: the test
-    process runs torch on one thread (tests/conftest.py) and holds no process group."""
-    import torch._dynamo  # noqa: F401  (imported once here rather than in every worker)
-
-    mp.start_processes(fn, args=args, nprocs=W.WORLD, join=True, start_method="fork")
+    process runs torch on one thread (tests/conftest.py) and holds no process group. Waited
+    for with a deadline (:func:`ddp_workers.run_workers`)."""
+    W.run_workers(fn, *args)
 
 
 ACTIVATION_STATS = (

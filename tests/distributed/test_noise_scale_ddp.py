@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from ddp_workers import run_workers  # beside this file (pytest puts the folder on sys.path)
 from torch import nn
 
 import dyntrace
@@ -73,17 +73,9 @@ def _train(rank: int, out: str, micro: int):
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    import torch._dynamo  # noqa: F401  (imported once here rather than in every worker)
-
     out = tmp_path_factory.mktemp("ddp_noise")
     for micro in (1, 2):
-        mp.start_processes(
-            worker,
-            args=(str(out), str(out / f"store{micro}"), micro),
-            nprocs=WORLD,
-            join=True,
-            start_method="fork",
-        )
+        run_workers(worker, str(out), str(out / f"store{micro}"), micro, world=WORLD)
     return out
 
 
