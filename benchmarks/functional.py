@@ -26,7 +26,8 @@ import time
 import torch
 
 import dyntrace
-from dyntrace.probes.activations import ActivationsProbe, _FunctionalMode
+from dyntrace.probes.activations import ActivationsProbe
+from dyntrace.probes.call_sites import _FunctionalMode
 
 
 def gpt2(layers: int, hidden: int, seq: int, vocab: int):

@@ -56,18 +56,16 @@ from __future__ import annotations
 
 import fnmatch
 import re
-import threading
-from collections import defaultdict
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
-from torch.overrides import TorchFunctionMode
 
 from dyntrace.checks import check_int, check_number
 from dyntrace.kinds import BOUNDS, NON_NEGATIVE
 from dyntrace.probes.base import Probe
+from dyntrace.probes.call_sites import FUNCTION_KINDS, FUNCTIONS, CallSites
 from dyntrace.stats import Ratio
 from dyntrace.summaries import (
     DEFAULT_HIST_SAMPLE,
@@ -134,41 +132,6 @@ _FAMILIES = (
     ("groupnorm", "groupnorm"),
     ("instancenorm", "instancenorm"),
 )
-#: torch modules that call activation functions in their own forward (hosts of call sites).
-_TORCH_HOSTS = (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer, nn.MultiheadAttention)
-
-
-def _functions() -> dict:
-    F, T = torch.nn.functional, torch.Tensor
-    table = {
-        "relu": (F.relu, F.relu_, torch.relu, torch.relu_, T.relu, T.relu_),
-        "relu6": (F.relu6,),
-        "leakyrelu": (F.leaky_relu, F.leaky_relu_),
-        "elu": (F.elu, F.elu_),
-        "selu": (F.selu, torch.selu, torch.selu_),
-        "celu": (F.celu, torch.celu),
-        "gelu": (F.gelu,),
-        "silu": (F.silu,),
-        "mish": (F.mish,),
-        "hardswish": (F.hardswish,),
-        "hardsigmoid": (F.hardsigmoid,),
-        "hardtanh": (F.hardtanh, F.hardtanh_),
-        "softplus": (F.softplus,),
-        "softsign": (F.softsign,),
-        "logsigmoid": (F.logsigmoid,),
-        "sigmoid": (torch.sigmoid, torch.sigmoid_, T.sigmoid, T.sigmoid_, torch.special.expit),
-        "tanh": (torch.tanh, torch.tanh_, T.tanh, T.tanh_),
-        "softmax": (F.softmax, torch.softmax, T.softmax, torch.special.softmax),
-        "prelu": (F.prelu,),
-        "threshold": (F.threshold,),
-    }
-    return {fn: kind for kind, fns in table.items() for fn in fns}
-
-
-#: The intercepted torch callables and the kind each records as (``F.sigmoid`` and ``F.tanh``
-#: call ``Tensor.sigmoid``/``Tensor.tanh``, which are in the table).
-FUNCTIONS: dict = _functions()
-FUNCTION_KINDS = tuple(sorted(set(FUNCTIONS.values())))
 
 
 def _torch_base(cls):
@@ -273,12 +236,6 @@ def _host_hint(module: nn.Module) -> str | None:
     return sides.pop() if len(sides) == 1 else None
 
 
-def _is_host(module: nn.Module) -> bool:
-    """Whether a module's own forward can call activation functions: a class defined outside
-    torch, or torch's transformer layers and multi-head attention."""
-    return isinstance(module, _TORCH_HOSTS) or not type(module).__module__.startswith("torch.")
-
-
 #: The activations' own column, appended to each packed summary row (so one addition merges
 #: a layer's calls): sample elements at a bounded activation's bounds.
 SATURATED = -1
@@ -318,55 +275,6 @@ class _LayerState:
         self.centred = True  # sums around the sample mean (see check): until a record shows it is not needed
         self.samples = []  # float32 samples of this record step's outputs, binned all at once in collect
         self.range = None  # float64 [lo, hi] of the histogram on the outputs' device, made once
-
-
-class _Frame:
-    """A module's forward in progress: its host index (None if it hosts no call sites), whether
-    calls in it belong to a recorded module, and the calls of each function so far."""
-
-    __slots__ = ("host", "recorded", "calls")
-
-    def __init__(self, host, recorded):
-        self.host, self.recorded = host, recorded
-        self.calls = defaultdict(int)
-
-
-class _FunctionalMode(TorchFunctionMode):
-    """Hands the outputs of :data:`FUNCTIONS` to the probe; every other call passes through.
-
-    While this handler runs, torch pops the mode, so the probe's own torch calls in
-    :meth:`ActivationsProbe._call_site` (and the module hooks' summaries handed over by
-    :meth:`ActivationsProbe._outside_mode`) are not intercepted again.
-    """
-
-    def __init__(self, probe: "ActivationsProbe"):
-        super().__init__()
-        self.probe = probe
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        work = getattr(self.probe._thread, "outside", None)
-        if work is not None and func is torch.empty:  # a module hook's summaries: see _outside_mode
-            self.probe._thread.outside = None
-            work()
-        result = func(*args, **kwargs)
-        try:
-            kind = FUNCTIONS.get(func)
-        except TypeError:  # an unhashable callable: never one of ours
-            kind = None
-        if kind is not None and not self.probe._busy:
-            self.probe._call_site(kind, args, kwargs, result)
-        return result
-
-
-class _Handle:
-    """A removable handle around a callable (the recorder removes every handle after a record)."""
-
-    def __init__(self, remove):
-        self._remove = remove
-
-    def remove(self):
-        self._remove()
 
 
 class ActivationsProbe(Probe):
@@ -440,7 +348,6 @@ class ActivationsProbe(Probe):
                     )
         self.modules = modules
         self.functional = functional if isinstance(functional, bool) else sorted(kinds)
-        self._kinds = kinds  # None: every kind; empty: functional interception off
         self.functional_slots = functional_slots
         self.bins = bins
         self.saturation_eps = saturation_eps
@@ -449,15 +356,8 @@ class ActivationsProbe(Probe):
         self._layers: list[tuple[str, nn.Module]] = []  # one per hooked column (an RNN's h_n too)
         self._state: list[_LayerState] = []  # one per column: module columns, then slots
         self._hooked: list[tuple[nn.Module, int, int | None]] = []  # (module, column, h_n column)
-        self._hosts: list[str] = []
-        self._host_index: dict = {}  # module -> host index
-        self._recorded_modules: set = set()
-        self._slots = 0
-        self._first_slot = 0
-        self._sites: dict = {}  # (host, kind, call) -> column
-        self._thread = threading.local()  # per thread: the forward in progress (.stack, .mode_on)
-        self._mode: _FunctionalMode | None = None
-        self._busy = False
+        patterns = None if modules is None else [m for m in modules if isinstance(m, str)]
+        self._calls = CallSites(kinds=kinds, patterns=patterns, slots=functional_slots, owner=self.name)
         self._ctx = None
         self._seen = 0  # columns seen so far (their forward order)
 
@@ -482,18 +382,16 @@ class ActivationsProbe(Probe):
                 self._layers.append((f"{name}/h_n", module))
                 self._state.append(_LayerState(f"{name}/h_n", kind))
             self._hooked.append((module, column, h_n))
-        self._recorded_modules = {id(m) for _, m in chosen}
-        self._setup_functional(named)
-        if not self._state and not self._slots:
+        slots = self._calls.setup(named, {id(m) for _, m in chosen})
+        if not self._state and not slots:
             ctx.warn_once(
                 self.name,
                 "activations: no module matched and no activation function can be intercepted; nothing recorded",
             )
             return None
-        columns = len(self._state)
-        for j in range(self._slots):
+        self._calls.first_slot = len(self._state)
+        for j in range(slots):
             self._state.append(_LayerState(f"<functional slot {j}>", "functional"))
-        self._first_slot = columns
         return ProbeLayout(
             names=[s.name for s in self._state],
             fields=tensor_fields(self.bins, hist_description="counts of output values")
@@ -554,90 +452,21 @@ class ActivationsProbe(Probe):
                 "dead_patience": self.dead_patience,
                 "hist_sample": self.hist_sample,
                 "hist_scale": "value",
-                "functional_slots": self._slots,
-                "functional_hosts": list(self._hosts),
+                "functional_slots": self._calls.slots,
+                "functional_hosts": list(self._calls.hosts),
                 "functional_kinds": list(FUNCTION_KINDS),
             },
         )
-
-    def _setup_functional(self, named):
-        """Hosts of call sites (modules whose forward may call activation functions and that
-        are not, or not inside, a recorded module) and the number of reserved columns."""
-        self._hosts, self._host_index, self._sites = [], {}, {}
-        self._slots = 0
-        off = self._kinds is not None and not self._kinds
-        if off or (self.modules is not None and not any(isinstance(m, str) for m in self.modules)):
-            return
-        recorded = {n for n, m in named if id(m) in self._recorded_modules}
-        for name, module in named:
-            parts = name.split(".") if name else []
-            inside = id(module) in self._recorded_modules or any(
-                ".".join(parts[:k]) in recorded for k in range(1, len(parts))
-            )
-            if not inside and _is_host(module):
-                self._host_index[module] = len(self._hosts)
-                self._hosts.append(name)
-        if self._hosts:
-            self._slots = (
-                self.functional_slots
-                if self.functional_slots is not None
-                else min(2048, 16 + 2 * len(self._hosts))
-            )
 
     # -- arming: hooks (and the function mode) on record steps only ------------------------------
 
     def attach(self, ctx):
         self._ctx = ctx
-        self._thread = threading.local()
-        handles = []
-        for module, column, h_n in self._hooked:
-            handles.append(module.register_forward_hook(self._hook(column, h_n, ctx)))
-        if self._slots:
-            self._mode = _FunctionalMode(self)
-            tracked = [(m, i) for m, i in self._host_index.items()] + [(m, None) for m, _, _ in self._hooked]
-            for module, host in tracked:
-                handles.append(module.register_forward_pre_hook(self._enter(module, host)))
-                handles.append(module.register_forward_hook(self._leave, always_call=True))
-            handles.append(_Handle(self._reset_mode))
-        return handles
-
-    def _forward(self):
-        """This thread's forward in progress: a stack of module frames, and whether the mode is
-        pushed (a mode stack is per thread; DataParallel runs replicas in threads)."""
-        state = self._thread
-        if not hasattr(state, "stack"):
-            state.stack, state.mode_on = [], False
-        return state
-
-    def _enter(self, module, host):
-        recorded = id(module) in self._recorded_modules
-
-        def pre_hook(mod, inputs):
-            state = self._forward()
-            outer = state.stack[-1] if state.stack else None
-            state.stack.append(_Frame(host, recorded or (outer is not None and outer.recorded)))
-            if len(state.stack) == 1 and not state.mode_on:
-                self._mode.__enter__()  # pushed for this forward pass, popped at its end (_leave)
-                state.mode_on = True
-
-        return pre_hook
-
-    def _leave(self, module, inputs, output):
-        state = self._forward()
-        if state.stack:
-            state.stack.pop()
-        if not state.stack and state.mode_on:
-            state.mode_on = False
-            self._mode.__exit__(None, None, None)
-
-    def _reset_mode(self):
-        """Disarm: nothing should be in flight (the recorder disarms between forward passes)."""
-        state = self._forward()
-        if state.mode_on:
-            state.mode_on = False
-            self._mode.__exit__(None, None, None)
-        state.stack = []
-        self._mode = None
+        handles = [
+            module.register_forward_hook(self._hook(column, h_n, ctx)) for module, column, h_n in self._hooked
+        ]
+        recorded = [module for module, _, _ in self._hooked]
+        return handles + self._calls.attach(ctx, recorded, self._observe_site, self._open_site)
 
     def _hook(self, column: int, h_n: int | None, ctx):
         def observe(module, output):
@@ -652,7 +481,7 @@ class ActivationsProbe(Probe):
             if not torch.is_grad_enabled():
                 return
             try:
-                self._outside_mode(lambda: observe(module, output))
+                self._calls.outside(lambda: observe(module, output))
             except Exception as exc:  # the recorder never kills training
                 ctx.warn_once(
                     (self.name, column), f"activations: {self._state[column].name} not recorded ({exc})"
@@ -660,80 +489,21 @@ class ActivationsProbe(Probe):
 
         return hook
 
-    def _outside_mode(self, work):
-        """Run ``work`` (a module hook's summaries) so that the function mode does not see its
-        torch calls: it would pay the mode's dispatch on each of them (three quarters of the
-        mode's calls on a GPT-2). Torch runs a mode's handler with the mode popped, so ``work``
-        runs inside the handler, reached by a call the mode intercepts: ``torch.empty(0)`` on
-        the CPU, which costs nothing on a device."""
-        state = self._forward()
-        if not state.mode_on:
-            return work()
-        state.outside = work
+    def _observe_site(self, column: int, output, dim):
+        """A functional call site's output (from the function mode's handler)."""
         try:
-            torch.empty(0, device="cpu")  # the mode's handler runs work (see _FunctionalMode)
-        finally:
-            if getattr(state, "outside", None) is not None:  # another mode kept the call from ours
-                state.outside = None
-                self._busy = True  # the mode lets these calls through untouched
-                try:
-                    work()
-                finally:
-                    self._busy = False
-
-    def _call_site(self, kind: str, args, kwargs, result):
-        """An activation function returned ``result`` inside a forward pass (the mode's handler)."""
-        stack = self._forward().stack
-        frame = stack[-1] if stack else None
-        if frame is None or frame.recorded or frame.host is None or not torch.is_grad_enabled():
-            return
-        if self._kinds is not None and kind not in self._kinds:
-            return
-        call = frame.calls[kind]
-        frame.calls[kind] = call + 1
-        key = (frame.host, kind, call)
-        column = self._sites.get(key)
-        if column is None:
-            column = self._assign(key)
-            if column is None:
-                return
-        try:
-            dim = None
-            if kind == "softmax":
-                dim = args[1] if len(args) > 1 else kwargs.get("dim")
-            self._observe(column, result, dim=dim)
+            self._observe(column, output, dim=dim)
         except Exception as exc:  # the recorder never kills training
             self._ctx.warn_once(
                 (self.name, column), f"activations: {self._state[column].name} not recorded ({exc})"
             )
 
-    def _assign(self, key):
-        """A free reserved column for a new call site (None: no slot left, or not selected)."""
-        host, kind, call = key
-        path = self._hosts[host]
-        name = f"{path}/{kind}#{call}" if path else f"{kind}#{call}"
-        if self.modules is not None and not any(
-            isinstance(p, str) and fnmatch.fnmatchcase(name, p) for p in self.modules
-        ):
-            self._sites[key] = None
-            return None
-        used = len([c for c in self._sites.values() if c is not None])
-        if used >= self._slots:
-            self._sites[key] = None
-            self._ctx.warn_once(
-                (self.name, "slots"),
-                f"activations: more functional call sites than the {self._slots} reserved columns; "
-                f"{name} and later ones are not recorded (raise ActivationsProbe(functional_slots=...))",
-            )
-            return None
-        column = self._first_slot + used
+    def _open_site(self, column: int, name: str, kind: str, site: tuple, host: nn.Module):
+        """A reserved column taken by a new call site, in ``host``'s forward."""
         state = self._state[column]
-        state.name, state.kind, state.site = name, kind, (host, FUNCTION_KINDS.index(kind), call)
-        module = self._ctx.module.get_submodule(path) if path else self._ctx.module
-        state.hint = _host_hint(module)
-        self._sites[key] = column
+        state.name, state.kind, state.site = name, kind, site
+        state.hint = _host_hint(host)
         self.statics_changed = True  # the site's name goes into the file with the statics
-        return column
 
     # -- summaries ------------------------------------------------------------------------------
 
@@ -831,9 +601,8 @@ class ActivationsProbe(Probe):
         if not self._state:
             return {}
         seen = [s for s in self._state if s.packed is not None]
-        live = self._state[: self._first_slot] + [
-            s for s in self._state[self._first_slot :] if s.site is not None
-        ]
+        first = self._calls.first_slot
+        live = self._state[:first] + [s for s in self._state[first:] if s.site is not None]
         if seen:
             for state in live:
                 if state.packed is None:

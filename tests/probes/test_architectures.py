@@ -18,7 +18,8 @@ from torch import nn
 
 import dyntrace
 from dyntrace.analysis import Thresholds, diagnose
-from dyntrace.probes.activations import ActivationsProbe, _FunctionalMode
+from dyntrace.probes.activations import ActivationsProbe
+from dyntrace.probes.call_sites import CallSites, _FunctionalMode
 from tests.sync_guard import NoSync
 
 transformers = pytest.importorskip("transformers")
@@ -200,7 +201,7 @@ def test_non_record_steps_of_gpt2_call_no_hook_and_no_function_mode(tmp_path, mo
         _FunctionalMode, "__torch_function__", counting(_FunctionalMode.__torch_function__, "mode")
     )
     monkeypatch.setattr(ActivationsProbe, "_observe", counting(ActivationsProbe._observe, "observe"))
-    monkeypatch.setattr(ActivationsProbe, "_leave", counting(ActivationsProbe._leave, "module"))
+    monkeypatch.setattr(CallSites, "_leave", counting(CallSites._leave, "module"))
     hooks_before = [(len(m._forward_hooks), len(m._forward_pre_hooks)) for m in model.modules()]
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     per_step = []
