@@ -298,11 +298,6 @@ def summarise_tensors(
         sizes_key = tuple(v.numel() for v in views)
         segment, sizes = _segments(sizes_key, device)
         sample = torch.cat(views).float()  # per-record allocation: the pooled samples
-    # slots per tensor: 0 underflow, 1…bins, bins + 1 overflow, bins + 2 non-finite, bins + 3
-    # exact zeros (of a magnitude histogram log10 0 = −inf would land in underflow; a value
-    # histogram gets them back in their bin below, after they were counted). Float arithmetic
-    # only: on a CPU a comparison or a select costs three to five times an add.
-    poison = sample * 0  # NaN where the value is NaN or ±inf, else ±0
     shifts = None
     if centred:
         clean = torch.nan_to_num(sample, nan=0.0, posinf=0.0, neginf=0.0)
@@ -316,21 +311,10 @@ def summarise_tensors(
     if per_tensor and segment is not None:
         lo_of, scale_of = lo.index_select(0, segment), scale.index_select(0, segment)
     values = torch.log10(sample.abs()) if magnitude else sample
-    slot = ((values - lo_of) * scale_of).add_(poison).floor_().clamp_(-1, bins).add_(1)  # NaN: non-finite
-    sign = sample.sign()
-    nonzero = sign.mul_(sign)  # 1, or 0 for an exact zero
-    slot = (slot - (bins + 3)).mul_(nonzero).add_(bins + 3).nan_to_num_(nan=bins + 2)
-    slots = bins + 4
-    if segment is not None:  # each tensor's slots after the previous ones' (exact: small integers in floats)
-        slot = slot.add_(_segment_offsets(sizes_key, slots, device, slot.dtype))
-    slot = slot.long()
-    counts = torch.zeros(t * slots, dtype=torch.float32, device=device)  # per-record allocation
-    counts = counts.scatter_add_(0, slot, _ones(sample)).reshape(t, slots).double()
+    counts = _slot_counts(sample, values, lo_of, scale_of, bins, sizes_key, device)
     zeros = counts[:, bins + 3]
-    if not magnitude:  # each tensor's zeros back into the bin of 0, by the same arithmetic
-        zero = torch.zeros(t if per_tensor else 1, dtype=sample.dtype, device=device)
-        bin_of_zero = ((zero - lo) * scale).floor_().clamp_(-1, bins).add_(1).long()
-        counts = counts.scatter_add(1, bin_of_zero.expand(t).reshape(t, 1), counts[:, bins + 3 :])
+    if not magnitude:  # a value histogram's zeros also belong in their bin
+        counts = _zeros_into_their_bins(counts, lo, scale, bins, t if per_tensor else 1)
     packed = torch.cat(
         [moments_, zeros[:, None], counts[:, bins + 2 : bins + 3], sizes[:, None], counts[:, : bins + 2]],
         dim=1,
@@ -345,11 +329,13 @@ def summarise_tensors(
 def sample_moments(x: torch.Tensor, *, cap: int, centred: bool):
     """The first half of :func:`summarise_tensor`, for summaries whose histograms are counted
     later, many tensors at once (:func:`histogram_rows`): exact moments [count, sum, sumsq,
-    min, max] of ``x`` (float64, on its device), its strided sample in ``x``'s dtype and the
-    same sample as float32. ``x`` must be a non-empty floating-point tensor."""
+    min, max] of ``x`` (float64, on its device), its strided sample in ``x``'s dtype (a view,
+    for use at once) and the same sample as a float32 copy: kept until the histograms are
+    counted, it must not change when the model rewrites ``x`` in place meanwhile (a
+    ``ReLU(inplace=True)`` after a norm). ``x`` must be a non-empty floating-point tensor."""
     flat = x.reshape(-1)
-    raw = strided_sample(flat, cap)
-    sample = raw.float()
+    raw = _strided_view(flat, cap)
+    sample = raw.to(torch.float32, memory_format=torch.contiguous_format, copy=True)
     shift = None
     if centred:
         clean = torch.nan_to_num(sample, nan=0.0, posinf=0.0, neginf=0.0)
@@ -377,17 +363,8 @@ def histogram_rows(
         segment, _ = _segments(sizes_key, device)
         sample = torch.cat(samples)  # per-record allocation: the pooled samples
         lo_of, scale_of = lo.index_select(0, segment), scale.index_select(0, segment)
-    slot = ((sample - lo_of) * scale_of).add_(sample * 0).floor_().clamp_(-1, bins).add_(1)
-    sign = sample.sign()
-    slot = (slot - (bins + 3)).mul_(sign.mul_(sign)).add_(bins + 3).nan_to_num_(nan=bins + 2)
-    slots = bins + 4
-    if r > 1:  # each tensor's slots after the previous ones' (exact: small integers in floats)
-        slot = slot.add_(_segment_offsets(sizes_key, slots, device, slot.dtype))
-    slot = slot.long()
-    counts = torch.zeros(r * slots, dtype=torch.float32, device=device)  # per-record allocation
-    counts = counts.scatter_add_(0, slot, _ones(sample)).reshape(r, slots).double()
-    bin_of_zero = ((torch.zeros_like(lo) - lo) * scale).floor_().clamp_(-1, bins).add_(1).long()
-    counts = counts.scatter_add(1, bin_of_zero.reshape(r, 1), counts[:, bins + 3 :])
+    counts = _slot_counts(sample, sample, lo_of, scale_of, bins, sizes_key, device)
+    counts = _zeros_into_their_bins(counts, lo, scale, bins, r)
     sizes = _constant(tuple(float(n) for n in sizes_key), device, torch.float64)
     out = torch.cat(
         [counts[:, bins + 3 :], counts[:, bins + 2 : bins + 3], sizes[:, None], counts[:, : bins + 2]], dim=1
@@ -396,6 +373,35 @@ def histogram_rows(
         return out
     summed = torch.zeros((rows, out.shape[1]), dtype=torch.float64, device=device)
     return summed.index_add_(0, _constant(tuple(owners), device, torch.long), out)
+
+
+def _slot_counts(sample, values, lo_of, scale_of, bins: int, sizes_key: tuple, device) -> torch.Tensor:
+    """Counts [T, bins + 4] of the pooled samples of T tensors (``sizes_key`` elements each) by
+    slot: 0 underflow, 1…bins, bins + 1 overflow, bins + 2 NaN/±inf, bins + 3 exact zeros (a
+    magnitude histogram's log10 0 = −inf would land in underflow). ``values`` are what is
+    binned (the samples or log10 of their magnitudes), ``lo_of``/``scale_of`` each element's
+    range. Float arithmetic only, one conversion and one ``scatter_add_``: on a CPU a
+    comparison or a select costs three to five times an add, and a ``bincount`` syncs a GPU."""
+    t, slots = len(sizes_key), bins + 4
+    poison = sample * 0  # NaN where the value is NaN or ±inf, else ±0
+    slot = ((values - lo_of) * scale_of).add_(poison).floor_().clamp_(-1, bins).add_(1)  # NaN: non-finite
+    sign = sample.sign()
+    nonzero = sign.mul_(sign)  # 1, or 0 for an exact zero
+    slot = (slot - (bins + 3)).mul_(nonzero).add_(bins + 3).nan_to_num_(nan=bins + 2)
+    if t > 1:  # each tensor's slots after the previous ones' (exact: small integers in floats)
+        slot = slot.add_(_segment_offsets(sizes_key, slots, device, slot.dtype))
+    counts = torch.zeros(t * slots, dtype=torch.float32, device=device)  # per-record allocation
+    return counts.scatter_add_(0, slot.long(), _ones(sample)).reshape(t, slots).double()
+
+
+def _zeros_into_their_bins(counts, lo, scale, bins: int, ranges: int) -> torch.Tensor:
+    """A value histogram's zeros (slot bins + 3) added to the bin that holds 0 in each row's
+    range, found by the very arithmetic that binned the values (``ranges``: 1 for one shared
+    range, else one per row; float32 as the samples)."""
+    t = counts.shape[0]
+    zero = torch.zeros(ranges, dtype=torch.float32, device=counts.device)
+    bin_of_zero = ((zero - lo) * scale).floor_().clamp_(-1, bins).add_(1).long()
+    return counts.scatter_add(1, bin_of_zero.expand(t).reshape(t, 1), counts[:, bins + 3 :])
 
 
 def _one_by_one(tensors, edges, present, *, cap, magnitude, centred, device) -> torch.Tensor:
@@ -413,18 +419,14 @@ def _one_by_one(tensors, edges, present, *, cap, magnitude, centred, device) -> 
     return torch.stack(rows)
 
 
-def _slots(values, lo, hi, bins, *, finite=None) -> torch.Tensor:
-    """Bin index of every value: 0 underflow, 1…bins, bins + 1 overflow, bins + 2 NaN/inf (or
-    just NaN when ``finite`` is None: ±inf then go to under/overflow), as int64."""
+def _slots(values, lo, hi, bins) -> torch.Tensor:
+    """Bin index of every value for :func:`histogram`: 0 underflow (−inf included), 1…bins,
+    bins + 1 overflow (+inf included), bins + 2 NaN, as int64."""
     scale = bins / (hi - lo)
     slot = ((values - lo) * scale).floor_().clamp_(-1, bins).add_(1)
-    if finite is None:
-        nan = values != values
-        slot = torch.where(values == float("inf"), bins + 1, slot)
-        slot = torch.where(values == float("-inf"), 0, slot)
-        slot = torch.where(nan, bins + 2, slot)
-    else:
-        slot = torch.where(finite, slot, bins + 2)
+    slot = torch.where(values == float("inf"), bins + 1, slot)
+    slot = torch.where(values == float("-inf"), 0, slot)
+    slot = torch.where(values != values, bins + 2, slot)
     return slot.long()
 
 

@@ -264,7 +264,7 @@ class _LayerState:
 
     def __init__(self, name: str = "", kind: str = "", hint: str | None = None):
         self.name, self.kind, self.hint = name, kind, hint
-        self.packed = None  # merged summary of this record step's forward passes
+        self.packed = None  # [count, sum, sumsq, min, max, saturated] merged over this record step's passes
         self.active = None  # bool [units]: nonzero somewhere in the batch
         self.edges = None  # (lo, hi, bins), fixed at the first record
         self.units = 0  # size of the unit axis (0: none, or not seen yet)

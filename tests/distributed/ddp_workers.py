@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
 import time
 import warnings
 
@@ -45,17 +46,20 @@ def run_workers(fn, *args, world: int = WORLD, deadline: float = 600.0, grace: f
         _marked, args=(fn, marks, *args), nprocs=world, join=False, start_method="fork"
     )
     started, returned = time.monotonic(), None
-    while not context.join(timeout=1.0):
-        now = time.monotonic()
-        if returned is None and len(os.listdir(marks)) == world:
-            returned = now
-        if returned is not None and now - returned > grace:
-            _kill(context)
-            warnings.warn(f"{fn.__name__}: workers done but not exited after {grace:.0f} s; killed")
-            return
-        if now - started > deadline:
-            _kill(context)
-            raise RuntimeError(f"{fn.__name__}: workers still running after {deadline:.0f} s; killed")
+    try:
+        while not context.join(timeout=1.0):
+            now = time.monotonic()
+            if returned is None and len(os.listdir(marks)) == world:
+                returned = now
+            if returned is not None and now - returned > grace:
+                _kill(context)
+                warnings.warn(f"{fn.__name__}: workers done but not exited after {grace:.0f} s; killed")
+                return
+            if now - started > deadline:
+                _kill(context)
+                raise RuntimeError(f"{fn.__name__}: workers still running after {deadline:.0f} s; killed")
+    finally:
+        shutil.rmtree(marks, ignore_errors=True)
 
 
 def _marked(rank: int, fn, marks: str, *args):

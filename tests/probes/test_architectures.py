@@ -509,3 +509,25 @@ def test_new_paths_record_with_meta_as_the_default_device(tmp_path, case):
         assert run.steps("activations").tolist() == [1, 2, 3]
         assert np.isfinite(run.stat("activations", None, "mean")[1]).all()
         assert (run.stat("activations", None, "units")[1] > 0).all()
+
+
+def test_an_output_rewritten_in_place_later_is_recorded_as_its_layer_returned_it(tmp_path):
+    """The samples kept until collect() are copies. ReLU(inplace=True) rewrites the BatchNorm's
+    output tensor; with 64 × 32 = 2048 values (fewer than the histogram sample) the sample is the
+    whole tensor, so a kept view would show the ReLU's zeros in the BatchNorm's column."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 32), nn.BatchNorm1d(32), nn.ReLU(inplace=True), nn.Linear(32, 2))
+    seen = {}
+    model[1].register_forward_hook(lambda m, i, o: seen.__setitem__("bn", o.detach().clone()))
+    x = torch.randn(64, 6)
+    record_one_step(model, tmp_path / "inplace.h5", lambda: model(x).square().mean())
+    bn = seen["bn"].double().numpy().ravel()
+    with dyntrace.open_run(tmp_path / "inplace.h5") as run:
+        hist = run.hist("activations", "1")
+        assert run.stat("activations", "1", "frac_zero")[1][0] == 0.0
+    edges = np.atleast_2d(hist.edges)[0]
+    inside = bn[(bn >= edges[0]) & (bn < edges[-1])]
+    expected = np.bincount(np.searchsorted(edges, inside, side="right") - 1, minlength=len(edges) - 1)
+    assert hist.zeros[0] == 0 and (bn == 0).sum() == 0
+    np.testing.assert_array_equal(hist.counts[0], expected)
+    assert hist.underflow[0] == (bn < edges[0]).sum() and hist.sampled[0] == bn.size
