@@ -555,10 +555,14 @@ def to_host(parts: dict) -> tuple[dict, dict]:
     for owner, value in parts.items():
         if owner in failed:
             continue
+        # a moved tensor's array, else the value itself (numpy or a number): never np.asarray
+        # of a tensor, which would fail for one on a GPU (and a .get default is always evaluated)
         if isinstance(value, dict):
-            host[owner] = {f: arrays.get((owner, f), _as_array(v)) for f, v in value.items()}
+            host[owner] = {
+                f: arrays[(owner, f)] if (owner, f) in arrays else _as_array(v) for f, v in value.items()
+            }
         else:
-            host[owner] = arrays.get((owner, None), _as_array(value))
+            host[owner] = arrays[(owner, None)] if (owner, None) in arrays else _as_array(value)
     return host, failed
 
 

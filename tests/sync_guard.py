@@ -82,7 +82,9 @@ class NoSync(TorchFunctionMode):
             if isinstance(repeats, torch.Tensor) and kwargs.get("output_size") is None:
                 raise SyncError("repeat_interleave with tensor repeats and no output_size forces a sync")
         to_host = func is torch.Tensor.cpu or (func is torch.Tensor.to and _targets_cpu(args, kwargs))
-        if func is torch.Tensor.numpy and args and args[0] is not self._host_copy:
+        if func in (torch.Tensor.numpy, torch.Tensor.__array__) and args and args[0] is not self._host_copy:
+            # np.asarray(t) goes through __array__, whose inner .numpy() this mode never sees:
+            # on a GPU both raise for a device tensor
             raise SyncError(".numpy() of a tensor that was not just copied to the host with .cpu()")
         result = func(*args, **kwargs)
         if to_host:
