@@ -15,7 +15,7 @@ import torch
 
 from dyntrace.summaries import ProbeLayout
 
-__all__ = ["Probe", "RecordContext", "unwrap"]
+__all__ = ["Probe", "RecordContext", "unwrap", "tensor_norms"]
 
 
 class Probe:
@@ -81,6 +81,8 @@ class RecordContext:
         self.module = unwrap(model)  # names in the file are the wrapped module's (no "module.")
         self.named_params: list[tuple[str, torch.nn.Parameter]] = list(self.module.named_parameters())
         self._snapshot: list[torch.Tensor] | None = None
+        self._minus_update: list[torch.Tensor] | None = None
+        self._update_norms: torch.Tensor | None = None
         self._warned: set = set()
         self.scalars: dict[str, torch.Tensor] = {}
 
@@ -142,14 +144,41 @@ class RecordContext:
         with torch.no_grad():  # one fused copy of every parameter: a per-record allocation
             params = [p.detach() for p in self.params]
             self._snapshot = list(torch._foreach_mul(params, 1)) if params else []
+        self._minus_update = self._update_norms = None
 
     @property
     def snapshot(self) -> list[torch.Tensor] | None:
-        """Parameters as they were before this record step's ``optimizer.step()``."""
+        """Parameters as they were before this record step's ``optimizer.step()``; None once
+        :meth:`minus_update` has turned the copy into the update."""
         return self._snapshot
 
+    def minus_update(self) -> list[torch.Tensor]:
+        """θ_before − θ_after = −Δθ of every parameter, after ``optimizer.step()``: computed once
+        a record step, in place in the snapshot's buffers (no allocation; :attr:`snapshot` is
+        None from then on), and shared by every probe that needs the update (read-only).
+
+        Minus the update, exactly: IEEE subtraction is sign-symmetric, so this is −(θ_after −
+        θ_before) to the last bit, and its norms, |·| and negated dot products are Δθ's own.
+        """
+        if self._minus_update is None:
+            if self._snapshot is None:
+                raise RuntimeError("no snapshot of the parameters before the step")
+            with torch.no_grad():
+                minus = self._snapshot
+                if minus:
+                    torch._foreach_sub_(minus, [p.detach() for p in self.params])
+            self._minus_update, self._snapshot = minus, None
+        return self._minus_update
+
+    def update_norms(self) -> torch.Tensor:
+        """‖Δθ‖₂ of every parameter as float64 [T] on :attr:`device`, computed once a record step
+        from :meth:`minus_update` (one fused norm)."""
+        if self._update_norms is None:
+            self._update_norms = tensor_norms(self.minus_update(), self.device)
+        return self._update_norms
+
     def release_snapshot(self) -> None:
-        self._snapshot = None
+        self._snapshot = self._minus_update = self._update_norms = None
 
     def emit_scalar(self, name: str, value: torch.Tensor) -> None:
         """Record a per-record scalar (e.g. the global gradient norm) in the scalar log."""
@@ -159,6 +188,26 @@ class RecordContext:
         if key not in self._warned:
             self._warned.add(key)
             warnings.warn(f"dyntrace: {message}", stacklevel=3)
+
+
+def tensor_norms(tensors: list, device) -> torch.Tensor:
+    """‖t‖₂ of every tensor as float64 [T] on ``device``: one fused ``_foreach_norm`` per kind,
+    half types accumulated in float32 (their range a norm can exceed), others in their own
+    precision (a float64 norm of float32 would copy each tensor on the CPU)."""
+    if not tensors:
+        return torch.zeros(0, dtype=torch.float64, device=device)
+    out = [None] * len(tensors)
+    for narrow in (True, False):
+        index = [i for i, t in enumerate(tensors) if (t.element_size() < 4) == narrow]
+        if index:
+            norms = (
+                torch._foreach_norm([tensors[i] for i in index], 2, dtype=torch.float32)
+                if narrow
+                else torch._foreach_norm([tensors[i] for i in index])
+            )
+            for i, n in zip(index, norms):
+                out[i] = n.to(device, torch.float64)
+    return torch.stack(out)
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:

@@ -8,8 +8,9 @@
 
 They go to the run's scalar log next to the loss. (The loss, every logged scalar and each
 param group's learning rate are logged on every step by the recorder itself.) Every norm is
-one fused ``torch._foreach_norm`` over all tensors (and one ``_foreach_sub`` for the
-differences), whatever the number of parameters.
+one fused ``torch._foreach_norm`` over all tensors, whatever the number of parameters; the
+update is the recorder's snapshot turned in place into −Δθ (no allocation), shared with the
+steps probe.
 """
 
 from __future__ import annotations
@@ -60,16 +61,12 @@ class ScalarsProbe(Probe):
         with torch.no_grad():
             params = [p.detach() for p in ctx.params]
             ctx.emit_scalar("param_norm", _global_norm(params, ctx.device))
-            if params:  # one fused subtraction for every parameter: a per-record allocation
+            # from −Δθ, computed once in the snapshot's buffers and shared with the steps probe
+            ctx.emit_scalar("update_norm", torch.linalg.vector_norm(ctx.update_norms()))
+            if params and self._initial is not None:
                 ctx.emit_scalar(
-                    "update_norm", _global_norm(torch._foreach_sub(params, ctx.snapshot), ctx.device)
+                    "dist_init", _global_norm(torch._foreach_sub(params, self._initial), ctx.device)
                 )
-                if self._initial is not None:
-                    ctx.emit_scalar(
-                        "dist_init", _global_norm(torch._foreach_sub(params, self._initial), ctx.device)
-                    )
-            else:
-                ctx.emit_scalar("update_norm", _global_norm([], ctx.device))
 
     def options(self):
         return {"distance_from_init": self.distance_from_init}

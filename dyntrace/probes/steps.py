@@ -16,12 +16,13 @@ weight decay spread η_eff and turn Δθ away from −g. An optimizer with a ``s
 ``synced`` scalar (1 or 0) in the run's scalar log at every record step.
 
 Cost on a record step, per parameter of n elements, besides the snapshot the recorder takes
-for every probe that needs one (a copy of the model on its device, alive during the step):
-one n-sized temporary (Δθ, then η_eff in the same buffer) alive one parameter at a time;
-about ten passes over n (the difference, three norms and a dot, the g = 0 count, the
-quotient, two clean-ups of the g = 0 quotients, the moments of η_eff) and a histogram of at
-most ``hist_sample`` elements. The gradient is read after the step: torch's optimizers
-never modify ``.grad`` in place, so it is the one the step used.
+for every probe that needs one (a copy of the model on its device, alive during the step,
+turned in place into −Δθ after it and shared with the scalars probe's update norm): one
+n-sized temporary (η_eff); about ten passes over n (‖θ‖ before the step, the difference,
+the norms of Δθ and g and their dot, the g = 0 count, the quotient, two clean-ups of the
+g = 0 quotients, the moments of η_eff) and a histogram of at most ``hist_sample`` elements.
+The gradient is read after the step: torch's optimizers never modify ``.grad`` in place, so
+it is the one the step used.
 
 η_eff is measured on the stored weights: in float32, θ − lr·g is rounded to θ's precision,
 so a coordinate with |lr·g| near the spacing of θ shows the rounding (SGD's η_eff spreads
@@ -36,7 +37,7 @@ import torch
 
 from dyntrace.checks import check_int, check_range
 from dyntrace.probes._params import ParameterTensorProbe, _finite
-from dyntrace.probes.base import Probe
+from dyntrace.probes.base import Probe, tensor_norms
 from dyntrace.summaries import (
     COUNT,
     DEFAULT_HIST_SAMPLE,
@@ -84,6 +85,7 @@ class StepsProbe(ParameterTensorProbe, Probe):
         self._edges = log10_magnitude_edges(lo, hi, check_int("per_decade", per_decade, low=1))
         self._grads: list | None = None
         self._extra: torch.Tensor | None = None
+        self._param_norms: torch.Tensor | None = None
 
     def setup(self, ctx):
         layout = self.layout(ctx)
@@ -109,49 +111,52 @@ class StepsProbe(ParameterTensorProbe, Probe):
         return self._edges
 
     def before_step(self, ctx):
-        # References only (no copy): the gradients the coming step consumes.
+        # References only (no copy): the gradients the coming step consumes; and ‖θ‖ before it.
         self._grads = [p.grad for p in ctx.params]
+        with torch.no_grad():
+            self._param_norms = tensor_norms([p.detach() for p in ctx.params], ctx.device)
 
     def after_step(self, ctx):
-        snapshot = ctx.snapshot
-        if snapshot is None or self._grads is None:
-            raise RuntimeError("no snapshot of the parameters before the step")
+        if self._grads is None or self._param_norms is None:
+            raise RuntimeError("steps: no gradients read before the step")
         if not ctx.named_params:
             return
+        minus = ctx.minus_update()  # −Δθ, computed once in the snapshot's buffers, shared
         with torch.no_grad():
             params = [p.detach() for p in ctx.params]
             regular = [i for i, (p, g) in enumerate(zip(params, self._grads)) if _regular(p, g)]
             rows, extras = [None] * len(params), [None] * len(params)
             if regular:  # every ordinary parameter at once: fused ops, one batched summary
                 packed, extra = self._measure_all(
-                    [params[i] for i in regular],
-                    [snapshot[i] for i in regular],
-                    [self._grads[i].detach() for i in regular],
-                    ctx.device,
+                    [minus[i] for i in regular], [self._grads[i].detach() for i in regular], ctx.device
                 )
                 for k, i in enumerate(regular):
                     rows[i], extras[i] = packed[k], extra[k]
             for i, (name, _) in enumerate(ctx.named_params):
                 if rows[i] is None:  # no gradient, sparse, complex, misshapen or empty: one by one
-                    rows[i], extras[i] = self._measure(ctx, name, params[i], snapshot[i], self._grads[i])
+                    rows[i], extras[i] = self._measure(ctx, name, params[i], minus[i], self._grads[i])
         device = ctx.device
         self._packed = torch.stack([r.to(device) for r in rows])
-        self._extra = torch.stack([e.to(device) for e in extras])
+        own = torch.stack([e.to(device) for e in extras])  # g = 0, sample g = 0, min, ‖g‖, ⟨−Δθ, g⟩
+        self._extra = torch.cat(
+            [own[:, :3], ctx.update_norms()[:, None], self._param_norms[:, None], own[:, 3:4], -own[:, 4:5]],
+            dim=1,
+        )
+        self._param_norms = None
         synced = getattr(ctx.optimizer, "synced", None)
         if synced is not None:  # Lookahead and any optimizer that says when it synced
             ctx.emit_scalar("synced", torch.full((), float(bool(synced)), dtype=torch.float64, device=device))
 
-    def _measure_all(self, params, befores, grads, device):
-        """Packed η_eff summaries [T, …] and _EXTRA rows [T, 7] of ordinary parameters.
+    def _measure_all(self, minus, grads, device):
+        """Packed η_eff summaries [T, …] and rows [T, 5] (g = 0 count, its count in the sample,
+        min η_eff, ‖g‖, ⟨−Δθ, g⟩) of ordinary parameters, from −Δθ (:meth:`RecordContext.minus_update`).
 
-        Δθ for every parameter in one fused subtraction (a per-record allocation the size of
-        the parameters, then reused for η_eff), the three norms in three fused ``_foreach_norm``
-        calls, η_eff = |Δθ/g| by two fused in-place ops and the summaries in one batched
-        :func:`summarise_tensors`; a dot, a zero count and the minimum stay per tensor.
+        ‖g‖ in one fused ``_foreach_norm``, η_eff = |−Δθ/g| by one fused division (a
+        per-record allocation the size of the parameters) and an in-place abs, the summaries in
+        one batched :func:`summarise_tensors`; a dot, a zero count and the minimum stay per tensor.
         """
-        deltas = torch._foreach_sub(params, befores)
-        norms = [_norms(ts, device) for ts in (deltas, befores, grads)]
-        dots = torch.stack([_dot(d, g).to(device) for d, g in zip(deltas, grads)]).double()
+        grad_norms = tensor_norms(grads, device)
+        dots = torch.stack([_dot(m, g).to(device) for m, g in zip(minus, grads)]).double()
         n_zero = torch.stack([(g.numel() - torch.count_nonzero(g)).to(device) for g in grads]).double()
         sample_zero = torch.stack(
             [(strided_sample(g.reshape(-1), self.hist_sample) == 0).sum().to(device) for g in grads]
@@ -160,23 +165,24 @@ class StepsProbe(ParameterTensorProbe, Probe):
         # +inf first, so that the minimum is over g ≠ 0, then 0, so that the g = 0 coordinates
         # add nothing to sum, sumsq, max or the log histogram (zeros are not binned); collect()
         # takes them out of count and zero. No boolean mask needed.
-        etas = torch._foreach_abs_(torch._foreach_div_(deltas, grads)) or deltas
+        etas = torch._foreach_div(minus, grads)
+        torch._foreach_abs_(etas)
         mins = torch.stack(
             [e.nan_to_num_(nan=math.inf, posinf=math.inf).amin().to(device) for e in etas]
         ).double()
         for e in etas:
             e.nan_to_num_(posinf=0.0)
         packed = summarise_tensors(etas, self._edges, cap=self.hist_sample, magnitude=True, device=device)
-        extra = torch.stack([n_zero, sample_zero, mins, norms[0], norms[1], norms[2], dots], dim=1)
+        extra = torch.stack([n_zero, sample_zero, mins, grad_norms, dots], dim=1)
         return packed, extra
 
-    def _measure(self, ctx, name, param, before, grad):
-        """The raw packed η_eff summary and the _EXTRA row of one parameter, on its device.
+    def _measure(self, ctx, name, param, minus, grad):
+        """The raw packed η_eff summary and the row of :meth:`_measure_all` of one parameter,
+        on its device, from its −Δθ.
 
         Few, large operations: the per-coordinate work is here, the small corrections of
         every parameter's summary are done together in :meth:`collect`.
         """
-        delta = param - before  # per-record allocation: one parameter-sized buffer
         unusual = grad is not None and (grad.is_sparse or grad.shape != param.shape or param.is_complex())
         if grad is None or unusual or param.numel() == 0:
             if unusual:
@@ -190,26 +196,26 @@ class StepsProbe(ParameterTensorProbe, Probe):
             row = empty_summary(self._edges[2], param.device)
             row[COUNT] = row[ZERO] = missing
             zero = torch.zeros((), dtype=torch.float64, device=param.device)
-            extra = torch.stack(
-                [zero + missing, zero, zero + math.inf, _norm(delta), _norm(before), zero, zero]
-            )
+            extra = torch.stack([zero + missing, zero, zero + math.inf, zero, zero])
             return row, extra
         grad = grad.detach()
-        norms = (_norm(delta), _norm(before), _norm(grad))
-        dot = _dot(delta, grad)
+        dot = _dot(minus, grad)
         n_zero = (param.numel() - torch.count_nonzero(grad)).double()
         sample_zero = (
             strided_sample(grad.reshape(-1), self.hist_sample) == 0
         ).sum()  # η's sample, same stride
-        # η_eff in Δθ's buffer (no longer needed). Where g = 0 the quotient is +inf (Δθ ≠ 0)
-        # or NaN (Δθ = 0): made +inf first, so that the minimum is over g ≠ 0, then 0, so that
-        # the g = 0 coordinates add nothing to sum, sumsq, max or the log histogram (zeros are
-        # not binned); collect() takes them out of count and zero. No boolean mask needed.
-        eta = delta.div_(grad).abs_()
+        # η_eff = |−Δθ/g| (a per-record allocation; −Δθ is shared). Where g = 0 the quotient is
+        # +inf (Δθ ≠ 0) or NaN (Δθ = 0): made +inf first, so that the minimum is over g ≠ 0,
+        # then 0, so that the g = 0 coordinates add nothing to sum, sumsq, max or the log
+        # histogram (zeros are not binned); collect() takes them out of count and zero. No
+        # boolean mask needed.
+        eta = minus.div(grad).abs_()
         nonzero_min = eta.nan_to_num_(nan=math.inf, posinf=math.inf).amin()
         eta.nan_to_num_(posinf=0.0)
         packed = summarise_tensor(eta, self._edges, cap=self.hist_sample, magnitude=True)
-        return packed, torch.stack([n_zero, sample_zero, nonzero_min, *norms, dot])
+        return packed, torch.stack(
+            [n_zero, sample_zero.double(), nonzero_min.double(), _norm(grad).double(), dot.double()]
+        )
 
     def collect(self, ctx):
         if self._packed is None:
@@ -240,7 +246,7 @@ class StepsProbe(ParameterTensorProbe, Probe):
 
         The device pass maps non-finite η_eff to 0; a non-finite ‖g‖ or ‖Δθ‖ shows that this
         happened, and only then is η_eff recomputed here (with host syncs), in a diverging
-        run. The recorder releases the snapshot after this call, so θ_before is still there.
+        run. The recorder releases the snapshot (now −Δθ) after this call, so −Δθ is still there.
         """
         grads, self._grads = self._grads, None
         if "sum" not in host:
@@ -252,15 +258,16 @@ class StepsProbe(ParameterTensorProbe, Probe):
                 _finite(host["grad_norm"][i]) and _finite(host["update_norm"][i]) and _finite(host["sum"][i])
             )
         ]
-        if not bad or ctx.snapshot is None or grads is None:
+        if not bad or grads is None:
             return host
+        minus = ctx.minus_update()  # −Δθ, alive until the recorder releases it after this call
         with torch.no_grad():
             for i in bad:
                 param, grad = ctx.params[i].detach(), grads[i]
                 if grad is None or grad.is_sparse or grad.shape != param.shape:
                     continue
                 g = grad.detach().reshape(-1)
-                eta = ((param - ctx.snapshot[i]).reshape(-1) / g).abs()[g != 0]
+                eta = (minus[i].reshape(-1) / g).abs()[g != 0]
                 finite = torch.isfinite(eta)
                 kept = eta[finite].double()
                 host["grad_zero"][i] = int((g == 0).sum())
@@ -288,23 +295,6 @@ def _regular(param: torch.Tensor, grad) -> bool:
         and not param.is_complex()
         and grad.dtype == param.dtype
     )
-
-
-def _norms(tensors: list, device) -> torch.Tensor:
-    """‖t‖₂ of every tensor as float64 [T] on ``device``: one fused ``_foreach_norm`` per kind,
-    half types accumulated in float32 (their range a norm can exceed), others in their own."""
-    out = [None] * len(tensors)
-    for narrow in (True, False):
-        index = [i for i, t in enumerate(tensors) if (t.element_size() < 4) == narrow]
-        if index:
-            norms = (
-                torch._foreach_norm([tensors[i] for i in index], 2, dtype=torch.float32)
-                if narrow
-                else torch._foreach_norm([tensors[i] for i in index])
-            )
-            for i, n in zip(index, norms):
-                out[i] = n.to(device, torch.float64)
-    return torch.stack(out)
 
 
 def _norm(x: torch.Tensor) -> torch.Tensor:

@@ -275,3 +275,29 @@ def test_non_finite_gradients_are_counted_exactly(tmp_path, open_runs):
     assert run.stat("steps", "2.weight", "count")[1].tolist() == [5]
     assert run.stat("steps", "2.weight", "max")[1][0] == pytest.approx(0.1, rel=1e-12)
     assert run.field("steps", "nonfinite", "0.weight")[1].tolist() == [0]
+
+
+@pytest.mark.parametrize("order", [("scalars", "steps"), ("steps", "scalars")])
+def test_the_update_is_computed_once_and_shared_by_the_scalars_and_steps_probes(tmp_path, open_runs, order):
+    """−Δθ is made in place in the snapshot's buffers and read by both probes, in either order:
+    the scalars probe's update_norm and the steps probe's per-parameter norms, cos and η_eff
+    still equal the naive computation from copies taken outside the recorder."""
+    torch.manual_seed(2)
+    model = mlp(torch.float32)
+    opt = torch.optim.AdamW(model.parameters(), lr=0.01, weight_decay=0.1)
+    caps = train(model, opt, tmp_path / "run.h5", steps=4, every=2, probes=order, capture=(1, 3))
+    run = open_runs(tmp_path / "run.h5")
+    steps, scalar = run.scalar("update_norm")
+    assert steps.tolist() == [1, 3]
+    for r, (step, cap) in enumerate(sorted(caps.items())):
+        deltas = {n: (cap.after[n] - cap.before[n]).double().reshape(-1) for n in cap.before}
+        total = math.sqrt(sum(float(d @ d) for d in deltas.values()))
+        assert scalar[r] == pytest.approx(total, rel=1e-6)
+        per_param = [run.field("steps", "update_norm", n)[1][r] for n in deltas]
+        assert math.sqrt(sum(u * u for u in per_param)) == pytest.approx(scalar[r], rel=1e-12)
+        for name, delta in deltas.items():
+            g = cap.grad[name].double().reshape(-1)
+            cos = (-(delta @ g) / (delta.norm() * g.norm())).item()
+            assert run.field("steps", "cos", name)[1][r] == pytest.approx(cos, rel=1e-4, abs=1e-6)
+            eta, _ = _eta(cap, name)
+            assert run.stat("steps", name, "mean")[1][r] == pytest.approx(eta.mean(), rel=1e-5)
