@@ -1,19 +1,21 @@
 """Recorder overhead, measured side by side in one run (plain loop vs recorded loop).
 
     python benchmarks/overhead.py [--quick] [--steps N] [--device cpu|cuda] [--models mlp,cnn,...]
-    python benchmarks/overhead.py --profile      # where a record step's time goes, stage by stage
+    python benchmarks/overhead.py --profile      # where a record step's time goes, stage by stage,
+                                                 # and what the bare passes of exact moments cost
 
-Models: an MLP 784-512-512-10 (batch 256), a small CNN (1x16x16 inputs, batch 128), a
+Models: an MLP 784-512-512-10 (batch 256), "tiny" (the MLP's layout 16 wide, batch 8: its
+extra time is a record step's fixed cost), a small CNN (1x16x16 inputs, batch 128), a
 ResNet-18-sized CNN ("resnet18": torchvision's ResNet-18 layout, 11.2M parameters, 3x32x32
 inputs, batch 128 on a GPU, 16 on a CPU) and a small GPT-style transformer ("gpt": 6 blocks x
 512, 8 heads, sequence 256, batch 8; bf16 autocast on CUDA). On the CPU the default is mlp,cnn;
-on CUDA all four. For each it prints the ratio of recorded to plain step time for non-record
-steps, record steps with the default probes and with every probe, and amortised at every=10;
-on CUDA also the host-device synchronisations per plain, non-record and record step, counted
-with torch.cuda.set_sync_debug_mode("warn"). Then host memory growth over a long recorded run
-and bytes per record. Plain and recorded steps run in alternating blocks on identical models
-so that machine load hits both alike; medians are reported (CUDA steps end with a
-synchronize, outside the counted window).
+on CUDA mlp, cnn, resnet18 and gpt. For each it prints the ratio of recorded to plain step
+time for non-record steps, record steps with the default probes and with every probe, and
+amortised at every=10; on CUDA also the host-device synchronisations per plain, non-record
+and record step, counted with torch.cuda.set_sync_debug_mode("warn"). Then host memory
+growth over a long recorded run and bytes per record. Plain and recorded steps run in
+alternating blocks on identical models so that machine load hits both alike; medians are
+reported (CUDA steps end with a synchronize, outside the counted window).
 
 Budget (DESIGN.md): non-record <= 1.02x, record <= 1.3x (default probes), <= 1.6x (all
 probes), amortised <= 1.05x at every=10 (<= 1.03x on a GPU), flat memory, one sync per
@@ -42,6 +44,15 @@ def mlp():
     return nn.Sequential(
         nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10)
     ), (256, 784)
+
+
+def tiny():
+    """The MLP's layout 16 wide, batch 8: almost no data, so a record step's extra time is its
+    fixed cost (Python and the per-operation dispatch of each summary), whatever the model size."""
+    return nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 10)), (
+        8,
+        16,
+    )
 
 
 def cnn():
@@ -123,7 +134,7 @@ def gpt(batch=8):
     return GPT(), ("tokens", batch, 256, 1024)
 
 
-MODELS = {"mlp": mlp, "cnn": cnn, "resnet18": resnet18, "gpt": gpt}
+MODELS = {"mlp": mlp, "cnn": cnn, "resnet18": resnet18, "gpt": gpt, "tiny": tiny}
 DEVICE = torch.device("cpu")
 AUTOCAST = False  # bf16 autocast of the transformer on CUDA
 
@@ -281,6 +292,46 @@ def profile(build, optimizer_cls, probes, *, steps=40):
     return 1e3 * base, 1e3 * total, rows
 
 
+def floor(build, optimizer_cls, *, steps=60):
+    """What exact moments cost without any of the recorder's logic: the bare passes over the
+    weights and gradients that the default probes cannot skip (per tensor aminmax, sum and dot
+    of θ and of g, the snapshot copy, the in-place difference and three fused norms), timed
+    in place in the training step against a plain step of the same model (alternating).
+    No histogram, no activation, no transfer, no Python bookkeeping. Returns ms per step."""
+    torch.manual_seed(0)
+    model, shape = build()
+    model = model.to(DEVICE)
+    opt = optimizer_cls(model.parameters(), lr=1e-3)
+    x, y = batch_for(shape, DEVICE)
+    params = [p.detach() for p in model.parameters()]
+
+    def moments(tensors):
+        return torch.stack(
+            [r for t in tensors for r in (*torch.aminmax(t), t.sum(), torch.dot(t.view(-1), t.view(-1)))]
+        )
+
+    def before(_opt, _args, _kwargs):
+        grads = [p.grad.detach() for p in model.parameters() if p.grad is not None]
+        state["snap"] = torch._foreach_mul(params, 1)
+        state["out"] = [moments(grads), moments(params), torch._foreach_norm(grads)]
+
+    def after(_opt, _args, _kwargs):
+        torch._foreach_sub_(state["snap"], params)
+        state["out"] += [torch._foreach_norm(state.pop("snap")), torch._foreach_norm(params)]
+
+    state = {}
+    bare, plain = [], []
+    for _ in range(5):
+        train_step(model, opt, x, y)
+    for _ in range(steps):
+        plain.append(timed(lambda: train_step(model, opt, x, y)))
+        handles = [opt.register_step_pre_hook(before), opt.register_step_post_hook(after)]
+        bare.append(timed(lambda: train_step(model, opt, x, y)))
+        for handle in handles:
+            handle.remove()
+    return 1e3 * (statistics.median(bare) - statistics.median(plain))
+
+
 def rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -345,7 +396,7 @@ def main():
             raise SystemExit("--device cuda: no CUDA device here")
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # as users train
         AUTOCAST = True
-    names = (args.models or ("mlp,cnn" if DEVICE.type == "cpu" else ",".join(MODELS))).split(",")
+    names = (args.models or ("mlp,cnn" if DEVICE.type == "cpu" else "mlp,cnn,resnet18,gpt")).split(",")
     unknown = [n for n in names if n not in MODELS]
     if unknown:
         raise SystemExit(f"unknown model {unknown[0]!r}; valid: {', '.join(MODELS)}")
@@ -371,6 +422,10 @@ def main():
                 )
                 for stage, ms in rows:
                     print(f"  {stage:<44} {ms:7.3f} ms")
+            print(
+                f"  the bare passes of exact moments and norms alone (no histogram, activation, transfer "
+                f"or bookkeeping): {floor(build, torch.optim.SGD):.2f} ms a step"
+            )
         return
     where = torch.cuda.get_device_name() if DEVICE.type == "cuda" else f"{torch.get_num_threads()} threads"
     print(
