@@ -18,22 +18,15 @@ from __future__ import annotations
 import torch
 
 from dyntrace.checks import check_bool
-from dyntrace.probes.base import Probe
+from dyntrace.probes.base import Probe, tensor_norms
 
 __all__ = ["ScalarsProbe"]
 
 
 def _global_norm(tensors: list, device) -> torch.Tensor:
-    """‖(t₁, t₂, …)‖₂ as a float64 0-d tensor on ``device`` (0 when there is no tensor).
-
-    Per-tensor norms in the tensors' precision (a float64 norm copies each tensor on the CPU)
-    by one fused ``_foreach_norm``, combined in float64.
-    """
-    tensors = [t for t in tensors if t is not None and t.numel()]
-    if not tensors:
-        return torch.zeros((), dtype=torch.float64, device=device)
-    norms = torch._foreach_norm(tensors)
-    return torch.linalg.vector_norm(torch.stack([n.to(device, torch.float64) for n in norms]))
+    """‖(t₁, t₂, …)‖₂ as a float64 0-d tensor on ``device`` (0 when there is no tensor): the
+    per-tensor norms of :func:`~dyntrace.probes.base.tensor_norms`, combined in float64."""
+    return torch.linalg.vector_norm(tensor_norms([t for t in tensors if t is not None], device))
 
 
 class ScalarsProbe(Probe):
