@@ -300,6 +300,7 @@ class Recorder:
             if self._armed:
                 if not self._grads_read:  # a closure the optimizer never called
                     self._read_gradients()
+                self._ctx.stepped = True
                 self._pipeline.each("after_step")
                 self._pipeline.record(self.step)
             if self._trajectory is not None and self.step % self._trajectory == 0 and self._writes:

@@ -48,6 +48,7 @@ __all__ = [
     "summarise_tensors",
     "sample_moments",
     "histogram_rows",
+    "device_constant",
 ]
 
 REDUCES = ("sum", "min", "max")
@@ -188,8 +189,8 @@ def nice_ceiling(value: torch.Tensor) -> torch.Tensor:
     m = value / power * (1 - 1e-12)  # absorbs the rounding of log10 at exact powers
     # m <= 1 → 1, m <= 2 → 2, m <= 2.5 → 2.5, m <= 5 → 5, else 10: one search, one gather
     device = value.device
-    step = torch.bucketize(m, _constant((1.0, 2.0, 2.5, 5.0), device, torch.float64))
-    mantissa = torch.take(_constant((1.0, 2.0, 2.5, 5.0, 10.0), device, torch.float64), step)
+    step = torch.bucketize(m, device_constant((1.0, 2.0, 2.5, 5.0), device, torch.float64))
+    mantissa = torch.take(device_constant((1.0, 2.0, 2.5, 5.0, 10.0), device, torch.float64), step)
     return mantissa * power
 
 
@@ -255,8 +256,16 @@ def summarise_tensor(
 
 
 def summarise_tensors(
-    tensors, edges, *, cap: int, magnitude: bool, centred: bool = False, device=None
-) -> torch.Tensor:
+    tensors,
+    edges,
+    *,
+    cap: int,
+    magnitude: bool,
+    centred: bool = False,
+    device=None,
+    norms=None,
+    with_limit: bool = False,
+):
     """:func:`summarise_tensor` of many tensors at once: packed rows [T, 8 + bins + 2].
 
     The moments are taken per tensor (three reductions each); everything counted over the
@@ -270,6 +279,10 @@ def summarise_tensors(
     so a probe stores nothing more. ``None`` or empty tensors get an empty row. Tensors on several devices,
     or of a non-floating type, are summarised one by one and gathered on the first one's
     device. ``device`` places the rows when no tensor is present (default: the first tensor's).
+    ``norms``: ‖t‖₂ of each tensor (float64 [T], e.g. one fused norm shared with other probes),
+    whose squares are then the ``sumsq`` column instead of a pass of their own (uncentred only).
+    ``with_limit`` (data-decided ranges only): returns ``(rows, h)``, h the [T] limits the rows
+    were binned with, each :func:`symmetric_limit` of its row (not computed twice).
     """
     lo, hi, bins = edges
     present = [i for i, t in enumerate(tensors) if t is not None and t.numel() > 0]
@@ -277,15 +290,17 @@ def summarise_tensors(
         where = device if device is not None else next((t.device for t in tensors if t is not None), None)
         if where is None:
             raise ValueError("summarise_tensors: no tensor to take a device from; pass device=")
-        return empty_summary(bins, where, rows=len(tensors))
+        out = empty_summary(bins, where, rows=len(tensors))
+        return (out, symmetric_limit(out)) if with_limit else out
     device = tensors[present[0]].device
     if any(tensors[i].device != device or not tensors[i].is_floating_point() for i in present):
-        return _one_by_one(
+        out = _one_by_one(  # (norms unused: the rare path)
             tensors, edges, present, cap=cap, magnitude=magnitude, centred=centred, device=device
         )
+        return (out, symmetric_limit(out)) if with_limit else out
     per_tensor = isinstance(lo, torch.Tensor) and lo.dim() == 1
     if lo is not None and per_tensor and len(present) < len(tensors):
-        index = _constant(tuple(present), device, torch.long)
+        index = device_constant(tuple(present), device, torch.long)
         lo, hi = lo.index_select(0, index), hi.index_select(0, index)
     flats = [tensors[i].detach().reshape(-1) for i in present]
     t = len(flats)
@@ -302,7 +317,13 @@ def summarise_tensors(
     if centred:
         clean = torch.nan_to_num(sample, nan=0.0, posinf=0.0, neginf=0.0)
         shifts = _segment_sums(clean, sizes_key, device) / sizes
-    moments_ = _moments_of(flats, shifts)
+    if norms is not None and not centred:
+        squares = norms.double().square()
+        if len(present) < len(tensors):
+            squares = squares.index_select(0, device_constant(tuple(present), device, torch.long))
+        moments_ = _moments_of(flats, None, squares)
+    else:
+        moments_ = _moments_of(flats, shifts)
     if lo is None:  # a symmetric range from the data: [−h, h], h = max |x| rounded up
         hi = symmetric_limit(moments_)
         lo, per_tensor = -hi, True
@@ -320,10 +341,10 @@ def summarise_tensors(
         dim=1,
     )
     if len(present) == len(tensors):
-        return packed
+        return (packed, hi) if with_limit else packed
     out = empty_summary(bins, device, rows=len(tensors))
-    out[_constant(tuple(present), device, torch.long)] = packed
-    return out
+    out[device_constant(tuple(present), device, torch.long)] = packed
+    return (out, symmetric_limit(out)) if with_limit else out
 
 
 def sample_moments(x: torch.Tensor, *, cap: int, centred: bool):
@@ -365,14 +386,14 @@ def histogram_rows(
         lo_of, scale_of = lo.index_select(0, segment), scale.index_select(0, segment)
     counts = _slot_counts(sample, sample, lo_of, scale_of, bins, sizes_key, device)
     counts = _zeros_into_their_bins(counts, lo, scale, bins, r)
-    sizes = _constant(tuple(float(n) for n in sizes_key), device, torch.float64)
+    sizes = device_constant(tuple(float(n) for n in sizes_key), device, torch.float64)
     out = torch.cat(
         [counts[:, bins + 3 :], counts[:, bins + 2 : bins + 3], sizes[:, None], counts[:, : bins + 2]], dim=1
     )
     if owners is None:
         return out
     summed = torch.zeros((rows, out.shape[1]), dtype=torch.float64, device=device)
-    return summed.index_add_(0, _constant(tuple(owners), device, torch.long), out)
+    return summed.index_add_(0, device_constant(tuple(owners), device, torch.long), out)
 
 
 def _slot_counts(sample, values, lo_of, scale_of, bins: int, sizes_key: tuple, device) -> torch.Tensor:
@@ -437,7 +458,7 @@ def _segment_sums(values: torch.Tensor, sizes: tuple, device) -> torch.Tensor:
     if len(sizes) == 1:
         return values.sum(dtype=torch.float64).reshape(1)
     total = torch.cumsum(values, 0, dtype=torch.float64)
-    ends = total.index_select(0, _constant(tuple(itertools.accumulate(sizes)), device, torch.long) - 1)
+    ends = total.index_select(0, device_constant(tuple(itertools.accumulate(sizes)), device, torch.long) - 1)
     return torch.diff(ends, prepend=ends.new_zeros(1))
 
 
@@ -449,8 +470,9 @@ def _ones(like: torch.Tensor) -> torch.Tensor:
 _CONSTANTS: dict = {}
 
 
-def _constant(values: tuple, device, dtype) -> torch.Tensor:
-    """A small constant tensor on ``device``, copied there once: parameter shapes do not
+def device_constant(values: tuple, device, dtype) -> torch.Tensor:
+    """A small constant tensor on ``device``, copied there once (cached by value, device and
+    dtype; a bounded cache): parameter shapes do not
     change, so record steps reuse it instead of copying from the host every time."""
     key = (values, str(device), dtype)
     if key not in _CONSTANTS:
@@ -462,13 +484,13 @@ def _constant(values: tuple, device, dtype) -> torch.Tensor:
 
 def _segments(sizes: tuple[int, ...], device):
     """(segment id of every sample element, sizes as float64), both cached constants."""
-    counts = _constant(sizes, device, torch.long)
+    counts = device_constant(sizes, device, torch.long)
     segment_key = (("segments",) + sizes, str(device), torch.long)
     if segment_key not in _CONSTANTS:
         _CONSTANTS[segment_key] = torch.repeat_interleave(
             torch.arange(len(sizes), device=device), counts, output_size=sum(sizes)
         )
-    return _CONSTANTS[segment_key], _constant(sizes, device, torch.float64)
+    return _CONSTANTS[segment_key], device_constant(sizes, device, torch.float64)
 
 
 def _segment_offsets(sizes: tuple[int, ...], slots: int, device, dtype) -> torch.Tensor:
@@ -480,8 +502,9 @@ def _segment_offsets(sizes: tuple[int, ...], slots: int, device, dtype) -> torch
     return _CONSTANTS[key]
 
 
-def _moments_of(flats, shifts) -> torch.Tensor:
-    """[T, 5] moments (see :func:`moments`): the reductions of all tensors gathered by one stack."""
+def _moments_of(flats, shifts, squares=None) -> torch.Tensor:
+    """[T, 5] moments (see :func:`moments`): the reductions of all tensors gathered by one stack.
+    ``squares``: Σx² of each tensor, known already (float64 [T]; uncentred): not summed again."""
     if shifts is not None:
         shifts = torch.nan_to_num(shifts, nan=0.0, posinf=0.0, neginf=0.0)
     reductions = []
@@ -489,10 +512,16 @@ def _moments_of(flats, shifts) -> torch.Tensor:
         if flat.dtype not in (torch.float32, torch.float64):
             flat = flat.float()
         centred = flat if shifts is None else flat - shifts[k].to(flat.dtype)  # one pass: exact variances
-        reductions += [*torch.aminmax(flat), centred.sum(), torch.dot(centred, centred)]
+        reductions += [*torch.aminmax(flat), centred.sum()]
+        if squares is None:
+            reductions.append(torch.dot(centred, centred))
     device = flats[0].device
-    count = _constant(tuple(float(f.numel()) for f in flats), device, torch.float64)
-    lows, highs, s1, s2 = torch.stack(reductions).double().view(len(flats), 4).unbind(1)
+    count = device_constant(tuple(float(f.numel()) for f in flats), device, torch.float64)
+    if squares is None:
+        lows, highs, s1, s2 = torch.stack(reductions).double().view(len(flats), 4).unbind(1)
+    else:
+        lows, highs, s1 = torch.stack(reductions).double().view(len(flats), 3).unbind(1)
+        s2 = squares
     if shifts is not None:
         c = shifts.double()
         s1, s2 = s1 + count * c, s2 + 2 * c * s1 + count * c * c

@@ -35,6 +35,7 @@ class ParameterTensorProbe:
     def __init__(self, *, hist_sample: int = DEFAULT_HIST_SAMPLE):
         self.hist_sample = check_int("hist_sample", hist_sample, low=1)
         self._packed: torch.Tensor | None = None
+        self._limit: torch.Tensor | None = None  # h of each row's [−h, h], for data-decided ranges
 
     def layout(self, ctx) -> ProbeLayout:
         bins = self.n_bins()
@@ -76,18 +77,27 @@ class ParameterTensorProbe:
                 ctx.warn_once((self.name, name), f"{self.name}: {name} is sparse; not recorded")
                 tensor = None
             tensors.append(tensor)
-        self._packed = (
-            summarise_tensors(
+        self._packed = self._limit = None
+        if tensors:
+            edges = self.edges_spec()
+            packed = summarise_tensors(
                 tensors,
-                self.edges_spec(),
+                edges,
                 cap=self.hist_sample,
                 magnitude=self.magnitude,
                 centred=self.centred,
                 device=ctx.device,
+                norms=self.shared_norms(ctx),
+                with_limit=edges[0] is None,
             )
-            if tensors
-            else None
-        )
+            # data-decided ranges: the [T] limits h of [−h, h] come with the rows
+            self._packed, self._limit = packed if edges[0] is None else (packed, None)
+
+    def shared_norms(self, ctx) -> torch.Tensor | None:
+        """‖t‖₂ of each summarised tensor if the record step computes them once for every
+        probe (the gradients', the weights' before the step): their squares are the sums of
+        squares, no pass of this probe's own. None: summed here."""
+        return None
 
     def collect(self, ctx) -> dict[str, torch.Tensor]:
         if self._packed is None:

@@ -13,7 +13,7 @@ import warnings
 
 import torch
 
-from dyntrace.summaries import ProbeLayout
+from dyntrace.summaries import ProbeLayout, device_constant
 
 __all__ = ["Probe", "RecordContext", "unwrap", "tensor_norms"]
 
@@ -83,6 +83,9 @@ class RecordContext:
         self._snapshot: list[torch.Tensor] | None = None
         self._minus_update: list[torch.Tensor] | None = None
         self._update_norms: torch.Tensor | None = None
+        self._grad_norms: torch.Tensor | None = None
+        self._param_norms: torch.Tensor | None = None
+        self.stepped = False  # True once this record step's optimizer.step() has run
         self._warned: set = set()
         self.scalars: dict[str, torch.Tensor] = {}
 
@@ -177,8 +180,30 @@ class RecordContext:
             self._update_norms = tensor_norms(self.minus_update(), self.device)
         return self._update_norms
 
+    def grad_norms(self) -> torch.Tensor:
+        """‖g‖₂ of every parameter's gradient as float64 [T] on :attr:`device` (0 where there is
+        no gradient or a sparse one): one fused norm a record step, shared by every probe that
+        needs it (the gradients probe's Σg², the global gradient norm, the steps probe)."""
+        if self._grad_norms is None:
+            grads = [p.grad for p in self.params]
+            self._grad_norms = _norms_or_zero(grads, self.device)
+        return self._grad_norms
+
+    def param_norms(self) -> torch.Tensor:
+        """‖θ‖₂ of every parameter before this record step's ``optimizer.step()``, float64 [T]
+        on :attr:`device`: one fused norm a record step, shared by the weights probe's Σθ² and
+        the steps probe. Asked for first after the step, it raises: the weights have moved."""
+        if self._param_norms is None:
+            if self.stepped:
+                raise RuntimeError("the parameters' norms before the step were not taken before it")
+            self._param_norms = tensor_norms([p.detach() for p in self.params], self.device)
+        return self._param_norms
+
     def release_snapshot(self) -> None:
+        """The end of a record step: what was computed once for it is dropped."""
         self._snapshot = self._minus_update = self._update_norms = None
+        self._grad_norms = self._param_norms = None
+        self.stepped = False
 
     def emit_scalar(self, name: str, value: torch.Tensor) -> None:
         """Record a per-record scalar (e.g. the global gradient norm) in the scalar log."""
@@ -208,6 +233,21 @@ def tensor_norms(tensors: list, device) -> torch.Tensor:
             for i, n in zip(index, norms):
                 out[i] = n.to(device, torch.float64)
     return torch.stack(out)
+
+
+def _norms_or_zero(tensors: list, device) -> torch.Tensor:
+    """:func:`tensor_norms` with 0 for a missing (None) or sparse tensor."""
+    index = [i for i, t in enumerate(tensors) if t is not None and not t.is_sparse]
+    if len(index) == len(tensors):
+        return tensor_norms([t.detach() for t in tensors], device)
+    out = torch.zeros(len(tensors), dtype=torch.float64, device=device)
+    if index:
+        out.index_copy_(
+            0,
+            device_constant(tuple(index), device, torch.long),
+            tensor_norms([tensors[i].detach() for i in index], device),
+        )
+    return out
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:

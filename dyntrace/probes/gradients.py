@@ -42,6 +42,9 @@ class GradientsProbe(ParameterTensorProbe, Probe):
     def tensor_of(self, param):
         return param.grad
 
+    def shared_norms(self, ctx):
+        return ctx.grad_norms()
+
     def before_step(self, ctx):
         self._summarise(ctx)
 

@@ -45,8 +45,8 @@ class ScalarsProbe(Probe):
         self._initial: list[torch.Tensor] | None = None
 
     def before_step(self, ctx):
-        grads = [p.grad.detach() for p in ctx.params if p.grad is not None and not p.grad.is_sparse]
-        ctx.emit_scalar("grad_norm", _global_norm(grads, ctx.device))
+        # from the per-parameter ‖g‖ computed once a record step (shared with the gradients probe)
+        ctx.emit_scalar("grad_norm", torch.linalg.vector_norm(ctx.grad_norms()))
         if self.distance_from_init and self._initial is None:
             self._initial = [t.clone() for t in ctx.snapshot]  # once per run: a model-sized copy
 

@@ -37,7 +37,7 @@ import torch
 
 from dyntrace.checks import check_int, check_range
 from dyntrace.probes._params import ParameterTensorProbe, _finite
-from dyntrace.probes.base import Probe, tensor_norms
+from dyntrace.probes.base import Probe
 from dyntrace.summaries import (
     COUNT,
     DEFAULT_HIST_SAMPLE,
@@ -47,6 +47,7 @@ from dyntrace.summaries import (
     NONFINITE,
     ZERO,
     FieldSpec,
+    device_constant,
     empty_summary,
     log10_magnitude_edges,
     split_summary,
@@ -86,6 +87,7 @@ class StepsProbe(ParameterTensorProbe, Probe):
         self._grads: list | None = None
         self._extra: torch.Tensor | None = None
         self._param_norms: torch.Tensor | None = None
+        self._grad_norms: torch.Tensor | None = None
 
     def setup(self, ctx):
         layout = self.layout(ctx)
@@ -113,8 +115,8 @@ class StepsProbe(ParameterTensorProbe, Probe):
     def before_step(self, ctx):
         # References only (no copy): the gradients the coming step consumes; and ‖θ‖ before it.
         self._grads = [p.grad for p in ctx.params]
-        with torch.no_grad():
-            self._param_norms = tensor_norms([p.detach() for p in ctx.params], ctx.device)
+        self._param_norms = ctx.param_norms()  # computed once a record step, shared
+        self._grad_norms = ctx.grad_norms()
 
     def after_step(self, ctx):
         if self._grads is None or self._param_norms is None:
@@ -127,8 +129,11 @@ class StepsProbe(ParameterTensorProbe, Probe):
             regular = [i for i, (p, g) in enumerate(zip(params, self._grads)) if _regular(p, g)]
             rows, extras = [None] * len(params), [None] * len(params)
             if regular:  # every ordinary parameter at once: fused ops, one batched summary
+                norms = self._grad_norms
+                if len(regular) < len(params):
+                    norms = norms.index_select(0, device_constant(tuple(regular), norms.device, torch.long))
                 packed, extra = self._measure_all(
-                    [minus[i] for i in regular], [self._grads[i].detach() for i in regular], ctx.device
+                    [minus[i] for i in regular], [self._grads[i].detach() for i in regular], norms, ctx.device
                 )
                 for k, i in enumerate(regular):
                     rows[i], extras[i] = packed[k], extra[k]
@@ -142,20 +147,20 @@ class StepsProbe(ParameterTensorProbe, Probe):
             [own[:, :3], ctx.update_norms()[:, None], self._param_norms[:, None], own[:, 3:4], -own[:, 4:5]],
             dim=1,
         )
-        self._param_norms = None
+        self._param_norms = self._grad_norms = None
         synced = getattr(ctx.optimizer, "synced", None)
         if synced is not None:  # Lookahead and any optimizer that says when it synced
             ctx.emit_scalar("synced", torch.full((), float(bool(synced)), dtype=torch.float64, device=device))
 
-    def _measure_all(self, minus, grads, device):
+    def _measure_all(self, minus, grads, grad_norms, device):
         """Packed η_eff summaries [T, …] and rows [T, 5] (g = 0 count, its count in the sample,
         min η_eff, ‖g‖, ⟨−Δθ, g⟩) of ordinary parameters, from −Δθ (:meth:`RecordContext.minus_update`).
 
-        ‖g‖ in one fused ``_foreach_norm``, η_eff = |−Δθ/g| by one fused division (a
-        per-record allocation the size of the parameters) and an in-place abs, the summaries in
-        one batched :func:`summarise_tensors`; a dot, a zero count and the minimum stay per tensor.
+        ‖g‖ from :meth:`RecordContext.grad_norms` (one fused norm a record step, shared), η_eff =
+        |−Δθ/g| by one fused division (a per-record allocation the size of the parameters) and an
+        in-place abs, the summaries in one batched :func:`summarise_tensors`; a dot, a zero count
+        and the minimum stay per tensor.
         """
-        grad_norms = tensor_norms(grads, device)
         dots = torch.stack([_dot(m, g).to(device) for m, g in zip(minus, grads)]).double()
         n_zero = torch.stack([(g.numel() - torch.count_nonzero(g)).to(device) for g in grads]).double()
         sample_zero = torch.stack(

@@ -16,7 +16,7 @@ import numpy as np
 from dyntrace.checks import check_int
 from dyntrace.probes._params import ParameterTensorProbe
 from dyntrace.probes.base import Probe
-from dyntrace.summaries import DEFAULT_HIST_SAMPLE, FieldSpec, symmetric_limit
+from dyntrace.summaries import DEFAULT_HIST_SAMPLE, FieldSpec
 
 __all__ = ["WeightsProbe"]
 
@@ -66,14 +66,16 @@ class WeightsProbe(ParameterTensorProbe, Probe):
     def tensor_of(self, param):
         return param
 
+    def shared_norms(self, ctx):
+        return ctx.param_norms()
+
     def before_step(self, ctx):
         self._summarise(ctx)
 
     def collect(self, ctx):
-        packed = self._packed
+        limit = self._limit
         fields = super().collect(ctx)
-        if fields:  # the range each row was binned in, from its own min and max
-            limit = symmetric_limit(packed)
+        if fields:  # the range each row was binned in (from its own min and max)
             fields["hist_lo"], fields["hist_hi"] = -limit, limit
         return fields
 

@@ -301,3 +301,47 @@ def test_the_update_is_computed_once_and_shared_by_the_scalars_and_steps_probes(
             assert run.field("steps", "cos", name)[1][r] == pytest.approx(cos, rel=1e-4, abs=1e-6)
             eta, _ = _eta(cap, name)
             assert run.stat("steps", name, "mean")[1][r] == pytest.approx(eta.mean(), rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "order", [["gradients", "weights", "scalars", "steps"], ["steps", "scalars", "weights", "gradients"]]
+)
+def test_the_gradient_and_weight_norms_are_computed_once_and_shared(tmp_path, open_runs, order):
+    """‖g‖ and ‖θ_before‖ of each parameter are one fused norm a record step, read by every
+    probe that needs them, in any order: the gradients probe's Σg², the scalar grad_norm and the
+    steps probe's grad_norm agree to the last bits, the weights probe's Σθ² and the steps probe's
+    param_norm too, and all equal the naive float64 computation from copies."""
+    torch.manual_seed(3)
+    model = mlp(torch.float32)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    caps = train(model, opt, tmp_path / "run.h5", steps=4, every=2, probes=order, capture=(1, 3))
+    run = open_runs(tmp_path / "run.h5")
+    steps, grad_norm = run.scalar("grad_norm")
+    assert steps.tolist() == [1, 3]
+    for r, (step, cap) in enumerate(sorted(caps.items())):
+        total = 0.0
+        for name in cap.before:
+            g, w = cap.grad[name].double().reshape(-1), cap.before[name].double().reshape(-1)
+            sumsq = run.field("gradients", "sumsq", name)[1][r]
+            assert sumsq == pytest.approx(float(g @ g), rel=1e-6)
+            assert run.field("steps", "grad_norm", name)[1][r] ** 2 == pytest.approx(sumsq, rel=1e-14)
+            wsq = run.field("weights", "sumsq", name)[1][r]
+            assert wsq == pytest.approx(float(w @ w), rel=1e-6)
+            assert run.field("steps", "param_norm", name)[1][r] ** 2 == pytest.approx(wsq, rel=1e-14)
+            total += sumsq
+        assert grad_norm[r] == pytest.approx(math.sqrt(total), rel=1e-14)
+
+
+def test_the_norms_before_the_step_cannot_be_asked_for_after_it():
+    from dyntrace.probes.base import RecordContext
+
+    model = nn.Linear(3, 2)
+    ctx = RecordContext(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    model(torch.ones(1, 3)).sum().backward()
+    model.bias.grad = None  # a parameter without a gradient counts 0
+    assert ctx.grad_norms().tolist() == [pytest.approx(math.sqrt(6.0)), 0.0]  # dL/dW = 1 (2 x 3)
+    ctx.stepped = True
+    with pytest.raises(RuntimeError, match="before the step"):
+        ctx.param_norms()
+    ctx.release_snapshot()  # the end of the record step: asked for anew next time
+    assert ctx.param_norms().tolist() == pytest.approx([float(model.weight.norm()), float(model.bias.norm())])
