@@ -72,6 +72,7 @@ from dyntrace.summaries import (
     ZERO,
     FieldSpec,
     ProbeLayout,
+    device_constant,
     edges_tensor,
     empty_summary,
     histogram_rows,
@@ -360,6 +361,9 @@ class ActivationsProbe(Probe):
         self._calls = CallSites(kinds=kinds, patterns=patterns, slots=functional_slots, owner=self.name)
         self._ctx = None
         self._seen = 0  # columns seen so far (their forward order)
+        self._runs = None  # int32: the dead runs of the columns counted last record, concatenated
+        self._runs_layout = None  # ((column, units), ...) of that buffer
+        self._runs_segment = None  # the column of each of its units
 
     # -- setup ---------------------------------------------------------------------------------
 
@@ -619,43 +623,61 @@ class ActivationsProbe(Probe):
                 "hooks cannot reach, records nothing",
             )
         device = seen[0].packed.device if seen else ctx.device
-        empty = torch.cat(
-            [
-                empty_summary(self.bins, device, rows=len(self._state)),
-                torch.zeros((len(self._state), 1), dtype=torch.float64, device=device),
-            ],
-            dim=1,
-        )
-        zero = torch.zeros((), dtype=torch.float64, device=device)
-        block = iter(self._seen_rows(device))  # the rows of the columns seen, in order
-        rows, dead, persistent = [], [], []
-        for i, state in enumerate(self._state):
-            if state.packed is None:
-                rows.append(empty[i])
-                dead.append(zero)
-                persistent.append(zero)
-                continue
-            rows.append(next(block))
-            if state.active is None:
-                dead.append(zero)
-                persistent.append(zero)
-            else:
-                is_dead = ~state.active
-                run = (
-                    state.dead_run
-                    if state.dead_run is not None and state.dead_run.shape == is_dead.shape
-                    else torch.zeros_like(is_dead, dtype=torch.int32)
-                )
-                state.dead_run = torch.where(is_dead, run + 1, torch.zeros_like(run))
-                dead.append(is_dead.sum().double().to(device))
-                persistent.append((state.dead_run >= self.dead_patience).sum().double().to(device))
+        columns = len(self._state)
+        seen_rows = self._seen_rows(device)  # the rows of the columns seen, in order
+        if len(seen) == columns:
+            packed = seen_rows
+        else:  # empty rows for the columns not seen, the seen ones put in place by one copy
+            packed = torch.cat(
+                [
+                    empty_summary(self.bins, device, rows=columns),
+                    torch.zeros((columns, 1), dtype=torch.float64, device=device),
+                ],
+                dim=1,
+            )
+            if seen:
+                where = tuple(i for i, s in enumerate(self._state) if s.packed is not None)
+                packed.index_copy_(0, device_constant(where, device, torch.long), seen_rows)
+        dead = self._dead_units(device)
+        for state in seen:
             state.packed, state.active, state.samples = None, None, []
-        packed = torch.stack(rows)
         fields = split_summary(packed[:, :SATURATED])
         fields["saturated"] = packed[:, SATURATED]
-        fields["dead"] = torch.stack(dead)
-        fields["dead_persistent"] = torch.stack(persistent)
+        fields["dead"], fields["dead_persistent"] = dead.unbind(1)
         return fields
+
+    def _dead_units(self, device) -> torch.Tensor:
+        """[columns, 2]: units dead in this record's batch, and dead for ``dead_patience``
+        records in a row, of every column with a unit axis seen this record (0 for the others,
+        whose runs are kept). All columns at once: their masks concatenated, the runs updated
+        in one flat int32 buffer (each column's run a view of it), counted by one ``index_add_``
+        — a dozen operations whatever the number of columns."""
+        columns = len(self._state)
+        counted = [(i, s) for i, s in enumerate(self._state) if s.packed is not None and s.active is not None]
+        out = torch.zeros((columns, 2), dtype=torch.float64, device=device)
+        if not counted:
+            return out
+        dead = torch.cat([s.active.to(device).reshape(-1) for _, s in counted]).logical_not_()
+        layout = tuple((i, s.active.numel()) for i, s in counted)
+        runs = self._runs
+        if runs is None or self._runs_layout != layout:  # a column's set or size changed: regather
+            runs = torch.cat(
+                [
+                    s.dead_run.to(device)
+                    if s.dead_run is not None and s.dead_run.numel() == n
+                    else torch.zeros(n, dtype=torch.int32, device=device)
+                    for (_, n), (_, s) in zip(layout, counted)
+                ]
+            )
+            self._runs, self._runs_layout = runs, layout
+            self._runs_segment = torch.cat(
+                [torch.full((n,), i, dtype=torch.long, device=device) for i, n in layout]
+            )  # the column of each unit
+            for (_, s), part in zip(counted, runs.split([n for _, n in layout])):
+                s.dead_run = part  # views: the in-place update below moves them too
+        runs.add_(1).mul_(dead)  # consecutive records dead; 0 where alive now
+        both = torch.stack([dead, runs >= self.dead_patience], dim=1).double()
+        return out.index_add_(0, self._runs_segment, both)
 
     def _seen_rows(self, device) -> torch.Tensor:
         """Packed rows [seen columns, layout + SATURATED] of the columns with a forward pass:

@@ -318,3 +318,52 @@ def test_histograms_counted_later_for_many_layers_match_each_layers_own_summary(
     # both passes sampled: 76800 elements with stride 5, 19200 with stride 3 (2 is even: it would skip odd columns)
     assert rows[1, 2] == 76800 // 5 + 19200 // 3
     assert rows[1, 0] == (relu.reshape(-1)[::5] == 0).sum() + (second.reshape(-1)[::3] == 0).sum()
+
+
+class _TwoBranches(nn.Module):
+    """Two ReLU layers with dead units set by their biases; branch b runs only when told."""
+
+    def __init__(self):
+        super().__init__()
+        self.a_lin, self.a_act = nn.Linear(4, 6), nn.ReLU()
+        self.b_lin, self.b_act = nn.Linear(4, 10), nn.ReLU()
+        with torch.no_grad():
+            for lin in (self.a_lin, self.b_lin):
+                lin.weight.fill_(0.5)
+                lin.bias.fill_(0.1)  # inputs in [0, 1): alive for every sample
+            self.a_lin.bias[:2] = -100.0  # dead at every record
+            self.b_lin.bias[:3] = -100.0
+        self.use_b = True
+
+    def forward(self, x):
+        out = self.a_act(self.a_lin(x)).sum(1)
+        if self.use_b:
+            out = out + self.b_act(self.b_lin(x)).sum(1)
+        return out
+
+
+def test_dead_unit_runs_survive_a_record_without_the_layer_and_restart_when_a_unit_fires(tmp_path):
+    model = _TwoBranches()
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)  # the biases stay as set
+    # record 3 runs without branch b; b's unit 3 is dead at records 1, 2, 5, 6 and alive at 4
+    b_used = [True, True, False, True, True, True]
+    unit3 = [-100.0, -100.0, -100.0, 0.1, -100.0, -100.0]
+    with dyntrace.Recorder(model, opt, tmp_path / "runs.h5", every=1):
+        for use_b, bias in zip(b_used, unit3):
+            model.use_b = use_b
+            with torch.no_grad():
+                model.b_lin.bias[3] = bias
+            opt.zero_grad()
+            model(torch.rand(32, 4)).pow(2).mean().backward()
+            opt.step()
+    with dyntrace.open_run(tmp_path / "runs.h5") as run:
+        steps, dead_a = run.field("activations", "dead", "a_act")
+        assert steps.tolist() == [1, 2, 3, 4, 5, 6]
+        assert dead_a.tolist() == [2] * 6
+        # patience 3: a's two units are persistently dead from the third record on
+        assert run.field("activations", "dead_persistent", "a_act")[1].tolist() == [0, 0, 2, 2, 2, 2]
+        seen = [0, 1, 3, 4, 5]  # b's records
+        assert run.field("activations", "dead", "b_act")[1][seen].tolist() == [4, 4, 3, 4, 4]
+        # b's always-dead units: runs 1, 2, (kept through record 3), 3, 4, 5; unit 3's run
+        # restarts at record 4 (it fired) and reaches only 2 by record 6
+        assert run.field("activations", "dead_persistent", "b_act")[1][seen].tolist() == [0, 0, 3, 3, 3]
