@@ -47,6 +47,8 @@ __all__ = [
     "split_summary",
     "summarise_tensors",
     "sample_moments",
+    "tensor_reductions",
+    "moments_from_reductions",
     "histogram_rows",
     "device_constant",
 ]
@@ -354,6 +356,16 @@ def sample_moments(x: torch.Tensor, *, cap: int, centred: bool):
     for use at once) and the same sample as a float32 copy: kept until the histograms are
     counted, it must not change when the model rewrites ``x`` in place meanwhile (a
     ``ReLU(inplace=True)`` after a norm). ``x`` must be a non-empty floating-point tensor."""
+    reductions, shift, raw, sample = tensor_reductions(x, cap=cap, centred=centred)
+    return moments_from_reductions(reductions, (x.numel(),), [shift], x.device)[0], raw, sample
+
+
+def tensor_reductions(x: torch.Tensor, *, cap: int, centred: bool):
+    """The passes :func:`sample_moments` makes over ``x``, not yet assembled: for hooks that
+    run on every forward pass and leave the assembling to one batch a record step
+    (:func:`moments_from_reductions`). Returns ``([min, max, Σ(x−c), Σ(x−c)²], c, raw, sample)``:
+    four 0-d tensors, the shift c (float64 [1], the sample's mean with NaN/±inf made 0) or
+    None when not ``centred``, the strided sample as a view and as a float32 copy."""
     flat = x.reshape(-1)
     raw = _strided_view(flat, cap)
     sample = raw.to(torch.float32, memory_format=torch.contiguous_format, copy=True)
@@ -361,7 +373,43 @@ def sample_moments(x: torch.Tensor, *, cap: int, centred: bool):
     if centred:
         clean = torch.nan_to_num(sample, nan=0.0, posinf=0.0, neginf=0.0)
         shift = clean.sum(dtype=torch.float64).reshape(1) / sample.numel()
-    return _moments_of([flat], shift)[0], raw, sample
+        shift = torch.nan_to_num(shift, nan=0.0, posinf=0.0, neginf=0.0)
+    return _reductions(flat, shift), shift, raw, sample
+
+
+def moments_from_reductions(reductions: list, counts: tuple, shifts: list, device) -> torch.Tensor:
+    """[R, 5] moments [count, sum, sumsq, min, max] (float64 on ``device``) of R tensors from
+    their :func:`tensor_reductions`: ``reductions`` the 4R 0-d tensors in order, ``counts``
+    their sizes, ``shifts`` each one's shift or None. One stack for all, the sums of the
+    centred ones rebuilt around their shift (see :func:`moments`), exactly as for one."""
+    rows = len(counts)
+    if any(r.device != device for r in reductions):  # columns on several devices (rare)
+        reductions = [r.to(device) for r in reductions]
+    lows, highs, s1, s2 = torch.stack(reductions).double().view(rows, 4).unbind(1)
+    count = device_constant(tuple(float(n) for n in counts), device, torch.float64)
+    centred = [i for i, c in enumerate(shifts) if c is not None]
+    if centred:
+        zero = device_constant((0.0,), device, torch.float64)
+        c = torch.cat([zero if s is None else s if s.device == device else s.to(device) for s in shifts])
+        r1, r2 = s1 + count * c, s2 + 2 * c * s1 + count * c * c
+        if len(centred) == rows:
+            s1, s2 = r1, r2
+        else:  # only the centred rows (0 · inf would turn an uncentred inf sum into NaN)
+            mask = device_constant(tuple(s is not None for s in shifts), device, torch.bool)
+            s1, s2 = torch.where(mask, r1, s1), torch.where(mask, r2, s2)
+    return torch.stack([count, s1, s2, lows, highs], dim=1)
+
+
+def _reductions(flat: torch.Tensor, shift: torch.Tensor | None, squares: bool = True) -> list:
+    """[min, max, Σ(x−c), Σ(x−c)²] of a flat tensor as 0-d tensors (Σ(x−c)² left out without
+    ``squares``); ``shift`` c float64 [1] or None. Half types are summed in float32."""
+    if flat.dtype not in (torch.float32, torch.float64):
+        flat = flat.float()
+    centred = flat if shift is None else flat - shift.to(flat.dtype)  # one pass: exact variances
+    out = [*torch.aminmax(flat), centred.sum()]
+    if squares:
+        out.append(torch.dot(centred, centred))
+    return out
 
 
 def histogram_rows(
@@ -509,12 +557,7 @@ def _moments_of(flats, shifts, squares=None) -> torch.Tensor:
         shifts = torch.nan_to_num(shifts, nan=0.0, posinf=0.0, neginf=0.0)
     reductions = []
     for k, flat in enumerate(flats):
-        if flat.dtype not in (torch.float32, torch.float64):
-            flat = flat.float()
-        centred = flat if shifts is None else flat - shifts[k].to(flat.dtype)  # one pass: exact variances
-        reductions += [*torch.aminmax(flat), centred.sum()]
-        if squares is None:
-            reductions.append(torch.dot(centred, centred))
+        reductions += _reductions(flat, None if shifts is None else shifts[k], squares is None)
     device = flats[0].device
     count = device_constant(tuple(float(f.numel()) for f in flats), device, torch.float64)
     if squares is None:

@@ -55,6 +55,7 @@ dim, −3 is C of (N, C, H, W)) with its size ``units``.
 from __future__ import annotations
 
 import fnmatch
+import math
 import re
 
 import numpy as np
@@ -69,6 +70,8 @@ from dyntrace.probes.call_sites import FUNCTION_KINDS, FUNCTIONS, CallSites
 from dyntrace.stats import Ratio
 from dyntrace.summaries import (
     DEFAULT_HIST_SAMPLE,
+    MAX,
+    MIN,
     ZERO,
     FieldSpec,
     ProbeLayout,
@@ -76,12 +79,12 @@ from dyntrace.summaries import (
     edges_tensor,
     empty_summary,
     histogram_rows,
-    merge_packed,
+    moments_from_reductions,
     nice_ceiling,
     packed_width,
-    sample_moments,
     split_summary,
     tensor_fields,
+    tensor_reductions,
 )
 
 __all__ = [
@@ -250,7 +253,7 @@ class _LayerState:
         "name",
         "kind",
         "hint",
-        "packed",
+        "passes",
         "active",
         "edges",
         "units",
@@ -265,7 +268,7 @@ class _LayerState:
 
     def __init__(self, name: str = "", kind: str = "", hint: str | None = None):
         self.name, self.kind, self.hint = name, kind, hint
-        self.packed = None  # [count, sum, sumsq, min, max, saturated] merged over this record step's passes
+        self.passes = []  # this record step's forward passes: (reductions, shift, count, saturated)
         self.active = None  # bool [units]: nonzero somewhere in the batch
         self.edges = None  # (lo, hi, bins), fixed at the first record
         self.units = 0  # size of the unit axis (0: none, or not seen yet)
@@ -523,19 +526,19 @@ class ActivationsProbe(Probe):
         if state.edges is None:
             state.edges = self._edges_for(kind, x)
             self.statics_changed = True  # a range decided after the statics were written
-        # moments and the sample now, the histogram of every column in one pass in collect()
+        # the passes over the output now (they must see it before any in-place change); the
+        # moments assembled and the histograms counted for every column at once in collect()
         if x.numel():
-            moments, raw, sample = sample_moments(x, cap=self.hist_sample, centred=state.centred)
+            reductions, shift, raw, sample = tensor_reductions(x, cap=self.hist_sample, centred=state.centred)
             state.samples.append(sample)
         else:
-            moments, raw = empty_summary(0, x.device)[:ZERO], None
+            reductions, shift, raw = None, None, None
         if state.range is None:
             lo, hi, _ = state.edges
             state.range = torch.stack(
                 [torch.as_tensor(v, dtype=torch.float64, device=x.device) for v in (lo, hi)]
             )  # once per column
-        saturated = self._saturated(kind, raw, x.device)
-        packed = torch.cat([moments, saturated.reshape(1)])  # then column SATURATED: added with the rest
+        saturated = self._saturated(kind, raw) if raw is not None else None
         active = None
         axis = self._unit_axis(state, x, dim)
         if axis is not None:
@@ -547,15 +550,15 @@ class ActivationsProbe(Probe):
                 self.statics_changed = True
             elif state.units != x.shape[axis]:
                 active = None  # a pass of another shape: its units cannot be matched
-        if state.packed is None:
-            state.packed, state.active = packed, active
-        else:  # another forward pass in the same step (gradient accumulation): merge
-            state.packed = merge_packed(state.packed, packed)
+        if not state.passes:
+            state.active = active
+        else:  # another forward pass in the same step (gradient accumulation): merged in collect
             state.active = (
                 state.active | active
                 if active is not None and state.active is not None
                 else (state.active if active is None else active)
             )
+        state.passes.append((reductions, shift, x.numel(), saturated, x.device))
 
     @staticmethod
     def _unit_axis(state: _LayerState, x: torch.Tensor, dim=None) -> int | None:
@@ -593,23 +596,24 @@ class ActivationsProbe(Probe):
         hi = nice_ceiling(1.5 * largest)
         return (torch.zeros_like(hi), hi, self.bins) if kind in NON_NEGATIVE else (-hi, hi, self.bins)
 
-    def _saturated(self, kind: str, sample: torch.Tensor | None, device) -> torch.Tensor:
-        """Elements of the (output's dtype) sample within ``saturation_eps`` of a bound."""
-        if kind not in BOUNDS or sample is None:
-            return torch.zeros((), dtype=torch.float64, device=device)
+    def _saturated(self, kind: str, sample: torch.Tensor) -> torch.Tensor | None:
+        """Elements of the (output's dtype) sample within ``saturation_eps`` of a bound; None
+        (0) for an unbounded kind."""
+        if kind not in BOUNDS:
+            return None
         lo, hi = BOUNDS[kind]
         eps = self.saturation_eps
-        return ((sample <= lo + eps) | (sample >= hi - eps)).sum().double()
+        return ((sample <= lo + eps) | (sample >= hi - eps)).sum()
 
     def collect(self, ctx):
         if not self._state:
             return {}
-        seen = [s for s in self._state if s.packed is not None]
+        seen = [s for s in self._state if s.passes]
         first = self._calls.first_slot
         live = self._state[:first] + [s for s in self._state[first:] if s.site is not None]
         if seen:
             for state in live:
-                if state.packed is None:
+                if not state.passes:
                     ctx.warn_once(
                         (self.name, "unseen", state.name),
                         f"activations: {state.name} ran no forward pass with gradients "
@@ -622,7 +626,7 @@ class ActivationsProbe(Probe):
                 f"{ctx.step}; its statistics are empty (NaN). A forward under torch.no_grad, or compiled code that "
                 "hooks cannot reach, records nothing",
             )
-        device = seen[0].packed.device if seen else ctx.device
+        device = seen[0].passes[0][4] if seen else ctx.device
         columns = len(self._state)
         seen_rows = self._seen_rows(device)  # the rows of the columns seen, in order
         if len(seen) == columns:
@@ -636,11 +640,11 @@ class ActivationsProbe(Probe):
                 dim=1,
             )
             if seen:
-                where = tuple(i for i, s in enumerate(self._state) if s.packed is not None)
+                where = tuple(i for i, s in enumerate(self._state) if s.passes)
                 packed.index_copy_(0, device_constant(where, device, torch.long), seen_rows)
         dead = self._dead_units(device)
         for state in seen:
-            state.packed, state.active, state.samples = None, None, []
+            state.passes, state.active, state.samples = [], None, []
         fields = split_summary(packed[:, :SATURATED])
         fields["saturated"] = packed[:, SATURATED]
         fields["dead"], fields["dead_persistent"] = dead.unbind(1)
@@ -653,11 +657,11 @@ class ActivationsProbe(Probe):
         in one flat int32 buffer (each column's run a view of it), counted by one ``index_add_``
         — a dozen operations whatever the number of columns."""
         columns = len(self._state)
-        counted = [(i, s) for i, s in enumerate(self._state) if s.packed is not None and s.active is not None]
+        counted = [(i, s) for i, s in enumerate(self._state) if s.passes and s.active is not None]
         out = torch.zeros((columns, 2), dtype=torch.float64, device=device)
         if not counted:
             return out
-        dead = torch.cat([s.active.to(device).reshape(-1) for _, s in counted]).logical_not_()
+        dead = torch.cat([_on(s.active, device).reshape(-1) for _, s in counted]).logical_not_()
         layout = tuple((i, s.active.numel()) for i, s in counted)
         runs = self._runs
         if runs is None or self._runs_layout != layout:  # a column's set or size changed: regather
@@ -683,7 +687,7 @@ class ActivationsProbe(Probe):
         """Packed rows [seen columns, layout + SATURATED] of the columns with a forward pass:
         their moments and saturation counts, and the histograms of all their samples counted
         at once (one batch per device), each column's samples added up."""
-        seen = [s for s in self._state if s.packed is not None]
+        seen = [s for s in self._state if s.passes]
         if not seen:
             return torch.zeros((0, packed_width(self.bins) + 1), dtype=torch.float64, device=device)
         groups: dict = {}  # device -> (samples, owners, ranges)
@@ -692,16 +696,60 @@ class ActivationsProbe(Probe):
                 samples, owners, ranges = groups.setdefault(sample.device, ([], [], []))
                 samples.append(sample)
                 owners.append(k)
-                ranges.append(state.range.to(sample.device))
+                ranges.append(_on(state.range, sample.device))
         hist = torch.zeros((len(seen), packed_width(self.bins) - ZERO), dtype=torch.float64, device=device)
         for samples, owners, ranges in groups.values():
             ranges = torch.stack(ranges)
             counted = histogram_rows(
                 samples, ranges[:, 0], ranges[:, 1], self.bins, owners=tuple(owners), rows=len(seen)
             )
-            hist = hist + counted.to(device)
-        moments = torch.stack([s.packed.to(device) for s in seen])  # [count … max, saturated]
+            hist = hist + _on(counted, device)
+        moments = self._moments(seen, device)  # [count … max, saturated]
         return torch.cat([moments[:, :ZERO], hist, moments[:, ZERO:]], dim=1)
+
+    @staticmethod
+    def _moments(seen: list, device) -> torch.Tensor:
+        """[columns, 6]: count, sum, sumsq, min, max and saturated of each seen column, from the
+        reductions its hooks left: one stack for every pass of every column, then the passes of
+        one column (gradient accumulation) merged — sums add, minima and maxima combine."""
+        reductions, counts, shifts, saturated, owners = [], [], [], [], []
+        empty = None
+        for k, state in enumerate(seen):
+            for red, shift, count, sat, _ in state.passes:
+                if red is None:  # an empty output: count 0, min +inf, max −inf
+                    if empty is None:
+                        empty = list(
+                            device_constant((math.inf, -math.inf, 0.0, 0.0), device, torch.float64).unbind(0)
+                        )
+                    red = empty
+                reductions += red
+                counts.append(count)
+                shifts.append(shift)
+                saturated.append(sat)
+                owners.append(k)
+        rows = moments_from_reductions(reductions, tuple(counts), shifts, device)
+        if all(sat is None for sat in saturated):
+            sat = torch.zeros((len(counts), 1), dtype=torch.float64, device=device)
+        else:
+            zero = device_constant((0.0,), device, torch.float64)
+            sat = torch.stack([zero[0] if v is None else v.to(device, torch.float64) for v in saturated])[
+                :, None
+            ]
+        rows = torch.cat([rows, sat], dim=1)
+        if len(counts) == len(seen):
+            return rows
+        # several passes of a column: sums add, min and max combine, in pass order
+        index = device_constant(tuple(owners), device, torch.long)
+        out = torch.zeros((len(seen), rows.shape[1]), dtype=torch.float64, device=device).index_add_(
+            0, index, rows
+        )
+        out[:, MIN] = (
+            rows[:, MIN].new_full((len(seen),), math.inf).scatter_reduce(0, index, rows[:, MIN], "amin")
+        )
+        out[:, MAX] = (
+            rows[:, MAX].new_full((len(seen),), -math.inf).scatter_reduce(0, index, rows[:, MAX], "amax")
+        )
+        return out
 
     def check(self, ctx, host: dict) -> dict:
         """Decide, from this record's host moments, which columns need centred sums next time.
@@ -756,3 +804,8 @@ class ActivationsProbe(Probe):
             "dead_patience": self.dead_patience,
             "hist_sample": self.hist_sample,
         }
+
+
+def _on(tensor: torch.Tensor, device) -> torch.Tensor:
+    """``tensor`` on ``device``; itself, without a dispatched call, when it is there already."""
+    return tensor if tensor.device == device else tensor.to(device)

@@ -367,3 +367,47 @@ def test_dead_unit_runs_survive_a_record_without_the_layer_and_restart_when_a_un
         # b's always-dead units: runs 1, 2, (kept through record 3), 3, 4, 5; unit 3's run
         # restarts at record 4 (it fired) and reaches only 2 by record 6
         assert run.field("activations", "dead_persistent", "b_act")[1][seen].tolist() == [0, 0, 3, 3, 3]
+
+
+def test_micro_batches_merge_into_the_moments_of_the_whole_step_centred_or_not(tmp_path):
+    """Three forward passes a step: each hook leaves its reductions, collect() assembles and
+    merges them. A saturated sigmoid is summed around its mean from the second record on (the
+    first record shows it clustered); a tanh layer stays uncentred. Every moment and the
+    saturation count equal those of the three outputs concatenated, in float64."""
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Linear(3, 6), nn.Sigmoid(), nn.Linear(6, 5), nn.Tanh())
+    with torch.no_grad():
+        model[0].bias.fill_(6.0)  # outputs near 1: clustered far from 0
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    outputs = {"1": [], "3": []}
+    hooks = [
+        model[i].register_forward_hook(lambda m, i, o, k=str(i): outputs[k].append(o.detach()))
+        for i in (1, 3)
+    ]
+    with dyntrace.Recorder(model, opt, tmp_path / "micro.h5", every=1):
+        for _ in range(2):
+            opt.zero_grad()
+            for n in (7, 5, 9):
+                model(torch.randn(n, 3)).sum().backward()
+            opt.step()
+    for h in hooks:
+        h.remove()
+    with dyntrace.open_run(tmp_path / "micro.h5") as run:
+        for layer, outs in outputs.items():
+            for r in range(2):
+                every = torch.cat(outs[3 * r : 3 * r + 3]).double().reshape(-1)
+                assert run.stat("activations", layer, "count")[1][r] == every.numel()
+                assert run.stat("activations", layer, "min")[1][r] == every.min().item()
+                assert run.stat("activations", layer, "max")[1][r] == every.max().item()
+                assert run.stat("activations", layer, "mean")[1][r] == pytest.approx(
+                    every.mean().item(), rel=1e-6
+                )
+                assert run.stat("activations", layer, "std")[1][r] == pytest.approx(
+                    every.std(unbiased=False).item(), rel=1e-4
+                )
+                near = (
+                    ((every <= 0.05) | (every >= 0.95))
+                    if layer == "1"
+                    else ((every <= -0.95) | (every >= 0.95))
+                )
+                assert run.field("activations", "saturated", layer)[1][r] == int(near.sum())
