@@ -221,13 +221,16 @@ def tensor_norms(tensors: list, device) -> torch.Tensor:
     precision (a float64 norm of float32 would copy each tensor on the CPU)."""
     if not tensors:
         return torch.zeros(0, dtype=torch.float64, device=device)
+    narrow = [t.element_size() < 4 for t in tensors]
+    if not any(narrow) and all(t.device == device for t in tensors):  # the usual case: one stack
+        return torch.stack(torch._foreach_norm(tensors)).double()
     out = [None] * len(tensors)
-    for narrow in (True, False):
-        index = [i for i, t in enumerate(tensors) if (t.element_size() < 4) == narrow]
+    for kind in (True, False):
+        index = [i for i, n in enumerate(narrow) if n == kind]
         if index:
             norms = (
                 torch._foreach_norm([tensors[i] for i in index], 2, dtype=torch.float32)
-                if narrow
+                if kind
                 else torch._foreach_norm([tensors[i] for i in index])
             )
             for i, n in zip(index, norms):
