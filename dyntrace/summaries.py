@@ -257,6 +257,7 @@ def summarise_tensor(
     return summarise_tensors([x], edges, cap=cap, magnitude=magnitude, centred=centred, device=x.device)[0]
 
 
+@torch.no_grad()  # no graph, and no detach() of each tensor
 def summarise_tensors(
     tensors,
     edges,
@@ -304,7 +305,7 @@ def summarise_tensors(
     if lo is not None and per_tensor and len(present) < len(tensors):
         index = device_constant(tuple(present), device, torch.long)
         lo, hi = lo.index_select(0, index), hi.index_select(0, index)
-    flats = [tensors[i].detach().reshape(-1) for i in present]
+    flats = [tensors[i].reshape(-1) for i in present]
     t = len(flats)
     if t == 1:
         sample, segment = strided_sample(flats[0], cap).float(), None

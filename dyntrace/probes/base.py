@@ -145,7 +145,7 @@ class RecordContext:
     def take_snapshot(self) -> None:
         """Copy every parameter on its device (one pass; only on record steps that need it)."""
         with torch.no_grad():  # one fused copy of every parameter: a per-record allocation
-            params = [p.detach() for p in self.params]
+            params = self.params
             self._snapshot = list(torch._foreach_mul(params, 1)) if params else []
         self._minus_update = self._update_norms = None
 
@@ -169,7 +169,7 @@ class RecordContext:
             with torch.no_grad():
                 minus = self._snapshot
                 if minus:
-                    torch._foreach_sub_(minus, [p.detach() for p in self.params])
+                    torch._foreach_sub_(minus, self.params)
             self._minus_update, self._snapshot = minus, None
         return self._minus_update
 
@@ -196,7 +196,7 @@ class RecordContext:
         if self._param_norms is None:
             if self.stepped:
                 raise RuntimeError("the parameters' norms before the step were not taken before it")
-            self._param_norms = tensor_norms([p.detach() for p in self.params], self.device)
+            self._param_norms = tensor_norms(self.params, self.device)
         return self._param_norms
 
     def release_snapshot(self) -> None:
@@ -215,6 +215,7 @@ class RecordContext:
             warnings.warn(f"dyntrace: {message}", stacklevel=3)
 
 
+@torch.no_grad()  # no graph, and no detach() of each tensor
 def tensor_norms(tensors: list, device) -> torch.Tensor:
     """‖t‖₂ of every tensor as float64 [T] on ``device``: one fused ``_foreach_norm`` per kind,
     half types accumulated in float32 (their range a norm can exceed), others in their own
@@ -242,13 +243,13 @@ def _norms_or_zero(tensors: list, device) -> torch.Tensor:
     """:func:`tensor_norms` with 0 for a missing (None) or sparse tensor."""
     index = [i for i, t in enumerate(tensors) if t is not None and not t.is_sparse]
     if len(index) == len(tensors):
-        return tensor_norms([t.detach() for t in tensors], device)
+        return tensor_norms(tensors, device)
     out = torch.zeros(len(tensors), dtype=torch.float64, device=device)
     if index:
         out.index_copy_(
             0,
             device_constant(tuple(index), device, torch.long),
-            tensor_norms([tensors[i].detach() for i in index], device),
+            tensor_norms([tensors[i] for i in index], device),
         )
     return out
 

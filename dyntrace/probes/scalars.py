@@ -52,7 +52,7 @@ class ScalarsProbe(Probe):
 
     def after_step(self, ctx):
         with torch.no_grad():
-            params = [p.detach() for p in ctx.params]
+            params = ctx.params  # (no graph under no_grad: no detach of each)
             ctx.emit_scalar("param_norm", _global_norm(params, ctx.device))
             # from −Δθ, computed once in the snapshot's buffers and shared with the steps probe
             ctx.emit_scalar("update_norm", torch.linalg.vector_norm(ctx.update_norms()))

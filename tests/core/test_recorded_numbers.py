@@ -411,3 +411,17 @@ def test_micro_batches_merge_into_the_moments_of_the_whole_step_centred_or_not(t
                     else ((every <= -0.95) | (every >= 0.95))
                 )
                 assert run.field("activations", "saturated", layer)[1][r] == int(near.sum())
+
+
+def test_summaries_of_parameters_build_no_graph():
+    """The summaries read parameters as they are (no detach of each): they must run without
+    autograd, or every record step would hang a graph on the model's weights."""
+    from dyntrace.probes.base import tensor_norms
+    from dyntrace.summaries import summarise_tensors
+
+    params = [nn.Parameter(torch.randn(5, 3)), nn.Parameter(torch.randn(4))]
+    rows = summarise_tensors(params, (None, None, 8), cap=1 << 14, magnitude=False)
+    norms = tensor_norms(params, torch.device("cpu"))
+    assert not rows.requires_grad and not norms.requires_grad
+    assert rows[0, 1].item() == pytest.approx(params[0].sum().item(), rel=1e-6)
+    assert norms.tolist() == pytest.approx([p.norm().item() for p in params], rel=1e-6)
