@@ -51,6 +51,8 @@ __all__ = [
     "moments_from_reductions",
     "histogram_rows",
     "device_constant",
+    "segment_sums",
+    "strided_view",
 ]
 
 REDUCES = ("sum", "min", "max")
@@ -137,7 +139,7 @@ def merge_packed(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _strided_view(flat: torch.Tensor, cap: int) -> torch.Tensor:
+def strided_view(flat: torch.Tensor, cap: int) -> torch.Tensor:
     """The elements :func:`strided_sample` takes, as a view (no copy)."""
     n = flat.numel()
     if n <= cap:
@@ -154,7 +156,7 @@ def strided_sample(flat: torch.Tensor, cap: int) -> torch.Tensor:
     [batch, units] tensor is sampled across all units rather than a few columns. The copy
     (``cap`` elements) makes the passes over the sample run at full speed.
     """
-    return _strided_view(flat, cap).contiguous()
+    return strided_view(flat, cap).contiguous()
 
 
 def histogram(values: torch.Tensor, edges) -> torch.Tensor:
@@ -312,14 +314,14 @@ def summarise_tensors(
         sizes_key = (sample.numel(),)
         sizes = torch.full((1,), float(sample.numel()), dtype=torch.float64, device=device)
     else:  # the samples are strided views, pooled by one copy
-        views = [_strided_view(f, cap) for f in flats]
+        views = [strided_view(f, cap) for f in flats]
         sizes_key = tuple(v.numel() for v in views)
         segment, sizes = _segments(sizes_key, device)
         sample = torch.cat(views).float()  # per-record allocation: the pooled samples
     shifts = None
     if centred:
         clean = torch.nan_to_num(sample, nan=0.0, posinf=0.0, neginf=0.0)
-        shifts = _segment_sums(clean, sizes_key, device) / sizes
+        shifts = segment_sums(clean, sizes_key, device) / sizes
     if norms is not None and not centred:
         squares = norms.double().square()
         if len(present) < len(tensors):
@@ -368,7 +370,7 @@ def tensor_reductions(x: torch.Tensor, *, cap: int, centred: bool):
     four 0-d tensors, the shift c (float64 [1], the sample's mean with NaN/±inf made 0) or
     None when not ``centred``, the strided sample as a view and as a float32 copy."""
     flat = x.reshape(-1)
-    raw = _strided_view(flat, cap)
+    raw = strided_view(flat, cap)
     sample = raw.to(torch.float32, memory_format=torch.contiguous_format, copy=True)
     shift = None
     if centred:
@@ -500,7 +502,7 @@ def _slots(values, lo, hi, bins) -> torch.Tensor:
     return slot.long()
 
 
-def _segment_sums(values: torch.Tensor, sizes: tuple, device) -> torch.Tensor:
+def segment_sums(values: torch.Tensor, sizes: tuple, device) -> torch.Tensor:
     """Sums of consecutive segments of ``values`` (lengths ``sizes``) as float64 [T]: one
     cumulative sum and a gather at the segment ends (a scatter into a handful of slots
     serialises on the CPU)."""

@@ -50,8 +50,10 @@ from dyntrace.summaries import (
     device_constant,
     empty_summary,
     log10_magnitude_edges,
+    segment_sums,
     split_summary,
     strided_sample,
+    strided_view,
     summarise_tensor,
     summarise_tensors,
 )
@@ -161,11 +163,18 @@ class StepsProbe(ParameterTensorProbe, Probe):
         in-place abs, the summaries in one batched :func:`summarise_tensors`; a dot, a zero count
         and the minimum stay per tensor.
         """
-        dots = torch.stack([_dot(m, g).to(device) for m, g in zip(minus, grads)]).double()
-        n_zero = torch.stack([(g.numel() - torch.count_nonzero(g)).to(device) for g in grads]).double()
-        sample_zero = torch.stack(
-            [(strided_sample(g.reshape(-1), self.hist_sample) == 0).sum().to(device) for g in grads]
-        ).double()
+        if any(g.device != device for g in grads):  # parameters on several devices (rare)
+            dots = torch.stack([_dot(m, g).to(device) for m, g in zip(minus, grads)]).double()
+            n_zero = torch.stack([(g.numel() - torch.count_nonzero(g)).to(device) for g in grads]).double()
+            sample_zero = torch.stack(
+                [(strided_sample(g.reshape(-1), self.hist_sample) == 0).sum().to(device) for g in grads]
+            ).double()
+        else:  # every parameter at once where a fused form exists
+            dots = torch.stack([_dot(m, g) for m, g in zip(minus, grads)]).double()
+            n_zero = _zero_counts(grads, device)
+            views = [strided_view(g.reshape(-1), self.hist_sample) for g in grads]  # η's sample, same stride
+            sizes = tuple(v.numel() for v in views)
+            sample_zero = segment_sums(torch.cat(views).eq(0).float(), sizes, device)
         # η_eff in Δθ's buffers. Where g = 0 the quotient is +inf (Δθ ≠ 0) or NaN (Δθ = 0): made
         # +inf first, so that the minimum is over g ≠ 0, then 0, so that the g = 0 coordinates
         # add nothing to sum, sumsq, max or the log histogram (zeros are not binned); collect()
@@ -173,7 +182,7 @@ class StepsProbe(ParameterTensorProbe, Probe):
         etas = torch._foreach_div(minus, grads)
         torch._foreach_abs_(etas)
         mins = torch.stack(
-            [e.nan_to_num_(nan=math.inf, posinf=math.inf).amin().to(device) for e in etas]
+            [_on(e.nan_to_num_(nan=math.inf, posinf=math.inf).amin(), device) for e in etas]
         ).double()
         for e in etas:
             e.nan_to_num_(posinf=0.0)
@@ -314,4 +323,21 @@ def _norm(x: torch.Tensor) -> torch.Tensor:
 def _dot(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """⟨x, y⟩ over all elements, in float32 at least."""
     dtype = torch.promote_types(torch.promote_types(x.dtype, y.dtype), torch.float32)
-    return torch.dot(x.reshape(-1).to(dtype), y.reshape(-1).to(dtype))
+    x, y = x.reshape(-1), y.reshape(-1)
+    return torch.dot(x if x.dtype == dtype else x.to(dtype), y if y.dtype == dtype else y.to(dtype))
+
+
+def _zero_counts(tensors: list, device) -> torch.Tensor:
+    """Elements exactly 0 of each tensor, float64 [T]: one fused count of the nonzero ones
+    (``_foreach_norm`` of order 0, exact in float32 below 2²⁴ elements) where every tensor is
+    float32/float64 and smaller, else one ``count_nonzero`` each."""
+    sizes = tuple(float(t.numel()) for t in tensors)
+    if all(t.dtype in (torch.float32, torch.float64) and t.numel() < 1 << 24 for t in tensors):
+        nonzero = torch.stack(torch._foreach_norm(tensors, 0)).double()
+    else:
+        nonzero = torch.stack([torch.count_nonzero(t) for t in tensors]).double()
+    return device_constant(sizes, device, torch.float64) - nonzero
+
+
+def _on(tensor: torch.Tensor, device) -> torch.Tensor:
+    return tensor if tensor.device == device else tensor.to(device)

@@ -345,3 +345,13 @@ def test_the_norms_before_the_step_cannot_be_asked_for_after_it():
         ctx.param_norms()
     ctx.release_snapshot()  # the end of the record step: asked for anew next time
     assert ctx.param_norms().tolist() == pytest.approx([float(model.weight.norm()), float(model.bias.norm())])
+
+
+def test_zero_counts_fused_and_one_by_one_agree_with_count_nonzero():
+    from dyntrace.probes.steps import _zero_counts
+
+    values = torch.tensor([0.0, 1.0, float("nan"), float("inf"), 0.0, -2.0])
+    tensors = [values, torch.zeros(3), values.reshape(2, 3).double()]
+    expected = [float(t.numel() - torch.count_nonzero(t)) for t in tensors]
+    assert _zero_counts(tensors, torch.device("cpu")).tolist() == expected  # fused
+    assert _zero_counts([t.bfloat16() for t in tensors], torch.device("cpu")).tolist() == expected  # one by one
