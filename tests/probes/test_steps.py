@@ -354,4 +354,6 @@ def test_zero_counts_fused_and_one_by_one_agree_with_count_nonzero():
     tensors = [values, torch.zeros(3), values.reshape(2, 3).double()]
     expected = [float(t.numel() - torch.count_nonzero(t)) for t in tensors]
     assert _zero_counts(tensors, torch.device("cpu")).tolist() == expected  # fused
-    assert _zero_counts([t.bfloat16() for t in tensors], torch.device("cpu")).tolist() == expected  # one by one
+    assert (
+        _zero_counts([t.bfloat16() for t in tensors], torch.device("cpu")).tolist() == expected
+    )  # one by one
