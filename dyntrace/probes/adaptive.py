@@ -275,10 +275,11 @@ class AdaptiveProbe(ParameterTensorProbe, Probe):
                 beta2.append(nan)
                 continue
             kind, state, group = found
-            acc = _adafactor_variance(state, group) if kind == "adafactor" else state[FAMILIES[kind]].detach()
+            acc = _adafactor_variance(state, group) if kind == "adafactor" else state[FAMILIES[kind]]
             lo, hi = torch.aminmax(acc.reshape(-1))
             # summed in the state's precision (a float64 reduction of float32 costs ~10x on a CPU)
-            rows.append(torch.stack([acc.sum().double(), lo.double(), hi.double()]).to(bins_device))
+            row = torch.stack([acc.sum(), lo, hi]).double()
+            rows.append(row if row.device == bins_device else row.to(bins_device))
             steps.append(state.get("step", nan))  # read with the record's transfer, never here
             beta2.append(float(group["betas"][1]) if kind == "adam" else nan)
         self._acc = torch.stack(rows)
@@ -303,7 +304,7 @@ class AdaptiveProbe(ParameterTensorProbe, Probe):
             else:
                 scale = math.sqrt(1 - beta2 ** float(step))
             # as torch's Adam: denom = √v / √(1 − β₂ᵗ) + ε; per-record allocation: ψ
-            return v.detach().sqrt().div_(scale).add_(eps).reciprocal_()
+            return v.sqrt().div_(scale).add_(eps).reciprocal_()  # (optimizer state: no graph to detach)
         if kind == "adamax":
             return state["exp_inf"].detach().reciprocal()  # eps is inside exp_inf already
         if kind == "adafactor":
