@@ -2,7 +2,8 @@
 
     python benchmarks/overhead.py [--quick] [--steps N] [--device cpu|cuda] [--models mlp,cnn,...]
     python benchmarks/overhead.py --profile      # where a record step's time goes, stage by stage,
-                                                 # and what the bare passes of exact moments cost
+                                                 # how many operations it dispatches, and what the
+                                                 # bare passes of exact moments cost
 
 Models: an MLP 784-512-512-10 (batch 256), "tiny" (the MLP's layout 16 wide, batch 8: its
 extra time is a record step's fixed cost), a small CNN (1x16x16 inputs, batch 128), a
@@ -36,6 +37,7 @@ import warnings
 import h5py
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import dyntrace
 
@@ -284,12 +286,28 @@ def profile(build, optimizer_cls, probes, *, steps=40):
             train_step(plain_model, plain_opt, x, y)
         spent.clear()
         recorded = [timed(lambda: train_step(model, opt, x, y, rec)) for _ in range(steps)]
+        with _CountOps() as ops:
+            train_step(model, opt, x, y, rec)
+        spent.clear()
     plain = [timed(lambda: train_step(plain_model, plain_opt, x, y)) for _ in range(steps)]
+    with _CountOps() as plain_ops:
+        train_step(plain_model, plain_opt, x, y)
     base, total = statistics.median(plain), statistics.median(recorded)
     rows = sorted(((k, 1e3 * v / steps) for k, v in spent.items() if v > 0), key=lambda r: -r[1])
     accounted = sum(ms for _, ms in rows)
     rows.append(("other (hook dispatch, log, …)", max(0.0, 1e3 * (total - base) - accounted)))
-    return 1e3 * base, 1e3 * total, rows
+    return 1e3 * base, 1e3 * total, rows, ops.count - plain_ops.count
+
+
+class _CountOps(TorchDispatchMode):
+    """Counts the operations dispatched to aten while active (views and no-op casts included):
+    each costs microseconds of Python and dispatch whatever its size."""
+
+    count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
 
 
 def floor(build, optimizer_cls, *, steps=60):
@@ -415,10 +433,11 @@ def main():
                 ("default", torch.optim.SGD, None),
                 ("all", torch.optim.Adam, "all"),
             ):
-                plain, total, rows = profile(build, opt_cls, probes)
+                plain, total, rows, ops = profile(build, opt_cls, probes)
                 print(
                     f"\n{model_name}, {label} probes: plain step {plain:.2f} ms, "
-                    f"record step {total:.2f} ms ({total / plain:.2f}x)"
+                    f"record step {total:.2f} ms ({total / plain:.2f}x); "
+                    f"{ops} operations dispatched beyond the plain step's"
                 )
                 for stage, ms in rows:
                     print(f"  {stage:<44} {ms:7.3f} ms")
