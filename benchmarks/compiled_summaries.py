@@ -23,8 +23,8 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import statistics
 import sys
-import time
 
 import torch
 
@@ -34,18 +34,9 @@ import overhead  # noqa: E402  (the models)
 from dyntrace.summaries import DEFAULT_HIST_SAMPLE, log10_magnitude_edges, summarise_tensors  # noqa: E402
 
 
-def timed(fn, device, repeats: int) -> float:
-    """Median seconds of ``fn()`` over ``repeats`` calls (synchronised on CUDA)."""
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+def median_time(fn, repeats: int) -> float:
+    """Median seconds of ``fn()`` over ``repeats`` calls (``overhead.timed``: synchronised on CUDA)."""
+    return statistics.median(overhead.timed(fn) for _ in range(repeats))
 
 
 def main():
@@ -56,9 +47,13 @@ def main():
     parser.add_argument("--models", default="tiny,mlp,cnn")
     parser.add_argument("--repeats", type=int, default=200)
     args = parser.parse_args()
-    device = torch.device(args.device)
+    device = overhead.DEVICE = torch.device(args.device)  # overhead.timed synchronises on it
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device here")
+    names = args.models.split(",")
+    unknown = [n for n in names if n not in overhead.MODELS]
+    if unknown:
+        raise SystemExit(f"unknown model {unknown[0]!r}; valid: {', '.join(overhead.MODELS)}")
     summaries = {
         "weights": functools.partial(
             summarise_tensors, edges=(None, None, 64), cap=DEFAULT_HIST_SAMPLE, magnitude=False
@@ -70,7 +65,7 @@ def main():
     print(f"torch {torch.__version__}, {device}; medians of {args.repeats} calls, alternating")
     head = ("model", "summary", "eager us", "compiled us", "ratio", "compile s", "max diff")
     print(f"{head[0]:<9} {head[1]:<10} {head[2]:>9} {head[3]:>12} {head[4]:>6} {head[5]:>10} {head[6]:>9}")
-    for name in args.models.split(","):
+    for name in names:
         torch.manual_seed(0)
         model, shape = overhead.MODELS[name]()
         model = model.to(device)
@@ -84,16 +79,14 @@ def main():
             args_ = tensors[label]
             eager = fn(args_)  # fills the constant cache before tracing
             compiled_fn = torch.compile(fn, dynamic=False)
-            start = time.perf_counter()
-            compiled = compiled_fn(args_)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            compile_s = time.perf_counter() - start
+            compiled = []
+            compile_s = overhead.timed(lambda: compiled.append(compiled_fn(args_)))
+            compiled = compiled[0]
             diff = (compiled - eager).abs().nan_to_num(0.0).max().item()
             e = c = 0.0
             for _ in range(4):  # alternating blocks: machine load hits both alike
-                e += timed(lambda: fn(args_), device, args.repeats // 4)
-                c += timed(lambda: compiled_fn(args_), device, args.repeats // 4)
+                e += median_time(lambda: fn(args_), args.repeats // 4)
+                c += median_time(lambda: compiled_fn(args_), args.repeats // 4)
             times = f"{e / 4 * 1e6:9.0f} {c / 4 * 1e6:12.0f} {c / e:6.2f}"
             print(f"{name:<9} {label:<10} {times} {compile_s:10.1f} {diff:9.2e}")
 

@@ -53,6 +53,7 @@ __all__ = [
     "device_constant",
     "segment_sums",
     "strided_view",
+    "on_device",
 ]
 
 REDUCES = ("sum", "min", "max")
@@ -380,27 +381,38 @@ def tensor_reductions(x: torch.Tensor, *, cap: int, centred: bool):
     return _reductions(flat, shift), shift, raw, sample
 
 
-def moments_from_reductions(reductions: list, counts: tuple, shifts: list, device) -> torch.Tensor:
+def moments_from_reductions(reductions: list, counts: tuple, shifts, device, squares=None) -> torch.Tensor:
     """[R, 5] moments [count, sum, sumsq, min, max] (float64 on ``device``) of R tensors from
     their :func:`tensor_reductions`: ``reductions`` the 4R 0-d tensors in order, ``counts``
-    their sizes, ``shifts`` each one's shift or None. One stack for all, the sums of the
-    centred ones rebuilt around their shift (see :func:`moments`), exactly as for one."""
+    their sizes, ``shifts`` each one's shift or None (or one float64 [R] tensor when every
+    row is centred, or None when none is). One stack for all, the sums of the centred ones
+    rebuilt around their shift (see :func:`moments`), exactly as for one. ``squares``: Σx² of
+    each row known already (float64 [R], uncentred): the reductions are then 3R, without it."""
     rows = len(counts)
     if any(r.device != device for r in reductions):  # columns on several devices (rare)
-        reductions = [r.to(device) for r in reductions]
-    lows, highs, s1, s2 = torch.stack(reductions).double().view(rows, 4).unbind(1)
+        reductions = [on_device(r, device) for r in reductions]
+    width = 4 if squares is None else 3
+    lows, highs, s1, *s2 = torch.stack(reductions).double().view(rows, width).unbind(1)
+    s2 = s2[0] if squares is None else squares
     count = device_constant(tuple(float(n) for n in counts), device, torch.float64)
-    centred = [i for i, c in enumerate(shifts) if c is not None]
-    if centred:
+    if isinstance(shifts, torch.Tensor):  # every row centred
+        c = shifts.double()
+        s1, s2 = s1 + count * c, s2 + 2 * c * s1 + count * c * c
+    elif shifts is not None and any(c is not None for c in shifts):
         zero = device_constant((0.0,), device, torch.float64)
-        c = torch.cat([zero if s is None else s if s.device == device else s.to(device) for s in shifts])
+        c = torch.cat([zero if s is None else on_device(s, device) for s in shifts])
         r1, r2 = s1 + count * c, s2 + 2 * c * s1 + count * c * c
-        if len(centred) == rows:
+        if all(s is not None for s in shifts):
             s1, s2 = r1, r2
         else:  # only the centred rows (0 · inf would turn an uncentred inf sum into NaN)
             mask = device_constant(tuple(s is not None for s in shifts), device, torch.bool)
             s1, s2 = torch.where(mask, r1, s1), torch.where(mask, r2, s2)
     return torch.stack([count, s1, s2, lows, highs], dim=1)
+
+
+def on_device(tensor: torch.Tensor, device) -> torch.Tensor:
+    """``tensor`` on ``device``; itself, without a dispatched call, when it is there already."""
+    return tensor if tensor.device == device else tensor.to(device)
 
 
 def _reductions(flat: torch.Tensor, shift: torch.Tensor | None, squares: bool = True) -> list:
@@ -522,9 +534,9 @@ _CONSTANTS: dict = {}
 
 
 def device_constant(values: tuple, device, dtype) -> torch.Tensor:
-    """A small constant tensor on ``device``, copied there once (cached by value, device and
-    dtype; a bounded cache): parameter shapes do not
-    change, so record steps reuse it instead of copying from the host every time."""
+    """A small constant tensor on ``device``, copied there once and cached by value, device and
+    dtype (a bounded cache): parameter shapes do not change, so record steps reuse it instead
+    of copying from the host every time."""
     key = (values, str(device), dtype)
     if key not in _CONSTANTS:
         if len(_CONSTANTS) >= 256:  # bounded: a handful of probes and shape sets
@@ -561,17 +573,8 @@ def _moments_of(flats, shifts, squares=None) -> torch.Tensor:
     reductions = []
     for k, flat in enumerate(flats):
         reductions += _reductions(flat, None if shifts is None else shifts[k], squares is None)
-    device = flats[0].device
-    count = device_constant(tuple(float(f.numel()) for f in flats), device, torch.float64)
-    if squares is None:
-        lows, highs, s1, s2 = torch.stack(reductions).double().view(len(flats), 4).unbind(1)
-    else:
-        lows, highs, s1 = torch.stack(reductions).double().view(len(flats), 3).unbind(1)
-        s2 = squares
-    if shifts is not None:
-        c = shifts.double()
-        s1, s2 = s1 + count * c, s2 + 2 * c * s1 + count * c * c
-    return torch.stack([count, s1, s2, lows, highs], dim=1)
+    counts = tuple(f.numel() for f in flats)
+    return moments_from_reductions(reductions, counts, shifts, flats[0].device, squares)
 
 
 def split_summary(packed: torch.Tensor) -> dict[str, torch.Tensor]:

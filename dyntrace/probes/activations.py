@@ -81,6 +81,7 @@ from dyntrace.summaries import (
     histogram_rows,
     moments_from_reductions,
     nice_ceiling,
+    on_device,
     packed_width,
     split_summary,
     tensor_fields,
@@ -661,13 +662,13 @@ class ActivationsProbe(Probe):
         out = torch.zeros((columns, 2), dtype=torch.float64, device=device)
         if not counted:
             return out
-        dead = torch.cat([_on(s.active, device).reshape(-1) for _, s in counted]).logical_not_()
+        dead = torch.cat([on_device(s.active, device).reshape(-1) for _, s in counted]).logical_not_()
         layout = tuple((i, s.active.numel()) for i, s in counted)
         runs = self._runs
         if runs is None or self._runs_layout != layout:  # a column's set or size changed: regather
             runs = torch.cat(
                 [
-                    s.dead_run.to(device)
+                    on_device(s.dead_run, device)
                     if s.dead_run is not None and s.dead_run.numel() == n
                     else torch.zeros(n, dtype=torch.int32, device=device)
                     for (_, n), (_, s) in zip(layout, counted)
@@ -696,14 +697,14 @@ class ActivationsProbe(Probe):
                 samples, owners, ranges = groups.setdefault(sample.device, ([], [], []))
                 samples.append(sample)
                 owners.append(k)
-                ranges.append(_on(state.range, sample.device))
+                ranges.append(on_device(state.range, sample.device))
         hist = torch.zeros((len(seen), packed_width(self.bins) - ZERO), dtype=torch.float64, device=device)
         for samples, owners, ranges in groups.values():
             ranges = torch.stack(ranges)
             counted = histogram_rows(
                 samples, ranges[:, 0], ranges[:, 1], self.bins, owners=tuple(owners), rows=len(seen)
             )
-            hist = hist + _on(counted, device)
+            hist = hist + on_device(counted, device)
         moments = self._moments(seen, device)  # [count … max, saturated]
         return torch.cat([moments[:, :ZERO], hist, moments[:, ZERO:]], dim=1)
 
@@ -732,7 +733,7 @@ class ActivationsProbe(Probe):
             sat = torch.zeros((len(counts), 1), dtype=torch.float64, device=device)
         else:
             zero = device_constant((0.0,), device, torch.float64)
-            sat = torch.stack([zero[0] if v is None else v.to(device, torch.float64) for v in saturated])[
+            sat = torch.stack([zero[0] if v is None else on_device(v, device).double() for v in saturated])[
                 :, None
             ]
         rows = torch.cat([rows, sat], dim=1)
@@ -804,8 +805,3 @@ class ActivationsProbe(Probe):
             "dead_patience": self.dead_patience,
             "hist_sample": self.hist_sample,
         }
-
-
-def _on(tensor: torch.Tensor, device) -> torch.Tensor:
-    """``tensor`` on ``device``; itself, without a dispatched call, when it is there already."""
-    return tensor if tensor.device == device else tensor.to(device)

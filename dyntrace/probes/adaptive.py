@@ -42,7 +42,7 @@ import torch
 from dyntrace.checks import check_int, check_range
 from dyntrace.probes._params import ParameterTensorProbe
 from dyntrace.probes.base import Probe
-from dyntrace.summaries import DEFAULT_HIST_SAMPLE, FieldSpec, log10_magnitude_edges
+from dyntrace.summaries import DEFAULT_HIST_SAMPLE, FieldSpec, log10_magnitude_edges, on_device
 
 __all__ = [
     "AdaptiveProbe",
@@ -278,8 +278,7 @@ class AdaptiveProbe(ParameterTensorProbe, Probe):
             acc = _adafactor_variance(state, group) if kind == "adafactor" else state[FAMILIES[kind]]
             lo, hi = torch.aminmax(acc.reshape(-1))
             # summed in the state's precision (a float64 reduction of float32 costs ~10x on a CPU)
-            row = torch.stack([acc.sum(), lo, hi]).double()
-            rows.append(row if row.device == bins_device else row.to(bins_device))
+            rows.append(on_device(torch.stack([acc.sum(), lo, hi]).double(), bins_device))
             steps.append(state.get("step", nan))  # read with the record's transfer, never here
             beta2.append(float(group["betas"][1]) if kind == "adam" else nan)
         self._acc = torch.stack(rows)

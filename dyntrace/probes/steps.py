@@ -50,6 +50,7 @@ from dyntrace.summaries import (
     device_constant,
     empty_summary,
     log10_magnitude_edges,
+    on_device,
     segment_sums,
     split_summary,
     strided_sample,
@@ -163,14 +164,13 @@ class StepsProbe(ParameterTensorProbe, Probe):
         in-place abs, the summaries in one batched :func:`summarise_tensors`; a dot, a zero count
         and the minimum stay per tensor.
         """
+        dots = torch.stack([on_device(_dot(m, g), device) for m, g in zip(minus, grads)]).double()
         if any(g.device != device for g in grads):  # parameters on several devices (rare)
-            dots = torch.stack([_dot(m, g).to(device) for m, g in zip(minus, grads)]).double()
             n_zero = torch.stack([(g.numel() - torch.count_nonzero(g)).to(device) for g in grads]).double()
             sample_zero = torch.stack(
                 [(strided_sample(g.reshape(-1), self.hist_sample) == 0).sum().to(device) for g in grads]
             ).double()
         else:  # every parameter at once where a fused form exists
-            dots = torch.stack([_dot(m, g) for m, g in zip(minus, grads)]).double()
             n_zero = _zero_counts(grads, device)
             views = [strided_view(g.reshape(-1), self.hist_sample) for g in grads]  # η's sample, same stride
             sizes = tuple(v.numel() for v in views)
@@ -182,7 +182,7 @@ class StepsProbe(ParameterTensorProbe, Probe):
         etas = torch._foreach_div(minus, grads)
         torch._foreach_abs_(etas)
         mins = torch.stack(
-            [_on(e.nan_to_num_(nan=math.inf, posinf=math.inf).amin(), device) for e in etas]
+            [on_device(e.nan_to_num_(nan=math.inf, posinf=math.inf).amin(), device) for e in etas]
         ).double()
         for e in etas:
             e.nan_to_num_(posinf=0.0)
@@ -337,7 +337,3 @@ def _zero_counts(tensors: list, device) -> torch.Tensor:
     else:
         nonzero = torch.stack([torch.count_nonzero(t) for t in tensors]).double()
     return device_constant(sizes, device, torch.float64) - nonzero
-
-
-def _on(tensor: torch.Tensor, device) -> torch.Tensor:
-    return tensor if tensor.device == device else tensor.to(device)
